@@ -1,0 +1,195 @@
+/**
+ * The one place Airlock opens Postgres connections. Every connection pins the
+ * session settings from DESIGN.md so that row texts and hashes come out the
+ * same at capture, diff and promote, and says which step opened it through
+ * `application_name`. Passwords stay off every printable form of a target.
+ */
+import pg from "pg";
+import { parse as parseConnectionString } from "pg-connection-string";
+import { AirlockError } from "../errors.ts";
+import { toAirlockError } from "./pg-error.ts";
+import { redactUrl } from "./redact.ts";
+
+/** The settings every Airlock connection pins (DESIGN.md, "Every Airlock connection pins its session"). */
+export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  TimeZone: "UTC",
+  DateStyle: "ISO",
+  IntervalStyle: "postgres",
+  extra_float_digits: "3",
+  bytea_output: "hex",
+};
+
+/** Where to connect. `password` is non-enumerable, so logging or JSON-encoding a target never shows it. */
+export interface PgTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  readonly password?: string;
+  /** A printable form with the password replaced. */
+  readonly display: string;
+  /** Extra libpq parameters from the URL (sslmode, options, …), passed through. */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** Builds a target from its parts; the password is hidden from enumeration. */
+export function makeTarget(parts: { host: string; port: number; database: string; user: string; password?: string; params?: Record<string, string> }): PgTarget {
+  const display = redactUrl(formatUrl({ ...parts, params: {} }));
+  const target = { host: parts.host, port: parts.port, database: parts.database, user: parts.user, display, params: parts.params ?? {} };
+  if (parts.password !== undefined) Object.defineProperty(target, "password", { value: parts.password, enumerable: false });
+  return target as PgTarget;
+}
+
+/**
+ * Parses a connection URL (or libpq key=value string); missing parts fall back
+ * to the `PG*` environment variables as libpq does.
+ */
+export function parseTarget(url: string): PgTarget {
+  let parsed: ReturnType<typeof parseConnectionString>;
+  try {
+    parsed = parseConnectionString(url);
+  } catch (e) {
+    throw new AirlockError("AIRLOCK_BAD_URL", `not a Postgres connection URL: ${redactUrl(url)}`, {
+      hint: "use the form postgres://user:password@host:5432/database",
+      cause: e,
+    });
+  }
+  if (!/^postgres(ql)?:\/\//i.test(url) && !url.includes("=")) {
+    throw new AirlockError("AIRLOCK_BAD_URL", `not a Postgres connection URL: ${redactUrl(url)}`, {
+      hint: "use the form postgres://user:password@host:5432/database",
+    });
+  }
+  const env = process.env;
+  const port = Number(parsed.port ?? env.PGPORT ?? 5432);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new AirlockError("AIRLOCK_BAD_URL", `bad port in ${redactUrl(url)}`, { hint: "the port must be a number from 1 to 65535" });
+  }
+  const params: Record<string, string> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (["host", "port", "database", "user", "password"].includes(key)) continue;
+    if (typeof value === "string") params[key] = value;
+  }
+  const user = parsed.user ?? env.PGUSER ?? env.USER ?? "postgres";
+  const password = parsed.password ?? env.PGPASSWORD;
+  return makeTarget({
+    host: parsed.host ?? env.PGHOST ?? "localhost",
+    port,
+    database: parsed.database ?? env.PGDATABASE ?? user,
+    user,
+    ...(password === undefined || password === "" ? {} : { password }),
+    params,
+  });
+}
+
+/** A target's URL. Includes the password only when `withPassword` is set: for handing to a child process, never for printing. */
+export function formatUrl(t: { host: string; port: number; database: string; user: string; password?: string; params?: Readonly<Record<string, string>> }, withPassword = false): string {
+  const auth = encodeURIComponent(t.user) + (withPassword && t.password !== undefined ? `:${encodeURIComponent(t.password)}` : "");
+  const socket = t.host.startsWith("/");
+  const host = socket ? "" : t.host.includes(":") ? `[${t.host}]` : t.host;
+  const query = new URLSearchParams(t.params ?? {});
+  if (socket) query.set("host", t.host);
+  const qs = query.toString();
+  return `postgres://${auth}@${host}:${t.port}/${encodeURIComponent(t.database)}${qs === "" ? "" : `?${qs}`}`;
+}
+
+/** Options for a single connection. */
+export interface ConnectOptions {
+  /** The pipeline step, shown as `application_name=airlock/<step>`. */
+  readonly step: string;
+  /** Server-side statement timeout for this connection, in ms. */
+  readonly statementTimeoutMs?: number;
+  /** Lock timeout for this connection, in ms. */
+  readonly lockTimeoutMs?: number;
+  /** Makes every transaction of this connection read-only. */
+  readonly readOnly?: boolean;
+  /** Client-side connect timeout, in ms (default 10 s). */
+  readonly connectTimeoutMs?: number;
+}
+
+// Date/time values stay the server's text: a JS Date would drop microseconds
+// and time zones, and hashes of rows must match what COPY produces.
+const TEXT_TYPE_OIDS = new Set([1082, 1083, 1114, 1184, 1186, 1266]);
+const passthroughTypes = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (TEXT_TYPE_OIDS.has(oid)) return (value: string) => value;
+    return pg.types.getTypeParser(oid, format as "text");
+  },
+};
+
+function clientConfig(target: PgTarget, options: ConnectOptions): pg.ClientConfig {
+  const settings: Record<string, string> = { ...PINNED_SETTINGS };
+  if (options.statementTimeoutMs !== undefined) settings.statement_timeout = String(options.statementTimeoutMs);
+  if (options.lockTimeoutMs !== undefined) settings.lock_timeout = String(options.lockTimeoutMs);
+  if (options.readOnly === true) settings.default_transaction_read_only = "on";
+  const pinned = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(" ");
+  const fromUrl = target.params.options;
+  const { options: _ignored, application_name: _app, ...rest } = target.params;
+  return {
+    ...rest,
+    host: target.host,
+    port: target.port,
+    database: target.database,
+    user: target.user,
+    ...(target.password === undefined ? {} : { password: target.password }),
+    application_name: `airlock/${options.step}`,
+    options: fromUrl === undefined ? pinned : `${fromUrl} ${pinned}`,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    types: passthroughTypes,
+  } as pg.ClientConfig;
+}
+
+function asTarget(target: PgTarget | string): PgTarget {
+  return typeof target === "string" ? parseTarget(target) : target;
+}
+
+/** Opens one connection with the pinned session; the caller ends it. */
+export async function openClient(target: PgTarget | string, options: ConnectOptions): Promise<pg.Client> {
+  const t = asTarget(target);
+  const client = new pg.Client(clientConfig(t, options));
+  // An idle connection that the server drops must not crash the process.
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.end().catch(() => undefined);
+    throw toAirlockError(e, { target: t.display, ...(t.password === undefined ? {} : { secrets: [t.password] }) });
+  }
+  return client;
+}
+
+/** Opens a pool whose every connection has the pinned session. */
+export function openPool(target: PgTarget | string, options: ConnectOptions & { readonly max: number }): pg.Pool {
+  const t = asTarget(target);
+  const pool = new pg.Pool({ ...clientConfig(t, options), max: options.max });
+  pool.on("error", () => undefined);
+  return pool;
+}
+
+/** Runs `fn` with a fresh connection and always closes it. */
+export async function withClient<T>(target: PgTarget | string, options: ConnectOptions, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await openClient(target, options);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Runs one statement and maps any error to an AirlockError that carries the SQL (for the caret). */
+export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.ClientBase, sql: string, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+  try {
+    return await client.query<R>(sql, values as unknown[] | undefined);
+  } catch (e) {
+    throw toAirlockError(e, { sql });
+  }
+}
+
+/** Quotes an identifier for SQL. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Quotes a string literal for SQL. */
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
