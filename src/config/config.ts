@@ -1,0 +1,61 @@
+/**
+ * Airlock's configuration: the typed shape of airlock.config.ts, its
+ * defaults, and `parseConfig`, which reports every problem at once.
+ */
+import { AirlockError } from "../errors.ts";
+import { type Problem, boolean, number, object, optional, record, section, string, withDefault } from "./schema.ts";
+
+const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
+  if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return value;
+  problems.push({ path, message: `expected a string, number or boolean Postgres setting, got ${typeof value}` });
+  return undefined;
+};
+
+const configSchema = object({
+  /** Where Airlock keeps its state (clusters, snapshots, sessions, diffs, audit log). */
+  stateDir: withDefault(string({ nonEmpty: true }), ".airlock"),
+  /** The embedded default backend. */
+  local: section(
+    object({
+      /** The cluster directory; relative paths are under the project directory. */
+      clusterDir: optional(string({ nonEmpty: true })),
+      /** The Postgres bin directory (else AIRLOCK_PG_BIN, pg_config, PATH, /usr/lib/postgresql). */
+      pgBin: optional(string({ nonEmpty: true })),
+      /** The OS user the server runs as when Airlock is root (else AIRLOCK_PG_USER, then postgres). */
+      serverUser: optional(string({ nonEmpty: true, pattern: /^[a-z_][a-z0-9_-]*$/i, patternHint: "a user name" })),
+      /** Skip fsync in the staging cluster: faster, and staging is disposable. */
+      disposable: withDefault(boolean(), true),
+      /** Extra Postgres settings for the staging cluster. */
+      settings: withDefault(record(serverSetting), () => ({})),
+      /** max_connections of the staging cluster. */
+      maxConnections: withDefault(number({ integer: true, min: 10, max: 10_000 }), 200),
+    }),
+  ),
+});
+
+/** The configuration after validation, with every default filled in. */
+export type AirlockConfig = NonNullable<ReturnType<typeof configSchema>>;
+
+/** What users write in airlock.config.ts (every key optional). */
+export type AirlockConfigInput = DeepPartial<AirlockConfig>;
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends Record<string, unknown> ? DeepPartial<T[K]> : T[K] };
+
+/** Identity function that gives airlock.config.ts its types. */
+export function defineConfig(config: AirlockConfigInput): AirlockConfigInput {
+  return config;
+}
+
+/** Validates untrusted settings; throws AIRLOCK_CONFIG_INVALID listing every problem with its path. */
+export function parseConfig(input: unknown, source = "airlock.config.ts"): AirlockConfig {
+  const problems: Problem[] = [];
+  const parsed = configSchema(input, "", problems);
+  if (parsed === undefined || problems.length > 0) {
+    const list = problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n");
+    throw new AirlockError("AIRLOCK_CONFIG_INVALID", `${source} has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${list}`, {
+      hint: `fix them in ${source}; every key is described in the README's configuration reference`,
+      details: { problems },
+    });
+  }
+  return parsed;
+}
