@@ -1,0 +1,57 @@
+/**
+ * The `airlock` CLI: parses flags, calls the library, prints. One file per
+ * command; this file wires them together and is the one place errors are
+ * printed and turned into exit codes (0 ok, 1 error, 2 refused).
+ */
+import { Command, CommanderError } from "commander";
+import { AirlockError, EXIT_ERROR, formatError } from "../src/errors.ts";
+import { registerCluster } from "./cluster.ts";
+import { registerConfig } from "./config.ts";
+import { registerDemo } from "./demo.ts";
+import { collectSecrets, redact, sayJson, warn } from "./output.ts";
+import { registerSeedDemo } from "./seed-demo.ts";
+
+/** Builds the command tree. */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("airlock")
+    .description("Disposable, masked staging Postgres for AI agents, and verified, approved, reversible promotion to production.")
+    .version("0.1.0")
+    .option("--json", "print machine-readable JSON instead of text")
+    .option("--config <file>", "use this config file instead of ./airlock.config.ts")
+    .showSuggestionAfterError()
+    .exitOverride()
+    .addHelpText(
+      "after",
+      `
+Exit codes: 0 ok, 1 error, 2 refused (approval, hazard or conflict).
+Secrets come from .env (PROD_DATABASE_URL, AIRLOCK_SECRET); see .env.example.
+Run \`airlock <command> --help\` for a command's flags and examples.`,
+    );
+  registerDemo(program);
+  registerSeedDemo(program);
+  registerCluster(program);
+  registerConfig(program);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  collectSecrets(argv);
+  const program = buildProgram();
+  const json = argv.includes("--json");
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander already printed usage or help
+    const err = e instanceof AirlockError ? e : undefined;
+    if (json) sayJson({ ok: false, error: err?.toJSON() ?? { code: "AIRLOCK_INTERNAL", message: redact(String((e as Error)?.message ?? e)) } });
+    warn(formatError(e));
+    if (err === undefined && process.env.AIRLOCK_DEBUG === "1") warn(redact(String((e as Error)?.stack)));
+    return err?.exitCode ?? EXIT_ERROR;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
