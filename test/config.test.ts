@@ -35,6 +35,8 @@ describe("config validation lists every problem", () => {
     const c = parseConfig({});
     expect(c.stateDir).toBe(".airlock");
     expect(c.local).toEqual({ disposable: true, settings: {}, maxConnections: 200 });
+    expect(c.masking).toEqual({ rules: {}, sampleSize: 200 });
+    expect(c.capture).toEqual({ statementTimeout: 3_600_000, lockTimeout: 5_000 });
   });
 
   it("reports unknown keys, wrong types and out-of-range values together, each with its path", () => {

@@ -1,20 +1,9 @@
 /**
- * Building rows in COPY text format (the default of `COPY … FROM STDIN`):
- * columns separated by tabs, rows by newlines, NULL written as `\N`, and
- * backslash, tab, newline and carriage return escaped with a backslash.
+ * Building rows in COPY text format for the demo: escaping comes from
+ * src/pg/copy-text.ts; dates, times and money are formatted here.
  */
 
-const ESCAPES: Readonly<Record<string, string>> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
-const NEEDS_ESCAPE = /[\\\t\n\r]/;
-const TO_ESCAPE = /[\\\t\n\r]/g;
-
-/** The COPY text form of a value: `\N` for null, special characters escaped. */
-export function copyText(value: string | null): string {
-  if (value === null) return "\\N";
-  // Most values have nothing to escape; testing first avoids a replace per value.
-  if (!NEEDS_ESCAPE.test(value)) return value;
-  return value.replace(TO_ESCAPE, (c) => ESCAPES[c] ?? c);
-}
+export { copyText } from "../../src/pg/copy-text.ts";
 
 const DAY_MS = 86_400_000;
 

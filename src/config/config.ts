@@ -3,7 +3,8 @@
  * defaults, and `parseConfig`, which reports every problem at once.
  */
 import { AirlockError } from "../errors.ts";
-import { type Problem, boolean, number, object, optional, record, section, string, withDefault } from "./schema.ts";
+import { maskRule, ruleKey } from "../snapshot/rules.ts";
+import { type Problem, boolean, duration, number, object, optional, record, section, string, withDefault } from "./schema.ts";
 
 const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
   if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return value;
@@ -29,6 +30,21 @@ const configSchema = object({
       settings: withDefault(record(serverSetting), () => ({})),
       /** max_connections of the staging cluster. */
       maxConnections: withDefault(number({ integer: true, min: 10, max: 10_000 }), 200),
+    }),
+  ),
+  /** How production values become snapshot values: "schema.table.column" (or "table.column") → rule. */
+  masking: section(
+    object({
+      rules: withDefault(record(maskRule, ruleKey), () => ({})),
+      /** Non-null values sampled per column for PII detection. */
+      sampleSize: withDefault(number({ integer: true, min: 10, max: 10_000 }), 200),
+    }),
+  ),
+  /** Limits for the read-only capture transaction on production. */
+  capture: section(
+    object({
+      statementTimeout: withDefault(duration(), 3_600_000),
+      lockTimeout: withDefault(duration(), 5_000),
     }),
   ),
 });

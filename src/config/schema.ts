@@ -81,9 +81,11 @@ export function record<T>(valueSchema: Schema<T>, keySchema?: Schema<string>): S
     const out: Record<string, T> = {};
     for (const [key, v] of Object.entries(value)) {
       const p = path === "" ? key : `${path}.${key}`;
-      if (keySchema !== undefined && keySchema(key, p, problems) === undefined) continue;
+      // The key schema may normalise the key (e.g. add a default schema name).
+      const k = keySchema === undefined ? key : keySchema(key, p, problems);
+      if (k === undefined) continue;
       const parsed = valueSchema(v, p, problems);
-      if (parsed !== undefined) out[key] = parsed;
+      if (parsed !== undefined) out[k] = parsed;
     }
     return out;
   };
