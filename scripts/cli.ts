@@ -10,6 +10,7 @@ import { registerConfig } from "./config.ts";
 import { registerDemo } from "./demo.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
+import { registerSnapshot } from "./snapshot.ts";
 
 /** Builds the command tree. */
 export function buildProgram(): Command {
@@ -30,9 +31,11 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
     );
   registerDemo(program);
   registerSeedDemo(program);
+  registerSnapshot(program);
   registerCluster(program);
   registerConfig(program);
-  for (const cmd of program.commands) cmd.exitOverride();
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  for (const cmd of all(program)) cmd.exitOverride();
   return program;
 }
 

@@ -1,0 +1,123 @@
+/**
+ * `airlock snapshot`: capture a masked snapshot of production, and list,
+ * show, verify or remove snapshots.
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Command } from "commander";
+import type { Project } from "../src/config/load.ts";
+import { AirlockError, EXIT_ERROR } from "../src/errors.ts";
+import { parseTarget } from "../src/pg/connect.ts";
+import { captureSnapshot, suggestRules } from "../src/snapshot/capture.ts";
+import { rulesBlock } from "../src/snapshot/pii.ts";
+import { listSnapshots, readManifest, removeSnapshot, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
+import { globalFlags, projectFor } from "./context.ts";
+import { progress, say, sayJson, table } from "./output.ts";
+
+function productionUrl(from: string | undefined): string {
+  const url = from ?? process.env.PROD_DATABASE_URL;
+  if (url === undefined || url === "") {
+    throw new AirlockError("AIRLOCK_NO_PRODUCTION_URL", "no production database given", {
+      hint: "pass --from postgres://… or set PROD_DATABASE_URL in .env",
+    });
+  }
+  return url;
+}
+
+function captureOptions(project: Project) {
+  const c = project.config;
+  return { rules: c.masking.rules, statementTimeoutMs: c.capture.statementTimeout, lockTimeoutMs: c.capture.lockTimeout, sampleSize: c.masking.sampleSize };
+}
+
+/** Registers the command. */
+export function registerSnapshot(program: Command): void {
+  const snapshot = program
+    .command("snapshot")
+    .description("capture a consistent, masked snapshot of production (read-only), or manage snapshots")
+    .option("--from <url>", "the production database (default: PROD_DATABASE_URL)")
+    .option("--init-rules", "detect personal data and write (or print) a starting masking.rules block; captures nothing")
+    .addHelpText(
+      "after",
+      `
+The capture runs in one read-only REPEATABLE READ transaction (plus pg_dump on
+its exported snapshot: at most two connections), masks every ruled column
+deterministically (AIRLOCK_SECRET), stops on unruled personal data, and scans
+the result for leaks before keeping it.
+
+Examples:
+  airlock snapshot --init-rules          # start masking.rules for your schema
+  airlock snapshot                       # capture from PROD_DATABASE_URL
+  airlock snapshot ls
+  airlock snapshot verify snap-20261124-101500-a1b2c3`,
+    )
+    .action(async (opts: { from?: string; initRules?: boolean }, cmd: Command) => {
+      const json = globalFlags(cmd).json;
+      const project = await projectFor(cmd);
+      const source = parseTarget(productionUrl(opts.from));
+      if (opts.initRules === true) {
+        const suspicions = await suggestRules({ source, ...captureOptions(project) });
+        const block = rulesBlock(suspicions);
+        const file = join(project.dir, "airlock.config.ts");
+        const written = suspicions.length > 0 && project.configFile === undefined && !existsSync(file);
+        if (written) writeFileSync(file, `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    rules: ${block.trim().replace(/\n/g, "\n    ")},\n  },\n});\n`);
+        if (json) return sayJson({ columns: suspicions.map((s) => ({ column: `${s.column.schema}.${s.column.table}.${s.column.column}`, reasons: s.reasons })), written: written ? file : null, block });
+        if (suspicions.length === 0) return say("no unruled column looks like personal data");
+        say(written ? `wrote ${file} with rules for ${suspicions.length} columns; review each before capturing:` : `add these rules to masking.rules in ${project.configFile ?? file}:`);
+        return say(block);
+      }
+      const bar = progress(!json);
+      const manifest = await captureSnapshot({
+        source,
+        secret: process.env.AIRLOCK_SECRET,
+        snapshotsDir: snapshotsDir(project.statePath()),
+        ...captureOptions(project),
+        onProgress: (e) => bar.update(e.phase === "table" ? `[${e.index}/${e.of}] ${e.table}: ${e.rows.toLocaleString("en-US")} rows` : `${e.phase}…`),
+      });
+      bar.done();
+      const masked = manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0);
+      const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
+      if (json) return sayJson({ id: manifest.id, tables: manifest.tables.length, rows, maskedColumns: masked, leakScan: manifest.leakScan, elapsedMs: manifest.elapsedMs });
+      say(`snapshot ${manifest.id}: ${manifest.tables.length} tables, ${rows.toLocaleString("en-US")} rows, ${masked} masked columns, leak scan clean (${manifest.leakScan.originalsChecked.toLocaleString("en-US")} originals) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`);
+      say(`next: \`airlock up --snapshot ${manifest.id}\` or \`airlock run -- <agent>\``);
+    });
+
+  snapshot
+    .command("ls")
+    .description("list snapshots, newest first")
+    .action(async (_opts, cmd: Command) => {
+      const all = listSnapshots(snapshotsDir((await projectFor(cmd)).statePath()));
+      if (globalFlags(cmd).json) return sayJson(all.map((m) => ({ id: m.id, createdAt: m.createdAt, tables: m.tables.length, rows: m.tables.reduce((n, t) => n + t.rows, 0), source: m.source })));
+      if (all.length === 0) return say("no snapshots yet: `airlock snapshot --from $PROD_DATABASE_URL`");
+      say(table(["id", "created", "tables", "rows", "source"], all.map((m) => [m.id, m.createdAt, m.tables.length, m.tables.reduce((n, t) => n + t.rows, 0), `${m.source.database}@${m.source.host} (Postgres ${m.source.serverVersion})`])));
+    });
+
+  snapshot
+    .command("show <id>")
+    .description("show a snapshot's manifest: tables, row counts, masking per column")
+    .action(async (id: string, _opts, cmd: Command) => {
+      const m = readManifest(snapshotsDir((await projectFor(cmd)).statePath()), id);
+      if (globalFlags(cmd).json) return sayJson(m);
+      say(`${m.id} taken ${m.createdAt} from ${m.source.database}@${m.source.host}:${m.source.port} (Postgres ${m.source.serverVersion})`);
+      say(`rules ${m.rulesHash.slice(0, 12)}, leak scan clean over ${m.leakScan.fieldsScanned.toLocaleString("en-US")} fields`);
+      say(table(["table", "rows", "key", "masked columns"], m.tables.map((t) => [`${t.schema}.${t.name}`, t.rows, t.key?.join(", ") ?? "(none)", t.columns.filter((c) => c.rule !== "keep").map((c) => `${c.name}=${c.rule}`).join(", ")])));
+    });
+
+  snapshot
+    .command("verify <id>")
+    .description("re-check every file's sha256 and report the first corrupt one")
+    .action(async (id: string, _opts, cmd: Command) => {
+      const r = await verifySnapshot(snapshotsDir((await projectFor(cmd)).statePath()), id);
+      if (globalFlags(cmd).json) sayJson({ id, ...r });
+      else say(r.ok ? `${id}: all ${r.files} files match their checksums` : `${id}: ${r.file} is ${r.problem === "missing" ? "missing" : "corrupt (checksum mismatch)"}`);
+      if (!r.ok) process.exitCode = EXIT_ERROR;
+    });
+
+  snapshot
+    .command("rm <id>")
+    .description("delete a snapshot")
+    .action(async (id: string, _opts, cmd: Command) => {
+      removeSnapshot(snapshotsDir((await projectFor(cmd)).statePath()), id);
+      if (globalFlags(cmd).json) return sayJson({ removed: id });
+      say(`removed ${id}`);
+    });
+}
