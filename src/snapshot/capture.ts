@@ -150,6 +150,8 @@ async function dumpSchema(binaries: PgBinaries, source: PgTarget, snapshotName: 
 class MaskingTransform extends Transform {
   private readonly decoder = new StringDecoder("utf8");
   private rest = "";
+  // One write per input chunk: each write to a zlib stream is a thread-pool round trip.
+  private pendingFingerprints = "";
   rows = 0;
 
   constructor(
@@ -171,6 +173,7 @@ class MaskingTransform extends Transform {
       let out = "";
       for (const line of lines) out += this.maskLine(line);
       if (out !== "") this.push(out);
+      this.flushFingerprints();
       done();
     } catch (e) {
       done(e as Error);
@@ -181,11 +184,18 @@ class MaskingTransform extends Transform {
     try {
       const tail = this.rest + this.decoder.end();
       if (tail !== "") this.push(this.maskLine(tail));
+      this.flushFingerprints();
       this.fingerprints?.end();
       done();
     } catch (e) {
       done(e as Error);
     }
+  }
+
+  private flushFingerprints(): void {
+    if (this.pendingFingerprints === "" || this.fingerprints === null) return;
+    this.fingerprints.write(this.pendingFingerprints);
+    this.pendingFingerprints = "";
   }
 
   private maskLine(line: string): string {
@@ -206,7 +216,7 @@ class MaskingTransform extends Transform {
       if (plan.keyIndexes !== null && this.fingerprints !== null) {
         // Fingerprint of the original row, filed under its (masked) key: the snapshot holds no real value.
         const digest = this.rowHmac.digest(`${plan.table.schema}.${plan.table.name}\u0000${line}`).toString("base64url");
-        this.fingerprints.write(`${plan.keyIndexes.map((k) => fields[k]).join("\t")}\t${digest}\n`);
+        this.pendingFingerprints += `${plan.keyIndexes.map((k) => fields[k]).join("\t")}\t${digest}\n`;
       }
     }
     this.rows++;
@@ -257,19 +267,28 @@ function writeError(dir: string, e: unknown): AirlockError {
   });
 }
 
+const UNSCANNED_TYPES = /^(smallint|integer|bigint|numeric(\(.*\))?|real|double precision|boolean|date|time(stamp)?( ?\(\d\))?( with(out)? time zone)?|interval.*|uuid|money|oid)$/;
+
 /** Reads each data file back and fails on the first original value found in it. */
 async function scanForLeaks(dir: string, tables: readonly ManifestTable[], schemaSql: string, leaks: LeakScanner): Promise<void> {
   for (const word of schemaSql.split(/\s+/)) {
     if (leaks.leaks(word)) throw leakError("the schema (schema.sql)");
   }
   for (const t of tables) {
+    // A masked column holds only the masker's output, and numbers, dates and
+    // booleans cannot spell a text original: only the other columns are read.
+    const scanned = t.columns.flatMap((c, i) => (c.rule === "keep" && !UNSCANNED_TYPES.test(c.type) ? [i] : []));
+    if (scanned.length === 0) continue;
     const decoder = new StringDecoder("utf8");
     let rest = "";
     let found: string | undefined;
     const check = (line: string) => {
       const fields = line.split("\t");
-      for (let i = 0; i < fields.length && found === undefined; i++) {
-        if (leaks.leaks(copyValue(fields[i]!))) found = `${t.schema}.${t.name}.${t.columns[i]?.name ?? `#${i}`}`;
+      for (const i of scanned) {
+        if (leaks.leaks(copyValue(fields[i]!))) {
+          found = `${t.schema}.${t.name}.${t.columns[i]!.name}`;
+          return;
+        }
       }
     };
     const stream = createReadStream(join(dir, t.file)).pipe(createGunzip());

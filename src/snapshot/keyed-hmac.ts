@@ -2,24 +2,18 @@
  * HMAC-SHA256 keyed by the operator's AIRLOCK_SECRET: the seed of every
  * masked value and the fingerprint of every production row.
  */
-import { createHash, createHmac, type Hash } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { Sha256Hmac } from "./sha256.ts";
 
-/** HMAC-SHA256 with the keyed state computed once (a fresh createHmac per value costs ~5 µs). */
+/** HMAC-SHA256 keyed once by a secret; see sha256.ts for why it is not node:crypto. */
 export class KeyedHmac {
-  private readonly inner: Hash;
-  private readonly outer: Hash;
+  private readonly impl: Sha256Hmac;
   constructor(key: string) {
-    let k = Buffer.from(key, "utf8");
-    if (k.length > 64) k = createHash("sha256").update(k).digest();
-    const block = Buffer.alloc(64);
-    k.copy(block);
-    this.inner = createHash("sha256").update(block.map((x) => x ^ 0x36));
-    this.outer = createHash("sha256").update(block.map((x) => x ^ 0x5c));
+    this.impl = new Sha256Hmac(Buffer.from(key, "utf8"));
   }
   /** HMAC of a message. */
   digest(message: string): Buffer {
-    const inner = this.inner.copy().update(message, "utf8").digest();
-    return this.outer.copy().update(inner).digest();
+    return this.impl.digest(message);
   }
 }
 

@@ -165,9 +165,10 @@ export class Masker {
     if (rule.kind === "constant") return rule.value;
     if (value === null) return null;
     const domain = ("domain" in rule ? rule.domain : undefined) ?? columnKey(column);
-    const redrawKey = `${domain}\u0000${value}`;
-    const again = this.redrawn.get(redrawKey);
-    if (again !== undefined) return again;
+    if (this.redrawn.size > 0) {
+      const again = this.redrawn.get(`${domain}\u0000${value}`);
+      if (again !== undefined) return again;
+    }
     let out = this.generate(rule, column, domain, value, this.seed(domain, value));
     if (column.unique && out !== null) {
       const key = columnKey(column);
@@ -175,7 +176,7 @@ export class Masker {
       if (set === undefined) this.taken.set(key, (set = new Set()));
       for (let attempt = 1; set.has(out!) && attempt <= 100; attempt++) {
         out = this.generate(rule, column, domain, value, this.seed(domain, `${value}\u0000${attempt}`));
-        this.redrawn.set(redrawKey, out!);
+        this.redrawn.set(`${domain}\u0000${value}`, out!);
       }
       if (set.has(out!)) {
         throw new AirlockError("AIRLOCK_MASK_NOT_UNIQUE", `cannot keep ${key} unique after masking: the rule's outputs collide`, {
