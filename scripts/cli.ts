@@ -10,6 +10,8 @@ import { registerConfig } from "./config.ts";
 import { registerDemo } from "./demo.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
+import { registerRun } from "./run.ts";
+import { registerSessions } from "./sessions.ts";
 import { registerSnapshot } from "./snapshot.ts";
 
 /** Builds the command tree. */
@@ -32,6 +34,8 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   registerDemo(program);
   registerSeedDemo(program);
   registerSnapshot(program);
+  registerSessions(program);
+  registerRun(program);
   registerCluster(program);
   registerConfig(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];

@@ -46,6 +46,15 @@ export function sayJson(value: unknown): void {
   process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
 }
 
+/**
+ * Prints without redaction. Only for handing a session's agent URL to the
+ * user who asked for it (`up`, `url`): the agent's own staging password,
+ * never production's.
+ */
+export function sayUnredacted(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
 /** Prints a diagnostic to stderr. */
 export function warn(text: string): void {
   process.stderr.write(`${redact(text)}\n`);

@@ -4,7 +4,7 @@
  */
 import { AirlockError } from "../errors.ts";
 import { maskRule, ruleKey } from "../snapshot/rules.ts";
-import { type Problem, boolean, duration, number, object, optional, record, section, string, withDefault } from "./schema.ts";
+import { type Problem, boolean, duration, number, object, oneOf, optional, record, section, string, withDefault } from "./schema.ts";
 
 const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
   if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return value;
@@ -38,6 +38,15 @@ const configSchema = object({
       rules: withDefault(record(maskRule, ruleKey), () => ({})),
       /** Non-null values sampled per column for PII detection. */
       sampleSize: withDefault(number({ integer: true, min: 10, max: 10_000 }), 200),
+    }),
+  ),
+  /** Agent sessions: the default backend, lifetime and the limits on the agent's role. */
+  staging: section(
+    object({
+      backend: withDefault(oneOf(["local", "pulumi"] as const), "local"),
+      ttl: withDefault(duration(), 2 * 3_600_000),
+      connectionLimit: withDefault(number({ integer: true, min: 1, max: 1_000 }), 20),
+      statementTimeout: withDefault(duration(), 5 * 60_000),
     }),
   ),
   /** Limits for the read-only capture transaction on production. */

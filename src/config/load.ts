@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import dotenv from "dotenv";
+import { tsImport } from "tsx/esm/api";
 import { AirlockError } from "../errors.ts";
 import { type AirlockConfig, parseConfig } from "./config.ts";
 import { findPgBinaries } from "../pg/binaries.ts";
@@ -34,13 +35,17 @@ export function loadEnvFile(dir: string): void {
 export async function loadConfigFile(file: string): Promise<AirlockConfig> {
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    // tsImport loads TypeScript as ESM whatever the user's package.json says (a CJS project included).
+    mod = (/\.m?ts$/.test(file) ? await tsImport(pathToFileURL(file).href, import.meta.url) : await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (e) {
     throw new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: ${(e as Error).message}`, {
       hint: "fix the syntax error, or check the file's imports",
       cause: e,
     });
   }
+  // A config compiled as CommonJS arrives wrapped once more: { default: { default: config } }.
+  const inner = mod.default as Record<string, unknown> | undefined;
+  if (typeof inner === "object" && inner !== null && "default" in inner && Object.keys(inner).every((k) => k === "default" || k === "__esModule")) mod = { default: inner.default };
   if (mod.default === undefined) {
     throw new AirlockError("AIRLOCK_CONFIG_INVALID", `${file} has no default export`, {
       hint: "end it with `export default defineConfig({ … })`",

@@ -1,0 +1,93 @@
+/**
+ * `airlock up`, `ls`, `down`, `gc`, `url`: agent sessions on a staging
+ * backend (one file for the five small verbs of one concept).
+ */
+import { type Command, Option } from "commander";
+import { AirlockError } from "../src/errors.ts";
+import { parseDuration } from "../src/config/schema.ts";
+import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
+import { globalFlags, projectFor } from "./context.ts";
+import { say, sayJson, sayUnredacted, table } from "./output.ts";
+
+/** Parses --ttl. */
+export function ttlOption(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) throw new AirlockError("AIRLOCK_BAD_TTL", `--ttl ${value} is not a duration`, { hint: 'use e.g. "30m", "2h" or "1d"' });
+  return ms;
+}
+
+function age(iso: string, now = Date.now()): string {
+  const s = Math.round((now - Date.parse(iso)) / 1000);
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+}
+
+/** The flags `up` and `run` share. */
+export function sessionFlags(cmd: Command): Command {
+  return cmd
+    .option("--snapshot <id>", "the snapshot to clone (default: the newest)")
+    .option("--name <name>", "a name for the session (lowercase letters, digits, dashes)")
+    .option("--ttl <duration>", "how long until `airlock gc` may destroy it (default from config: 2h)", ttlOption)
+    .option("--keep", "never expire (only `airlock down` removes it)")
+    .addOption(new Option("--backend <kind>", "where the staging database runs").choices(["local", "pulumi"]));
+}
+
+/** Registers the commands. */
+export function registerSessions(program: Command): void {
+  sessionFlags(program.command("up").description("create an agent session: a disposable staging database cloned from a snapshot"))
+    .addHelpText("after", "\nPrints the session id and the agent's connection URL (the agent's own, never production's).\n\nExample:\n  airlock up --name fix-gallery --ttl 4h")
+    .action(async (opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi" }, cmd: Command) => {
+      const project = await projectFor(cmd);
+      const started = Date.now();
+      const s = await createSession(project, {
+        ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
+        ...(opts.name === undefined ? {} : { name: opts.name }),
+        ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
+        ...(opts.keep === true ? { keep: true } : {}),
+        ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+      });
+      const { url } = agentConnection(project, s.id);
+      if (globalFlags(cmd).json) return sayUnredacted(JSON.stringify({ ...s, url, elapsedMs: Date.now() - started }, null, 2));
+      say(`session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) ready in ${Date.now() - started} ms, ${s.expiresAt === null ? "kept until `airlock down`" : `expires ${s.expiresAt}`}`);
+      sayUnredacted(url);
+    });
+
+  program
+    .command("ls")
+    .description("list sessions with backend, snapshot, age, expiry and state")
+    .action(async (_opts, cmd: Command) => {
+      const sessions = listSessions(await projectFor(cmd));
+      const now = Date.now();
+      const rows = sessions.map((s) => ({ ...s, state: s.expiresAt !== null && Date.parse(s.expiresAt) <= now ? "expired" : "ready" }));
+      if (globalFlags(cmd).json) return sayJson(rows);
+      if (rows.length === 0) return say("no sessions: `airlock up` or `airlock run -- <agent>`");
+      say(table(["id", "backend", "snapshot", "age", "expires", "state"], rows.map((s) => [s.id, s.backend, s.snapshotId, age(s.createdAt, now), s.expiresAt ?? "never", s.state])));
+    });
+
+  program
+    .command("down <session>")
+    .description("destroy a session: its databases and role (or its stack)")
+    .action(async (id: string, _opts, cmd: Command) => {
+      await destroySession(await projectFor(cmd), id);
+      if (globalFlags(cmd).json) return sayJson({ destroyed: id });
+      say(`destroyed ${id}`);
+    });
+
+  program
+    .command("gc")
+    .description("destroy every expired session")
+    .action(async (_opts, cmd: Command) => {
+      const gone = await gcSessions(await projectFor(cmd));
+      if (globalFlags(cmd).json) return sayJson({ destroyed: gone });
+      say(gone.length === 0 ? "no expired sessions" : `destroyed ${gone.join(", ")}`);
+    });
+
+  program
+    .command("url <session>")
+    .description("print the agent's connection URL of a session again")
+    .action(async (id: string, _opts, cmd: Command) => {
+      const project = await projectFor(cmd);
+      const s = readSession(project, id);
+      const { url } = agentConnection(project, id);
+      sayUnredacted(globalFlags(cmd).json ? JSON.stringify({ id: s.id, url }, null, 2) : url);
+    });
+}

@@ -1,0 +1,56 @@
+/**
+ * The one small interface every staging backend implements (the embedded
+ * local cluster, the Pulumi program). Everything else in Airlock talks only
+ * to this interface: sessions, `airlock run`, diff and replay.
+ */
+import type { PgTarget } from "../pg/connect.ts";
+import type { SnapshotManifest } from "../snapshot/store.ts";
+
+/** Which backend holds a session. */
+export type BackendKind = "local" | "pulumi";
+
+/** Limits put on the agent's role. */
+export interface AgentLimits {
+  /** CONNECTION LIMIT of the agent's role. */
+  readonly connectionLimit: number;
+  /** Role-level statement_timeout, in ms. */
+  readonly statementTimeoutMs: number;
+}
+
+/** What a backend needs to provision a session. */
+export interface ProvisionRequest {
+  readonly sessionId: string;
+  readonly snapshot: { readonly dir: string; readonly manifest: SnapshotManifest };
+  readonly limits: AgentLimits;
+  /** When the session expires (ISO time), or null when kept. */
+  readonly expiresAt: string | null;
+}
+
+/** Where the agent connects. The password is the agent's own, random per session. */
+export interface AgentEndpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  readonly password: string;
+}
+
+/** What a backend returns for a provisioned session. */
+export interface Provisioned {
+  readonly agent: AgentEndpoint;
+  /** Backend-specific facts to keep in the session record (never a password). */
+  readonly backendState: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+/** A staging backend. */
+export interface StagingBackend {
+  readonly kind: BackendKind;
+  /** Fails at once, with what is missing, when this backend cannot run on this machine. */
+  checkAvailable(): Promise<void>;
+  /** Creates the session's `base` (restored snapshot, never handed out) and `work` (the agent's) databases and the agent's role. */
+  provision(request: ProvisionRequest): Promise<Provisioned>;
+  /** A superuser connection to the session's base or work database. */
+  adminTarget(sessionId: string, backendState: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget>;
+  /** Destroys everything the session had: connections, databases, role (or the whole stack). */
+  destroy(sessionId: string, backendState: Provisioned["backendState"]): Promise<void>;
+}

@@ -1,0 +1,54 @@
+/**
+ * `airlock run -- <agent command…>`: a session for the agent, and the agent
+ * run inside it with the staging URL as its only database.
+ */
+import { spawn } from "node:child_process";
+import type { Project } from "../config/load.ts";
+import { AirlockError } from "../errors.ts";
+import { makeTarget, type PgTarget, parseTarget } from "../pg/connect.ts";
+import { readManifest, snapshotsDir } from "../snapshot/store.ts";
+import { agentEnvironment } from "./agent-env.ts";
+import { type SessionRecord, type UpOptions, agentConnection, createSession } from "./sessions.ts";
+
+/** What `runAgent` did. */
+export interface RunResult {
+  readonly session: SessionRecord;
+  /** The agent's exit code (a signal counts as 128 + its number). */
+  readonly exitCode: number;
+}
+
+function productionTargets(project: Project, snapshotId: string): PgTarget[] {
+  const targets: PgTarget[] = [];
+  const url = process.env.PROD_DATABASE_URL;
+  if (url !== undefined && url !== "") {
+    try {
+      targets.push(parseTarget(url));
+    } catch {
+      // A malformed PROD_DATABASE_URL is still scrubbed by name.
+    }
+  }
+  const source = readManifest(snapshotsDir(project.statePath()), snapshotId).source;
+  targets.push(makeTarget({ host: source.host, port: source.port, database: source.database, user: source.user }));
+  return targets;
+}
+
+/** Creates a session and runs the agent command in it; the session is kept for review. */
+export async function runAgent(project: Project, command: readonly string[], options: UpOptions & { onSession?: (s: SessionRecord) => void } = {}): Promise<RunResult> {
+  if (command.length === 0 || command[0] === undefined) {
+    throw new AirlockError("AIRLOCK_NO_AGENT_COMMAND", "no agent command given", { hint: "put it after --, e.g. `airlock run -- python agent.py`" });
+  }
+  const session = await createSession(project, options);
+  options.onSession?.(session);
+  const conn = agentConnection(project, session.id);
+  const env = agentEnvironment(process.env, { url: conn.url, target: conn.target, sessionId: session.id }, productionTargets(project, session.snapshotId));
+  const exitCode = await new Promise<number>((resolve, reject) => {
+    const child = spawn(command[0]!, command.slice(1), { env, stdio: "inherit" });
+    child.on("error", (e) =>
+      reject(new AirlockError("AIRLOCK_AGENT_FAILED_TO_START", `cannot start ${command[0]}: ${e.message}`, { hint: `the session ${session.id} is kept; \`airlock down ${session.id}\` removes it`, cause: e })),
+    );
+    child.on("close", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : (osSignals[signal] ?? 0))));
+  });
+  return { session, exitCode };
+}
+
+const osSignals: Readonly<Record<string, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };

@@ -1,0 +1,229 @@
+/**
+ * Agent sessions on the local backend, against real clusters: what the
+ * agent may do in its work database, what it may not reach, its limits, and
+ * sessions that come and go without leaving anything behind.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedDemo } from "../seeders/demo/index.ts";
+import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
+import { AirlockError } from "../src/errors.ts";
+import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
+import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
+import { captureSnapshot } from "../src/snapshot/capture.ts";
+import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts";
+import { sessionObjectNames } from "../src/staging/local-backend.ts";
+import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
+import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+
+const SECRET = "staging-test-secret-0123456789";
+const BIN = resolve("bin/airlock.mjs");
+let prodCluster: TestCluster;
+let prod: PgTarget;
+let project: Project;
+let snapshot: SnapshotManifest;
+
+async function caught(p: Promise<unknown>): Promise<AirlockError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(AirlockError);
+    return e as AirlockError;
+  }
+  throw new Error("expected an AirlockError");
+}
+
+async function adminQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
+  const cluster = openCluster(localClusterOptions(project))!;
+  return withClient(cluster.adminTarget(), { step: "test" }, async (c) => (await c.query(sql, values)).rows);
+}
+
+beforeAll(async () => {
+  prodCluster = await startTestCluster("staging-prod");
+  prod = await prodCluster.createDatabase("production");
+  await seedDemo({ target: prod, scale: 1 });
+  const dir = testClusterDir("staging-project");
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, "airlock.config.ts"), `export default { staging: { connectionLimit: 3, statementTimeout: "1s" } };\n`);
+  project = await loadProject({ dir });
+  const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
+  snapshot = await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+});
+
+afterAll(async () => {
+  const staging = project === undefined ? undefined : openCluster(localClusterOptions(project));
+  if (staging !== undefined) await destroyCluster(staging);
+  await prodCluster?.close();
+  if (project !== undefined) rmSync(project.dir, { recursive: true, force: true });
+});
+
+describe("a session's work database belongs to the agent", () => {
+  it("is ready quickly and lets the agent run any DDL and DML in work", async () => {
+    const started = Date.now();
+    const s = await createSession(project, { name: "owner" });
+    const elapsed = Date.now() - started;
+    console.log(`first session (restores the template) ready in ${elapsed} ms`);
+    const t2 = Date.now();
+    const s2 = await createSession(project, { name: "owner-two" });
+    console.log(`second session from the same snapshot ready in ${Date.now() - t2} ms`);
+    expect(readSession(project, s.id).snapshotId).toBe(snapshot.id);
+    const { url } = agentConnection(project, s.id);
+    await withClient(url, { step: "test" }, async (c) => {
+      expect((await c.query("SELECT current_user AS u, current_database() AS d")).rows[0]).toEqual({ u: sessionObjectNames(s.id).role, d: sessionObjectNames(s.id).work });
+      await c.query("CREATE TABLE scratch (id int PRIMARY KEY, note text)");
+      await c.query("ALTER TABLE scratch ADD COLUMN extra int");
+      await c.query("INSERT INTO scratch VALUES (1, 'a', 2)");
+      await c.query("DROP TABLE scratch");
+      await c.query("DELETE FROM gallery_images WHERE id < 100");
+      await c.query("UPDATE guests SET city = 'Elsewhere' WHERE id = 1");
+      await c.query("INSERT INTO gallery_images (title, url, category) VALUES ('new', 'https://example.com/x.jpg', 'rooms')");
+      await c.query("ALTER TABLE bookings ADD COLUMN agent_flag boolean");
+      await c.query("CREATE INDEX ON bookings (status)");
+      await c.query("ALTER TYPE booking_status ADD VALUE 'archived'");
+      await c.query("DROP VIEW published_gallery");
+    });
+    // Base stays the untouched snapshot.
+    const base = await adminQuery(`SELECT count(*)::int AS n FROM pg_database WHERE datname = $1`, [sessionObjectNames(s.id).base]);
+    expect(base).toEqual([{ n: 1 }]);
+    await destroySession(project, s.id);
+    await destroySession(project, s2.id);
+  });
+});
+
+describe("the agent cannot reach what is not its own", () => {
+  it("cannot connect to base, another session's work or postgres, cannot create roles or read server files", async () => {
+    const a = await createSession(project, { name: "fence-a" });
+    const b = await createSession(project, { name: "fence-b" });
+    const agentA = agentConnection(project, a.id).target;
+    const connectAs = (database: string) => openClient(makeTarget({ ...agentA, password: agentA.password!, database }), { step: "test" });
+    for (const db of [sessionObjectNames(a.id).base, sessionObjectNames(b.id).work, "postgres", "template1"]) {
+      const err = await caught(connectAs(db));
+      expect(err.code, db).toBe("AIRLOCK_PERMISSION_DENIED");
+    }
+    await withClient(agentA, { step: "test" }, async (c) => {
+      expect((await caught(c.query("CREATE ROLE sneaky LOGIN").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
+      expect((await caught(c.query("SELECT pg_read_file('postgresql.conf')").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
+      const su = await c.query("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user");
+      expect(su.rows[0]).toEqual({ rolsuper: false, rolcreaterole: false, rolcreatedb: false });
+    });
+    await destroySession(project, a.id);
+    await destroySession(project, b.id);
+  });
+});
+
+describe("the agent's limits", () => {
+  it("refuses connections past the session's limit without affecting other sessions, and cancels long statements", async () => {
+    const a = await createSession(project, { name: "limits-a" });
+    const b = await createSession(project, { name: "limits-b" });
+    const clients: pg.Client[] = [];
+    try {
+      for (let i = 0; i < 3; i++) clients.push(await openClient(agentConnection(project, a.id).target, { step: "test" }));
+      const err = await caught(openClient(agentConnection(project, a.id).target, { step: "test" }));
+      expect(err.code).toBe("AIRLOCK_TOO_MANY_CONNECTIONS");
+      // The other session still connects.
+      await withClient(agentConnection(project, b.id).target, { step: "test" }, async (c) => expect((await c.query("SELECT 1 AS x")).rows).toEqual([{ x: 1 }]));
+      const timeout = await clients[0]!.query("SELECT pg_sleep(3)").then(
+        () => "finished",
+        (e: { code?: string }) => e.code,
+      );
+      expect(timeout).toBe("57014");
+    } finally {
+      for (const c of clients) await c.end().catch(() => undefined);
+      await destroySession(project, a.id);
+      await destroySession(project, b.id);
+    }
+  });
+});
+
+describe("sessions come and go without leaving anything behind", () => {
+  it("down removes the databases and the role; gc removes only expired sessions", async () => {
+    const now = new Date();
+    const short = await createSession(project, { name: "gc-short", ttlMs: 60_000, now });
+    const long = await createSession(project, { name: "gc-long", ttlMs: 10 * 3_600_000, now });
+    const kept = await createSession(project, { name: "gc-kept", keep: true, now });
+    expect(await gcSessions(project, new Date(now.getTime() + 30_000))).toEqual([]);
+    expect(await gcSessions(project, new Date(now.getTime() + 3_600_000))).toEqual([short.id]);
+    expect(listSessions(project).map((s) => s.id)).toEqual(expect.arrayContaining([long.id, kept.id]));
+    expect(listSessions(project).map((s) => s.id)).not.toContain(short.id);
+    for (const s of [short, long]) {
+      if (s === long) await destroySession(project, s.id);
+      const names = sessionObjectNames(s.id);
+      expect(await adminQuery("SELECT datname FROM pg_database WHERE datname = ANY($1)", [[names.base, names.work]])).toEqual([]);
+      expect(await adminQuery("SELECT rolname FROM pg_roles WHERE rolname = $1", [names.role])).toEqual([]);
+    }
+    expect(await gcSessions(project, new Date(now.getTime() + 1000 * 3_600_000))).toEqual([]);
+    await destroySession(project, kept.id);
+  });
+
+  it("fails clearly for an unknown snapshot, a taken name or a corrupt snapshot, and leaves nothing behind", async () => {
+    const sessionsBefore = existsSync(project.statePath("sessions")) ? readdirSync(project.statePath("sessions")) : [];
+    const dbsBefore = await adminQuery("SELECT datname FROM pg_database ORDER BY 1");
+    expect((await caught(createSession(project, { snapshotId: "snap-20200101-000000-abcdef" }))).code).toBe("AIRLOCK_SNAPSHOT_NOT_FOUND");
+    expect((await caught(createSession(project, { name: "Bad Name" }))).code).toBe("AIRLOCK_BAD_SESSION_NAME");
+    const taken = await createSession(project, { name: "taken" });
+    expect((await caught(createSession(project, { name: "taken" }))).code).toBe("AIRLOCK_SESSION_EXISTS");
+    await destroySession(project, taken.id);
+
+    const corrupt = await captureSnapshot({ source: prod, secret: SECRET, rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+    const file = join(project.statePath("snapshots", corrupt.id), "data/public.bookings.copy.gz");
+    const bytes = readFileSync(file);
+    bytes[20] = bytes[20]! ^ 0xff;
+    writeFileSync(file, bytes);
+    expect((await caught(createSession(project, { snapshotId: corrupt.id, name: "from-corrupt" }))).code).toBe("AIRLOCK_SNAPSHOT_CORRUPT");
+    const sessionsAfter = existsSync(project.statePath("sessions")) ? readdirSync(project.statePath("sessions")) : [];
+    expect(sessionsAfter.sort()).toEqual(sessionsBefore.sort());
+    expect(await adminQuery("SELECT datname FROM pg_database ORDER BY 1")).toEqual(dbsBefore);
+    removeSnapshot(project.statePath("snapshots"), corrupt.id);
+  });
+});
+
+describe("airlock run gives the agent the staging URL and nothing else", () => {
+  it("passes DATABASE_URL and PG* for the session and scrubs production URLs and Airlock secrets", async () => {
+    const prodUrl = formatUrl(makeTarget({ host: "127.0.0.1", port: prodCluster.cluster.port, database: "production", user: "airlock", password: "prod-Secret-pw-77" }), true);
+    const agent = "const e = process.env; console.log('ENV=' + JSON.stringify(e));";
+    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-env", "--", process.execPath, "-e", agent], {
+      cwd: project.dir,
+      encoding: "utf8",
+      env: {
+        ...process.env,
+        PROD_DATABASE_URL: prodUrl,
+        AIRLOCK_SECRET: SECRET,
+        PULUMI_CONFIG_PASSPHRASE: "pulumi-passphrase-123",
+        PGPASSWORD: "prod-Secret-pw-77",
+        APP_REPLICA_URL: prodUrl.replace("production", "replica"),
+        HARMLESS_SETTING: "stays",
+      },
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const line = r.stdout.split("\n").find((l) => l.startsWith("ENV="))!;
+    const env = JSON.parse(line.slice(4)) as Record<string, string>;
+    const { url } = agentConnection(project, "run-env");
+    expect(env.DATABASE_URL).toBe(url);
+    expect(env.PGDATABASE).toBe(sessionObjectNames("run-env").work);
+    expect(env.PGUSER).toBe(sessionObjectNames("run-env").role);
+    expect(env.AIRLOCK_SESSION).toBe("run-env");
+    expect(env.HARMLESS_SETTING).toBe("stays");
+    for (const name of ["PROD_DATABASE_URL", "AIRLOCK_SECRET", "PULUMI_CONFIG_PASSPHRASE", "APP_REPLICA_URL"]) expect(env[name], name).toBeUndefined();
+    const all = JSON.stringify(env);
+    for (const secret of ["prod-Secret-pw-77", SECRET, "pulumi-passphrase-123", `127.0.0.1:${prodCluster.cluster.port}`]) expect(all).not.toContain(secret);
+    // The session is kept for review, and its URL works.
+    expect(readSession(project, "run-env").id).toBe("run-env");
+    await withClient(url, { step: "test" }, async (c) => expect((await c.query("SELECT count(*)::int AS n FROM guests")).rows[0].n).toBe(400));
+    await destroySession(project, "run-env");
+  });
+
+  it("returns the agent's exit code and keeps the session", () => {
+    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-exit", "--", process.execPath, "-e", "process.exit(7)"], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+    expect(r.status).toBe(7);
+    expect(r.stderr).toContain("session run-exit is kept");
+    const down = spawnSync(process.execPath, [BIN, "down", "run-exit"], { cwd: project.dir, encoding: "utf8" });
+    expect(down.status).toBe(0);
+  });
+});
