@@ -124,8 +124,12 @@ export class LocalBackend implements StagingBackend {
             throw new AirlockError("AIRLOCK_SESSION_EXISTS", `the staging database ${db} exists already`, { hint: "choose another session name, or `airlock down` the old one" });
           }
         }
-        await query(c, `CREATE DATABASE ${quoteIdent(names.base)} TEMPLATE ${quoteIdent(template)}`);
-        await query(c, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}`);
+        // FILE_COPY copies the template's files instead of WAL-logging every block: three times
+        // faster for a large snapshot, and its checkpoint is cheap on a cluster without fsync.
+        const version = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+        const strategy = version >= 150000 ? " STRATEGY = FILE_COPY" : "";
+        await query(c, `CREATE DATABASE ${quoteIdent(names.base)} TEMPLATE ${quoteIdent(template)}${strategy}`);
+        await query(c, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`);
         for (const db of [names.base, names.work]) await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(db)} FROM PUBLIC`);
         await this.createAgentRole(c, names.role, password, request.limits);
         await query(c, `GRANT CONNECT ON DATABASE ${quoteIdent(names.work)} TO ${quoteIdent(names.role)}`);

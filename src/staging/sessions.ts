@@ -11,7 +11,7 @@ import type { Project } from "../config/load.ts";
 import { localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
-import { latestSnapshot, readManifest, snapshotDir, snapshotsDir, verifySnapshot } from "../snapshot/store.ts";
+import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import type { BackendKind, Provisioned, StagingBackend } from "./backend.ts";
 import { LocalBackend } from "./local-backend.ts";
 
@@ -76,12 +76,8 @@ function publicRecord(s: StoredSession): SessionRecord {
 export async function createSession(project: Project, options: UpOptions = {}): Promise<SessionRecord> {
   const dir = snapshotsDir(project.statePath());
   const manifest = options.snapshotId === undefined ? latestSnapshot(dir) : readManifest(dir, options.snapshotId);
-  const verified = await verifySnapshot(dir, manifest.id);
-  if (!verified.ok) {
-    throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `snapshot ${manifest.id} is corrupt: ${verified.file} ${verified.problem === "missing" ? "is missing" : "does not match its checksum"}`, {
-      hint: `remove it (\`airlock snapshot rm ${manifest.id}\`) and capture a new one`,
-    });
-  }
+  // Checksums are checked where the snapshot is read (the restore), not here: a session from an
+  // already restored template must not pay for hashing the whole snapshot again.
   const id = options.name ?? `s-${randomBytes(3).toString("hex")}`;
   const file = sessionFile(project, id);
   if (existsSync(file)) {

@@ -1,0 +1,45 @@
+/**
+ * Runs one Airlock step in its own process and prints what it cost as JSON
+ * ({ ms, maxRssMb, ...facts }), so the benchmark can measure each step's
+ * peak memory apart from the others. Usage: tsx bench/step.ts <step> <json args>
+ */
+import { parseConfig } from "../src/config/config.ts";
+import { loadProject } from "../src/config/load.ts";
+import { parseTarget } from "../src/pg/connect.ts";
+import { withClient } from "../src/pg/connect.ts";
+import { captureSnapshot } from "../src/snapshot/capture.ts";
+import { createSession, agentConnection } from "../src/staging/sessions.ts";
+import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
+
+const [step, rawArgs] = process.argv.slice(2);
+const args = JSON.parse(rawArgs ?? "{}") as Record<string, string>;
+const started = performance.now();
+let facts: Record<string, unknown> = {};
+
+switch (step) {
+  case "capture": {
+    const project = await loadProject({ dir: args.project! });
+    const m = await captureSnapshot({
+      source: parseTarget(args.url!),
+      secret: args.secret!,
+      rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules,
+      snapshotsDir: project.statePath("snapshots"),
+      statementTimeoutMs: 3_600_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 200,
+    });
+    facts = { snapshot: m.id, rows: m.tables.reduce((n, t) => n + t.rows, 0), leakScanMs: m.leakScan.elapsedMs };
+    break;
+  }
+  case "up": {
+    const project = await loadProject({ dir: args.project! });
+    const s = await createSession(project, { snapshotId: args.snapshot!, name: args.name! });
+    // "Ready" means the agent can connect and query its work database.
+    await withClient(agentConnection(project, s.id).target, { step: "bench" }, (c) => c.query("SELECT 1"));
+    facts = { session: s.id };
+    break;
+  }
+  default:
+    throw new Error(`unknown step ${step}`);
+}
+process.stdout.write(`${JSON.stringify({ ms: performance.now() - started, maxRssMb: process.resourceUsage().maxRSS / 1024, ...facts })}\n`);
