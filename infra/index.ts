@@ -1,0 +1,199 @@
+/**
+ * The Pulumi program of the `pulumi` staging backend: one stack per agent
+ * session. A private Docker network, a Postgres image pinned by exact tag or
+ * digest, and one container on that network that restores the snapshot into
+ * `base`, clones it as `work` and gives the agent its own limited role. The
+ * port is published on 127.0.0.1 only; memory and CPU are capped; labels say
+ * which session it is and when it expires.
+ *
+ * Pulumi loads it through infra/index.mjs (Node 20 cannot import .ts without
+ * a loader); tests import `airlockStack` directly, after setting mocks.
+ */
+import { randomBytes } from "node:crypto";
+import docker from "@pulumi/docker";
+import pulumi from "@pulumi/pulumi";
+import { AGENT_ROLE, CONTAINER_PATHS, SUPERUSER, SnapshotFileError, WORK_DB, readSnapshotForRestore, restoreFiles } from "./restore-files.ts";
+import { StackConfigError, type StackSettings, readSettings } from "./settings.ts";
+
+/** The stack outputs (what `pulumi stack output` and the Automation API see). */
+export interface AirlockOutputs {
+  /** postgres://agent:…@127.0.0.1:<port>/work — secret. */
+  readonly agentUrl: pulumi.Output<string>;
+  /** postgres://postgres:…@127.0.0.1:<port>/postgres — secret; the superuser, for diff and replay. */
+  readonly adminUrl: pulumi.Output<string>;
+  readonly session: pulumi.Output<string>;
+  readonly snapshot: pulumi.Output<string>;
+  readonly port: pulumi.Output<number>;
+  /** ISO time, or "never". */
+  readonly expiresAt: pulumi.Output<string>;
+  readonly image: pulumi.Output<string>;
+}
+
+/** The stack's resources and outputs. */
+export interface AirlockStack {
+  readonly settings: StackSettings;
+  readonly network: docker.Network;
+  readonly image: docker.RemoteImage;
+  readonly container: docker.Container;
+  readonly outputs: AirlockOutputs;
+}
+
+const ADMIN_ENV = "POSTGRES_PASSWORD";
+const AGENT_ENV = "AIRLOCK_AGENT_PASSWORD";
+
+function newPassword(): string {
+  // base64url: nothing to escape in a URL, a shell or SQL.
+  return randomBytes(24).toString("base64url");
+}
+
+/** The value of `NAME=value` in a container's env list. */
+function envValue(envs: readonly string[] | undefined, name: string): string {
+  const entry = (envs ?? []).find((e) => e.startsWith(`${name}=`));
+  if (entry === undefined) throw new Error(`the container has no ${name}`);
+  return entry.slice(name.length + 1);
+}
+
+function label(labels: ReadonlyArray<{ label: string; value: string }> | undefined, name: string): string {
+  return (labels ?? []).find((l) => l.label === name)?.value ?? "";
+}
+
+/** A libpq URL; user and password are percent-encoded. */
+export function postgresUrl(user: string, password: string, port: number, database: string): string {
+  return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+}
+
+/**
+ * Property paths that keep their first value for the container's lifetime:
+ * generated passwords and a computed expiry would otherwise change on every
+ * `pulumi up` and, since env and labels force a new container, replace it
+ * (and the agent's work with it). Explicit config values are not sticky:
+ * changing one is a deliberate replacement.
+ */
+export function stickyPaths(generated: { adminPassword: boolean; agentPassword: boolean; expiresAt: boolean }): string[] {
+  return [...(generated.adminPassword ? ["envs[0]"] : []), ...(generated.agentPassword ? ["envs[1]"] : []), ...(generated.expiresAt ? ["labels[1]"] : [])];
+}
+
+/** The configured settings, or a RunError that Pulumi prints without a stack trace. */
+function settingsOrFail(config: pulumi.Config): StackSettings {
+  try {
+    const keys = Object.keys(pulumi.runtime.allConfig())
+      .filter((k) => k.startsWith("airlock:"))
+      .map((k) => k.slice("airlock:".length));
+    return readSettings(config, pulumi.getStack(), process.cwd(), keys);
+  } catch (e) {
+    if (e instanceof StackConfigError) throw new pulumi.RunError(e.message);
+    throw e;
+  }
+}
+
+/** Declares the session's resources from the stack configuration. */
+export function airlockStack(): AirlockStack {
+  const config = new pulumi.Config("airlock");
+  const settings = settingsOrFail(config);
+  let snapshot: ReturnType<typeof readSnapshotForRestore>;
+  try {
+    snapshot = readSnapshotForRestore(settings.snapshotDir, settings.snapshot);
+  } catch (e) {
+    if (e instanceof SnapshotFileError) throw new pulumi.RunError(e.message);
+    throw e;
+  }
+  const files = restoreFiles({ ...snapshot, maxConnections: settings.maxConnections, statementTimeout: settings.statementTimeout });
+
+  // Generated passwords rotate on every run, but stickyPaths keeps the container's first ones,
+  // and the URLs below read them back from the container's state. `airlock:adminPassword` and
+  // `airlock:agentPassword` (`pulumi config set --secret`) fix them instead.
+  const adminConfigured = config.getSecret("adminPassword");
+  const agentConfigured = config.getSecret("agentPassword");
+  const adminPassword = adminConfigured ?? pulumi.secret(newPassword());
+  const agentPassword = agentConfigured ?? pulumi.secret(newPassword());
+  const expiresAt = settings.expiresAt ?? (settings.ttlMs === null ? "never" : new Date(Date.now() + settings.ttlMs).toISOString());
+  const name = `airlock-${settings.session}`;
+
+  const network = new docker.Network("network", {
+    name,
+    driver: "bridge",
+    // Not `internal`: Docker publishes no port of a container whose only network is internal
+    // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
+    // it cannot talk to each other, and anything published on it defaults to loopback.
+    internal: false,
+    options: {
+      "com.docker.network.bridge.enable_icc": "false",
+      "com.docker.network.bridge.enable_ip_masquerade": "false",
+      "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+    },
+    labels: [{ label: "airlock.session", value: settings.session }],
+  }, { deleteBeforeReplace: true });
+
+  const image = new docker.RemoteImage("postgres", { name: settings.image, keepLocally: true });
+
+  const container = new docker.Container(
+    "postgres",
+    {
+      name,
+      image: image.imageId,
+      entrypoints: [`${CONTAINER_PATHS.scripts}/entrypoint.sh`],
+      // A custom entrypoint drops the image's CMD, so the server command is spelled out.
+      command: ["postgres", "-c", `max_connections=${Math.max(100, settings.maxConnections + 20)}`, "-c", `shared_buffers=${Math.max(32, Math.floor(settings.memoryMb / 4))}MB`, "-c", "log_statement=none"],
+      // The order matters: stickyPaths names envs[0], envs[1] and labels[1].
+      envs: [pulumi.interpolate`${ADMIN_ENV}=${adminPassword}`, pulumi.interpolate`${AGENT_ENV}=${agentPassword}`, `POSTGRES_USER=${SUPERUSER}`],
+      labels: [
+        { label: "airlock.session", value: settings.session },
+        { label: "airlock.expires", value: expiresAt },
+        { label: "airlock.snapshot", value: settings.snapshot },
+      ],
+      networksAdvanced: [{ name: network.name }],
+      ports: [{ internal: 5432, ip: "127.0.0.1", protocol: "tcp", ...(settings.port === 0 ? {} : { external: settings.port }) }],
+      memory: settings.memoryMb,
+      // No swap beyond the memory limit.
+      memorySwap: settings.memoryMb,
+      cpus: String(settings.cpus),
+      shmSize: Math.max(64, Math.floor(settings.memoryMb / 4)),
+      securityOpts: ["no-new-privileges:true"],
+      volumes: [{ hostPath: settings.snapshotDir, containerPath: CONTAINER_PATHS.snapshotMount, readOnly: true }],
+      uploads: files.map((f) => ({ file: f.path, content: f.content, executable: f.executable })),
+      healthcheck: {
+        // TCP on 127.0.0.1 answers only after the init scripts ran; the mark is written last by init.sh.
+        tests: ["CMD-SHELL", `test -f "$PGDATA/airlock-ready" && pg_isready -q -h 127.0.0.1 -p 5432 -U ${SUPERUSER} -d postgres`],
+        interval: "2s",
+        timeout: "5s",
+        retries: 5,
+        startPeriod: `${settings.readyTimeoutSeconds}s`,
+      },
+      // `pulumi up` returns only once the snapshot is restored and the server takes connections.
+      wait: true,
+      waitTimeout: settings.readyTimeoutSeconds,
+      restart: "unless-stopped",
+      mustRun: true,
+      removeVolumes: true,
+      destroyGraceSeconds: 10,
+    },
+    {
+      additionalSecretOutputs: ["envs"],
+      ignoreChanges: stickyPaths({ adminPassword: adminConfigured === undefined, agentPassword: agentConfigured === undefined, expiresAt: settings.expiresAt === null }),
+      // Fixed names (and maybe a fixed port): the old container must go before its replacement starts.
+      deleteBeforeReplace: true,
+    },
+  );
+
+  const port = container.ports.apply((ports) => {
+    const external = ports?.[0]?.external;
+    if (external === undefined) throw new Error("the container has no published port");
+    return external;
+  });
+  const outputs: AirlockOutputs = {
+    agentUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(AGENT_ROLE, envValue(envs, AGENT_ENV), p, WORK_DB))),
+    adminUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(SUPERUSER, envValue(envs, ADMIN_ENV), p, "postgres"))),
+    session: pulumi.output(settings.session),
+    snapshot: pulumi.output(settings.snapshot),
+    port,
+    expiresAt: container.labels.apply((labels) => label(labels, "airlock.expires")),
+    image: pulumi.output(settings.image),
+  };
+  return { settings, network, image, container, outputs };
+}
+
+/** The stack outputs, declared by running the program (what infra/index.mjs exports). */
+export function main(): AirlockOutputs {
+  return airlockStack().outputs;
+}
+

@@ -1,0 +1,327 @@
+/**
+ * What the staging container runs to restore a snapshot, generated from the
+ * snapshot's manifest when the program runs (the image has no jq and no
+ * Node): a root entrypoint that checks and stages the read-only snapshot, an
+ * init script the image's own entrypoint runs once, and the SQL it feeds to
+ * psql. Same order and checks as seeders/restore.ts: checksums, pre-data,
+ * COPY … WITH (FREEZE) per table, sequence values, post-data, one
+ * transaction. No password is in any of these files: the agent's comes from
+ * the container's (secret) environment.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { SnapshotManifest } from "../src/snapshot/store.ts";
+
+/** Marks where pg_dump's post-data section starts in schema.sql (the same marker as src/snapshot/capture.ts; a test keeps them equal). */
+export const POST_DATA_MARKER = "-- airlock:post-data";
+
+/** Names inside the staging server. */
+export const BASE_DB = "base";
+export const WORK_DB = "work";
+export const AGENT_ROLE = "agent";
+export const SUPERUSER = "postgres";
+
+/** Where things are inside the container. */
+export interface ContainerPaths {
+  /** The snapshot directory, bind-mounted read-only. */
+  readonly snapshotMount: string;
+  /** The snapshot as the postgres user reads it: a link to the mount, or a private copy. */
+  readonly staged: string;
+  /** The uploaded scripts. */
+  readonly scripts: string;
+  /** The hook the image's entrypoint runs on first start. */
+  readonly initHook: string;
+}
+
+export const CONTAINER_PATHS: ContainerPaths = {
+  snapshotMount: "/airlock/snapshot",
+  staged: "/var/lib/postgresql/airlock-snapshot",
+  scripts: "/airlock/scripts",
+  initHook: "/docker-entrypoint-initdb.d/50-airlock.sh",
+};
+
+/** One file uploaded into the container before it starts. */
+export interface ContainerFile {
+  readonly path: string;
+  readonly content: string;
+  readonly executable: boolean;
+}
+
+/** The part of a manifest the restore needs. */
+export type RestoreManifest = Pick<SnapshotManifest, "id" | "sequences" | "files"> & {
+  readonly tables: ReadonlyArray<{ readonly schema: string; readonly name: string; readonly columns: ReadonlyArray<{ readonly name: string }>; readonly file: string; readonly rows?: number }>;
+};
+
+/** A snapshot that cannot be restored as it is (missing, corrupt, or not the configured one). */
+export class SnapshotFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SnapshotFileError";
+  }
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Quotes an identifier for SQL. */
+function qi(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Quotes a string literal for SQL (standard_conforming_strings is on: pg_dump sets it). */
+function ql(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** Quotes a word for sh. */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Why a data file path from a manifest is unsafe to hand to sh and sha256sum, or null. */
+function unsafePath(file: string): string | null {
+  if (file === "" || file.startsWith("/")) return "is not a relative path";
+  if (/[\n\r\\\0]/.test(file)) return "holds a newline, backslash or NUL";
+  if (file.split("/").some((part) => part === ".." || part === "." || part === "")) return "is not a plain path inside the snapshot";
+  return null;
+}
+
+/** Checks the shape of a parsed manifest.json; returns it typed, or throws with every problem. */
+export function checkManifest(raw: unknown, expectedId: string): RestoreManifest {
+  const problems: string[] = [];
+  const m = raw as Partial<RestoreManifest> | null;
+  if (m === null || typeof m !== "object") throw new SnapshotFileError("manifest.json is not a JSON object");
+  if (m.id !== expectedId) problems.push(`manifest.json is snapshot ${String(m.id)}, but airlock:snapshot is ${expectedId}`);
+  const files = m.files !== null && typeof m.files === "object" ? m.files : undefined;
+  if (files === undefined) problems.push("manifest.json has no files map");
+  if (!Array.isArray(m.tables)) problems.push("manifest.json has no tables list");
+  if (!Array.isArray(m.sequences)) problems.push("manifest.json has no sequences list");
+  for (const t of Array.isArray(m.tables) ? m.tables : []) {
+    const name = `${String(t?.schema)}.${String(t?.name)}`;
+    if (typeof t?.schema !== "string" || typeof t.name !== "string") problems.push(`a table has no schema or name (${name})`);
+    if (!Array.isArray(t?.columns) || t.columns.length === 0 || t.columns.some((c: { name?: unknown } | null) => typeof c?.name !== "string")) problems.push(`table ${name} has no column list`);
+    if (typeof t?.file !== "string") {
+      problems.push(`table ${name} has no data file`);
+      continue;
+    }
+    const unsafe = unsafePath(t.file);
+    if (unsafe !== null) problems.push(`the data file of ${name} ${unsafe}: ${JSON.stringify(t.file)}`);
+    const hash = files?.[t.file];
+    if (typeof hash !== "string" || !SHA256.test(hash)) problems.push(`the data file of ${name} (${t.file}) has no sha256 in the manifest`);
+  }
+  for (const s of Array.isArray(m.sequences) ? m.sequences : []) {
+    if (typeof s?.schema !== "string" || typeof s.name !== "string" || typeof s.isCalled !== "boolean" || !/^-?\d{1,19}$/.test(String(s.lastValue))) {
+      problems.push(`sequence ${String(s?.schema)}.${String(s?.name)} has no valid value`);
+    }
+  }
+  if (problems.length > 0) throw new SnapshotFileError(`snapshot ${expectedId} cannot be restored:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  return m as RestoreManifest;
+}
+
+/** Reads a snapshot directory's manifest and schema, checking the schema's sha256 and that it is the configured snapshot. */
+export function readSnapshotForRestore(dir: string, expectedId: string): { manifest: RestoreManifest; schemaSql: string } {
+  let manifestText: string;
+  let schema: Buffer;
+  try {
+    manifestText = readFileSync(join(dir, "manifest.json"), "utf8");
+    schema = readFileSync(join(dir, "schema.sql"));
+  } catch (e) {
+    throw new SnapshotFileError(`snapshot ${expectedId} is not readable in ${dir}: ${(e as Error).message} (set airlock:snapshotDir to the snapshot's directory)`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(manifestText);
+  } catch {
+    throw new SnapshotFileError(`${join(dir, "manifest.json")} is not valid JSON`);
+  }
+  const manifest = checkManifest(raw, expectedId);
+  const expected = manifest.files["schema.sql"];
+  if (expected === undefined || createHash("sha256").update(schema).digest("hex") !== expected) {
+    throw new SnapshotFileError(`snapshot ${expectedId} is corrupt: schema.sql does not match its checksum`);
+  }
+  return { manifest, schemaSql: schema.toString("utf8") };
+}
+
+/** Splits schema.sql at the post-data marker, dropping psql's \restrict guard lines and refusing any other meta-command (as seeders/restore.ts does). */
+export function splitSchema(schemaSql: string): { pre: string; post: string } {
+  const at = schemaSql.indexOf(POST_DATA_MARKER);
+  if (at < 0) throw new SnapshotFileError("schema.sql has no post-data marker; capture the snapshot again");
+  const clean = (sql: string) =>
+    sql
+      .split("\n")
+      .filter((line) => {
+        if (!line.startsWith("\\")) return true;
+        if (/^\\(un)?restrict\b/.test(line)) return false;
+        throw new SnapshotFileError("schema.sql holds an unexpected psql meta-command; capture the snapshot again");
+      })
+      .join("\n");
+  return { pre: clean(schemaSql.slice(0, at)), post: clean(schemaSql.slice(at + POST_DATA_MARKER.length)) };
+}
+
+/** What the restore needs to know besides the snapshot. */
+export interface RestoreOptions {
+  readonly manifest: RestoreManifest;
+  readonly schemaSql: string;
+  /** CONNECTION LIMIT of the agent's role. */
+  readonly maxConnections: number;
+  /** Role-level statement_timeout (a Postgres duration). */
+  readonly statementTimeout: string;
+  readonly paths?: ContainerPaths;
+}
+
+/** sha256sum's check list for the data files (schema.sql is checked by the program itself). */
+export function checksumList(manifest: RestoreManifest): string {
+  return manifest.tables.map((t) => `${manifest.files[t.file]}  ${t.file}\n`).join("");
+}
+
+/** restore.sql: the snapshot into the empty `base`, in one transaction. */
+export function restoreSql(options: RestoreOptions): string {
+  const { manifest } = options;
+  const paths = options.paths ?? CONTAINER_PATHS;
+  const { pre, post } = splitSchema(options.schemaSql);
+  const copies = manifest.tables.map((t) => {
+    const cols = t.columns.map((c) => qi(c.name)).join(", ");
+    const program = `exec gzip -dc -- ${shellQuote(`${paths.staged}/${t.file}`)}`;
+    return `COPY ${qi(t.schema)}.${qi(t.name)} (${cols}) FROM PROGRAM ${ql(program)} WITH (FREEZE);`;
+  });
+  const sequences = manifest.sequences.map((s) => `SELECT pg_catalog.setval(${ql(`${qi(s.schema)}.${qi(s.name)}`)}, ${s.lastValue}, ${s.isCalled});`);
+  return [
+    `-- Airlock: restores snapshot ${manifest.id} into ${BASE_DB}, in one transaction and in pg_dump's order.`,
+    "\\set ON_ERROR_STOP on",
+    "BEGIN;",
+    "-- pre-data",
+    pre,
+    "-- data (the tables were created in this transaction, so FREEZE applies)",
+    ...copies,
+    "-- sequences",
+    ...sequences,
+    "-- post-data",
+    post,
+    "COMMIT;",
+    "",
+  ].join("\n");
+}
+
+/** roles.sql: `work` from `base`, the agent's role, and who may connect where. */
+export function rolesSql(options: Pick<RestoreOptions, "maxConnections" | "statementTimeout">): string {
+  const limit = Math.trunc(options.maxConnections);
+  return [
+    "-- Airlock: the agent's database and role. Only the agent and the superuser reach work; only the superuser reaches base.",
+    "\\set ON_ERROR_STOP on",
+    // A failing statement must not land in the server log with the password in it.
+    "SET log_min_error_statement = panic;",
+    "SET log_statement = 'none';",
+    `CREATE DATABASE ${qi(WORK_DB)} TEMPLATE ${qi(BASE_DB)};`,
+    // The password comes from the environment: it is in no file, no argument and no log line.
+    "\\set agent_password `printenv AIRLOCK_AGENT_PASSWORD`",
+    `CREATE ROLE ${qi(AGENT_ROLE)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${limit} PASSWORD :'agent_password';`,
+    "\\unset agent_password",
+    `ALTER ROLE ${qi(AGENT_ROLE)} SET statement_timeout = ${ql(options.statementTimeout)};`,
+    `REVOKE CONNECT, TEMPORARY ON DATABASE ${qi(BASE_DB)}, ${qi(WORK_DB)}, postgres, template1 FROM PUBLIC;`,
+    `GRANT CONNECT, TEMPORARY ON DATABASE ${qi(WORK_DB)} TO ${qi(AGENT_ROLE)};`,
+    `ALTER DATABASE ${qi(WORK_DB)} OWNER TO ${qi(AGENT_ROLE)};`,
+    "",
+  ].join("\n");
+}
+
+/** handover.sql: makes the agent the owner of every object in `work`, as the local backend does (so it may run any DDL there). */
+export function handoverSql(): string {
+  const role = ql(AGENT_ROLE);
+  return `-- Airlock: the agent owns every object in ${WORK_DB} (sequences owned by a column follow their table).
+\\set ON_ERROR_STOP on
+SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, ${role}::text) AS sql
+  FROM pg_namespace n
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
+   AND n.nspowner <> 'pg_database_owner'::regrole
+UNION ALL
+SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, ${role}::text)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, ${role}::text)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, ${role}::text)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND t.typtype IN ('e', 'd', 'r', 'm')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+\\gexec
+`;
+}
+
+/** init.sh: run once by the image's entrypoint, as postgres, while the server listens on its Unix socket only. */
+export function initScript(manifestId: string, paths: ContainerPaths = CONTAINER_PATHS): string {
+  const s = (name: string) => shellQuote(`${paths.scripts}/${name}`);
+  return `#!/usr/bin/env bash
+# Airlock: restores snapshot ${manifestId} into ${BASE_DB}, clones it as ${WORK_DB}
+# and creates the agent's role. The server listens on TCP only after this
+# finished, and the health check also needs the ready mark written last, so
+# the container is healthy only with a complete restore.
+set -Eeuo pipefail
+: "\${AIRLOCK_AGENT_PASSWORD:?the agent password is not in the environment}"
+psql=(psql -X -q -v ON_ERROR_STOP=1 --username "\${POSTGRES_USER:-${SUPERUSER}}" --no-password)
+"\${psql[@]}" --dbname postgres -c ${shellQuote(`CREATE DATABASE ${qi(BASE_DB)}`)}
+"\${psql[@]}" --dbname ${BASE_DB} -f ${s("restore.sql")}
+"\${psql[@]}" --dbname postgres -f ${s("roles.sql")}
+"\${psql[@]}" --dbname ${WORK_DB} -f ${s("handover.sql")}
+rm -rf -- ${shellQuote(paths.staged)}
+touch "\${PGDATA:?}/airlock-ready"
+echo "airlock: snapshot ${manifestId} restored into ${BASE_DB} and ${WORK_DB}"
+`;
+}
+
+/** The hook the image's entrypoint sources or runs: the restore runs in its own shell so its options stay its own. */
+export function initHook(paths: ContainerPaths = CONTAINER_PATHS): string {
+  return `#!/usr/bin/env bash
+# Airlock: see ${paths.scripts}/init.sh.
+bash ${shellQuote(`${paths.scripts}/init.sh`)}
+`;
+}
+
+/**
+ * entrypoint.sh: runs as root before the image's own entrypoint. On the first
+ * start (no cluster yet) it checks every data file against the manifest's
+ * sha256 and makes the snapshot readable by the postgres user: a link to the
+ * read-only mount when postgres can read it there, a private copy otherwise
+ * (the host's owner and modes are not the container's).
+ */
+export function entrypointScript(paths: ContainerPaths = CONTAINER_PATHS): string {
+  const mount = shellQuote(paths.snapshotMount);
+  const staged = shellQuote(paths.staged);
+  const sums = shellQuote(`${paths.scripts}/SHA256SUMS`);
+  return `#!/usr/bin/env bash
+set -Eeuo pipefail
+if [ ! -s "\${PGDATA:?}/PG_VERSION" ]; then
+  rm -rf -- ${staged}
+  if ! (cd ${mount} && sha256sum --check --quiet ${sums}); then
+    echo "airlock: the snapshot in ${paths.snapshotMount} does not match its manifest's checksums" >&2
+    exit 1
+  fi
+  # Anything find cannot read as postgres (including its complaints) means: copy.
+  if [ "$(id -u)" = 0 ] && [ -n "$(cd / && gosu postgres find ${mount} ! -readable -print -quit 2>&1)" ]; then
+    cp -R -- ${mount} ${staged}
+    chown -R postgres:postgres ${staged}
+  else
+    ln -s ${mount} ${staged}
+  fi
+fi
+exec docker-entrypoint.sh "$@"
+`;
+}
+
+/** Every file the container gets before it starts. */
+export function restoreFiles(options: RestoreOptions): ContainerFile[] {
+  const paths = options.paths ?? CONTAINER_PATHS;
+  return [
+    { path: `${paths.scripts}/entrypoint.sh`, content: entrypointScript(paths), executable: true },
+    { path: `${paths.scripts}/init.sh`, content: initScript(options.manifest.id, paths), executable: true },
+    { path: paths.initHook, content: initHook(paths), executable: true },
+    { path: `${paths.scripts}/SHA256SUMS`, content: checksumList(options.manifest), executable: false },
+    { path: `${paths.scripts}/restore.sql`, content: restoreSql(options), executable: false },
+    { path: `${paths.scripts}/roles.sql`, content: rolesSql(options), executable: false },
+    { path: `${paths.scripts}/handover.sql`, content: handoverSql(), executable: false },
+  ];
+}

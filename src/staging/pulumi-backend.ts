@@ -1,0 +1,330 @@
+/**
+ * The `pulumi` staging backend: one Pulumi stack per session, running the
+ * program in infra/ (a Postgres container restored from the snapshot)
+ * through the Automation API, with the state in a local `file://` backend
+ * under the project's state directory. The stack's secrets (passwords, URLs)
+ * are encrypted with PULUMI_CONFIG_PASSPHRASE; no password is ever passed on
+ * a command line, printed or logged.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { connect } from "node:net";
+import { delimiter, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Stack } from "@pulumi/pulumi/automation/index.js";
+import { BASE_DB, WORK_DB } from "../../infra/restore-files.ts";
+import { AirlockError } from "../errors.ts";
+import { type PgTarget, makeTarget, parseTarget } from "../pg/connect.ts";
+import { redactText } from "../pg/redact.ts";
+import type { AgentEndpoint, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
+
+/** Options of the Pulumi backend. */
+export interface PulumiBackendOptions {
+  /** The project's state directory (`.airlock`); the Pulumi state lives in `<stateDir>/pulumi`. */
+  readonly stateDir: string;
+  /** The user's project directory. */
+  readonly projectDir: string;
+  /** Where Pulumi.yaml and infra/ are; default: Airlock's own root. */
+  readonly programDir?: string;
+  /** Receives Pulumi's progress output, line by line (secrets are shown by Pulumi as [secret]). */
+  readonly onOutput?: (line: string) => void;
+  /** Extra stack settings (`image`, `memoryMb`, `cpus`, `port`, `readyTimeout`), as `airlock:<key>` config. */
+  readonly stackConfig?: Readonly<Partial<Record<"image" | "memoryMb" | "cpus" | "port" | "readyTimeout", string>>>;
+  /** The environment to look in (PATH, DOCKER_HOST, PULUMI_CONFIG_PASSPHRASE); default: process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Airlock's root: the directory with Pulumi.yaml and infra/ (two levels above this file). */
+export const AIRLOCK_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** How long the Docker probe waits for the engine's socket. */
+const DOCKER_PROBE_MS = 1_000;
+
+type Automation = typeof import("@pulumi/pulumi/automation/index.js");
+
+let loaded: Automation | undefined;
+
+// Loaded on first use: the SDK is large, and checkAvailable must answer at once without it.
+async function automation(): Promise<Automation> {
+  if (loaded === undefined) {
+    const mod = (await import("@pulumi/pulumi/automation/index.js")) as Automation & { default?: Automation };
+    loaded = mod.default ?? mod;
+  }
+  return loaded;
+}
+
+/** The first executable `name` on PATH, or null. */
+export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  const exts = process.platform === "win32" ? (env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";") : [""];
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    for (const ext of exts) {
+      const candidate = join(dir, name + ext);
+      try {
+        if (!statSync(candidate).isFile()) continue;
+        accessSync(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return null;
+}
+
+/** Where the Docker engine is expected (as the Docker provider finds it: DOCKER_HOST, else the default socket). */
+export type DockerEndpoint = { readonly kind: "unix"; readonly path: string } | { readonly kind: "tcp"; readonly host: string; readonly port: number } | { readonly kind: "unprobed"; readonly url: string };
+
+/** The Docker endpoint for an environment. */
+export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
+  const host = env.DOCKER_HOST;
+  if (host === undefined || host === "") {
+    return process.platform === "win32" ? { kind: "unix", path: "\\\\.\\pipe\\docker_engine" } : { kind: "unix", path: "/var/run/docker.sock" };
+  }
+  if (host.startsWith("unix://")) return { kind: "unix", path: host.slice("unix://".length) };
+  if (host.startsWith("npipe://")) return { kind: "unix", path: host.slice("npipe://".length).replace(/\//g, "\\") };
+  if (host.startsWith("tcp://")) {
+    try {
+      const url = new URL(host.replace(/^tcp:/, "http:"));
+      return { kind: "tcp", host: url.hostname.replace(/^\[|\]$/g, ""), port: url.port === "" ? 2375 : Number(url.port) };
+    } catch {
+      return { kind: "unprobed", url: host };
+    }
+  }
+  // ssh:// and anything else: nothing quick to probe; the provider reports problems itself.
+  return { kind: "unprobed", url: host };
+}
+
+/** Connects to the Docker engine's socket; null when something answers, else what went wrong. */
+export function probeDocker(endpoint: DockerEndpoint, timeoutMs = DOCKER_PROBE_MS): Promise<string | null> {
+  if (endpoint.kind === "unprobed") return Promise.resolve(null);
+  const where = endpoint.kind === "unix" ? endpoint.path : `tcp://${endpoint.host}:${endpoint.port}`;
+  return new Promise((done) => {
+    const socket = endpoint.kind === "unix" ? connect({ path: endpoint.path }) : connect({ host: endpoint.host, port: endpoint.port });
+    const finish = (problem: string | null) => {
+      clearTimeout(timer);
+      socket.destroy();
+      done(problem);
+    };
+    const timer = setTimeout(() => finish(`the Docker engine at ${where} did not answer within ${timeoutMs} ms`), timeoutMs);
+    socket.once("connect", () => finish(null));
+    socket.once("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") finish(`there is no Docker socket at ${where}`);
+      else if (e.code === "ECONNREFUSED") finish(`nothing listens at ${where} (is the Docker engine running?)`);
+      else if (e.code === "EACCES" || e.code === "EPERM") finish(`no permission to use the Docker socket ${where}`);
+      else finish(`the Docker engine at ${where} is unreachable (${e.code ?? e.message})`);
+    });
+  });
+}
+
+/** Splits Pulumi's output chunks into lines. */
+function lineSplitter(sink: ((line: string) => void) | undefined, secrets: readonly string[]): { write: (chunk: string) => void; flush: () => void } {
+  let pending = "";
+  const emit = (line: string) => sink?.(redactText(line, secrets));
+  return {
+    write(chunk) {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) emit(line.replace(/\r$/, ""));
+    },
+    flush() {
+      if (pending !== "") emit(pending);
+      pending = "";
+    },
+  };
+}
+
+/** Sessions as Pulumi stacks of the infra/ program. */
+export class PulumiBackend implements StagingBackend {
+  readonly kind = "pulumi" as const;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly programDir: string;
+  /** Admin URLs by session, so diff and replay do not ask Pulumi every time. */
+  private readonly adminUrls = new Map<string, string>();
+
+  constructor(private readonly options: PulumiBackendOptions) {
+    this.env = options.env ?? process.env;
+    this.programDir = resolve(options.programDir ?? AIRLOCK_ROOT);
+  }
+
+  /** The local state backend's URL. */
+  get backendUrl(): string {
+    return `file://${resolve(this.options.stateDir, "pulumi")}`;
+  }
+
+  async checkAvailable(): Promise<void> {
+    const missing: Array<{ what: string; why: string; hint: string }> = [];
+    const docker = probeDocker(dockerEndpoint(this.env));
+    if (findOnPath("pulumi", this.env) === null) {
+      missing.push({ what: "pulumi CLI", why: "the Pulumi CLI (`pulumi`) is not on PATH", hint: "install the Pulumi CLI (https://www.pulumi.com/docs/install/) and put it on PATH" });
+    }
+    const dockerProblem = await docker;
+    if (dockerProblem !== null) {
+      missing.push({ what: "Docker engine", why: `no Docker engine: ${dockerProblem}`, hint: "start a Docker engine, or set DOCKER_HOST to one that runs (unix:///path/to/docker.sock or tcp://host:port)" });
+    }
+    if (this.env.PULUMI_CONFIG_PASSPHRASE === undefined && this.env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) {
+      missing.push({
+        what: "PULUMI_CONFIG_PASSPHRASE",
+        why: "PULUMI_CONFIG_PASSPHRASE is not set (it encrypts each session's passwords in the local Pulumi state)",
+        hint: "export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) with a passphrase you keep; the same one is needed to destroy the session",
+      });
+    }
+    if (!existsSync(join(this.programDir, "Pulumi.yaml"))) {
+      missing.push({ what: "Pulumi program", why: `there is no Pulumi.yaml in ${this.programDir}`, hint: "reinstall Airlock: its Pulumi.yaml and infra/ belong together" });
+    }
+    if (missing.length > 0) {
+      throw new AirlockError("AIRLOCK_PULUMI_UNAVAILABLE", `the pulumi staging backend cannot run here: ${missing.map((m) => m.why).join("; ")}`, {
+        hint: `${missing.map((m) => m.hint).join("; ")}; or use the local backend (\`airlock up --backend local\`)`,
+        details: { missing: missing.map((m) => m.what) },
+      });
+    }
+  }
+
+  /** What every Pulumi command of this backend gets in its environment. */
+  private envVars(): Record<string, string> {
+    const vars: Record<string, string> = { PULUMI_BACKEND_URL: this.backendUrl, PULUMI_SKIP_UPDATE_CHECK: "true" };
+    for (const key of ["PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "DOCKER_HOST"]) {
+      const value = this.env[key];
+      if (value !== undefined) vars[key] = value;
+    }
+    return vars;
+  }
+
+  private async stack(sessionId: string, create: boolean): Promise<Stack> {
+    mkdirSync(resolve(this.options.stateDir, "pulumi"), { recursive: true, mode: 0o700 });
+    const { LocalWorkspace } = await automation();
+    const args = { stackName: sessionId, workDir: this.programDir };
+    const options = { envVars: this.envVars() };
+    return create ? LocalWorkspace.createOrSelectStack(args, options) : LocalWorkspace.selectStack(args, options);
+  }
+
+  /** Sets one secret config value through stdin, so it is on no command line (`pulumi config set` reads a piped value). */
+  private setSecretConfig(sessionId: string, key: string, value: string): Promise<void> {
+    return new Promise((done, fail) => {
+      const child = spawn("pulumi", ["config", "set", "--secret", "--non-interactive", "--stack", sessionId, key], {
+        cwd: this.programDir,
+        env: { ...this.env, ...this.envVars() },
+        stdio: ["pipe", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      child.once("error", fail);
+      child.once("close", (code) => {
+        if (code === 0) done();
+        else fail(new AirlockError("AIRLOCK_PULUMI_FAILED", `pulumi config set ${key} failed: ${redactText(stderr.trim(), [value])}`, { hint: "check PULUMI_CONFIG_PASSPHRASE and the Pulumi state under .airlock/pulumi" }));
+      });
+      child.stdin.end(value);
+    });
+  }
+
+  async provision(request: ProvisionRequest): Promise<Provisioned> {
+    const id = request.sessionId;
+    const adminPassword = randomBytes(24).toString("base64url");
+    const agentPassword = randomBytes(24).toString("base64url");
+    const secrets = [adminPassword, agentPassword];
+    const out = lineSplitter(this.options.onOutput, secrets);
+    try {
+      const stack = await this.stack(id, true);
+      const extra = Object.fromEntries(Object.entries(this.options.stackConfig ?? {}).map(([k, v]) => [`airlock:${k}`, { value: String(v) }]));
+      await stack.setAllConfig({
+        "airlock:session": { value: id },
+        "airlock:snapshot": { value: request.snapshot.manifest.id },
+        "airlock:snapshotDir": { value: resolve(request.snapshot.dir) },
+        "airlock:maxConnections": { value: String(Math.trunc(request.limits.connectionLimit)) },
+        "airlock:statementTimeout": { value: `${Math.trunc(request.limits.statementTimeoutMs)}ms` },
+        "airlock:expiresAt": { value: request.expiresAt ?? "never" },
+        ...extra,
+      });
+      // Secret config keeps the passwords stable across updates; they go in through stdin.
+      await this.setSecretConfig(id, "airlock:adminPassword", adminPassword);
+      await this.setSecretConfig(id, "airlock:agentPassword", agentPassword);
+      await stack.up({ onOutput: (chunk) => out.write(chunk), color: "never", suppressOutputs: true });
+      out.flush();
+      const outputs = await stack.outputs();
+      const agentUrl = outputs.agentUrl?.value;
+      const adminUrl = outputs.adminUrl?.value;
+      if (typeof agentUrl !== "string" || typeof adminUrl !== "string") {
+        throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${id} has no agentUrl/adminUrl outputs`, { hint: "check infra/ (its outputs) and run `airlock down` for this session" });
+      }
+      this.adminUrls.set(id, adminUrl);
+      const agent = parseTarget(agentUrl);
+      if (agent.password === undefined) throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the agentUrl of session ${id} has no password`, { hint: "check infra/ (its outputs)" });
+      const endpoint: AgentEndpoint = { host: agent.host, port: agent.port, database: agent.database, user: agent.user, password: agent.password };
+      return {
+        agent: endpoint,
+        backendState: {
+          stack: id,
+          state: this.backendUrl,
+          programDir: this.programDir,
+          container: `airlock-${id}`,
+          port: agent.port,
+          image: typeof outputs.image?.value === "string" ? outputs.image.value : null,
+        },
+      };
+    } catch (e) {
+      out.flush();
+      // Nothing half-made survives: the stack (container, network) goes with the failure.
+      await this.destroy(id).catch(() => undefined);
+      throw this.failure(e, `pulumi up for session ${id}`, secrets);
+    }
+  }
+
+  /** The session's admin URL (a stack output; secret). */
+  private async adminUrl(sessionId: string): Promise<string> {
+    const known = this.adminUrls.get(sessionId);
+    if (known !== undefined) return known;
+    const stack = await this.stack(sessionId, false).catch((e: unknown) => {
+      throw this.failure(e, `selecting the stack of session ${sessionId}`, []);
+    });
+    const url = (await stack.outputs()).adminUrl?.value;
+    if (typeof url !== "string") {
+      throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${sessionId} has no adminUrl output`, { hint: "the stack may be half-made; run `airlock down` for it and start a new session" });
+    }
+    this.adminUrls.set(sessionId, url);
+    return url;
+  }
+
+  async adminTarget(sessionId: string, _state: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget> {
+    const t = parseTarget(await this.adminUrl(sessionId));
+    return makeTarget({ host: t.host, port: t.port, user: t.user, database: which === "base" ? BASE_DB : WORK_DB, ...(t.password === undefined ? {} : { password: t.password }) });
+  }
+
+  async destroy(sessionId: string): Promise<void> {
+    this.adminUrls.delete(sessionId);
+    const { StackNotFoundError } = await automation();
+    let stack: Stack;
+    try {
+      stack = await this.stack(sessionId, false);
+    } catch (e) {
+      if (e instanceof StackNotFoundError) return;
+      throw this.failure(e, `selecting the stack of session ${sessionId}`, []);
+    }
+    const out = lineSplitter(this.options.onOutput, []);
+    try {
+      await stack.destroy({ onOutput: (chunk) => out.write(chunk), color: "never" });
+      out.flush();
+      await stack.workspace.removeStack(sessionId);
+    } catch (e) {
+      out.flush();
+      throw this.failure(e, `pulumi destroy for session ${sessionId}`, []);
+    }
+  }
+
+  /** An AirlockError for a failed Pulumi operation; Pulumi's own message, with secrets removed. */
+  private failure(e: unknown, what: string, secrets: readonly string[]): AirlockError {
+    if (e instanceof AirlockError) return e;
+    const text = redactText(e instanceof Error ? e.message : String(e), secrets);
+    // The tail of Pulumi's output says what went wrong; the head is progress.
+    const tail = text.split("\n").filter((l) => l.trim() !== "").slice(-15).join("\n");
+    if (loaded !== undefined && e instanceof loaded.ConcurrentUpdateError) {
+      return new AirlockError("AIRLOCK_PULUMI_BUSY", `${what}: another Pulumi operation holds this session's stack`, { hint: "wait for it to finish; if none runs any more, `pulumi cancel` it (PULUMI_BACKEND_URL=file://…/.airlock/pulumi)" });
+    }
+    return new AirlockError("AIRLOCK_PULUMI_FAILED", `${what} failed:\n${tail}`, {
+      hint: "read Pulumi's message above; the stack's state is in .airlock/pulumi (PULUMI_BACKEND_URL)",
+    });
+  }
+}
