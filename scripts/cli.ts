@@ -8,6 +8,7 @@ import { AirlockError, EXIT_ERROR, formatError } from "../src/errors.ts";
 import { registerCluster } from "./cluster.ts";
 import { registerConfig } from "./config.ts";
 import { registerDemo } from "./demo.ts";
+import { registerDiff } from "./diff.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
 import { registerRun } from "./run.ts";
@@ -36,6 +37,7 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   registerSnapshot(program);
   registerSessions(program);
   registerRun(program);
+  registerDiff(program);
   registerCluster(program);
   registerConfig(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];

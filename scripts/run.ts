@@ -3,9 +3,10 @@
  * it, with the staging URL as its only database.
  */
 import type { Command } from "commander";
+import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
 import { runAgent } from "../src/staging/run.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { sayJson, warn } from "./output.ts";
+import { say, sayJson, warn } from "./output.ts";
 import { sessionFlags } from "./sessions.ts";
 
 /** Registers the command. */
@@ -18,7 +19,8 @@ export function registerRun(program: Command): void {
 The agent sees DATABASE_URL and PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE for
 its session's work database, and AIRLOCK_SESSION. Production URLs, AIRLOCK_*,
 PULUMI_* secrets and any variable mentioning production are removed.
-The session is kept for review afterwards; the agent's exit code is Airlock's.
+When the agent exits, its changes become a verified diff (as \`airlock diff\`);
+the session is kept for review. The agent's exit code is Airlock's.
 
 Example:
   airlock run --name fix-gallery -- node agent.js --task "fix the gallery"`,
@@ -34,8 +36,13 @@ Example:
         ...(opts.backend === undefined ? {} : { backend: opts.backend }),
         onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
       });
-      if (json) sayJson({ session: result.session.id, exitCode: result.exitCode });
-      else warn(`airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review (\`airlock down ${result.session.id}\` removes it)`);
+      // What the agent did becomes a verified diff at once; the session stays for review.
+      const diff = await diffSession(project, result.session.id);
+      if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: { id: diff.id, verified: diff.diff.verification.verified, summary: diff.diff.summary, hazards: diff.diff.hazards } });
+      else {
+        warn(`airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review (\`airlock down ${result.session.id}\` removes it)`);
+        for (const line of summaryLines(diff)) say(line);
+      }
       process.exitCode = result.exitCode;
     });
 }

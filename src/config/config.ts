@@ -49,6 +49,17 @@ const configSchema = object({
       statementTimeout: withDefault(duration(), 5 * 60_000),
     }),
   ),
+  /** When a diff's changes become hazards. */
+  hazards: section(
+    object({
+      /** A delete or update of more rows than this in one table is bulk. */
+      bulkRows: withDefault(number({ integer: true, min: 1 }), 50),
+      /** …or of more than this fraction of a table's rows. */
+      bulkFraction: withDefault(number({ min: 0, max: 1 }), 0.1),
+      /** More inserted rows than this in one table is a large insert. */
+      largeInsert: withDefault(number({ integer: true, min: 1 }), 100),
+    }),
+  ),
   /** Limits for the read-only capture transaction on production. */
   capture: section(
     object({

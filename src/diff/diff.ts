@@ -1,0 +1,226 @@
+/**
+ * `airlock diff <session>`: what the agent changed between the session's
+ * base and work, as a verified diff. The data diff runs against a clone of
+ * base with the schema changes applied (so new columns, backfills and type
+ * changes compare like for like); then the whole diff is replayed on a
+ * fresh clone of base through the same apply function promotion uses, and
+ * only a replay that reproduces work table by table marks it verified.
+ */
+import { randomBytes } from "node:crypto";
+import type pg from "pg";
+import { to as copyTo } from "pg-copy-streams";
+import type { Project } from "../config/load.ts";
+import { type PgTarget, makeTarget, openClient, query, quoteIdent, withClient } from "../pg/connect.ts";
+import { copyValue } from "../pg/copy-text.ts";
+import { applyDiff } from "../promote/apply.ts";
+import { FingerprintSet } from "../snapshot/leak-scan.ts";
+import { readManifest, snapshotsDir } from "../snapshot/store.ts";
+import { readSession, sessionAdminTarget } from "../staging/sessions.ts";
+import { type TableShape, diffTable, foreignKeyOrder, readShapes } from "./data-diff.ts";
+import { schemaHazards, sortHazards, tableHazards } from "./hazards.ts";
+import { schemaDiff, splitAroundData } from "./schema-diff.ts";
+import type { Diff, Hazard, TableChanges, Verification } from "./types.ts";
+
+/** Progress for a terminal. */
+export type DiffProgress = { readonly phase: "schema" | "data" | "hazards" | "replay" | "verify"; readonly table?: string };
+
+function withDatabase(t: PgTarget, database: string): PgTarget {
+  return makeTarget({ host: t.host, port: t.port, database, user: t.user, ...(t.password === undefined ? {} : { password: t.password }), params: { ...t.params } });
+}
+
+/** A fresh copy of the session's base on its server; dropped by the returned function. */
+async function cloneBase(base: PgTarget, purpose: string): Promise<{ target: PgTarget; drop: () => Promise<void> }> {
+  const name = `${base.database.slice(0, 40)}_${purpose}_${randomBytes(3).toString("hex")}`;
+  const admin = withDatabase(base, "postgres");
+  await withClient(admin, { step: "diff" }, async (c) => {
+    // Base is never handed out: any connection to it is ours, left from an earlier step.
+    await query(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
+    const v = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+    await query(c, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(base.database)}${v >= 150000 ? " STRATEGY = FILE_COPY" : ""}`);
+  });
+  return {
+    target: withDatabase(base, name),
+    drop: () => withClient(admin, { step: "diff" }, (c) => query(c, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+async function inTransaction(target: PgTarget, fn: (c: pg.Client) => Promise<void>): Promise<void> {
+  await withClient(target, { step: "diff" }, async (c) => {
+    await query(c, "BEGIN");
+    try {
+      await fn(c);
+      await query(c, "COMMIT");
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+/** Per-table checksums of canonical rows (columns by name, rows in code point order). */
+async function tableChecksums(c: pg.ClientBase, shapes: readonly TableShape[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const s of shapes) {
+    const cols = [...s.columns].sort((a, b) => (a.name < b.name ? -1 : 1)).map((x) => quoteIdent(x.name));
+    const r = await query<{ n: string; h: string | null }>(
+      c,
+      `SELECT count(*)::text AS n, md5(string_agg(x, E'\\n' ORDER BY x COLLATE "C")) AS h FROM (SELECT ROW(${cols.join(", ")})::text AS x FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}) r`,
+    );
+    out.set(`${s.schema}.${s.name}`, `${r.rows[0]!.n}:${r.rows[0]!.h ?? ""}`);
+  }
+  return out;
+}
+
+/** The masked values in base (from the snapshot's rules), as fingerprints; null when nothing was masked. */
+async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId: string): Promise<FingerprintSet | null> {
+  const manifest = readManifest(snapshotsDir(project.statePath()), snapshotId);
+  const set = new FingerprintSet();
+  for (const t of manifest.tables) {
+    for (const col of t.columns) {
+      if (col.rule === "keep" || col.rule === "null" || col.rule.startsWith("constant(") || col.rule.startsWith("dateShift(")) continue;
+      const exists = await query(base, "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = $3", [t.schema, t.name, col.name]);
+      if (exists.rowCount === 0) continue;
+      const stream = base.query(copyTo(`COPY (SELECT DISTINCT ${quoteIdent(col.name)} FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} WHERE ${quoteIdent(col.name)} IS NOT NULL) TO STDOUT`));
+      let rest = "";
+      for await (const chunk of stream) {
+        const lines = (rest + (chunk as Buffer).toString("utf8")).split("\n");
+        rest = lines.pop() ?? "";
+        for (const l of lines) {
+          const v = copyValue(l);
+          if (v !== null && v.length >= 4) set.add(v);
+        }
+      }
+    }
+  }
+  return set.size === 0 ? null : set;
+}
+
+async function sequenceHazards(base: pg.ClientBase, work: pg.ClientBase): Promise<Hazard[]> {
+  const sql = "SELECT schemaname || '.' || sequencename AS name, last_value::text AS v FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock')";
+  const before = new Map((await query<{ name: string; v: string | null }>(base, sql)).rows.map((r) => [r.name, r.v]));
+  const out: Hazard[] = [];
+  for (const r of (await query<{ name: string; v: string | null }>(work, sql)).rows) {
+    const b = before.get(r.name);
+    if (b !== undefined && b !== null && (r.v === null || BigInt(r.v) < BigInt(b))) {
+      out.push({ code: "SEQUENCE_BACKWARDS", severity: "warn", object: r.name, message: `sequence ${r.name} moved backwards (${b} → ${r.v ?? "reset"}); new rows could reuse keys` });
+    }
+  }
+  return out;
+}
+
+/** Replays the diff on a fresh clone of base and compares the result with work. */
+async function verifyByReplay(base: PgTarget, work: PgTarget, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
+  onProgress?.({ phase: "replay" });
+  const clone = await cloneBase(base, "replay");
+  try {
+    try {
+      await inTransaction(clone.target, async (c) => {
+        await applyDiff(c, diff);
+      });
+    } catch (e) {
+      return { verified: false, mismatches: [], schemaDifference: [], error: e instanceof Error ? e.message : String(e) };
+    }
+    onProgress?.({ phase: "verify" });
+    const schemaDifference = await schemaDiff(clone.target, work);
+    const mismatches: Array<{ table: string; keys: string[] }> = [];
+    await withClient(clone.target, { step: "diff" }, (cc) =>
+      withClient(work, { step: "diff" }, async (wc) => {
+        const { shapes } = await readShapes(wc);
+        const [a, b] = [await tableChecksums(cc, shapes), await tableChecksums(wc, shapes)];
+        for (const s of shapes) {
+          const id = `${s.schema}.${s.name}`;
+          if (a.get(id) === b.get(id)) continue;
+          const d = await diffTable(cc, wc, s);
+          mismatches.push({ table: id, keys: d.changes.slice(0, 5).map((ch) => JSON.stringify(ch.kind === "insert" ? ch.row : ch.key)) });
+        }
+      }),
+    );
+    return { verified: schemaDifference.length === 0 && mismatches.length === 0, mismatches, schemaDifference };
+  } finally {
+    await clone.drop();
+  }
+}
+
+/** Computes the diff of a session (not yet written to disk). */
+export async function computeDiff(project: Project, sessionId: string, options: { onProgress?: (p: DiffProgress) => void; now?: Date } = {}): Promise<Diff> {
+  const session = readSession(project, sessionId);
+  const base = await sessionAdminTarget(project, sessionId, "base");
+  const work = await sessionAdminTarget(project, sessionId, "work");
+  options.onProgress?.({ phase: "schema" });
+  const allDdl = await schemaDiff(base, work);
+  const { before: schema, after: schemaAfterData } = splitAroundData(allDdl);
+
+  const clone = await cloneBase(base, "diff");
+  let tables: TableChanges[] = [];
+  let hazards: Hazard[] = [];
+  let schemaError: string | undefined;
+  try {
+    if (schema.length > 0) {
+      try {
+        await inTransaction(clone.target, async (c) => {
+          for (const s of schema) await query(c, s);
+        });
+      } catch (e) {
+        // The schema changes alone do not apply to base: the data cannot be compared, and the diff cannot be verified.
+        schemaError = `the schema changes do not apply to base: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    const cc = await openClient(clone.target, { step: "diff" });
+    const wc = await openClient(work, { step: "diff" });
+    const bc = await openClient(base, { step: "diff" });
+    try {
+      const { shapes, foreignKeys } = await readShapes(wc);
+      const inClone = new Set((await readShapes(cc)).shapes.map((s) => `${s.schema}.${s.name}`));
+      const byName = new Map(shapes.map((s) => [`${s.schema}.${s.name}`, s]));
+      const changed: TableChanges[] = [];
+      for (const id of schemaError === undefined ? foreignKeyOrder([...byName.keys()], foreignKeys) : []) {
+        options.onProgress?.({ phase: "data", table: id });
+        // Two connections stream at once on purpose: the merge reads both sides in step.
+        const t = await diffTable(inClone.has(id) ? cc : null, wc, byName.get(id)!);
+        if (t.changes.length > 0) changed.push(t);
+      }
+      tables = changed;
+      options.onProgress?.({ phase: "hazards" });
+      // Exact row counts of the tables the schema changes touch (what a drop would lose).
+      const counts = new Map<string, number>();
+      for (const st of allDdl) {
+        const m = /^(?:drop table|alter table) "((?:[^"]|"")+)"\."((?:[^"]|"")+)"/i.exec(st);
+        if (m === null || counts.has(`${m[1]}.${m[2]}`)) continue;
+        const r = await query<{ n: string }>(bc, `SELECT count(*)::text AS n FROM ${quoteIdent(m[1]!)}.${quoteIdent(m[2]!)}`).catch(() => undefined);
+        counts.set(`${m[1]}.${m[2]}`, Number(r?.rows[0]?.n ?? 0));
+      }
+      const needsMasked = tables.some((t) => t.changes.some((c) => c.kind !== "delete"));
+      const masked = needsMasked ? await maskedValueSet(bc, project, session.snapshotId) : null;
+      hazards = sortHazards([
+        ...schemaHazards(allDdl, (t) => counts.get(t) ?? 0),
+        ...tables.flatMap((t) => tableHazards(t, project.config.hazards, masked)),
+        ...(await sequenceHazards(bc, wc)),
+      ]);
+    } finally {
+      await Promise.all([cc.end(), wc.end(), bc.end()].map((p) => p.catch(() => undefined)));
+    }
+  } finally {
+    await clone.drop();
+  }
+
+  const summary = {
+    inserts: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "insert").length, 0),
+    updates: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "update").length, 0),
+    deletes: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "delete").length, 0),
+    ddl: schema.length + schemaAfterData.length,
+  };
+  const draft: Diff = {
+    formatVersion: 1,
+    session: session.id,
+    snapshot: session.snapshotId,
+    createdAt: (options.now ?? new Date()).toISOString(),
+    schema,
+    schemaAfterData,
+    tables,
+    hazards,
+    verification: { verified: false, mismatches: [], schemaDifference: [] },
+    summary,
+  };
+  if (schemaError !== undefined) return { ...draft, verification: { verified: false, mismatches: [], schemaDifference: [], error: schemaError } };
+  return { ...draft, verification: await verifyByReplay(base, work, draft, options.onProgress) };
+}

@@ -1,0 +1,42 @@
+/**
+ * The diff step as users run it: compute, write the artifacts, return a
+ * short summary (what `airlock diff` and `airlock run` print).
+ */
+import type { Project } from "../config/load.ts";
+import { type DiffProgress, computeDiff } from "./diff.ts";
+import { writeDiff } from "./store.ts";
+import type { Diff } from "./types.ts";
+
+/** What a diff run produced. */
+export interface DiffResult {
+  readonly id: string;
+  readonly dir: string;
+  readonly diff: Diff;
+  readonly elapsedMs: number;
+}
+
+/** Computes and stores the diff of a session. */
+export async function diffSession(project: Project, sessionId: string, onProgress?: (p: DiffProgress) => void): Promise<DiffResult> {
+  const started = Date.now();
+  const diff = await computeDiff(project, sessionId, onProgress === undefined ? {} : { onProgress });
+  const { id, dir } = writeDiff(project, diff);
+  return { id, dir, diff, elapsedMs: Date.now() - started };
+}
+
+/** Terminal lines summarising a diff: counts, verification, hazards, where the files are. */
+export function summaryLines(r: DiffResult): string[] {
+  const d = r.diff;
+  const s = d.summary;
+  const lines = [
+    `diff ${r.id} for session ${d.session}: ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements (${(r.elapsedMs / 1000).toFixed(1)} s)`,
+    d.verification.verified ? "verified: replaying the diff on a fresh clone of base reproduces work exactly" : `NOT verified: ${d.verification.error ?? [...d.verification.mismatches.map((m) => `${m.table} differs (e.g. ${m.keys.slice(0, 2).join(", ")})`), ...d.verification.schemaDifference.map((x) => `schema: ${x}`)].join("; ")}`,
+  ];
+  for (const t of d.tables) {
+    const n = (k: string) => t.changes.filter((c) => c.kind === k).length;
+    lines.push(`  ${t.schema}.${t.name}: +${n("insert")} ~${n("update")} -${n("delete")}`);
+  }
+  if (d.hazards.length === 0) lines.push("hazards: none");
+  for (const h of d.hazards) lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
+  lines.push(`review: ${r.dir}/review.html (also review.md, promote.sql, diff.json)`);
+  return lines;
+}

@@ -1,0 +1,134 @@
+/**
+ * The one function that applies a diff to a database: used by replay
+ * verification on a clone of base, and by promotion to production, so that
+ * what was verified is exactly what is promoted. Order: schema changes,
+ * deletes (children first), updates, inserts (parents first), then
+ * sequences moved past inserted keys. Values are sent as parameters in
+ * Postgres text form and cast by the server, so they arrive byte for byte.
+ */
+import type pg from "pg";
+import { AirlockError } from "../errors.ts";
+import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
+import type { Diff, RowValues, TableChanges } from "../diff/types.ts";
+
+/** One statement with its parameters. */
+export interface Statement {
+  readonly sql: string;
+  readonly params: ReadonlyArray<string | null>;
+  /** What it does, for progress and errors ("insert into public.guests"). */
+  readonly what: string;
+}
+
+function tableName(t: TableChanges): string {
+  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+}
+
+function typeOf(t: TableChanges, column: string): string {
+  const c = t.columns.find((x) => x.name === column);
+  if (c === undefined) throw new Error(`column ${column} of ${t.schema}.${t.name} is not in the diff`);
+  return c.type;
+}
+
+/** WHERE clause matching a row by its key (or, without a key, by every value, one row only). */
+function match(t: TableChanges, key: RowValues, params: Array<string | null>): string {
+  const conds = Object.entries(key).map(([col, value]) => {
+    params.push(value);
+    return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
+  });
+  if (t.key !== null) return conds.join(" AND ");
+  // A multiset: remove exactly one of possibly identical rows.
+  return `ctid = (SELECT ctid FROM ${tableName(t)} WHERE ${conds.join(" AND ")} LIMIT 1)`;
+}
+
+/** The statements that apply a diff's data changes, in foreign-key order. */
+export function dataStatements(diff: Diff): Statement[] {
+  const out: Statement[] = [];
+  // diff.tables is in foreign-key order (referenced tables first).
+  for (const t of [...diff.tables].reverse()) {
+    for (const ch of t.changes) {
+      if (ch.kind !== "delete") continue;
+      const params: Array<string | null> = [];
+      out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what: `delete from ${t.schema}.${t.name}` });
+    }
+  }
+  for (const t of diff.tables) {
+    for (const ch of t.changes) {
+      if (ch.kind !== "update") continue;
+      const params: Array<string | null> = [];
+      const sets = Object.entries(ch.new).map(([col, value]) => {
+        params.push(value);
+        return `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}`;
+      });
+      out.push({ sql: `UPDATE ${tableName(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}` });
+    }
+  }
+  for (const t of diff.tables) {
+    for (const ch of t.changes) {
+      if (ch.kind !== "insert") continue;
+      const cols = Object.keys(ch.row);
+      const params = cols.map((c) => ch.row[c] ?? null);
+      const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
+      // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
+      out.push({ sql: `INSERT INTO ${tableName(t)} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})`, params, what: `insert into ${t.schema}.${t.name}` });
+    }
+  }
+  return out;
+}
+
+/** Every statement of a diff: schema changes, data, then the schema changes that need the data. */
+export function diffStatements(diff: Diff): Statement[] {
+  const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change" });
+  return [...diff.schema.map(ddl), ...dataStatements(diff), ...diff.schemaAfterData.map(ddl)];
+}
+
+/** A readable SQL text of a statement with its parameters inlined (for promote.sql; never executed). */
+export function inlineStatement(s: Statement): string {
+  return s.sql.replace(/\$(\d+)/g, (_, n: string) => {
+    const v = s.params[Number(n) - 1];
+    return v === null || v === undefined ? "NULL" : quoteLiteral(v);
+  });
+}
+
+/** Moves each sequence feeding a column of an inserted-into table past the largest value now in it. */
+async function fixSequences(client: pg.ClientBase, diff: Diff): Promise<void> {
+  const inserted = diff.tables.filter((t) => t.changes.some((c) => c.kind === "insert")).map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`);
+  if (inserted.length === 0) return;
+  const seqs = await query<{ tbl: string; col: string; seq: string }>(
+    client,
+    `SELECT a.attrelid::regclass::text AS tbl, a.attname AS col, pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) AS seq
+       FROM pg_attribute a
+      WHERE a.attrelid = ANY (SELECT unnest($1::text[])::regclass) AND a.attnum > 0 AND NOT a.attisdropped
+        AND pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) IS NOT NULL`,
+    [inserted],
+  );
+  for (const s of seqs.rows) {
+    await query(
+      client,
+      `SELECT setval($1, m) FROM (SELECT max(${quoteIdent(s.col)})::bigint AS m FROM ${s.tbl}) x, ${s.seq} q
+        WHERE m IS NOT NULL AND (m > q.last_value OR NOT q.is_called)`,
+      [s.seq],
+    );
+  }
+}
+
+/** Options of applyDiff. */
+export interface ApplyOptions {
+  /** Called before each statement (progress; tests pause here to kill a promotion mid-way). */
+  readonly beforeStatement?: (index: number, total: number, statement: Statement) => Promise<void> | void;
+}
+
+/** Applies a diff inside the caller's transaction; returns how many statements ran. */
+export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
+  const statements = diffStatements(diff);
+  for (const [i, s] of statements.entries()) {
+    await options.beforeStatement?.(i, statements.length, s);
+    const r = await query(client, s.sql, s.params);
+    if (s.what !== "schema change" && !s.what.startsWith("insert") && r.rowCount !== 1) {
+      throw new AirlockError("AIRLOCK_APPLY_ROWCOUNT", `${s.what} matched ${r.rowCount ?? 0} rows instead of 1 (statement ${i + 1} of ${statements.length})`, {
+        hint: "the target no longer holds the row the diff was made against; nothing was committed",
+      });
+    }
+  }
+  await fixSequences(client, diff);
+  return { statements: statements.length };
+}

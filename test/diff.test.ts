@@ -1,0 +1,191 @@
+/**
+ * The verified promotion diff against real clusters: every fixture case in
+ * test/fixtures/diff/<case>/ (the agent's SQL and the expected change
+ * summary) must replay to a database identical to work and be verified.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedDemo } from "../seeders/demo/index.ts";
+import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
+import { parseConfig } from "../src/config/config.ts";
+import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
+import { canonicalJson, sha256Hex } from "../src/diff/canonical.ts";
+import { diffSession } from "../src/diff/run-diff.ts";
+import { readDiff } from "../src/diff/store.ts";
+import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
+import { type PgTarget, withClient } from "../src/pg/connect.ts";
+import { captureSnapshot } from "../src/snapshot/capture.ts";
+import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
+import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+
+const FIXTURES = resolve("test/fixtures/diff");
+const BIN = resolve("bin/airlock.mjs");
+let prodCluster: TestCluster;
+let prod: PgTarget;
+let project: Project;
+
+interface Expected {
+  inserts?: number;
+  updates?: number;
+  deletes?: number;
+  ddl?: number;
+  inserts_min?: number;
+  deletes_min?: number;
+  ddl_min?: number;
+  tables?: string[];
+  tables_include?: string[];
+  hazards?: string[];
+}
+
+async function asAgent(session: string, sql: string): Promise<void> {
+  await withClient(agentConnection(project, session).target, { step: "test-agent" }, (c) => c.query(sql));
+}
+
+beforeAll(async () => {
+  prodCluster = await startTestCluster("diff-prod");
+  prod = await prodCluster.createDatabase("production");
+  await seedDemo({ target: prod, scale: 1 });
+  await withClient(prod, { step: "test" }, async (c) => {
+    // Shapes the demo lacks: a composite primary key and bytea.
+    await c.query("CREATE TABLE room_rates (room text, day date, price numeric(8,2) NOT NULL, PRIMARY KEY (room, day))");
+    await c.query("INSERT INTO room_rates VALUES ('101', '2024-08-01', 150.00), ('101', '2024-08-02', 155.50), ('102', '2024-08-01', 99.90)");
+    await c.query("CREATE TABLE attachments (id int PRIMARY KEY, data bytea, note text)");
+    await c.query("INSERT INTO attachments VALUES (1, '\\x0102', 'a'), (2, NULL, 'b')");
+  });
+  const dir = testClusterDir("diff-project");
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755);
+  project = await loadProject({ dir });
+  const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
+  await captureSnapshot({ source: prod, secret: "diff-test-secret-0123456789", rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+});
+
+afterAll(async () => {
+  const staging = project === undefined ? undefined : openCluster(localClusterOptions(project));
+  if (staging !== undefined) await destroyCluster(staging);
+  await prodCluster?.close();
+  if (project !== undefined) rmSync(project.dir, { recursive: true, force: true });
+});
+
+describe("every kind of change replays to work and is verified", () => {
+  const cases = readdirSync(FIXTURES).sort();
+  it("has the fixture cases", () => expect(cases.length).toBeGreaterThanOrEqual(20));
+  for (const name of cases) {
+    it(name, async () => {
+      const sql = readFileSync(join(FIXTURES, name, "agent.sql"), "utf8");
+      const expected = JSON.parse(readFileSync(join(FIXTURES, name, "expected.json"), "utf8")) as Expected;
+      const session = await createSession(project, { name: `case-${name}`.slice(0, 40).replace(/-+$/, "") });
+      try {
+        await asAgent(session.id, sql);
+        const r = await diffSession(project, session.id);
+        expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+        const s = r.diff.summary;
+        if (expected.inserts !== undefined) expect(s.inserts, "inserts").toBe(expected.inserts);
+        if (expected.updates !== undefined) expect(s.updates, "updates").toBe(expected.updates);
+        if (expected.deletes !== undefined) expect(s.deletes, "deletes").toBe(expected.deletes);
+        if (expected.ddl !== undefined) expect(s.ddl, "ddl").toBe(expected.ddl);
+        if (expected.inserts_min !== undefined) expect(s.inserts).toBeGreaterThanOrEqual(expected.inserts_min);
+        if (expected.deletes_min !== undefined) expect(s.deletes).toBeGreaterThanOrEqual(expected.deletes_min);
+        if (expected.ddl_min !== undefined) expect(s.ddl).toBeGreaterThanOrEqual(expected.ddl_min);
+        const tables = r.diff.tables.map((t) => `${t.schema}.${t.name}`).sort();
+        if (expected.tables !== undefined) expect(tables).toEqual([...expected.tables].sort());
+        if (expected.tables_include !== undefined) expect(tables).toEqual(expect.arrayContaining(expected.tables_include));
+        for (const h of expected.hazards ?? []) expect(r.diff.hazards.map((x) => x.code)).toContain(h);
+        // The id is the sha256 of the canonical diff.json.
+        expect(sha256Hex(readFileSync(join(r.dir, "diff.json"), "utf8"))).toBe(r.id);
+        expect(readDiff(project, r.id).diff).toEqual(JSON.parse(canonicalJson(r.diff)));
+      } finally {
+        await destroySession(project, session.id);
+      }
+    });
+  }
+});
+
+describe("the diff artifact", () => {
+  it("refuses a diff.json changed by one byte in every later read", async () => {
+    const session = await createSession(project, { name: "tamper" });
+    try {
+      await asAgent(session.id, "UPDATE room_rates SET price = 1.00 WHERE room = '102'");
+      const r = await diffSession(project, session.id);
+      const file = join(r.dir, "diff.json");
+      const text = readFileSync(file, "utf8");
+      writeFileSync(file, text.replace('"1.00"', '"2.00"'));
+      expect(() => readDiff(project, r.id)).toThrow(expect.objectContaining({ code: "AIRLOCK_DIFF_TAMPERED", exitCode: 2 }));
+      writeFileSync(file, text);
+      expect(readDiff(project, r.id).id).toBe(r.id);
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+
+  it("diffs an empty session to an empty, verified diff, exits 0 and prints the id", async () => {
+    const session = await createSession(project, { name: "empty" });
+    try {
+      const r = spawnSync(process.execPath, [BIN, "diff", session.id, "--json"], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out).toMatchObject({ verified: true, summary: { inserts: 0, updates: 0, deletes: 0, ddl: 0 }, hazards: [] });
+      expect(out.id).toMatch(/^[0-9a-f]{64}$/);
+      const text = spawnSync(process.execPath, [BIN, "diff", session.id], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+      expect(text.status).toBe(0);
+      // A later diff of the same session is a new diff (its own time, so its own id).
+      expect(text.stdout).toMatch(/^diff [0-9a-f]{64} for session empty: 0 inserts, 0 updates, 0 deletes/m);
+      expect(text.stdout).toContain("verified: replaying");
+      expect(existsSync(join(out.dir, "review.html"))).toBe(true);
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+
+  it("flags the incident: bulk delete (danger), large insert, and a masked value written back", async () => {
+    const session = await createSession(project, { name: "incident" });
+    try {
+      const fakeEmail = await withClient(agentConnection(project, session.id).target, { step: "test" }, async (c) => (await c.query("SELECT email FROM guests WHERE id = 4")).rows[0].email as string);
+      await asAgent(
+        session.id,
+        `DELETE FROM gallery_images WHERE id >= 439;
+         INSERT INTO gallery_images (title, url, category, published) SELECT 'Imported ' || g, 'file:///tmp/img' || g || '.jpg', 'imported', true FROM generate_series(1, 282) g;
+         UPDATE guests SET email = '${fakeEmail.replace(/'/g, "''")}', updated_at = '2024-07-01 00:00:00+00' WHERE id = 5;`.replace(/UPDATE guests SET email = '[^']*'/, `UPDATE guests SET email = (SELECT email FROM guests WHERE id = 4) || ''`),
+      ).catch(async () => {
+        // guests.email is unique: copy another guest's fake email into a new guest instead.
+        await asAgent(
+          session.id,
+          `DELETE FROM gallery_images WHERE id >= 439;
+           INSERT INTO gallery_images (title, url, category, published) SELECT 'Imported ' || g, 'file:///tmp/img' || g || '.jpg', 'imported', true FROM generate_series(1, 282) g;
+           UPDATE guests SET full_name = (SELECT full_name FROM guests WHERE id = 4), updated_at = '2024-07-01 00:00:00+00' WHERE id = 5;`,
+        );
+      });
+      const r = await diffSession(project, session.id);
+      expect(r.diff.verification.verified).toBe(true);
+      const codes = r.diff.hazards.map((h) => `${h.severity}:${h.code}:${h.object}`);
+      expect(codes).toContain("danger:BULK_DELETE:public.gallery_images");
+      expect(codes).toContain("warn:LARGE_INSERT:public.gallery_images");
+      expect(codes).toContain("danger:MASKED_VALUE:public.guests");
+      expect(r.diff.hazards[0]!.severity).toBe("danger");
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+
+  it("marks a diff unverified when its replay cannot reproduce work", async () => {
+    const session = await createSession(project, { name: "unreplayable" });
+    try {
+      // A trigger the agent added stamps rows with the clock: a replay cannot produce the same rows.
+      await asAgent(
+        session.id,
+        `CREATE TABLE stamped (id int PRIMARY KEY, at timestamptz);
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := clock_timestamp(); RETURN NEW; END $$;
+         CREATE TRIGGER stamped_at BEFORE INSERT ON stamped FOR EACH ROW EXECUTE FUNCTION stamp();
+         INSERT INTO stamped (id) VALUES (1), (2);`,
+      );
+      const r = await diffSession(project, session.id);
+      expect(r.diff.verification.verified).toBe(false);
+      expect(r.diff.verification.mismatches).toEqual([{ table: "public.stamped", keys: expect.arrayContaining([JSON.stringify({ id: "1" })]) }]);
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+});
+
