@@ -32,8 +32,14 @@ export interface ClusterOptions {
   readonly binaries?: PgBinaries;
   /** Extra server settings written to the cluster's config at creation. */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
-  /** Disposable clusters skip fsync (faster; a crash may lose the cluster). Default true. */
+  /** Disposable clusters skip fsync (faster; an OS crash may lose the cluster). Default true. */
   readonly disposable?: boolean;
+  /** The OS user the server runs as when Airlock is root (default AIRLOCK_PG_USER, then postgres). */
+  readonly serverUser?: string;
+}
+
+function serverUserFor(options: ClusterOptions): ServerUser {
+  return resolveServerUser(options.serverUser === undefined ? process.env : { ...process.env, AIRLOCK_PG_USER: options.serverUser });
 }
 
 /** A cluster on disk; whether it runs is asked of `clusterStatus`. */
@@ -217,7 +223,7 @@ export function openCluster(options: ClusterOptions): LocalCluster | undefined {
     });
   }
   const password = readFileSync(p.passwordFile, "utf8").trim();
-  return buildCluster(p.dir, file, binaries, resolveServerUser(), password);
+  return buildCluster(p.dir, file, binaries, serverUserFor(options), password);
 }
 
 /**
@@ -229,7 +235,7 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
   if (existing !== undefined) return existing;
   const p = paths(options.dir);
   const binaries = options.binaries ?? findPgBinaries();
-  const serverUser = resolveServerUser();
+  const serverUser = serverUserFor(options);
   if (join(p.socketDir, ".s.PGSQL.65535.lock").length > MAX_SOCKET_PATH) {
     throw new AirlockError("AIRLOCK_CLUSTER_PATH_TOO_LONG", `the cluster directory ${p.dir} is too deep for a Unix socket path (at most ${MAX_SOCKET_PATH} bytes)`, {
       hint: "choose a shorter cluster directory (local.clusterDir in airlock.config.ts)",
