@@ -5,12 +5,14 @@
  */
 import { Command, CommanderError } from "commander";
 import { AirlockError, EXIT_ERROR, formatError } from "../src/errors.ts";
+import { registerAudit } from "./audit.ts";
 import { registerCluster } from "./cluster.ts";
 import { registerConfig } from "./config.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDiff } from "./diff.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
+import { registerPromote } from "./promote.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
 import { registerSnapshot } from "./snapshot.ts";
@@ -38,6 +40,8 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   registerSessions(program);
   registerRun(program);
   registerDiff(program);
+  registerPromote(program);
+  registerAudit(program);
   registerCluster(program);
   registerConfig(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];

@@ -5,6 +5,8 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { defaultActor } from "../src/audit/chain.ts";
+import { recordEvent } from "../src/audit/journal.ts";
 import type { Project } from "../src/config/load.ts";
 import { AirlockError, EXIT_ERROR } from "../src/errors.ts";
 import { parseTarget } from "../src/pg/connect.ts";
@@ -74,6 +76,7 @@ Examples:
         onProgress: (e) => bar.update(e.phase === "table" ? `[${e.index}/${e.of}] ${e.table}: ${e.rows.toLocaleString("en-US")} rows` : `${e.phase}…`),
       });
       bar.done();
+      recordEvent(project, { actor: defaultActor(), action: "snapshot", details: { snapshot: manifest.id, source: `${manifest.source.database}@${manifest.source.host}:${manifest.source.port}`, tables: manifest.tables.length, rulesHash: manifest.rulesHash } });
       const masked = manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0);
       const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
       if (json) return sayJson({ id: manifest.id, tables: manifest.tables.length, rows, maskedColumns: masked, leakScan: manifest.leakScan, elapsedMs: manifest.elapsedMs });

@@ -35,6 +35,7 @@ function incidentDiff(verified = true): Diff {
     createdAt: "2025-06-01T12:00:00.000Z",
     schema: ["CREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);"],
     schemaAfterData: [],
+    reverseSchema: [],
     tables: [
       {
         schema: "public",

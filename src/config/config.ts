@@ -60,6 +60,13 @@ const configSchema = object({
       largeInsert: withDefault(number({ integer: true, min: 1 }), 100),
     }),
   ),
+  /** Limits for the promotion (and rollback) transaction on production. */
+  promote: section(
+    object({
+      statementTimeout: withDefault(duration(), 60_000),
+      lockTimeout: withDefault(duration(), 5_000),
+    }),
+  ),
   /** Limits for the read-only capture transaction on production. */
   capture: section(
     object({

@@ -149,6 +149,7 @@ export async function computeDiff(project: Project, sessionId: string, options: 
   options.onProgress?.({ phase: "schema" });
   const allDdl = await schemaDiff(base, work);
   const { before: schema, after: schemaAfterData } = splitAroundData(allDdl);
+  const reverseSchema = allDdl.length === 0 ? [] : await schemaDiff(work, base);
 
   const clone = await cloneBase(base, "diff");
   let tables: TableChanges[] = [];
@@ -216,6 +217,7 @@ export async function computeDiff(project: Project, sessionId: string, options: 
     createdAt: (options.now ?? new Date()).toISOString(),
     schema,
     schemaAfterData,
+    reverseSchema,
     tables,
     hazards,
     verification: { verified: false, mismatches: [], schemaDifference: [] },

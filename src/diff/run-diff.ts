@@ -2,6 +2,8 @@
  * The diff step as users run it: compute, write the artifacts, return a
  * short summary (what `airlock diff` and `airlock run` print).
  */
+import { defaultActor } from "../audit/chain.ts";
+import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { type DiffProgress, computeDiff } from "./diff.ts";
 import { writeDiff } from "./store.ts";
@@ -20,6 +22,7 @@ export async function diffSession(project: Project, sessionId: string, onProgres
   const started = Date.now();
   const diff = await computeDiff(project, sessionId, onProgress === undefined ? {} : { onProgress });
   const { id, dir } = writeDiff(project, diff);
+  recordEvent(project, { actor: defaultActor(), action: "diff", details: { diff: id, session: sessionId, snapshot: diff.snapshot, verified: diff.verification.verified, summary: diff.summary, hazards: diff.hazards.map((h) => `${h.severity}:${h.code}`) } });
   return { id, dir, diff, elapsedMs: Date.now() - started };
 }
 

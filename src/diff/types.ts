@@ -62,6 +62,8 @@ export interface Diff {
   readonly schema: readonly string[];
   /** DDL applied after the data changes (NOT NULL on columns the data fills). */
   readonly schemaAfterData: readonly string[];
+  /** DDL turning work's schema back into base's: what rollback runs to undo the schema changes. */
+  readonly reverseSchema: readonly string[];
   readonly tables: readonly TableChanges[];
   readonly hazards: readonly Hazard[];
   readonly verification: Verification;

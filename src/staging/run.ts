@@ -3,6 +3,8 @@
  * run inside it with the staging URL as its only database.
  */
 import { spawn } from "node:child_process";
+import { defaultActor } from "../audit/chain.ts";
+import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
 import { makeTarget, type PgTarget, parseTarget } from "../pg/connect.ts";
@@ -48,6 +50,7 @@ export async function runAgent(project: Project, command: readonly string[], opt
     );
     child.on("close", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : (osSignals[signal] ?? 0))));
   });
+  recordEvent(project, { actor: defaultActor(), action: "run", details: { session: session.id, command: command[0]!, exitCode } });
   return { session, exitCode };
 }
 

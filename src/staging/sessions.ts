@@ -7,6 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { defaultActor } from "../audit/chain.ts";
+import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
@@ -107,6 +109,7 @@ export async function createSession(project: Project, options: UpOptions = {}): 
     writeFileSync(`${file}.tmp`, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
     chmodSync(`${file}.tmp`, 0o600);
     renameSync(`${file}.tmp`, file);
+    recordEvent(project, { actor: defaultActor(), action: "up", details: { session: id, backend: kind, snapshot: manifest.id, expiresAt } });
     return publicRecord(stored);
   } catch (e) {
     rmSync(file, { force: true });
@@ -158,6 +161,7 @@ export async function destroySession(project: Project, id: string): Promise<void
   const s = readSession(project, id);
   await (await backendFor(project, s.backend)).destroy(s.id, s.backendState);
   rmSync(sessionFile(project, id), { force: true });
+  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: s.backend } });
 }
 
 /** Destroys every expired session; returns their ids. */

@@ -1,0 +1,98 @@
+/**
+ * `airlock approve`, `airlock promote`, `airlock rollback`: the steps that
+ * end at production (approve itself never reads it).
+ */
+import { createInterface } from "node:readline/promises";
+import type { Command } from "commander";
+import { defaultActor } from "../src/audit/chain.ts";
+import { readDiff } from "../src/diff/store.ts";
+import { AirlockError, EXIT_REFUSED } from "../src/errors.ts";
+import { parseTarget } from "../src/pg/connect.ts";
+import { approveDiff } from "../src/promote/approval.ts";
+import { promoteDiff } from "../src/promote/promote.ts";
+import { rollbackPromotion } from "../src/promote/rollback.ts";
+import { globalFlags, projectFor } from "./context.ts";
+import { say, sayJson, warn } from "./output.ts";
+
+function productionTarget(to: string | undefined) {
+  const url = to ?? process.env.PROD_DATABASE_URL;
+  if (url === undefined || url === "") throw new AirlockError("AIRLOCK_NO_PRODUCTION_URL", "no production database given", { hint: "pass --to postgres://… or set PROD_DATABASE_URL in .env" });
+  return parseTarget(url);
+}
+
+async function confirmOnTerminal(id: string): Promise<void> {
+  if (process.stdin.isTTY !== true) {
+    throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "approving needs a confirmation typed on a terminal", { hint: "run it on a terminal, or pass --yes once you have reviewed the diff", exitCode: EXIT_REFUSED });
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = (await rl.question(`type the first 8 characters of the diff id (${id.slice(0, 8)}…) to approve it: `)).trim();
+  rl.close();
+  if (answer !== id.slice(0, 8)) throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "the confirmation did not match; nothing was approved", { hint: "try again", exitCode: EXIT_REFUSED });
+}
+
+/** Registers the commands. */
+export function registerPromote(program: Command): void {
+  program
+    .command("approve <diff>")
+    .description("approve a verified diff by its id, accepting each danger hazard by name (never reads production)")
+    .requiredOption("--by <name>", "who approves (recorded in the audit trail)")
+    .option("--accept <hazard...>", "danger hazard codes you accept, e.g. BULK_DELETE MASKED_VALUE")
+    .option("--note <text>", "why it is fine")
+    .option("--yes", "skip the typed confirmation (for scripts, after review)")
+    .addHelpText("after", "\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note \"cleanup agreed in #412\"")
+    .action(async (idArg: string, opts: { by: string; accept?: string[]; note?: string; yes?: boolean }, cmd: Command) => {
+      const project = await projectFor(cmd);
+      const { id } = readDiff(project, idArg);
+      if (opts.yes !== true) await confirmOnTerminal(id);
+      const a = approveDiff(project, id, { by: opts.by, ...(opts.accept === undefined ? {} : { accept: opts.accept }), ...(opts.note === undefined ? {} : { note: opts.note }) });
+      if (globalFlags(cmd).json) return sayJson(a);
+      say(`approved diff ${id} by ${a.approvedBy}${a.accepted.length > 0 ? `, accepting ${a.accepted.join(", ")}` : ""}`);
+      say(`next: \`airlock promote ${id.slice(0, 12)} --dry-run\`, then without --dry-run`);
+    });
+
+  program
+    .command("promote <diff>")
+    .description("apply an approved diff to production in one transaction, with pre-image backup and an audit entry")
+    .option("--to <url>", "the production database (default: PROD_DATABASE_URL)")
+    .option("--dry-run", "do everything, then roll back: shows what would change and any conflict")
+    .option("--by <name>", "who promotes (default: the OS user)")
+    .addHelpText("after", "\nExit codes: 0 promoted, 1 error (production unchanged), 2 refused (not approved, conflict, tampered; production unchanged).\n\nExample:\n  airlock promote 3f9a2c1b --dry-run && airlock promote 3f9a2c1b")
+    .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; by?: string }, cmd: Command) => {
+      const project = await projectFor(cmd);
+      const pauseAt = process.env.AIRLOCK_TEST_PAUSE_AT_STATEMENT;
+      const r = await promoteDiff(project, idArg, {
+        to: productionTarget(opts.to),
+        secret: process.env.AIRLOCK_SECRET,
+        ...(opts.dryRun === true ? { dryRun: true } : {}),
+        by: opts.by ?? defaultActor(),
+        // A test hook: stop before statement N and wait to be killed, to prove a killed promotion changes nothing.
+        ...(pauseAt === undefined ? {} : {
+          beforeStatement: async (i: number) => {
+            if (i !== Number(pauseAt)) return;
+            warn("airlock-test: paused");
+            await new Promise(() => undefined);
+          },
+        }),
+      });
+      if (globalFlags(cmd).json) return sayJson(r);
+      const s = r.summary;
+      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements without conflict; rolled back, production unchanged`);
+      else {
+        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
+        say(`undo with: airlock rollback ${r.promotionId}`);
+        if (!r.confirmed) process.exitCode = 1;
+      }
+    });
+
+  program
+    .command("rollback <promotion>")
+    .description("undo a promotion in one transaction from the pre-images it saved in production")
+    .option("--to <url>", "the production database (default: PROD_DATABASE_URL)")
+    .option("--by <name>", "who rolls back (default: the OS user)")
+    .action(async (promotion: string, opts: { to?: string; by?: string }, cmd: Command) => {
+      const project = await projectFor(cmd);
+      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to), by: opts.by ?? defaultActor() });
+      if (globalFlags(cmd).json) return sayJson(r);
+      say(`rolled back ${r.promotionId}: ${r.restored} rows restored, schema changes reversed`);
+    });
+}

@@ -1,0 +1,163 @@
+/**
+ * `airlock rollback <promotion> --to <production>`: one transaction that
+ * undoes a promotion from what it saved in production: inserted rows
+ * deleted, updated rows restored from their pre-images, deleted rows put
+ * back, the schema changes reversed and dropped columns and tables refilled.
+ * It first checks that no promoted row changed since the promotion (a
+ * conflict otherwise) and refuses a promotion already rolled back.
+ */
+import type pg from "pg";
+import { defaultActor } from "../audit/chain.ts";
+import { recordEvent } from "../audit/journal.ts";
+import type { Project } from "../config/load.ts";
+import { AirlockError, EXIT_REFUSED } from "../errors.ts";
+import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
+import { ensureProductionSchema, recordProductionEvent } from "./production-schema.ts";
+import type { SavedData } from "./promote.ts";
+import { qualified } from "./rows.ts";
+
+interface Image {
+  readonly table_schema: string;
+  readonly table_name: string;
+  readonly kind: "pre" | "post";
+  readonly op: "insert" | "update" | "delete";
+  readonly key: Record<string, string | null>;
+  readonly row: Record<string, unknown>;
+}
+
+/** `k1::text IS NOT DISTINCT FROM $n AND …` for a key stored as text values. */
+function keyMatch(key: Record<string, string | null>, params: unknown[]): string {
+  return Object.entries(key)
+    .map(([col, v]) => {
+      params.push(v);
+      return `${quoteIdent(col)}::text IS NOT DISTINCT FROM $${params.length}`;
+    })
+    .join(" AND ");
+}
+
+async function copiedColumns(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
+  const r = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", [qualified(schema, table)]);
+  return r.rows.map((x) => x.a);
+}
+
+/** Rolls a promotion back. */
+export async function rollbackPromotion(project: Project, promotionId: string, options: { to: PgTarget; by?: string }): Promise<{ promotionId: string; restored: number }> {
+  const by = options.by ?? defaultActor();
+  const c = await openClient(options.to, { step: "rollback", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
+  const refuse = async (error: AirlockError, details: Record<string, unknown>): Promise<never> => {
+    await query(c, "ROLLBACK");
+    await query(c, "BEGIN");
+    await ensureProductionSchema(c);
+    await recordProductionEvent(c, { actor: by, action: "rollback-refused", details: { promotion: promotionId, code: error.code, ...details } });
+    await query(c, "COMMIT");
+    recordEvent(project, { actor: by, action: "rollback-refused", details: { promotion: promotionId, code: error.code } });
+    throw error;
+  };
+  try {
+    await query(c, "BEGIN");
+    const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
+    if (locked.rows[0]?.ok !== true) throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
+    await ensureProductionSchema(c);
+    const p = await query<{ state: string; reverse_schema: string[]; saved: SavedData[]; tables: string[]; diff_id: string }>(c, "SELECT state, reverse_schema, saved, tables, diff_id FROM airlock.promotions WHERE id = $1 FOR UPDATE", [promotionId]);
+    const promotion = p.rows[0];
+    if (promotion === undefined) {
+      throw new AirlockError("AIRLOCK_PROMOTION_NOT_FOUND", `no promotion ${promotionId} in this database`, { hint: "see `airlock audit --to <url>` for the promotions made here" });
+    }
+    if (promotion.state === "rolled_back") {
+      return await refuse(new AirlockError("AIRLOCK_ALREADY_ROLLED_BACK", `promotion ${promotionId} was rolled back already`, { hint: "nothing to do", exitCode: EXIT_REFUSED }), {});
+    }
+    const images = (await query<Image>(c, "SELECT table_schema, table_name, kind, op, key, row FROM airlock.row_images WHERE promotion_id = $1", [promotionId])).rows;
+
+    // Every row the promotion wrote must still be as it wrote it.
+    const changed: string[] = [];
+    for (const img of images) {
+      const params: unknown[] = [];
+      const where = keyMatch(img.key, params);
+      const r = await query<{ row: unknown }>(c, `SELECT to_jsonb(r) AS row FROM ${qualified(img.table_schema, img.table_name)} r WHERE ${where} FOR UPDATE`, params);
+      if (img.kind === "post" && (r.rowCount !== 1 || JSON.stringify(r.rows[0]!.row) !== JSON.stringify(img.row))) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)}`);
+      if (img.kind === "pre" && img.op === "delete" && r.rowCount !== 0) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)} (deleted key re-used)`);
+    }
+    if (changed.length > 0) {
+      return await refuse(
+        new AirlockError("AIRLOCK_CONFLICT", `${changed.length} row${changed.length === 1 ? "" : "s"} changed in production since promotion ${promotionId}; nothing was rolled back:\n${changed.slice(0, 20).map((x) => `  - ${x}`).join("\n")}`, {
+          hint: "resolve those rows by hand, or leave the promotion in place",
+          exitCode: EXIT_REFUSED,
+          details: { changed },
+        }),
+        { conflicts: changed.length },
+      );
+    }
+
+    // Restoring saved rows must put back exactly what was there: user triggers (an updated_at
+    // stamp, say) are switched off for the restore and switched back on before commit.
+    const touched = [...new Set([...images.map((i) => qualified(i.table_schema, i.table_name)), ...promotion.saved.map((x) => qualified(x.schema, x.table))])];
+    const enabled = (
+      await query<{ t: string; name: string }>(
+        c,
+        `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
+          WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
+        [touched],
+      )
+    ).rows;
+    const setTriggers = async (on: boolean) => {
+      for (const tr of enabled) await query(c, `ALTER TABLE ${tr.t} ${on ? "ENABLE" : "DISABLE"} TRIGGER ${quoteIdent(tr.name)}`);
+    };
+    await setTriggers(false);
+    const order = promotion.tables;
+    const rank = (img: Image) => order.indexOf(`${img.table_schema}.${img.table_name}`);
+    let restored = 0;
+    // Children first when deleting what the promotion inserted; parents first when putting rows back.
+    for (const img of images.filter((i) => i.kind === "post" && i.op === "insert").sort((a, b) => rank(b) - rank(a))) {
+      const params: unknown[] = [];
+      await query(c, `DELETE FROM ${qualified(img.table_schema, img.table_name)} WHERE ${keyMatch(img.key, params)}`, params);
+      restored++;
+    }
+    for (const img of images.filter((i) => i.kind === "pre" && i.op === "update")) {
+      const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row);
+      const params: unknown[] = [JSON.stringify(img.row)];
+      const t = qualified(img.table_schema, img.table_name);
+      await query(c, `UPDATE ${t} SET (${cols.map(quoteIdent).join(", ")}) = (SELECT ${cols.map((x) => `p.${quoteIdent(x)}`).join(", ")} FROM jsonb_populate_record(NULL::${t}, $1::jsonb) p) WHERE ${keyMatch(img.key, params)}`, params);
+      restored++;
+    }
+    for (const img of images.filter((i) => i.kind === "pre" && i.op === "delete").sort((a, b) => rank(a) - rank(b))) {
+      const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row).map(quoteIdent).join(", ");
+      const t = qualified(img.table_schema, img.table_name);
+      await query(c, `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM jsonb_populate_record(NULL::${t}, $1::jsonb)`, [JSON.stringify(img.row)]);
+      restored++;
+    }
+    await setTriggers(true);
+    for (const sql of promotion.reverse_schema) await query(c, sql);
+    const restoredTables = promotion.saved.map((x) => qualified(x.schema, x.table));
+    const savedTriggers = (
+      await query<{ t: string; name: string }>(
+        c,
+        `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
+          WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
+        [restoredTables],
+      )
+    ).rows;
+    for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} DISABLE TRIGGER ${quoteIdent(tr.name)}`);
+    for (const s of promotion.saved) {
+      const t = qualified(s.schema, s.table);
+      const saved = `airlock.${quoteIdent(s.savedAs)}`;
+      if (s.kind === "table") {
+        const cols = (await copiedColumns(c, s.schema, s.table)).map(quoteIdent).join(", ");
+        await query(c, `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${saved}`);
+      } else {
+        const on = s.keyColumns.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(" AND ");
+        await query(c, `UPDATE ${t} t SET ${quoteIdent(s.column!)} = s.${quoteIdent(s.column!)} FROM ${saved} s WHERE ${on}`);
+      }
+    }
+    for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} ENABLE TRIGGER ${quoteIdent(tr.name)}`);
+    await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
+    await recordProductionEvent(c, { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored } });
+    await query(c, "COMMIT");
+    recordEvent(project, { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored } });
+    return { promotionId, restored };
+  } catch (e) {
+    await c.query("ROLLBACK").catch(() => undefined);
+    throw e;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
