@@ -55,15 +55,17 @@ export function registerPromote(program: Command): void {
     .description("apply an approved diff to production in one transaction, with pre-image backup and an audit entry")
     .option("--to <url>", "the production database (default: PROD_DATABASE_URL)")
     .option("--dry-run", "do everything, then roll back: shows what would change and any conflict")
+    .option("--rekey", "rows inserted into serial/identity-keyed tables get fresh keys from production's sequences; foreign keys among them follow")
     .option("--by <name>", "who promotes (default: the OS user)")
     .addHelpText("after", "\nExit codes: 0 promoted, 1 error (production unchanged), 2 refused (not approved, conflict, tampered; production unchanged).\n\nExample:\n  airlock promote 3f9a2c1b --dry-run && airlock promote 3f9a2c1b")
-    .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; by?: string }, cmd: Command) => {
+    .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; rekey?: boolean; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
       const pauseAt = process.env.AIRLOCK_TEST_PAUSE_AT_STATEMENT;
       const r = await promoteDiff(project, idArg, {
         to: productionTarget(opts.to),
         secret: process.env.AIRLOCK_SECRET,
         ...(opts.dryRun === true ? { dryRun: true } : {}),
+        ...(opts.rekey === true ? { rekey: true } : {}),
         by: opts.by ?? defaultActor(),
         // A test hook: stop before statement N and wait to be killed, to prove a killed promotion changes nothing.
         ...(pauseAt === undefined ? {} : {
@@ -78,7 +80,7 @@ export function registerPromote(program: Command): void {
       const s = r.summary;
       if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements without conflict; rolled back, production unchanged`);
       else {
-        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
+        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${s.inserts} inserts${r.rekeyed > 0 ? ` (${r.rekeyed} re-keyed)` : ""}, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
         say(`undo with: airlock rollback ${r.promotionId}`);
         if (!r.confirmed) process.exitCode = 1;
       }

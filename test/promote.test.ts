@@ -180,6 +180,28 @@ describe("a promotion is atomic", () => {
     expect(log.entries[log.entries.length - 1]!.action).toBe("promote-refused");
   });
 
+  it("with --rekey, lands inserts whose keys production took meanwhile, with foreign keys among them following", async () => {
+    const id = await agentDiff(
+      "rekey",
+      `WITH g AS (INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('New Guest', 'new.guest@example.net', '2024-07-01', '2024-07-01') RETURNING id)
+       INSERT INTO bookings (guest_id, check_in, check_out, amount, created_at, updated_at) SELECT id, '2024-09-01', '2024-09-03', 210.00, '2024-07-01', '2024-07-01' FROM g;`,
+    );
+    approveDiff(project, id, { by: "reviewer" });
+    // Production hands out the same next keys meanwhile.
+    await prodQuery("INSERT INTO guests (full_name, email) VALUES ('Walk-in', 'walk.in@example.net')");
+    await prodQuery("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES ((SELECT max(id) FROM guests), '2024-09-05', '2024-09-06', 90)");
+    const refused = await caught(promote(id));
+    expect(refused.code).toBe("AIRLOCK_CONFLICT");
+    expect((refused.details!.conflicts as Array<{ kind: string }>).every((c) => c.kind === "exists")).toBe(true);
+    const r = await promote(id, { rekey: true });
+    expect(r.rekeyed).toBe(2);
+    expect(r.confirmed).toBe(true);
+    const landed = await prodQuery("SELECT g.full_name, b.amount::text FROM bookings b JOIN guests g ON g.id = b.guest_id WHERE g.email = 'new.guest@example.net'");
+    expect(landed).toEqual([{ full_name: "New Guest", amount: "210.00" }]);
+    await rollbackPromotion(project, r.promotionId, { to: prod });
+    expect(await prodQuery("SELECT count(*)::int AS n FROM guests WHERE email = 'new.guest@example.net'")).toEqual([{ n: 0 }]);
+  });
+
   it("leaves production unchanged on a constraint violation and on a lock timeout", async () => {
     const id = await agentDiff("constraint", "UPDATE room_rates_absent_guard SET x = 1 WHERE false;".replace(/.*/, "UPDATE bookings SET amount = 5.00 WHERE id = 41;"));
     approveDiff(project, id, { by: "reviewer" });

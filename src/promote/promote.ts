@@ -22,6 +22,7 @@ import { type ApplyOptions, applyDiff } from "./apply.ts";
 import { refusalFor, requireApproval } from "./approval.ts";
 import { type Conflict, lockAndCheck } from "./conflicts.ts";
 import { ensureProductionSchema, recordProductionEvent } from "./production-schema.ts";
+import { rekeyInserts } from "./rekey.ts";
 import { keyAfter, keyBefore, keyPredicate, qualified } from "./rows.ts";
 
 /** Options of a promotion. */
@@ -29,6 +30,8 @@ export interface PromoteOptions extends ApplyOptions {
   readonly to: PgTarget;
   readonly secret: string | undefined;
   readonly dryRun?: boolean;
+  /** Give rows inserted into sequence-keyed tables fresh keys from production (and follow foreign keys). */
+  readonly rekey?: boolean;
   /** Who promotes (default: the OS user). */
   readonly by?: string;
 }
@@ -39,6 +42,8 @@ export interface PromotionResult {
   readonly diffId: string;
   readonly dryRun: boolean;
   readonly summary: Diff["summary"];
+  /** Inserted rows that got fresh keys from production (--rekey). */
+  readonly rekeyed: number;
   /** After commit, the touched rows were read back and hold the diff's values. */
   readonly confirmed: boolean;
 }
@@ -129,7 +134,8 @@ async function confirmApplied(c: pg.ClientBase, diff: Diff): Promise<boolean> {
 
 /** Promotes an approved, verified diff to production (or rehearses it with dryRun). */
 export async function promoteDiff(project: Project, idOrPrefix: string, options: PromoteOptions): Promise<PromotionResult> {
-  const { id, diff, dir } = readDiff(project, idOrPrefix);
+  const { id, diff: reviewed, dir } = readDiff(project, idOrPrefix);
+  let diff = reviewed;
   const approval = requireApproval(dir, id);
   const refusal = refusalFor(diff, approval.accepted);
   if (refusal !== undefined) throw refusal;
@@ -152,6 +158,8 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
       throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
     }
     await ensureProductionSchema(c);
+    let remapped = 0;
+    if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, reviewed));
     const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
     if (conflicts.length > 0) {
       await query(c, "ROLLBACK");
@@ -186,16 +194,16 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
     await recordProductionEvent(c, {
       actor: by,
       action: dryRun ? "promote-dry-run" : "promote",
-      details: { promotion: promotionId, diff: id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary },
+      details: { promotion: promotionId, diff: id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary, rekeyed: remapped },
     });
     if (dryRun) {
       await query(c, "ROLLBACK");
-      return { promotionId, diffId: id, dryRun, summary: diff.summary, confirmed: false };
+      return { promotionId, diffId: id, dryRun, summary: diff.summary, rekeyed: remapped, confirmed: false };
     }
     await query(c, "COMMIT");
     const confirmed = await confirmApplied(c, diff);
     recordEvent(project, { actor: by, action: "promote", details: { promotion: promotionId, diff: id, session: diff.session, confirmed, summary: diff.summary } });
-    return { promotionId, diffId: id, dryRun, summary: diff.summary, confirmed };
+    return { promotionId, diffId: id, dryRun, summary: diff.summary, rekeyed: remapped, confirmed };
   } catch (e) {
     await c.query("ROLLBACK").catch(() => undefined);
     throw e;
