@@ -17,6 +17,8 @@ export interface RunResult {
   readonly session: SessionRecord;
   /** The agent's exit code (a signal counts as 128 + its number). */
   readonly exitCode: number;
+  /** What the agent printed on stdout. */
+  readonly output: string;
 }
 
 function productionTargets(project: Project, snapshotId: string): PgTarget[] {
@@ -35,7 +37,7 @@ function productionTargets(project: Project, snapshotId: string): PgTarget[] {
 }
 
 /** Creates a session and runs the agent command in it; the session is kept for review. */
-export async function runAgent(project: Project, command: readonly string[], options: UpOptions & { onSession?: (s: SessionRecord) => void } = {}): Promise<RunResult> {
+export async function runAgent(project: Project, command: readonly string[], options: UpOptions & { onSession?: (s: SessionRecord) => void; stdio?: "inherit" | "ignore" } = {}): Promise<RunResult> {
   if (command.length === 0 || command[0] === undefined) {
     throw new AirlockError("AIRLOCK_NO_AGENT_COMMAND", "no agent command given", { hint: "put it after --, e.g. `airlock run -- python agent.py`" });
   }
@@ -43,15 +45,24 @@ export async function runAgent(project: Project, command: readonly string[], opt
   options.onSession?.(session);
   const conn = agentConnection(project, session.id);
   const env = agentEnvironment(process.env, { url: conn.url, target: conn.target, sessionId: session.id }, productionTargets(project, session.snapshotId));
+  let output = "";
   const exitCode = await new Promise<number>((resolve, reject) => {
-    const child = spawn(command[0]!, command.slice(1), { env, stdio: "inherit" });
+    // The agent's output streams through (and is kept, so callers can read what it reported).
+    const child = spawn(command[0]!, command.slice(1), { env, stdio: ["inherit", "pipe", "pipe"] });
+    child.stdout.on("data", (d: Buffer) => {
+      output += d.toString();
+      if (options.stdio !== "ignore") process.stdout.write(d);
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      if (options.stdio !== "ignore") process.stderr.write(d);
+    });
     child.on("error", (e) =>
       reject(new AirlockError("AIRLOCK_AGENT_FAILED_TO_START", `cannot start ${command[0]}: ${e.message}`, { hint: `the session ${session.id} is kept; \`airlock down ${session.id}\` removes it`, cause: e })),
     );
     child.on("close", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : (osSignals[signal] ?? 0))));
   });
   recordEvent(project, { actor: defaultActor(), action: "run", details: { session: session.id, command: command[0]!, exitCode } });
-  return { session, exitCode };
+  return { session, exitCode, output };
 }
 
 const osSignals: Readonly<Record<string, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
