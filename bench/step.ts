@@ -10,6 +10,8 @@ import { withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { createSession, agentConnection } from "../src/staging/sessions.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
+import { diffSession } from "../src/diff/run-diff.ts";
+import { promoteDiff } from "../src/promote/promote.ts";
 
 const [step, rawArgs] = process.argv.slice(2);
 const args = JSON.parse(rawArgs ?? "{}") as Record<string, string>;
@@ -37,6 +39,19 @@ switch (step) {
     // "Ready" means the agent can connect and query its work database.
     await withClient(agentConnection(project, s.id).target, { step: "bench" }, (c) => c.query("SELECT 1"));
     facts = { session: s.id };
+    break;
+  }
+  case "diff": {
+    const project = await loadProject({ dir: args.project! });
+    const r = await diffSession(project, args.session!);
+    if (!r.diff.verification.verified) throw new Error("the benchmark's diff did not verify");
+    facts = { diff: r.id, summary: r.diff.summary, hazards: r.diff.hazards.map((h) => h.code) };
+    break;
+  }
+  case "promote": {
+    const project = await loadProject({ dir: args.project! });
+    const r = await promoteDiff(project, args.diff!, { to: parseTarget(args.url!), secret: args.secret!, by: "bench" });
+    facts = { promotion: r.promotionId, confirmed: r.confirmed };
     break;
   }
   default:

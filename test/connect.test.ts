@@ -4,10 +4,11 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AirlockError, formatError } from "../src/errors.ts";
+import { formatError } from "../src/errors.ts";
 import { formatUrl, makeTarget, openClient, openPool, parseTarget, PINNED_SETTINGS, query, withClient } from "../src/pg/connect.ts";
 import { redactText, redactUrl } from "../src/pg/redact.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
 
 let tc: TestCluster;
 const PASSWORD = "s3cret-Pa55word-never-printed";
@@ -23,15 +24,6 @@ function tcp(password: string, database = "connect_test") {
   return makeTarget({ host: "127.0.0.1", port: tc.cluster.port, database, user: "app", password });
 }
 
-async function caught(fn: () => Promise<unknown>): Promise<AirlockError> {
-  try {
-    await fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(AirlockError);
-    return e as AirlockError;
-  }
-  throw new Error("expected an error");
-}
 
 describe("every Airlock connection pins its session", () => {
   it("pins TimeZone, DateStyle, IntervalStyle, extra_float_digits and bytea_output, and names the step", async () => {

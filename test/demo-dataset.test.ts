@@ -10,6 +10,7 @@ import { openClient, type PgTarget } from "../src/pg/connect.ts";
 import { copyText, timestamp } from "../seeders/demo/copy-text.ts";
 import { DEMO_TABLES, demoRowCounts, seedDemo } from "../seeders/demo/index.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
 
 let tc: TestCluster;
 let first: PgTarget;
@@ -63,15 +64,6 @@ async function rowCounts(target: PgTarget): Promise<Record<string, number>> {
   return counts;
 }
 
-async function caught(fn: () => Promise<unknown>): Promise<AirlockError> {
-  try {
-    await fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(AirlockError);
-    return e as AirlockError;
-  }
-  throw new Error("expected an AirlockError");
-}
 
 describe("determinism", () => {
   it("two loads of the same scale give identical md5s of every table's ordered rows", async () => {

@@ -127,7 +127,7 @@ describe("the workflow through the CLI", () => {
     const again = airlock("rollback", promotion.promotionId);
     expect(again.code).toBe(2);
     expect(airlock("audit", "--verify").code).toBe(0);
-  });
+  }, 240_000);
 
   it("npm run demo passes, within a minute, and leaves no server running", () => {
     // The workflow above left the staging cluster running (commands start it on demand); the demo stops only what it starts.
@@ -141,5 +141,5 @@ describe("the workflow through the CLI", () => {
     expect(result.checks.length).toBeGreaterThanOrEqual(15);
     expect(elapsed).toBeLessThan(60_000);
     expect(processesUnder(join(projectDir, ".airlock"))).toBe(0);
-  });
+  }, 180_000);
 });

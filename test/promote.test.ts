@@ -13,7 +13,6 @@ import { readJournal, verifyJournal, journalFile } from "../src/audit/journal.ts
 import { parseConfig } from "../src/config/config.ts";
 import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
-import { AirlockError } from "../src/errors.ts";
 import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
@@ -23,6 +22,7 @@ import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
 
 const SECRET = "promote-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -44,15 +44,6 @@ async function prodQuery(sql: string, values: unknown[] = []): Promise<Record<st
   return withClient(prod, { step: "test" }, async (c) => (await c.query(sql, values)).rows);
 }
 
-async function caught(p: Promise<unknown> | (() => unknown)): Promise<AirlockError> {
-  try {
-    await (typeof p === "function" ? p() : p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(AirlockError);
-    return e as AirlockError;
-  }
-  throw new Error("expected an AirlockError");
-}
 
 /** A session where the agent runs `sql`, diffed; returns the diff id. */
 async function agentDiff(name: string, sql: string): Promise<string> {

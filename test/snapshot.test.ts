@@ -13,13 +13,13 @@ import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { restoreSnapshot } from "../seeders/restore.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { AirlockError } from "../src/errors.ts";
 import { findPgBinaries } from "../src/pg/binaries.ts";
 import { type PgTarget, formatUrl, makeTarget, withClient } from "../src/pg/connect.ts";
 import { type CaptureOptions, captureSnapshot } from "../src/snapshot/capture.ts";
 import type { MaskRule } from "../src/snapshot/rules.ts";
 import { type SnapshotManifest, snapshotDir, verifySnapshot } from "../src/snapshot/store.ts";
 import { type TestCluster, startTestCluster, testRoot } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
 
 const SECRET = "snapshot-test-secret-0123456789";
 let tc: TestCluster;
@@ -41,15 +41,6 @@ async function rows(target: PgTarget, sql: string): Promise<Record<string, unkno
   return withClient(target, { step: "test" }, async (c) => (await c.query(sql)).rows);
 }
 
-async function caught(p: Promise<unknown>): Promise<AirlockError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AirlockError);
-    return e as AirlockError;
-  }
-  throw new Error("expected an AirlockError");
-}
 
 function snapshotEntries(): string[] {
   const dir = join(stateDir, "snapshots");

@@ -20,6 +20,7 @@ import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts"
 import { sessionObjectNames } from "../src/staging/local-backend.ts";
 import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
 
 const SECRET = "staging-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -28,15 +29,6 @@ let prod: PgTarget;
 let project: Project;
 let snapshot: SnapshotManifest;
 
-async function caught(p: Promise<unknown>): Promise<AirlockError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AirlockError);
-    return e as AirlockError;
-  }
-  throw new Error("expected an AirlockError");
-}
 
 async function adminQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   const cluster = openCluster(localClusterOptions(project))!;

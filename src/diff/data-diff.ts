@@ -149,30 +149,39 @@ export async function diffTable(base: pg.ClientBase | null, work: pg.ClientBase,
   const parse = (line: string) => line.split("\t").map(copyValue);
   const baseIt = base === null ? null : copyLines(base, sql)[Symbol.asyncIterator]();
   const workIt = copyLines(work, sql)[Symbol.asyncIterator]();
-  const next = async (it: AsyncIterator<string> | null) => {
+  const nextLine = async (it: AsyncIterator<string> | null) => {
     if (it === null) return null;
     const r = await it.next();
-    return r.done === true ? null : parse(r.value);
+    return r.done === true ? null : r.value;
   };
   const changes: RowChange[] = [];
   let rowsBefore = 0;
-  let b = await next(baseIt);
-  let w = await next(workIt);
-  while (b !== null || w !== null) {
+  let bLine = await nextLine(baseIt);
+  let wLine = await nextLine(workIt);
+  while (bLine !== null || wLine !== null) {
+    // Most rows are untouched: identical lines mean the same key and no change, without parsing.
+    if (bLine !== null && bLine === wLine) {
+      rowsBefore++;
+      bLine = await nextLine(baseIt);
+      wLine = await nextLine(workIt);
+      continue;
+    }
+    const b = bLine === null ? null : parse(bLine);
+    const w = wLine === null ? null : parse(wLine);
     const c = b === null ? 1 : w === null ? -1 : compareKeys(b, w);
     if (c < 0) {
       changes.push({ kind: "delete", key: toValues(b!, keyIdx), old: toValues(b!, all) });
       rowsBefore++;
-      b = await next(baseIt);
+      bLine = await nextLine(baseIt);
     } else if (c > 0) {
       changes.push({ kind: "insert", row: toValues(w!, all) });
-      w = await next(workIt);
+      wLine = await nextLine(workIt);
     } else {
       const changed = all.filter((i) => b![i] !== w![i]);
       if (changed.length > 0) changes.push({ kind: "update", key: toValues(b!, keyIdx), old: toValues(b!, changed), new: toValues(w!, changed) });
       rowsBefore++;
-      b = await next(baseIt);
-      w = await next(workIt);
+      bLine = await nextLine(baseIt);
+      wLine = await nextLine(workIt);
     }
   }
   return {

@@ -40,6 +40,17 @@ async function copiedColumns(c: pg.ClientBase, schema: string, table: string): P
   return r.rows.map((x) => x.a);
 }
 
+/** The enabled user triggers (not constraint triggers) of the given tables. */
+async function enabledUserTriggers(c: pg.ClientBase, tables: readonly string[]): Promise<Array<{ t: string; name: string }>> {
+  const r = await query<{ t: string; name: string }>(
+    c,
+    `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
+      WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
+    [tables],
+  );
+  return r.rows;
+}
+
 /** Rolls a promotion back. */
 export async function rollbackPromotion(project: Project, promotionId: string, options: { to: PgTarget; by?: string }): Promise<{ promotionId: string; restored: number }> {
   const by = options.by ?? defaultActor();
@@ -91,14 +102,7 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
     // Restoring saved rows must put back exactly what was there: user triggers (an updated_at
     // stamp, say) are switched off for the restore and switched back on before commit.
     const touched = [...new Set([...images.map((i) => qualified(i.table_schema, i.table_name)), ...promotion.saved.map((x) => qualified(x.schema, x.table))])];
-    const enabled = (
-      await query<{ t: string; name: string }>(
-        c,
-        `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
-          WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
-        [touched],
-      )
-    ).rows;
+    const enabled = await enabledUserTriggers(c, touched);
     const setTriggers = async (on: boolean) => {
       for (const tr of enabled) await query(c, `ALTER TABLE ${tr.t} ${on ? "ENABLE" : "DISABLE"} TRIGGER ${quoteIdent(tr.name)}`);
     };
@@ -128,14 +132,7 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
     await setTriggers(true);
     for (const sql of promotion.reverse_schema) await query(c, sql);
     const restoredTables = promotion.saved.map((x) => qualified(x.schema, x.table));
-    const savedTriggers = (
-      await query<{ t: string; name: string }>(
-        c,
-        `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
-          WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
-        [restoredTables],
-      )
-    ).rows;
+    const savedTriggers = await enabledUserTriggers(c, restoredTables);
     for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} DISABLE TRIGGER ${quoteIdent(tr.name)}`);
     for (const s of promotion.saved) {
       const t = qualified(s.schema, s.table);

@@ -128,8 +128,11 @@ export class LocalBackend implements StagingBackend {
         // faster for a large snapshot, and its checkpoint is cheap on a cluster without fsync.
         const version = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
         const strategy = version >= 150000 ? " STRATEGY = FILE_COPY" : "";
-        await query(c, `CREATE DATABASE ${quoteIdent(names.base)} TEMPLATE ${quoteIdent(template)}${strategy}`);
-        await query(c, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`);
+        // Both copies at once, on two connections: copying files is I/O, and the template only takes a share lock.
+        await Promise.all([
+          query(c, `CREATE DATABASE ${quoteIdent(names.base)} TEMPLATE ${quoteIdent(template)}${strategy}`),
+          withClient(cluster.adminTarget(), { step: "up" }, (c2) => query(c2, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`)),
+        ]);
         for (const db of [names.base, names.work]) await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(db)} FROM PUBLIC`);
         await this.createAgentRole(c, names.role, password, request.limits);
         await query(c, `GRANT CONNECT ON DATABASE ${quoteIdent(names.work)} TO ${quoteIdent(names.role)}`);
