@@ -61,7 +61,8 @@ Examples:
         const block = rulesBlock(suspicions);
         const file = join(project.dir, "airlock.config.ts");
         const written = suspicions.length > 0 && project.configFile === undefined && !existsSync(file);
-        if (written) writeFileSync(file, `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    rules: ${block.trim().replace(/\n/g, "\n    ")},\n  },\n});\n`);
+        // The block is `// comment` + `rules: { … },`: it goes inside `masking`.
+        if (written) writeFileSync(file, `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n});\n`);
         if (json) return sayJson({ columns: suspicions.map((s) => ({ column: `${s.column.schema}.${s.column.table}.${s.column.column}`, reasons: s.reasons })), written: written ? file : null, block });
         if (suspicions.length === 0) return say("no unruled column looks like personal data");
         say(written ? `wrote ${file} with rules for ${suspicions.length} columns; review each before capturing:` : `add these rules to masking.rules in ${project.configFile ?? file}:`);

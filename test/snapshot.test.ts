@@ -227,6 +227,28 @@ describe("determinism", () => {
 });
 
 describe("PII detection", () => {
+  it("airlock snapshot --init-rules writes a starting rules block that loads", () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-init-"));
+    try {
+      const url = formatUrl(reader, true);
+      const bin = join(process.cwd(), "bin", "airlock.mjs");
+      const init = spawnSync(process.execPath, [bin, "snapshot", "--init-rules", "--from", url, "--json"], { cwd: dir, encoding: "utf8", timeout: 120_000 });
+      expect(init.status, init.stderr).toBe(0);
+      const out = JSON.parse(init.stdout);
+      expect(out.columns.map((c: { column: string }) => c.column)).toEqual(expect.arrayContaining(["public.guests.email", "public.guests.phone", "public.payments.iban"]));
+      expect(init.stdout + init.stderr).not.toContain("reader-pw-123456");
+      const file = join(dir, "airlock.config.ts");
+      expect(out.written).toBe(file);
+      // In a user's project "airlock" resolves from node_modules; here it is this checkout.
+      writeFileSync(file, readFileSync(file, "utf8").replace('from "airlock"', `from ${JSON.stringify(join(process.cwd(), "src", "index.ts"))}`));
+      const config = spawnSync(process.execPath, [bin, "config", "--json"], { cwd: dir, encoding: "utf8", timeout: 60_000 });
+      expect(config.status, config.stderr).toBe(0);
+      expect(JSON.parse(config.stdout).config.masking.rules["public.guests.email"]).toEqual({ kind: "faker", generator: "email", domain: "email" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("stops a capture of an unruled email column and lets it pass once marked keep", async () => {
     const { "public.guests.email": _dropped, ...withoutEmail } = rules;
     const before = snapshotEntries();

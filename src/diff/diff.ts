@@ -8,10 +8,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
 import type { Project } from "../config/load.ts";
 import { type PgTarget, makeTarget, openClient, query, quoteIdent, withClient } from "../pg/connect.ts";
-import { copyValue } from "../pg/copy-text.ts";
 import { applyDiff } from "../promote/apply.ts";
 import { FingerprintSet } from "../snapshot/leak-scan.ts";
 import { readManifest, snapshotsDir } from "../snapshot/store.ts";
@@ -59,8 +57,8 @@ async function inTransaction(target: PgTarget, fn: (c: pg.Client) => Promise<voi
 
 /**
  * Per-table checksums of canonical rows (columns by name): the row count and
- * the sum of each row's 64-bit md5 prefix. A sum needs no sort and no memory,
- * and is a multiset checksum: duplicate rows count, row order does not.
+ * the sums of both 64-bit halves of each row's md5. A sum needs no sort and no
+ * memory, and is a multiset checksum: duplicate rows count, row order does not.
  */
 async function tableChecksums(c: pg.ClientBase, shapes: readonly TableShape[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -68,15 +66,22 @@ async function tableChecksums(c: pg.ClientBase, shapes: readonly TableShape[]): 
     const cols = [...s.columns].sort((a, b) => (a.name < b.name ? -1 : 1)).map((x) => quoteIdent(x.name));
     const r = await query<{ n: string; h: string | null }>(
       c,
-      `SELECT count(*)::text AS n, sum(('x' || left(md5(ROW(${cols.join(", ")})::text), 16))::bit(64)::bigint::numeric)::text AS h FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}`,
+      `SELECT count(*)::text AS n, sum(('x' || left(h, 16))::bit(64)::bigint::numeric) || '.' || sum(('x' || right(h, 16))::bit(64)::bigint::numeric) AS h
+         FROM (SELECT md5(ROW(${cols.join(", ")})::text) AS h FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}) r`,
     );
     out.set(`${s.schema}.${s.name}`, `${r.rows[0]!.n}:${r.rows[0]!.h ?? ""}`);
   }
   return out;
 }
 
-/** The masked values in base (from the snapshot's rules), as fingerprints; null when nothing was masked. */
-async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId: string): Promise<FingerprintSet | null> {
+/**
+ * Which of the diff's inserted or updated values are masking output: the
+ * values present in base's masked columns (per the snapshot's rules), asked
+ * of base for just the candidate values.
+ */
+async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId: string, tables: readonly TableChanges[]): Promise<FingerprintSet | null> {
+  const candidates = [...new Set(tables.flatMap((t) => t.changes.flatMap((c) => (c.kind === "delete" ? [] : Object.values(c.kind === "insert" ? c.row : c.new)))).filter((v): v is string => v !== null && v.length >= 4))];
+  if (candidates.length === 0) return null;
   const manifest = readManifest(snapshotsDir(project.statePath()), snapshotId);
   const set = new FingerprintSet();
   for (const t of manifest.tables) {
@@ -84,16 +89,8 @@ async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId:
       if (col.rule === "keep" || col.rule === "null" || col.rule.startsWith("constant(") || col.rule.startsWith("dateShift(")) continue;
       const exists = await query(base, "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = $3", [t.schema, t.name, col.name]);
       if (exists.rowCount === 0) continue;
-      const stream = base.query(copyTo(`COPY (SELECT DISTINCT ${quoteIdent(col.name)} FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} WHERE ${quoteIdent(col.name)} IS NOT NULL) TO STDOUT`));
-      let rest = "";
-      for await (const chunk of stream) {
-        const lines = (rest + (chunk as Buffer).toString("utf8")).split("\n");
-        rest = lines.pop() ?? "";
-        for (const l of lines) {
-          const v = copyValue(l);
-          if (v !== null && v.length >= 4) set.add(v);
-        }
-      }
+      const found = await query<{ v: string }>(base, `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`, [candidates]);
+      for (const r of found.rows) set.add(r.v);
     }
   }
   return set.size === 0 ? null : set;
@@ -178,7 +175,12 @@ export async function computeDiff(project: Project, sessionId: string, options: 
       const inClone = new Set((await readShapes(cc)).shapes.map((s) => `${s.schema}.${s.name}`));
       const byName = new Map(shapes.map((s) => [`${s.schema}.${s.name}`, s]));
       const changed: TableChanges[] = [];
+      // Tables whose checksums match on both sides are unchanged: no need to stream and merge them.
+      const candidates = shapes.filter((sh) => inClone.has(`${sh.schema}.${sh.name}`));
+      const [before, after] = [await tableChecksums(cc, candidates), await tableChecksums(wc, candidates)];
+      const unchanged = new Set(candidates.map((sh) => `${sh.schema}.${sh.name}`).filter((id) => before.get(id) === after.get(id)));
       for (const id of schemaError === undefined ? foreignKeyOrder([...byName.keys()], foreignKeys) : []) {
+        if (unchanged.has(id)) continue;
         options.onProgress?.({ phase: "data", table: id });
         // Two connections stream at once on purpose: the merge reads both sides in step.
         const t = await diffTable(inClone.has(id) ? cc : null, wc, byName.get(id)!);
@@ -195,7 +197,7 @@ export async function computeDiff(project: Project, sessionId: string, options: 
         counts.set(`${m[1]}.${m[2]}`, Number(r?.rows[0]?.n ?? 0));
       }
       const needsMasked = tables.some((t) => t.changes.some((c) => c.kind !== "delete"));
-      const masked = needsMasked ? await maskedValueSet(bc, project, session.snapshotId) : null;
+      const masked = needsMasked ? await maskedValueSet(bc, project, session.snapshotId, tables) : null;
       hazards = sortHazards([
         ...schemaHazards(allDdl, (t) => counts.get(t) ?? 0),
         ...tables.flatMap((t) => tableHazards(t, project.config.hazards, masked)),
