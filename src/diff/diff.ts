@@ -56,19 +56,40 @@ async function inTransaction(target: PgTarget, fn: (c: pg.Client) => Promise<voi
 }
 
 /**
- * Per-table checksums of canonical rows (columns by name): the row count and
- * the sums of both 64-bit halves of each row's md5. A sum needs no sort and no
- * memory, and is a multiset checksum: duplicate rows count, row order does not.
+ * Per-table multiset checksums: the row count and the sums of two 64-bit
+ * hashes of each row (hash_record_extended with two seeds, no text, no sort,
+ * no memory). Equal values hash alike, so a change only in how a value is
+ * written (1.5 vs 1.50 in an unconstrained numeric) is not seen here. A table
+ * with a type that cannot be hashed falls back to the md5 of its row text.
  */
 async function tableChecksums(c: pg.ClientBase, shapes: readonly TableShape[]): Promise<Map<string, string>> {
+  // Enums (and reg* types) hash by OID, which differs between databases: those tables use row text.
+  const byOid = new Set(
+    (
+      await query<{ t: string }>(
+        c,
+        `SELECT DISTINCT n.nspname || '.' || r.relname AS t FROM pg_attribute a JOIN pg_class r ON r.oid = a.attrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+           JOIN pg_type ty ON ty.oid = a.atttypid LEFT JOIN pg_type el ON el.oid = ty.typelem
+          WHERE a.attnum > 0 AND NOT a.attisdropped AND r.relkind IN ('r', 'p')
+            AND (ty.typtype IN ('e', 'd', 'c', 'r', 'm') OR el.typtype IN ('e', 'd', 'c') OR ty.typname LIKE 'reg%' OR ty.typname = 'oid')`,
+      )
+    ).rows.map((x) => x.t),
+  );
   const out = new Map<string, string>();
   for (const s of shapes) {
     const cols = [...s.columns].sort((a, b) => (a.name < b.name ? -1 : 1)).map((x) => quoteIdent(x.name));
-    const r = await query<{ n: string; h: string | null }>(
-      c,
-      `SELECT count(*)::text AS n, sum(('x' || left(h, 16))::bit(64)::bigint::numeric) || '.' || sum(('x' || right(h, 16))::bit(64)::bigint::numeric) AS h
-         FROM (SELECT md5(ROW(${cols.join(", ")})::text) AS h FROM ${quoteIdent(s.schema)}.${quoteIdent(s.name)}) r`,
-    );
+    const table = `${quoteIdent(s.schema)}.${quoteIdent(s.name)}`;
+    const row = `ROW(${cols.join(", ")})`;
+    let r = byOid.has(`${s.schema}.${s.name}`)
+      ? undefined
+      : await c.query<{ n: string; h: string | null }>(`SELECT count(*)::text AS n, sum(hash_record_extended(${row}, 0)::numeric) || '.' || sum(hash_record_extended(${row}, 1)::numeric) AS h FROM ${table}`).catch(() => undefined);
+    if (r === undefined) {
+      r = await query<{ n: string; h: string | null }>(
+        c,
+        `SELECT count(*)::text AS n, sum(('x' || left(h, 16))::bit(64)::bigint::numeric) || '.' || sum(('x' || right(h, 16))::bit(64)::bigint::numeric) AS h
+           FROM (SELECT md5(${row}::text) AS h FROM ${table}) x`,
+      );
+    }
     out.set(`${s.schema}.${s.name}`, `${r.rows[0]!.n}:${r.rows[0]!.h ?? ""}`);
   }
   return out;
