@@ -31,7 +31,14 @@ async function cloneBase(base: PgTarget, purpose: string): Promise<{ target: PgT
   const name = `${base.database.slice(0, 40)}_${purpose}_${randomBytes(3).toString("hex")}`;
   const admin = withDatabase(base, "postgres");
   await withClient(admin, { step: "diff" }, async (c) => {
-    // Base is never handed out: any connection to it is ours, left from an earlier step.
+    // Base is never handed out: any connection to it is ours, from an earlier step, and
+    // normally closing. Give it a moment (terminating a closing client makes it raise an
+    // error nobody listens to), then end whatever is left.
+    for (let i = 0; i < 40; i++) {
+      const r = await query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
+      if (r.rows[0]!.n === 0) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
     await query(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
     const v = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
     await query(c, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(base.database)}${v >= 150000 ? " STRATEGY = FILE_COPY" : ""}`);

@@ -45,6 +45,8 @@ export async function schemaDiff(from: PgTarget, to: PgTarget): Promise<string[]
     const options = { pgpOptions: { initialize: { noWarnings: true } } };
     const a = createClient(migraUrl(from), options);
     const b = createClient(migraUrl(to), options);
+    // A pooled connection the server drops must not become an unhandled error.
+    for (const client of [a, b]) client.pgp.$pool.on("error", () => undefined);
     let m: Awaited<ReturnType<typeof migra>>;
     try {
       m = await migra(a, b, { unsafe: true, excludeSchema: ["airlock"] });

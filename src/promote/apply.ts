@@ -31,9 +31,11 @@ function typeOf(t: TableChanges, column: string): string {
 
 /** WHERE clause matching a row by its key (or, without a key, by every value, one row only). */
 function match(t: TableChanges, key: RowValues, params: Array<string | null>): string {
+  // Key columns are NOT NULL: "=" lets the key's index find the row (IS NOT DISTINCT FROM cannot use it,
+  // which made every statement a sequential scan). Without a key, NULLs must match too.
   const conds = Object.entries(key).map(([col, value]) => {
     params.push(value);
-    return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
+    return t.key !== null ? `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}` : `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
   });
   if (t.key !== null) return conds.join(" AND ");
   // A multiset: remove exactly one of possibly identical rows.

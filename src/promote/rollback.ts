@@ -25,12 +25,12 @@ interface Image {
   readonly row: Record<string, unknown>;
 }
 
-/** `k1::text IS NOT DISTINCT FROM $n AND …` for a key stored as text values. */
+/** `k1 = $n AND …` for a key stored as text values (the server casts each to its column's type, so the index is used). */
 function keyMatch(key: Record<string, string | null>, params: unknown[]): string {
   return Object.entries(key)
     .map(([col, v]) => {
       params.push(v);
-      return `${quoteIdent(col)}::text IS NOT DISTINCT FROM $${params.length}`;
+      return `${quoteIdent(col)} = $${params.length}`;
     })
     .join(" AND ");
 }
