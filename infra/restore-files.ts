@@ -11,10 +11,11 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { schemaSections } from "../seeders/restore.ts";
 import type { SnapshotManifest } from "../src/snapshot/store.ts";
 
-/** Marks where pg_dump's post-data section starts in schema.sql (the same marker as src/snapshot/capture.ts; a test keeps them equal). */
-export const POST_DATA_MARKER = "-- airlock:post-data";
+/** The marker between pre-data and post-data in schema.sql (the capture writes it). */
+export { POST_DATA_MARKER } from "../src/snapshot/capture.ts";
 
 /** Names inside the staging server. */
 export const BASE_DB = "base";
@@ -142,20 +143,13 @@ export function readSnapshotForRestore(dir: string, expectedId: string): { manif
   return { manifest, schemaSql: schema.toString("utf8") };
 }
 
-/** Splits schema.sql at the post-data marker, dropping psql's \restrict guard lines and refusing any other meta-command (as seeders/restore.ts does). */
+/** Splits schema.sql at the post-data marker, as the local restore does (seeders/restore.ts), with this program's error type. */
 export function splitSchema(schemaSql: string): { pre: string; post: string } {
-  const at = schemaSql.indexOf(POST_DATA_MARKER);
-  if (at < 0) throw new SnapshotFileError("schema.sql has no post-data marker; capture the snapshot again");
-  const clean = (sql: string) =>
-    sql
-      .split("\n")
-      .filter((line) => {
-        if (!line.startsWith("\\")) return true;
-        if (/^\\(un)?restrict\b/.test(line)) return false;
-        throw new SnapshotFileError("schema.sql holds an unexpected psql meta-command; capture the snapshot again");
-      })
-      .join("\n");
-  return { pre: clean(schemaSql.slice(0, at)), post: clean(schemaSql.slice(at + POST_DATA_MARKER.length)) };
+  try {
+    return schemaSections(schemaSql);
+  } catch (e) {
+    throw new SnapshotFileError(`${(e as Error).message}; capture the snapshot again`);
+  }
 }
 
 /** What the restore needs to know besides the snapshot. */
