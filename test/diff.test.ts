@@ -4,21 +4,21 @@
  * summary) must replay to a database identical to work and be verified.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
+import { type Project } from "../src/config/load.ts";
 import { canonicalJson, sha256Hex } from "../src/diff/canonical.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
-import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
+import { createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const FIXTURES = resolve("test/fixtures/diff");
 const BIN = resolve("bin/airlock.mjs");
@@ -54,19 +54,14 @@ beforeAll(async () => {
     await c.query("CREATE TABLE attachments (id int PRIMARY KEY, data bytea, note text)");
     await c.query("INSERT INTO attachments VALUES (1, '\\x0102', 'a'), (2, NULL, 'b')");
   });
-  const dir = testClusterDir("diff-project");
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o755);
-  project = await loadProject({ dir });
+  project = await createTestProject("diff-project");
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
   await captureSnapshot({ source: prod, secret: "diff-test-secret-0123456789", rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
 });
 
 afterAll(async () => {
-  const staging = project === undefined ? undefined : openCluster(localClusterOptions(project));
-  if (staging !== undefined) await destroyCluster(staging);
+  await removeTestProject(project);
   await prodCluster?.close();
-  if (project !== undefined) rmSync(project.dir, { recursive: true, force: true });
 });
 
 describe("every kind of change replays to work and is verified", () => {

@@ -4,16 +4,15 @@
  * safety invariant of DESIGN.md that ends at production has a test here.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { readJournal, verifyJournal, journalFile } from "../src/audit/journal.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
+import { type Project } from "../src/config/load.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
-import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { readProductionLog, verifyProductionLog } from "../src/promote/production-schema.ts";
@@ -21,8 +20,9 @@ import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
+import { createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "promote-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -61,20 +61,14 @@ beforeAll(async () => {
   prodCluster = await startTestCluster("promote-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
-  const dir = testClusterDir("promote-project");
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o755);
-  writeFileSync(join(dir, "airlock.config.ts"), `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
-  project = await loadProject({ dir });
+  project = await createTestProject("promote-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
   await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
 });
 
 afterAll(async () => {
-  const staging = project === undefined ? undefined : openCluster(localClusterOptions(project));
-  if (staging !== undefined) await destroyCluster(staging);
+  await removeTestProject(project);
   await prodCluster?.close();
-  if (project !== undefined) rmSync(project.dir, { recursive: true, force: true });
 });
 
 describe("everything a promotion changed can be rolled back by Airlock itself", () => {

@@ -4,23 +4,24 @@
  * sessions that come and go without leaving anything behind.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { parseConfig } from "../src/config/config.ts";
-import { type Project, loadProject, localClusterOptions } from "../src/config/load.ts";
+import { type Project, localClusterOptions } from "../src/config/load.ts";
 import { AirlockError } from "../src/errors.ts";
-import { destroyCluster, openCluster } from "../src/pg/cluster.ts";
+import { openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts";
 import { sessionObjectNames } from "../src/staging/local-backend.ts";
 import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
+import { createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "staging-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -39,20 +40,14 @@ beforeAll(async () => {
   prodCluster = await startTestCluster("staging-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
-  const dir = testClusterDir("staging-project");
-  mkdirSync(dir, { recursive: true });
-  chmodSync(dir, 0o755);
-  writeFileSync(join(dir, "airlock.config.ts"), `export default { staging: { connectionLimit: 3, statementTimeout: "1s" } };\n`);
-  project = await loadProject({ dir });
+  project = await createTestProject("staging-project", `export default { staging: { connectionLimit: 3, statementTimeout: "1s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
   snapshot = await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
 });
 
 afterAll(async () => {
-  const staging = project === undefined ? undefined : openCluster(localClusterOptions(project));
-  if (staging !== undefined) await destroyCluster(staging);
+  await removeTestProject(project);
   await prodCluster?.close();
-  if (project !== undefined) rmSync(project.dir, { recursive: true, force: true });
 });
 
 describe("a session's work database belongs to the agent", () => {
