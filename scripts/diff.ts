@@ -3,6 +3,7 @@
  */
 import type { Command } from "commander";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
+import { EXIT_REFUSED } from "../src/errors.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { progress, say, sayJson } from "./output.ts";
 
@@ -16,7 +17,9 @@ export function registerDiff(program: Command): void {
       `
 Writes .airlock/diffs/<id>/: diff.json (canonical; its sha256 is the id),
 promote.sql (a readable preview), review.md and review.html. Only a diff whose
-replay on a fresh clone of base reproduces work is "verified".
+replay on a fresh clone of base reproduces work (every row, and the whole
+catalog: definitions, owners, grants, settings) is "verified".
+Exits 0 for a verified diff, 2 for one that is NOT verified.
 
 Example:
   airlock diff fix-gallery && open .airlock/diffs/<id>/review.html`,
@@ -26,6 +29,8 @@ Example:
       const bar = progress(!json);
       const r = await diffSession(await projectFor(cmd), session, (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`));
       bar.done();
+      // A diff that is not verified cannot be approved: say so with the exit code too.
+      if (!r.diff.verification.verified) process.exitCode = EXIT_REFUSED;
       if (json) {
         return sayJson({ id: r.id, dir: r.dir, session: r.diff.session, snapshot: r.diff.snapshot, verified: r.diff.verification.verified, verification: r.diff.verification, summary: r.diff.summary, hazards: r.diff.hazards, elapsedMs: r.elapsedMs });
       }

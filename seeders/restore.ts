@@ -16,7 +16,8 @@ import { AirlockError } from "../src/errors.ts";
 import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../src/pg/connect.ts";
 import { toAirlockError } from "../src/pg/pg-error.ts";
 import { POST_DATA_MARKER } from "../src/snapshot/capture.ts";
-import type { SnapshotManifest } from "../src/snapshot/store.ts";
+import { applyDatabaseSettings, createPlaceholderRoles, refreshPopulatedMatviews } from "../src/catalog/restore.ts";
+import { type SnapshotManifest, readSnapshotCatalog } from "../src/snapshot/store.ts";
 
 /** Progress of a restore, by compressed bytes read. */
 export interface RestoreProgress {
@@ -54,12 +55,15 @@ export async function restoreSnapshot(options: { target: PgTarget; dir: string; 
   const schemaText = readFileSync(join(dir, "schema.sql"));
   if (createHash("sha256").update(schemaText).digest("hex") !== manifest.files["schema.sql"]) throw corrupt(manifest.id, "schema.sql");
   const { pre, post } = schemaSections(schemaText.toString("utf8"));
+  const catalog = readSnapshotCatalog(dir, manifest);
   const totalBytes = manifest.tables.reduce((n, t) => n + statSync(join(dir, t.file)).size, 0);
   let bytes = 0;
   let rows = 0;
   await withClient(options.target, { step: "restore" }, async (client) => {
     await query(client, "BEGIN");
     try {
+      // Grants and policies name production's roles: they must exist before the schema does.
+      await createPlaceholderRoles(client, manifest.catalog?.roles ?? []);
       await query(client, pre);
       for (const t of manifest.tables) {
         const expected = manifest.files[t.file];
@@ -88,6 +92,10 @@ export async function restoreSnapshot(options: { target: PgTarget; dir: string; 
         await query(client, `SELECT pg_catalog.setval(${name}, ${s.lastValue}, ${s.isCalled})`);
       }
       await query(client, post);
+      if (catalog !== null) {
+        await refreshPopulatedMatviews(client, catalog);
+        await applyDatabaseSettings(client, catalog);
+      }
       await query(client, "COMMIT");
     } catch (e) {
       await client.query("ROLLBACK").catch(() => undefined);

@@ -164,10 +164,11 @@ describe("the diff artifact", () => {
     }
   });
 
-  it("marks a diff unverified when its replay cannot reproduce work", async () => {
+  it("agent code never fires while the diff is replayed: a stamping trigger comes after the data, as a danger", async () => {
     const session = await createSession(project, { name: "unreplayable" });
     try {
-      // A trigger the agent added stamps rows with the clock: a replay cannot produce the same rows.
+      // A trigger the agent added stamps rows with the clock. Created after the data, it does not fire during
+      // the replay (nor during promotion), so the rows the agent ended with are reproduced exactly.
       await asAgent(
         session.id,
         `CREATE TABLE stamped (id int PRIMARY KEY, at timestamptz);
@@ -176,8 +177,11 @@ describe("the diff artifact", () => {
          INSERT INTO stamped (id) VALUES (1), (2);`,
       );
       const r = await diffSession(project, session.id);
-      expect(r.diff.verification.verified).toBe(false);
-      expect(r.diff.verification.mismatches).toEqual([{ table: "public.stamped", keys: expect.arrayContaining([JSON.stringify({ id: "1" })]) }]);
+      expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+      expect(r.diff.hazards.map((h) => `${h.severity}:${h.code}:${h.object}`)).toEqual(expect.arrayContaining(["danger:TRIGGER:trigger public.stamped.stamped_at", "danger:FUNCTION:function public.stamp()"]));
+      const trigger = r.diff.schemaChanges.find((c) => c.id === "trigger public.stamped.stamped_at")!;
+      expect(trigger.sql).toEqual([]);
+      expect(trigger.afterData.join("\n")).toContain("CREATE TRIGGER stamped_at");
     } finally {
       await destroySession(project, session.id);
     }

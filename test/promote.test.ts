@@ -270,12 +270,11 @@ describe("a promotion applies exactly the reviewed diff, and a danger hazard is 
 
   it("refuses to approve an unverified diff, and approve needs a typed confirmation off a terminal", async () => {
     const s = await createSession(project, { name: "unverified" });
-    await withClient(agentConnection(project, s.id).target, { step: "test-agent" }, (c) =>
-      c.query(`CREATE TABLE stamped (id int PRIMARY KEY, at timestamptz);
-               CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := clock_timestamp(); RETURN NEW; END $$;
-               CREATE TRIGGER stamped_at BEFORE INSERT ON stamped FOR EACH ROW EXECUTE FUNCTION stamp();
-               INSERT INTO stamped (id) VALUES (1);`),
-    );
+    // An enum value added and used: the replay adds and uses it in one transaction, which Postgres refuses.
+    await withClient(agentConnection(project, s.id).target, { step: "test-agent" }, async (c) => {
+      await c.query("ALTER TYPE booking_status ADD VALUE 'archived'");
+      await c.query("UPDATE bookings SET status = 'archived' WHERE id = (SELECT min(id) FROM bookings)");
+    });
     const r = await diffSession(project, s.id);
     await destroySession(project, s.id);
     expect(r.diff.verification.verified).toBe(false);

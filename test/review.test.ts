@@ -1,17 +1,20 @@
 /**
  * review.md and review.html of an incident-like diff: an agent bulk-deleted
- * gallery images, re-inserted 282 and wrote a masked email back into guests.
- * Hazards must lead, agent-written values must never act as markup, and the
- * page must render in a real browser (Debian's chromium, when installed).
+ * gallery images, re-inserted 282 and wrote a masked email back into guests;
+ * and of a diff where it created a SECURITY DEFINER function that runs any SQL.
+ * Hazards must lead, each with the full definition a reviewer must read,
+ * agent-written values (definitions included) must never act as markup, and
+ * the page must render in a real browser (Debian's chromium, when installed).
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { inflateSync } from "node:zlib";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { escapeHtml, renderReviewHtml } from "../src/diff/review-html.ts";
 import { renderReviewMarkdown } from "../src/diff/review-md.ts";
-import type { Diff, RowChange } from "../src/diff/types.ts";
+import type { Diff, Hazard, RowChange, SchemaChangeRecord } from "../src/diff/types.ts";
 
 const ID = "3f1c9a7be20d44c1a9e5b6f7081d2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192";
 const SCRIPT = "<script>alert(1)</script>";
@@ -29,13 +32,21 @@ function incidentDiff(verified = true): Diff {
     row: { id: String(1000 + i), guest_id: "7", url: `https://img.example/new/${i}.jpg`, caption: i === 0 ? SCRIPT : i === 1 ? LONG : i === 2 ? "" : `photo ${i}` },
   }));
   return {
-    formatVersion: 1,
+    formatVersion: 2,
     session: "fix-gallery-2",
     snapshot: "snap-20250601",
     createdAt: "2025-06-01T12:00:00.000Z",
-    schema: ["CREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);"],
-    schemaAfterData: [],
-    reverseSchema: [],
+    schemaChanges: [
+      {
+        id: "index public.gallery_images_guest_id_idx",
+        kind: "index",
+        action: "create",
+        changed: [],
+        sql: [],
+        afterData: ["CREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id)"],
+      },
+    ],
+    reverseSchema: { before: ["DROP INDEX public.gallery_images_guest_id_idx"], after: [] },
     tables: [
       {
         schema: "public",
@@ -78,6 +89,55 @@ function incidentDiff(verified = true): Diff {
   };
 }
 
+const RUN_SQL_BODY = [
+  "CREATE OR REPLACE FUNCTION public.run_sql(q text)",
+  " RETURNS void",
+  " LANGUAGE plpgsql",
+  " SECURITY DEFINER",
+  "AS $function$",
+  "BEGIN",
+  "  -- looks harmless: ``` and ```` fences, </pre><script>alert(1)</script>",
+  "  EXECUTE q;",
+  "END",
+  "$function$;",
+  "GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;",
+].join("\n");
+const HOSTILE_COMMENT = "COMMENT ON VIEW public.v IS '</pre><script>alert(1)</script>``` <img src=x onerror=alert(2)>';";
+
+/** The incident diff plus an agent-written SECURITY DEFINER function that runs any SQL, and a view whose comment is hostile. */
+function functionDiff(): Diff {
+  const diff = incidentDiff();
+  const fn: SchemaChangeRecord = {
+    id: "function public.run_sql(q text)",
+    kind: "function",
+    action: "create",
+    changed: [],
+    sql: [RUN_SQL_BODY.split("\nGRANT")[0]!.replace(/;$/, ""), "GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC"],
+    afterData: [],
+  };
+  const view: SchemaChangeRecord = {
+    id: "view public.v",
+    kind: "view",
+    action: "recreate",
+    changed: [],
+    forcedBy: "column public.guests.email",
+    sql: ["DROP VIEW public.v", "CREATE VIEW public.v AS SELECT id, email FROM public.guests", HOSTILE_COMMENT.replace(/;$/, "")],
+    afterData: [],
+  };
+  const fnHazards: Hazard[] = [
+    { code: "FUNCTION", severity: "danger", object: fn.id, message: "creates function public.run_sql(q text) (plpgsql): its code would run in production", definition: RUN_SQL_BODY },
+    { code: "SECURITY_DEFINER", severity: "danger", object: fn.id, message: "public.run_sql(q text) is SECURITY DEFINER: it runs with the rights of its owner in production, whoever calls it", definition: RUN_SQL_BODY },
+    { code: "GRANT_PUBLIC", severity: "danger", object: fn.id, message: "grants or revokes privileges on function public.run_sql(q text) for PUBLIC (every role): PUBLIC:X", definition: "GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;" },
+    { code: "VIEW", severity: "danger", object: view.id, message: "changes view public.v", definition: HOSTILE_COMMENT },
+  ];
+  return {
+    ...diff,
+    schemaChanges: [fn, ...diff.schemaChanges, view],
+    hazards: [...diff.hazards, ...fnHazards],
+    summary: { ...diff.summary, ddl: 6 },
+  };
+}
+
 describe("review.md", () => {
   const md = renderReviewMarkdown(incidentDiff(), ID);
 
@@ -103,8 +163,43 @@ describe("review.md", () => {
     expect(md).toContain("282 inserts · 1 update · 290 deletes · 1 DDL statement");
     expect(md).toContain("| `public.gallery_images` | 300 | 282 | 0 | 290 |");
     expect(md).toContain("| `public.guests` | 40 | 0 | 1 | 0 |");
-    expect(md).toContain("```sql\nCREATE INDEX gallery_images_guest_id_idx");
+    expect(md).toContain("**create** `index public.gallery_images_guest_id_idx`\n\nAfter the data changes:\n\n```sql\nCREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);\n```");
   });
+
+  it("lists each typed schema change: action, object, what changed, what forced a recreate, its SQL", () => {
+    const fmd = renderReviewMarkdown(functionDiff(), ID);
+    expect(fmd).toContain("### Schema changes (3)");
+    expect(fmd).toContain("**recreate** `view public.v` — forced by `column public.guests.email`");
+    const altered: Diff = { ...incidentDiff(), schemaChanges: [{ id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] }] };
+    expect(renderReviewMarkdown(altered, ID)).toContain("**alter** `view public.w` — changed: `definition`, `acl`\n\n```sql\nALTER VIEW public.w OWNER TO app;\n```");
+    // The schema changes come in the order they run, after the counts.
+    expect(fmd).toContain("**create** `function public.run_sql(q text)`\n\n"); // nothing changed or forced to name
+    expect(fmd.indexOf("**create** `function public.run_sql(q text)`")).toBeLessThan(fmd.indexOf("**create** `index public.gallery_images_guest_id_idx`"));
+    expect(fmd.indexOf("### Summary")).toBeLessThan(fmd.indexOf("### Schema changes"));
+  });
+
+  it("a danger hazard is shown first, with its full definition in a fence its text cannot close", () => {
+    const fmd = renderReviewMarkdown(functionDiff(), ID);
+    const at = (s: string) => fmd.indexOf(s);
+    // Danger hazards lead, before the counts table, the schema changes and every table section.
+    expect(at("| 🔴 danger | `FUNCTION` | `function public.run_sql(q text)` |")).toBeGreaterThan(-1);
+    expect(at("| 🔴 danger | `FUNCTION` |")).toBeLessThan(at("| 🟠 warn |"));
+    const firstTable = Math.min(at("### Summary"), at("### Schema changes"), at("### Changed rows"), at("#### `public."));
+    expect(at("#### Definitions to read")).toBeGreaterThan(-1);
+    expect(at("EXECUTE q;")).toBeGreaterThan(-1);
+    expect(at("EXECUTE q;")).toBeLessThan(firstTable);
+    // FUNCTION and SECURITY_DEFINER of one function share one copy of the body; it is in full, verbatim.
+    expect(fmd).toContain("**🔴 `FUNCTION` · `SECURITY_DEFINER` on `function public.run_sql(q text)`**\n\n`````sql\n" + RUN_SQL_BODY + "\n`````\n");
+    expect(fmd.split(RUN_SQL_BODY).length - 1).toBe(1);
+    expect(fmd).toContain("**🔴 `GRANT_PUBLIC` on `function public.run_sql(q text)`**\n\n```sql\nGRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;\n```");
+    // The hostile view comment has a triple backtick run: its fence is four long, and no line inside closes it.
+    expect(fmd).toContain("**🔴 `VIEW` on `view public.v`**\n\n````sql\n" + HOSTILE_COMMENT + "\n````\n");
+    for (const m of fmd.matchAll(/^(`{3,})sql\n([\s\S]*?)\n\1$/gm)) {
+      for (const line of m[2]!.split("\n")) expect(/^ {0,3}`{3,}\s*$/.test(line) && line.trim().length >= m[1]!.length).toBe(false);
+      for (const run of m[2]!.match(/`+/g) ?? []) expect(run.length).toBeLessThan(m[1]!.length);
+    }
+  });
+
 
   it("samples rows with a note of how many more, updates as old → new", () => {
     expect(md).toContain("… and 270 more");
@@ -150,15 +245,51 @@ describe("review.html", () => {
     expect(html).toContain('<del><span class="null">NULL</span></del>');
     expect(html).toContain('<span class="empty">empty</span>');
     expect(html).toContain("… and 90 more");
-    expect(html).toContain('<pre class="ddl">CREATE INDEX gallery_images_guest_id_idx');
+    expect(html).toContain('<pre class="ddl">CREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);</pre>');
     expect(renderReviewHtml(incidentDiff(false), ID)).toContain("✗ Not verified");
+  });
+
+  it("lists each typed schema change: action, object, what changed, what forced a recreate, its SQL", () => {
+    const fhtml = renderReviewHtml(functionDiff(), ID);
+    expect(fhtml).toContain("<h2>Schema changes (3)</h2>");
+    expect(fhtml).toContain('<span class="action act-recreate">recreate</span> <code>view public.v</code> <span class="forced">forced by <code>column public.guests.email</code></span>');
+    const altered: Diff = { ...incidentDiff(), schemaChanges: [{ id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] }] };
+    expect(renderReviewHtml(altered, ID)).toContain('<code>view public.w</code> <span class="changed">changed: <code>definition</code>, <code>acl</code></span></p><pre class="ddl">ALTER VIEW public.w OWNER TO app;</pre>');
+    expect(fhtml.indexOf("<h2>Summary</h2>")).toBeLessThan(fhtml.indexOf("<h2>Schema changes"));
+  });
+
+  it("a danger hazard is shown first, with its full definition escaped, never as live HTML", () => {
+    const fhtml = renderReviewHtml(functionDiff(), ID);
+    const at = (s: string) => fhtml.indexOf(s);
+    expect(fhtml).not.toMatch(/<script|<img|<\/pre><script/i);
+    const firstTable = Math.min(at("<h2>Summary</h2>"), at("<h2>Schema changes"), at("<h2>Changed rows</h2>"), at('<table class="counts">'));
+    expect(at("<code>SECURITY_DEFINER</code>")).toBeGreaterThan(-1);
+    expect(at("<code>SECURITY_DEFINER</code>")).toBeLessThan(at("<code>LARGE_INSERT</code>"));
+    expect(at("EXECUTE q;")).toBeGreaterThan(-1);
+    expect(at("EXECUTE q;")).toBeLessThan(firstTable);
+    const escapedBody = RUN_SQL_BODY.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/'/g, "&#39;");
+    // The body in full and escaped, once, under the codes of both hazards it belongs to.
+    expect(fhtml).toContain(
+      `<span class="pill">danger</span> <code class="code">FUNCTION</code> · <code class="code">SECURITY_DEFINER</code> on <code>function public.run_sql(q text)</code></p><pre class="definition"><code>${escapedBody}</code></pre>`,
+    );
+    expect(fhtml.split(escapedBody).length - 1).toBe(1);
+    expect(fhtml).toContain('<code class="code">GRANT_PUBLIC</code> on <code>function public.run_sql(q text)</code></p><pre class="definition"><code>GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;</code></pre>');
+    expect(fhtml).toContain("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;``` &lt;img src=x onerror=alert(2)&gt;");
   });
 
   it("shows direction-changing and invisible characters instead of obeying them", () => {
     const diff = incidentDiff();
-    const tricked: Diff = { ...diff, schema: ["COMMENT ON TABLE public.guests IS 'ok\u202Egnp.exe';"] };
+    const comment: SchemaChangeRecord = { id: "table public.guests", kind: "table", action: "alter", changed: ["comment"], sql: ["COMMENT ON TABLE public.guests IS 'ok\u202Egnp.exe'"], afterData: [] };
+    const tricked: Diff = {
+      ...diff,
+      schemaChanges: [comment],
+      hazards: [{ code: "FUNCTION", severity: "danger", object: "function public.f\u202Egnp()", message: "creates it", definition: "SELECT 'ok\u202Egnp.exe'" }],
+    };
     expect(renderReviewHtml(tricked, ID)).toContain(`ok<span class="ctl">U+202E</span>gnp.exe`);
     expect(renderReviewMarkdown(tricked, ID)).toContain("ok⟨U+202E⟩gnp.exe");
+    // Nowhere in either page, definitions and object names included, is the character itself.
+    expect(renderReviewHtml(tricked, ID)).not.toContain("\u202E");
+    expect(renderReviewMarkdown(tricked, ID)).not.toContain("\u202E");
   });
 });
 
@@ -194,6 +325,51 @@ function chromium(page: string, args: string[], timeoutMs = 60_000): Promise<{ c
   });
 }
 
+/** The text of a dumped DOM as a reader sees it: tags and styles gone, entities decoded, whitespace folded. */
+function visibleText(dom: string): string {
+  return dom
+    .replace(/<style[\s\S]*?<\/style>/gi, " ")
+    .replace(/<[^>]+>/g, " ")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, "&")
+    .replace(/\s+/g, " ");
+}
+
+/** Decodes an 8-bit, non-interlaced RGB(A) PNG (what Chromium writes) to its width, height and a pixel reader. */
+function decodePng(bytes: Buffer): { width: number; height: number; rgb: (x: number, y: number) => [number, number, number] } {
+  const width = bytes.readUInt32BE(16);
+  const height = bytes.readUInt32BE(20);
+  const [depth, colorType, interlace] = [bytes[24], bytes[25], bytes[28]];
+  expect({ depth, interlace }).toEqual({ depth: 8, interlace: 0 });
+  const channels = colorType === 6 ? 4 : colorType === 2 ? 3 : 0;
+  expect(channels, `PNG colour type ${colorType}`).toBeGreaterThan(0);
+  const idat: Buffer[] = [];
+  for (let at = 8; at < bytes.length; ) {
+    const len = bytes.readUInt32BE(at);
+    if (bytes.toString("latin1", at + 4, at + 8) === "IDAT") idat.push(bytes.subarray(at + 8, at + 8 + len));
+    at += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const px = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)]!;
+    for (let i = 0; i < stride; i++) {
+      const x = raw[y * (stride + 1) + 1 + i]!;
+      const a = i >= channels ? px[y * stride + i - channels]! : 0;
+      const b = y > 0 ? px[(y - 1) * stride + i]! : 0;
+      const c = i >= channels && y > 0 ? px[(y - 1) * stride + i - channels]! : 0;
+      const p = a + b - c;
+      const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
+      px[y * stride + i] = (x + [0, a, b, (a + b) >> 1, paeth][filter]!) & 0xff;
+    }
+  }
+  return { width, height, rgb: (x, y) => [px[y * stride + x * channels]!, px[y * stride + x * channels + 1]!, px[y * stride + x * channels + 2]!] };
+}
+
 describe("review.html in a browser", () => {
   it.skipIf(noChromium)(
     `renders in headless Chromium: screenshot and visible text${noChromium ? " (skipped: needs Debian's chromium at /usr/bin/chromium)" : ""}`,
@@ -214,18 +390,47 @@ describe("review.html in a browser", () => {
       const dump = await chromium(page, ["--dump-dom"]);
       expect(dump.code, dump.stderr.slice(-2000)).toBe(0);
       expect(dump.stdout).not.toMatch(/<script/i); // the browser parsed no script element out of the data
-      const visible = dump.stdout
-        .replace(/<style[\s\S]*?<\/style>/gi, " ")
-        .replace(/<[^>]+>/g, " ")
-        .replace(/&lt;/g, "<")
-        .replace(/&gt;/g, ">")
-        .replace(/&quot;/g, '"')
-        .replace(/&#39;/g, "'")
-        .replace(/&amp;/g, "&")
-        .replace(/\s+/g, " ");
+      const visible = visibleText(dump.stdout);
       for (const text of ["✓ Verified", "282 inserts", "1 update", "290 deletes", "1 DDL statement", "BULK_DELETE", "LARGE_INSERT", "MASKED_VALUE", "NEW_INDEX", SCRIPT]) {
         expect(visible).toContain(text);
       }
+    },
+    150_000,
+  );
+
+  it.skipIf(noChromium)(
+    `a danger hazard is shown first, with its full definition, in headless Chromium${noChromium ? " (skipped: needs Debian's chromium at /usr/bin/chromium)" : ""}`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "airlock-review-"));
+      dirs.push(dir);
+      const page = join(dir, "review.html");
+      const png = join(dir, "review-hazards.png");
+      writeFileSync(page, renderReviewHtml(functionDiff(), ID));
+
+      const shot = await chromium(page, [`--screenshot=${png}`, "--window-size=1280,1400", "--force-device-scale-factor=1"]);
+      expect(existsSync(png), `no screenshot; chromium exited ${shot.code}: ${shot.stderr.slice(-2000)}`).toBe(true);
+      expect(statSync(png).size).toBeGreaterThan(20_000);
+      const image = decodePng(readFileSync(png));
+      expect([image.width, image.height]).toEqual([1280, 1400]);
+      // The danger pills and the red-bordered definition are painted in the first screen: pixels of exactly var(--red), #b42318.
+      let red = 0;
+      for (let y = 0; y < image.height; y++) for (let x = 0; x < image.width; x++) if (image.rgb(x, y).join() === "180,35,24") red++;
+      expect(red).toBeGreaterThan(500);
+
+      const dump = await chromium(page, ["--dump-dom"]);
+      expect(dump.code, dump.stderr.slice(-2000)).toBe(0);
+      const dom = dump.stdout;
+      expect(dom).not.toMatch(/<script|<img/i); // the definitions' markup stayed text
+      const hazards = dom.slice(dom.indexOf('<section id="hazards">'), dom.indexOf("</section>", dom.indexOf('<section id="hazards">')));
+      expect(dom.indexOf('<section id="hazards">')).toBeGreaterThan(-1);
+      expect(dom.indexOf('<section id="hazards">')).toBeLessThan(dom.indexOf("<h2>Summary</h2>"));
+      expect(dom.indexOf('<section id="hazards">')).toBeLessThan(dom.indexOf("<h2>Changed rows</h2>"));
+      const text = visibleText(hazards);
+      expect(text).toContain("danger FUNCTION · SECURITY_DEFINER on function public.run_sql(q text)");
+      // The definition survives the browser's parse whole: every line, the fake </pre><script> included, as text.
+      for (const line of RUN_SQL_BODY.split("\n")) expect(text).toContain(line.trim());
+      expect(text).toContain("</pre><script>alert(1)</script>``` <img src=x onerror=alert(2)>");
+      expect(text.indexOf("FUNCTION")).toBeLessThan(text.indexOf("LARGE_INSERT"));
     },
     150_000,
   );

@@ -10,14 +10,18 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Project } from "../config/load.ts";
 import { type PgTarget, makeTarget, openClient, query, quoteIdent, withClient } from "../pg/connect.ts";
+import { planSchemaChanges, planStatements } from "../catalog/plan.ts";
+import type { CatalogModel, RoleMapping } from "../catalog/model.ts";
+import { readCatalog } from "../catalog/read.ts";
+import { compareCatalogs } from "../catalog/compare.ts";
+import { settingSql } from "../catalog/sql.ts";
 import { applyDiff } from "../promote/apply.ts";
 import { FingerprintSet } from "../snapshot/leak-scan.ts";
 import { readManifest, snapshotsDir } from "../snapshot/store.ts";
 import { readSession, sessionAdminTarget } from "../staging/sessions.ts";
 import { type TableShape, diffTable, foreignKeyOrder, readShapes } from "./data-diff.ts";
 import { schemaHazards, sortHazards, tableHazards } from "./hazards.ts";
-import { schemaDiff, splitAroundData } from "./schema-diff.ts";
-import type { Diff, Hazard, TableChanges, Verification } from "./types.ts";
+import { type Diff, type Hazard, type SchemaChangeRecord, type TableChanges, type Verification, forwardSchema } from "./types.ts";
 
 /** Progress for a terminal. */
 export type DiffProgress = { readonly phase: "schema" | "data" | "hazards" | "replay" | "verify"; readonly table?: string };
@@ -42,6 +46,13 @@ async function cloneBase(base: PgTarget, purpose: string): Promise<{ target: PgT
     await query(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
     const v = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
     await query(c, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(base.database)}${v >= 150000 ? " STRATEGY = FILE_COPY" : ""}`);
+    // A copy does not inherit the database's privileges or settings: give it base's, so it compares like base.
+    await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+    const settings = await query<{ config: string[] }>(c, "SELECT s.setconfig AS config FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0", [base.database]);
+    for (const item of settings.rows[0]?.config ?? []) {
+      const at = item.indexOf("=");
+      await withClient(withDatabase(base, name), { step: "diff" }, (cc) => query(cc, settingSql("database", false, item.slice(0, at), item.slice(at + 1))));
+    }
   });
   return {
     target: withDatabase(base, name),
@@ -137,8 +148,17 @@ async function sequenceHazards(base: pg.ClientBase, work: pg.ClientBase): Promis
   return out;
 }
 
-/** Replays the diff on a fresh clone of base and compares the result with work. */
-async function verifyByReplay(base: PgTarget, work: PgTarget, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
+/** The catalog model of a database, read on a connection of its own. */
+async function catalogOf(target: PgTarget, roles: RoleMapping): Promise<CatalogModel> {
+  return withClient(target, { step: "diff" }, (c) => readCatalog(c, roles));
+}
+
+/**
+ * Replays the diff on a fresh clone of base and compares the result with
+ * work: the whole catalog model (every object, its definition, owner,
+ * privileges, comment, state) and every table's rows.
+ */
+async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: CatalogModel, roles: RoleMapping, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
   onProgress?.({ phase: "replay" });
   const clone = await cloneBase(base, "replay");
   try {
@@ -150,7 +170,7 @@ async function verifyByReplay(base: PgTarget, work: PgTarget, diff: Diff, onProg
       return { verified: false, mismatches: [], schemaDifference: [], error: e instanceof Error ? e.message : String(e) };
     }
     onProgress?.({ phase: "verify" });
-    const schemaDifference = await schemaDiff(clone.target, work);
+    const schemaDifference = compareCatalogs(await catalogOf(clone.target, roles), workModel).map((d) => `${d.id}: ${d.difference}`);
     const mismatches: Array<{ table: string; keys: string[] }> = [];
     await withClient(clone.target, { step: "diff" }, (cc) =>
       withClient(work, { step: "diff" }, async (wc) => {
@@ -170,15 +190,49 @@ async function verifyByReplay(base: PgTarget, work: PgTarget, diff: Diff, onProg
   }
 }
 
+/**
+ * Which roles are "the owner" in a session's databases: the staging
+ * superuser (base, replay clones), the agent (work) and production's
+ * owners (their placeholders); Airlock's own limits on the agent's role
+ * are not part of the model.
+ */
+export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], statementTimeoutMs: number): RoleMapping {
+  return { owners: new Set([admin.user, agentRole, ...productionOwners]), imposedRoleSettings: new Set([`statement_timeout=${Math.trunc(statementTimeoutMs)}`]) };
+}
+
+/**
+ * Replays a diff of a session on a fresh clone of its base and compares the
+ * result with its work: catalog model and rows (what `airlock diff` does
+ * after computing a diff; also for checking a diff from elsewhere).
+ */
+export async function verifyDiff(project: Project, sessionId: string, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
+  const session = readSession(project, sessionId);
+  const base = await sessionAdminTarget(project, sessionId, "base");
+  const work = await sessionAdminTarget(project, sessionId, "work");
+  const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
+  const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
+  return verifyByReplay(base, work, await catalogOf(work, roles), roles, diff, onProgress);
+}
+
 /** Computes the diff of a session (not yet written to disk). */
 export async function computeDiff(project: Project, sessionId: string, options: { onProgress?: (p: DiffProgress) => void; now?: Date } = {}): Promise<Diff> {
   const session = readSession(project, sessionId);
   const base = await sessionAdminTarget(project, sessionId, "base");
   const work = await sessionAdminTarget(project, sessionId, "work");
   options.onProgress?.({ phase: "schema" });
-  const allDdl = await schemaDiff(base, work);
-  const { before: schema, after: schemaAfterData } = splitAroundData(allDdl);
-  const reverseSchema = allDdl.length === 0 ? [] : await schemaDiff(work, base);
+  const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
+  const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
+  const baseModel = await catalogOf(base, roles);
+  const workModel = await catalogOf(work, roles);
+  const changes = planSchemaChanges(baseModel, workModel);
+  const schemaChanges: SchemaChangeRecord[] = changes.map((c) => {
+    const o = c.before ?? c.after!;
+    const table = o.kind === "table" ? o : o.kind === "column" ? (baseModel.objects[o.table] ?? workModel.objects[o.table]) : undefined;
+    const target = table?.kind === "table" ? { schema: table.schema, table: table.name, ...(o.kind === "column" ? { column: o.name } : {}) } : undefined;
+    return { id: c.id, kind: c.kind, action: c.action, changed: c.changed, ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }), ...(target === undefined ? {} : { target }), sql: c.sql, afterData: c.afterData };
+  });
+  const reverseSchema = planStatements(planSchemaChanges(workModel, baseModel));
+  const schema = forwardSchema({ schemaChanges }).before;
 
   const clone = await cloneBase(base, "diff");
   let tables: TableChanges[] = [];
@@ -188,6 +242,7 @@ export async function computeDiff(project: Project, sessionId: string, options: 
     if (schema.length > 0) {
       try {
         await inTransaction(clone.target, async (c) => {
+          await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
           for (const s of schema) await query(c, s);
         });
       } catch (e) {
@@ -218,16 +273,17 @@ export async function computeDiff(project: Project, sessionId: string, options: 
       options.onProgress?.({ phase: "hazards" });
       // Exact row counts of the tables the schema changes touch (what a drop would lose).
       const counts = new Map<string, number>();
-      for (const st of allDdl) {
-        const m = /^(?:drop table|alter table) "((?:[^"]|"")+)"\."((?:[^"]|"")+)"/i.exec(st);
-        if (m === null || counts.has(`${m[1]}.${m[2]}`)) continue;
-        const r = await query<{ n: string }>(bc, `SELECT count(*)::text AS n FROM ${quoteIdent(m[1]!)}.${quoteIdent(m[2]!)}`).catch(() => undefined);
-        counts.set(`${m[1]}.${m[2]}`, Number(r?.rows[0]?.n ?? 0));
+      for (const ch of changes) {
+        const o = ch.before ?? ch.after;
+        const table = o?.kind === "table" ? o : o?.kind === "column" ? baseModel.objects[o.table] : undefined;
+        if (table?.kind !== "table" || baseModel.objects[table.id] === undefined || counts.has(`${table.schema}.${table.name}`)) continue;
+        const r = await query<{ n: string }>(bc, `SELECT count(*)::text AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+        counts.set(`${table.schema}.${table.name}`, Number(r.rows[0]?.n ?? 0));
       }
       const needsMasked = tables.some((t) => t.changes.some((c) => c.kind !== "delete"));
       const masked = needsMasked ? await maskedValueSet(bc, project, session.snapshotId, tables) : null;
       hazards = sortHazards([
-        ...schemaHazards(allDdl, (t) => counts.get(t) ?? 0),
+        ...schemaHazards(changes, baseModel, workModel, (t) => counts.get(t) ?? 0),
         ...tables.flatMap((t) => tableHazards(t, project.config.hazards, masked)),
         ...(await sequenceHazards(bc, wc)),
       ]);
@@ -242,15 +298,14 @@ export async function computeDiff(project: Project, sessionId: string, options: 
     inserts: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "insert").length, 0),
     updates: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "update").length, 0),
     deletes: tables.reduce((n, t) => n + t.changes.filter((c) => c.kind === "delete").length, 0),
-    ddl: schema.length + schemaAfterData.length,
+    ddl: schemaChanges.reduce((n, c) => n + c.sql.length + c.afterData.length, 0),
   };
   const draft: Diff = {
-    formatVersion: 1,
+    formatVersion: 2,
     session: session.id,
     snapshot: session.snapshotId,
     createdAt: (options.now ?? new Date()).toISOString(),
-    schema,
-    schemaAfterData,
+    schemaChanges,
     reverseSchema,
     tables,
     hazards,
@@ -258,5 +313,5 @@ export async function computeDiff(project: Project, sessionId: string, options: 
     summary,
   };
   if (schemaError !== undefined) return { ...draft, verification: { verified: false, mismatches: [], schemaDifference: [], error: schemaError } };
-  return { ...draft, verification: await verifyByReplay(base, work, draft, options.onProgress) };
+  return { ...draft, verification: await verifyByReplay(base, work, workModel, roles, draft, options.onProgress) };
 }

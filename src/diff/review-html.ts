@@ -1,12 +1,15 @@
 /**
  * review.html: the diff as one self-contained page for a reviewer (inline CSS,
  * no script, no external resource, so it opens offline and from an archive).
+ * Hazards come first, each definition a reviewer must read (function body,
+ * policy, setting, grants) shown in full right under it; then the counts, the
+ * typed schema changes with their SQL, and the changed rows.
  * Every value is agent-written and goes through escapeHtml; a Content Security
  * Policy forbidding scripts and fetches backs that up.
  */
-import type { Diff, Hazard, RowChange, RowValues, TableChanges } from "./types.ts";
+import type { Diff, Hazard, RowChange, RowValues, SchemaChangeRecord, TableChanges } from "./types.ts";
 import { sortHazards } from "./hazards.ts";
-import { columnsOf, plural, revealInvisible, tableCounts, truncate } from "./review-md.ts";
+import { columnsOf, definitionGroups, plural, revealInvisible, statements, tableCounts, truncate } from "./review-md.ts";
 
 // Long enough to review a real value, short enough that one huge value cannot swamp the page.
 const MAX_VALUE_CHARS = 1000;
@@ -22,7 +25,6 @@ export function escapeHtml(text: string): string {
 export function renderReviewHtml(diff: Diff, id: string, options: { maxRowsPerTable?: number } = {}): string {
   const maxRows = options.maxRowsPerTable ?? 200;
   const short = id.slice(0, 12);
-  const ddl = [...diff.schema, ...diff.schemaAfterData];
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -45,7 +47,7 @@ export function renderReviewHtml(diff: Diff, id: string, options: { maxRowsPerTa
 ${verificationBanner(diff)}
 ${hazardSection(diff.hazards)}
 ${summarySection(diff)}
-${ddl.length > 0 ? `<section><h2>Schema changes (${ddl.length})</h2>\n<pre class="ddl">${ddl.map(valueText).join("\n\n")}</pre></section>` : ""}
+${schemaSection(diff.schemaChanges)}
 ${diff.tables.some((t) => t.changes.length > 0) ? `<section><h2>Changed rows</h2>\n${diff.tables.filter((t) => t.changes.length > 0).map((t) => tableSection(t, maxRows)).join("\n")}</section>` : ""}
 </body>
 </html>
@@ -63,14 +65,40 @@ function verificationBanner(diff: Diff): string {
   return `<div class="banner bad"><strong>✗ Not verified</strong> — replaying the diff on a fresh clone of base did not reproduce work; it cannot be approved.${items.length > 0 ? `<ul>${items.join("")}</ul>` : ""}</div>`;
 }
 
+/**
+ * Every hazard, danger first; then each definition a reviewer must read
+ * (function body, policy, setting, grants) in full, escaped in a pre block,
+ * under the codes and object of the hazards it belongs to.
+ */
 function hazardSection(hazards: readonly Hazard[]): string {
-  if (hazards.length === 0) return `<section><h2>Hazards</h2><p class="none">None.</p></section>`;
-  const rows = sortHazards(hazards).map(
-    (h) => `<tr class="sev-${escapeHtml(h.severity)}"><td><span class="pill">${escapeHtml(h.severity)}</span></td><td><code>${escapeHtml(h.code)}</code></td><td><code>${escapeHtml(h.object)}</code></td><td>${valueText(h.message)}</td></tr>`,
+  if (hazards.length === 0) return `<section id="hazards"><h2>Hazards</h2><p class="none">None.</p></section>`;
+  const sorted = sortHazards(hazards);
+  const rows = sorted.map(
+    (h) => `<tr class="sev-${escapeHtml(h.severity)}"><td><span class="pill">${escapeHtml(h.severity)}</span></td><td><code>${escapeHtml(h.code)}</code></td><td><code>${valueText(h.object)}</code></td><td>${valueText(h.message)}</td></tr>`,
   );
-  return `<section><h2>Hazards (${hazards.length})</h2>
+  const definitions = definitionGroups(sorted).map((g) => {
+    const h = g[0]!;
+    return `<div class="definition sev-${escapeHtml(h.severity)}"><p><span class="pill">${escapeHtml(h.severity)}</span> ${g.map((x) => `<code class="code">${escapeHtml(x.code)}</code>`).join(" · ")} on <code>${valueText(h.object)}</code></p><pre class="definition"><code>${valueText(h.definition!)}</code></pre></div>`;
+  });
+  return `<section id="hazards"><h2>Hazards (${hazards.length})</h2>
 <table class="hazards"><thead><tr><th>Severity</th><th>Code</th><th>Object</th><th>Message</th></tr></thead>
-<tbody>${rows.join("\n")}</tbody></table></section>`;
+<tbody>${rows.join("\n")}</tbody></table>${definitions.length > 0 ? `\n<h3>Definitions to read</h3>\n${definitions.join("\n")}` : ""}</section>`;
+}
+
+/** The typed schema changes in the order they run: action, object, what changed, what forced a recreate, and the SQL. */
+function schemaSection(changes: readonly SchemaChangeRecord[]): string {
+  if (changes.length === 0) return "";
+  const items = changes.map((c) => {
+    const changed = c.changed.length > 0 ? ` <span class="changed">changed: ${c.changed.map((k) => `<code>${valueText(k)}</code>`).join(", ")}</span>` : "";
+    const forced = c.forcedBy !== undefined ? ` <span class="forced">forced by <code>${valueText(c.forcedBy)}</code></span>` : "";
+    const sql = [
+      ...(c.sql.length > 0 ? [`<pre class="ddl">${valueText(statements(c.sql))}</pre>`] : []),
+      ...(c.afterData.length > 0 ? [`<p class="phase">After the data changes:</p><pre class="ddl">${valueText(statements(c.afterData))}</pre>`] : []),
+    ];
+    return `<li class="change"><p><span class="action act-${escapeHtml(c.action)}">${escapeHtml(c.action)}</span> <code>${valueText(c.id)}</code>${changed}${forced}</p>${sql.join("")}</li>`;
+  });
+  return `<section id="schema"><h2>Schema changes (${changes.length})</h2>
+<ol class="changes">${items.join("\n")}</ol></section>`;
 }
 
 function summarySection(diff: Diff): string {
@@ -178,7 +206,11 @@ td{white-space:pre-wrap;overflow-wrap:break-word}td.long{overflow-wrap:anywhere;
 .totals{display:flex;gap:12px;padding:0;margin:0 0 12px;list-style:none}.totals li{padding:6px 14px;border-radius:8px;border:1px solid var(--line);font-weight:600}
 .totals .ins{color:var(--green)}.totals .upd{color:var(--amber)}.totals .del{color:var(--red)}
 .counts{width:auto}.counts td:not(:first-child),.counts th:not(:first-child){text-align:right}
-pre.ddl{background:#f9fafb;border:1px solid var(--line);border-radius:6px;padding:12px;white-space:pre-wrap;overflow-wrap:anywhere}
+pre.ddl,pre.definition{background:#f9fafb;border:1px solid var(--line);border-radius:6px;padding:12px;white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0 8px}
+div.definition{margin:12px 0}div.definition p{margin:0 0 4px}div.sev-danger pre{border-color:var(--red)}div.sev-warn pre{border-color:var(--amber)}pre.definition code{font-size:inherit}
+div.sev-danger code.code{color:var(--red)}div.sev-warn code.code{color:var(--amber)}div.sev-info code.code{color:var(--blue)}
+.changes{padding-left:1.5em}.changes li{margin:10px 0}.changes p{margin:0 0 4px}.changed,.forced,.phase{color:var(--muted)}.phase{margin:4px 0 0;font-size:12px}
+.action{display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:12px;border:1px solid}.act-create{color:var(--green)}.act-drop{color:var(--red)}.act-alter{color:var(--amber)}.act-recreate{color:var(--blue)}
 .scroll{overflow-x:auto}.rows{width:auto;min-width:50%}
 th.key,td.key{background:#f2f4f7;font-weight:600}td.same{background:#fcfcfd}
 td.chg del{display:block;color:var(--red);background:var(--red-bg);text-decoration:line-through}td.chg ins{display:block;color:var(--green);background:var(--green-bg);text-decoration:none}

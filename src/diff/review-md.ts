@@ -1,11 +1,13 @@
 /**
  * review.md: the diff as a pull-request comment. Hazards come first because
- * they are what a reviewer must accept by name; then the counts, the DDL and
- * a sample of changed rows. Every value is agent-written, so it is shown in a
- * code span (never interpreted as Markdown or HTML) and kept on one line.
+ * they are what a reviewer must accept by name, each with the full definition
+ * it concerns (function body, policy, setting, grants); then the counts, the
+ * typed schema changes with their SQL and a sample of changed rows. Every value
+ * is agent-written, so it is shown in a code span or a fenced block longer than
+ * any backtick run inside it (never interpreted as Markdown or HTML).
  */
 import { sortHazards } from "./hazards.ts";
-import type { Diff, Hazard, HazardSeverity, RowValues, TableChanges } from "./types.ts";
+import type { Diff, Hazard, HazardSeverity, RowValues, SchemaChangeRecord, TableChanges } from "./types.ts";
 
 const SEVERITY_ICON: Record<HazardSeverity, string> = { danger: "🔴", warn: "🟠", info: "🔵" };
 const MAX_VALUE_CHARS = 80;
@@ -66,8 +68,10 @@ export function renderReviewMarkdown(diff: Diff, id: string, options: { maxRowsP
     }
     out.push("");
   }
-  const ddl = [...diff.schema, ...diff.schemaAfterData];
-  if (ddl.length > 0) out.push("### Schema changes", "", ...fenced("sql", revealInvisible(ddl.join("\n\n").replace(/\r\n?/g, "\n"))), "");
+  if (diff.schemaChanges.length > 0) {
+    out.push(`### Schema changes (${diff.schemaChanges.length})`, "");
+    for (const c of diff.schemaChanges) out.push(...schemaChangeLines(c));
+  }
   if (diff.tables.some((t) => t.changes.length > 0)) {
     out.push("### Changed rows", "");
     for (const t of diff.tables) if (t.changes.length > 0) out.push(...tableLines(t, maxRows));
@@ -90,11 +94,50 @@ function verificationLines(diff: Diff): string[] {
 
 function hazardLines(hazards: readonly Hazard[]): string[] {
   if (hazards.length === 0) return ["### Hazards", "", "None."];
+  const sorted = sortHazards(hazards);
   const lines = [`### Hazards (${hazards.length})`, "", "| Severity | Code | Object | Message |", "|---|---|---|---|"];
-  for (const h of sortHazards(hazards)) {
+  for (const h of sorted) {
     lines.push(`| ${SEVERITY_ICON[h.severity]} ${h.severity} | ${cell(h.code)} | ${cell(h.object)} | ${text(truncate(h.message, 300))} |`);
   }
+  const groups = definitionGroups(sorted);
+  if (groups.length > 0) lines.push("", "#### Definitions to read");
+  for (const g of groups) {
+    const h = g[0]!;
+    lines.push("", `**${SEVERITY_ICON[h.severity]} ${g.map((x) => code(x.code)).join(" · ")} on ${code(h.object)}**`, "", ...fenced("sql", block(h.definition!)));
+  }
   return lines;
+}
+
+/**
+ * The hazards with a definition, in review order (danger first), grouped so
+ * that hazards of one severity and object with the same definition (FUNCTION,
+ * SECURITY_DEFINER of one function) show that definition once, naming them all.
+ */
+export function definitionGroups(sorted: readonly Hazard[]): Hazard[][] {
+  const groups = new Map<string, Hazard[]>();
+  for (const h of sorted) {
+    if (h.definition === undefined) continue;
+    const key = JSON.stringify([h.severity, h.object, h.definition]);
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, [h]);
+    else g.push(h);
+  }
+  return [...groups.values()];
+}
+
+/** One typed schema change: what it does to which object, then its SQL before and after the data. */
+function schemaChangeLines(c: SchemaChangeRecord): string[] {
+  const changed = c.changed.length > 0 ? ` — changed: ${c.changed.map((k) => code(k)).join(", ")}` : "";
+  const forced = c.forcedBy !== undefined ? ` — forced by ${code(c.forcedBy)}` : "";
+  const lines = [`**${c.action}** ${code(c.id)}${changed}${forced}`, ""];
+  if (c.sql.length > 0) lines.push(...fenced("sql", block(statements(c.sql))), "");
+  if (c.afterData.length > 0) lines.push("After the data changes:", "", ...fenced("sql", block(statements(c.afterData))), "");
+  return lines;
+}
+
+/** Statements as one SQL text, each ended by a semicolon. */
+export function statements(sql: readonly string[]): string {
+  return sql.map((s) => (/;\s*$/.test(s) ? s.trimEnd() : `${s};`)).join("\n\n");
 }
 
 function tableLines(t: TableChanges, maxRows: number): string[] {
@@ -165,6 +208,12 @@ function text(raw: string): string {
   return revealInvisible(raw.replace(/\s*(\r\n|\r|\n)\s*/g, " ")).replace(/[\\`*_[\]<>|~&#!]/g, "\\$&");
 }
 
+/** Multi-line agent-written text for a fenced block: line ends normalized, invisible characters shown. */
+function block(raw: string): string {
+  return revealInvisible(raw.replace(/\r\n?/g, "\n"));
+}
+
+/** A fenced code block whose fence is longer than any backtick run in the body, so the body cannot close it. */
 function fenced(lang: string, body: string): string[] {
   const longestRun = Math.max(2, ...(body.match(/`{3,}/g) ?? []).map((r) => r.length));
   const fence = "`".repeat(longestRun + 1);

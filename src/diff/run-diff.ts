@@ -30,7 +30,10 @@ export async function diffSession(project: Project, sessionId: string, onProgres
 export function summaryLines(r: DiffResult): string[] {
   const d = r.diff;
   const s = d.summary;
+  const danger = d.hazards.filter((h) => h.severity === "danger");
   const lines = [
+    // Danger first: code, privileges and settings headed for production, each with what it would run.
+    ...danger.flatMap((h) => [`DANGER ${h.code} ${h.object}: ${h.message}`, ...(h.definition === undefined ? [] : h.definition.split("\n").map((l) => `    ${printable(l)}`))]),
     `diff ${r.id} for session ${d.session}: ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements (${(r.elapsedMs / 1000).toFixed(1)} s)`,
     d.verification.verified ? "verified: replaying the diff on a fresh clone of base reproduces work exactly" : `NOT verified: ${d.verification.error ?? [...d.verification.mismatches.map((m) => `${m.table} differs (e.g. ${m.keys.slice(0, 2).join(", ")})`), ...d.verification.schemaDifference.map((x) => `schema: ${x}`)].join("; ")}`,
   ];
@@ -39,7 +42,15 @@ export function summaryLines(r: DiffResult): string[] {
     lines.push(`  ${t.schema}.${t.name}: +${n("insert")} ~${n("update")} -${n("delete")}`);
   }
   if (d.hazards.length === 0) lines.push("hazards: none");
-  for (const h of d.hazards) lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
+  for (const h of d.hazards) if (h.severity !== "danger") lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
+  if (danger.length > 0) lines.push(`  ${danger.length} danger hazard${danger.length === 1 ? "" : "s"} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`);
+  for (const c of d.schemaChanges) lines.push(`  schema: ${c.action} ${c.id}${c.forcedBy === undefined ? "" : ` (forced by ${c.forcedBy})`}`);
   lines.push(`review: ${r.dir}/review.html (also review.md, promote.sql, diff.json)`);
   return lines;
+}
+
+/** Agent-written text made safe for a terminal: control characters (escape sequences) shown as \\xNN. */
+function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }

@@ -39,6 +39,24 @@ export interface Hazard {
   readonly object: string;
   readonly message: string;
   readonly count?: number;
+  /** The full definition a reviewer must read: a function body, a policy's expressions, a setting and its value, the SQL. */
+  readonly definition?: string;
+}
+
+/** One typed schema change as the diff records it (see src/catalog/plan.ts). */
+export interface SchemaChangeRecord {
+  readonly id: string;
+  readonly kind: string;
+  readonly action: "create" | "drop" | "alter" | "recreate";
+  readonly changed: readonly string[];
+  /** A recreate forced by a change of this object. */
+  readonly forcedBy?: string;
+  /** For tables and columns: which one (promotion saves the data of those it drops). */
+  readonly target?: { readonly schema: string; readonly table: string; readonly column?: string };
+  /** Forward SQL run before the data changes. */
+  readonly sql: readonly string[];
+  /** Forward SQL run after the data changes (NOT NULL, constraints, indexes, triggers, rules, policies). */
+  readonly afterData: readonly string[];
 }
 
 /** What replay verification found. */
@@ -46,7 +64,7 @@ export interface Verification {
   readonly verified: boolean;
   /** Tables whose replayed rows differ from work, with a few differing keys. */
   readonly mismatches: ReadonlyArray<{ readonly table: string; readonly keys: readonly string[] }>;
-  /** Schema left different after replay (DDL), empty when none. */
+  /** Catalog objects that differ between work and the replayed clone ("view public.v: definition"), empty when none. */
   readonly schemaDifference: readonly string[];
   /** Why replay could not run to the end, if it failed. */
   readonly error?: string;
@@ -54,18 +72,21 @@ export interface Verification {
 
 /** The whole diff. Its canonical JSON's sha256 is its id. */
 export interface Diff {
-  readonly formatVersion: 1;
+  readonly formatVersion: 2;
   readonly session: string;
   readonly snapshot: string;
   readonly createdAt: string;
-  /** DDL turning base's schema into work's, in dependency order, applied before the data changes. */
-  readonly schema: readonly string[];
-  /** DDL applied after the data changes (NOT NULL on columns the data fills). */
-  readonly schemaAfterData: readonly string[];
-  /** DDL turning work's schema back into base's: what rollback runs to undo the schema changes. */
-  readonly reverseSchema: readonly string[];
+  /** Typed schema changes turning base's catalog into work's, in the order their SQL runs. */
+  readonly schemaChanges: readonly SchemaChangeRecord[];
+  /** SQL turning work's schema back into base's: what rollback runs (before: ahead of refilling dropped data). */
+  readonly reverseSchema: { readonly before: readonly string[]; readonly after: readonly string[] };
   readonly tables: readonly TableChanges[];
   readonly hazards: readonly Hazard[];
   readonly verification: Verification;
   readonly summary: { readonly inserts: number; readonly updates: number; readonly deletes: number; readonly ddl: number };
+}
+
+/** The forward SQL of a diff: what runs before the data, and after it. */
+export function forwardSchema(diff: Pick<Diff, "schemaChanges">): { before: string[]; after: string[] } {
+  return { before: diff.schemaChanges.flatMap((c) => [...c.sql]), after: diff.schemaChanges.flatMap((c) => [...c.afterData]) };
 }

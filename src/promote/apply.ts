@@ -9,7 +9,7 @@
 import type pg from "pg";
 import { AirlockError } from "../errors.ts";
 import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
-import type { Diff, RowValues, TableChanges } from "../diff/types.ts";
+import { type Diff, type RowValues, type TableChanges, forwardSchema } from "../diff/types.ts";
 
 /** One statement with its parameters. */
 export interface Statement {
@@ -17,6 +17,8 @@ export interface Statement {
   readonly params: ReadonlyArray<string | null>;
   /** What it does, for progress and errors ("insert into public.guests"). */
   readonly what: string;
+  /** Schema statements change no row count; inserts add one row; updates and deletes must match exactly one. */
+  readonly kind: "schema" | "insert" | "update" | "delete";
 }
 
 function tableName(t: TableChanges): string {
@@ -50,7 +52,7 @@ export function dataStatements(diff: Diff): Statement[] {
     for (const ch of t.changes) {
       if (ch.kind !== "delete") continue;
       const params: Array<string | null> = [];
-      out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what: `delete from ${t.schema}.${t.name}` });
+      out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what: `delete from ${t.schema}.${t.name}`, kind: "delete" });
     }
   }
   for (const t of diff.tables) {
@@ -61,7 +63,7 @@ export function dataStatements(diff: Diff): Statement[] {
         params.push(value);
         return `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}`;
       });
-      out.push({ sql: `UPDATE ${tableName(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}` });
+      out.push({ sql: `UPDATE ${tableName(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}`, kind: "update" });
     }
   }
   for (const t of diff.tables) {
@@ -71,7 +73,7 @@ export function dataStatements(diff: Diff): Statement[] {
       const params = cols.map((c) => ch.row[c] ?? null);
       const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
       // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
-      out.push({ sql: `INSERT INTO ${tableName(t)} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})`, params, what: `insert into ${t.schema}.${t.name}` });
+      out.push({ sql: `INSERT INTO ${tableName(t)} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})`, params, what: `insert into ${t.schema}.${t.name}`, kind: "insert" });
     }
   }
   return out;
@@ -79,8 +81,9 @@ export function dataStatements(diff: Diff): Statement[] {
 
 /** Every statement of a diff: schema changes, data, then the schema changes that need the data. */
 export function diffStatements(diff: Diff): Statement[] {
-  const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change" });
-  return [...diff.schema.map(ddl), ...dataStatements(diff), ...diff.schemaAfterData.map(ddl)];
+  const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change", kind: "schema" });
+  const schema = forwardSchema(diff);
+  return [...schema.before.map(ddl), ...dataStatements(diff), ...schema.after.map(ddl)];
 }
 
 /** A readable SQL text of a statement with its parameters inlined (for promote.sql; never executed). */
@@ -122,10 +125,12 @@ export interface ApplyOptions {
 /** Applies a diff inside the caller's transaction; returns how many statements ran. */
 export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
   const statements = diffStatements(diff);
+  // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).
+  await query(client, "SELECT set_config('check_function_bodies', 'off', true)");
   for (const [i, s] of statements.entries()) {
     await options.beforeStatement?.(i, statements.length, s);
     const r = await query(client, s.sql, s.params);
-    if (s.what !== "schema change" && !s.what.startsWith("insert") && r.rowCount !== 1) {
+    if ((s.kind === "update" || s.kind === "delete") && r.rowCount !== 1) {
       throw new AirlockError("AIRLOCK_APPLY_ROWCOUNT", `${s.what} matched ${r.rowCount ?? 0} rows instead of 1 (statement ${i + 1} of ${statements.length})`, {
         hint: "the target no longer holds the row the diff was made against; nothing was committed",
       });

@@ -59,10 +59,6 @@ export interface SavedData {
 }
 
 const PROMOTION_LOCK = "airlock/promote";
-const IDENT = String.raw`"((?:[^"]|"")+)"`;
-const DROP_TABLE = new RegExp(String.raw`^drop table ${IDENT}\.${IDENT}`, "i");
-const DROP_COLUMN = new RegExp(String.raw`^alter table ${IDENT}\.${IDENT} drop column ${IDENT}`, "i");
-const unq = (s: string) => s.replace(/""/g, '"');
 
 function conflictError(conflicts: readonly Conflict[], snapshot: string): AirlockError {
   const list = conflicts.slice(0, 20).map((c) => `  - ${c.table} ${c.key}: ${c.kind === "changed" ? "changed in production since the snapshot" : c.kind === "deleted" ? "deleted in production since the snapshot" : "key already taken in production"}`);
@@ -83,20 +79,21 @@ async function keyColumnsOf(c: pg.ClientBase, schema: string, table: string): Pr
   return r.rows.map((x) => x.a);
 }
 
-/** Saves the data of every table or column the diff drops into the airlock schema. */
+/** Saves the data of every table or column the diff drops (or rebuilds) into the airlock schema. */
 async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string): Promise<SavedData[]> {
   const saved: SavedData[] = [];
-  for (const [i, s] of [...diff.schema, ...diff.schemaAfterData].entries()) {
-    const table = DROP_TABLE.exec(s);
-    const column = table === null ? DROP_COLUMN.exec(s) : null;
-    const m = table ?? column;
-    if (m === null) continue;
-    const [schema, name] = [unq(m[1]!), unq(m[2]!)];
+  for (const [i, ch] of diff.schemaChanges.entries()) {
+    if ((ch.action !== "drop" && ch.action !== "recreate") || (ch.kind !== "table" && ch.kind !== "column")) continue;
+    if (ch.target === undefined) continue;
+    // A table or column the agent created and dropped again is not in production: nothing to save.
+    const exists = await query(c, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND ($2::text IS NULL OR attname = $2) AND NOT attisdropped LIMIT 1", [qualified(ch.target.schema, ch.target.table), ch.target.column ?? null]);
+    if (exists.rowCount === 0) continue;
+    const t = { schema: ch.target.schema, table: ch.target.table, column: ch.target.column ?? null };
     const savedAs = `${promotionId.replace(/-/g, "_")}_${i}`;
-    const keyColumns = await keyColumnsOf(c, schema, name);
-    const cols = table !== null ? "*" : [...keyColumns, unq(m[3]!)].map(quoteIdent).join(", ");
-    await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${qualified(schema, name)}`);
-    saved.push({ kind: table !== null ? "table" : "column", schema, table: name, ...(column !== null ? { column: unq(m[3]!) } : {}), keyColumns, savedAs });
+    const keyColumns = await keyColumnsOf(c, t.schema, t.table);
+    const cols = t.column === null ? "*" : [...keyColumns, t.column].map(quoteIdent).join(", ");
+    await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${qualified(t.schema, t.table)}`);
+    saved.push({ kind: t.column === null ? "table" : "column", schema: t.schema, table: t.table, ...(t.column === null ? {} : { column: t.column }), keyColumns, savedAs });
   }
   return saved;
 }

@@ -69,7 +69,7 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
     const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
     if (locked.rows[0]?.ok !== true) throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
     await ensureProductionSchema(c);
-    const p = await query<{ state: string; reverse_schema: string[]; saved: SavedData[]; tables: string[]; diff_id: string }>(c, "SELECT state, reverse_schema, saved, tables, diff_id FROM airlock.promotions WHERE id = $1 FOR UPDATE", [promotionId]);
+    const p = await query<{ state: string; reverse_schema: string[] | { before: string[]; after: string[] }; saved: SavedData[]; tables: string[]; diff_id: string }>(c, "SELECT state, reverse_schema, saved, tables, diff_id FROM airlock.promotions WHERE id = $1 FOR UPDATE", [promotionId]);
     const promotion = p.rows[0];
     if (promotion === undefined) {
       throw new AirlockError("AIRLOCK_PROMOTION_NOT_FOUND", `no promotion ${promotionId} in this database`, { hint: "see `airlock audit --to <url>` for the promotions made here" });
@@ -130,7 +130,10 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
       restored++;
     }
     await setTriggers(true);
-    for (const sql of promotion.reverse_schema) await query(c, sql);
+    // Promotions recorded before reverse schema changes were split around the data hold one list.
+    const reverse = Array.isArray(promotion.reverse_schema) ? { before: promotion.reverse_schema, after: [] } : promotion.reverse_schema;
+    await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
+    for (const sql of reverse.before) await query(c, sql);
     const restoredTables = promotion.saved.map((x) => qualified(x.schema, x.table));
     const savedTriggers = await enabledUserTriggers(c, restoredTables);
     for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} DISABLE TRIGGER ${quoteIdent(tr.name)}`);
@@ -146,6 +149,8 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
       }
     }
     for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} ENABLE TRIGGER ${quoteIdent(tr.name)}`);
+    // What only holds on the restored data (NOT NULL, constraints) and code (triggers) comes back last.
+    for (const sql of reverse.after) await query(c, sql);
     await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
     await recordProductionEvent(c, { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored } });
     await query(c, "COMMIT");

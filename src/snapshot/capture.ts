@@ -22,6 +22,8 @@ import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
 import { copyText, copyValue } from "../pg/copy-text.ts";
 import { toAirlockError } from "../pg/pg-error.ts";
 import { redactText } from "../pg/redact.ts";
+import { readCatalog } from "../catalog/read.ts";
+import { namedRoles, objectOwners } from "../catalog/roles.ts";
 import { readSequences, readTables } from "./catalog.ts";
 import { KeyedHmac } from "./keyed-hmac.ts";
 import { LeakScanner } from "./leak-scan.ts";
@@ -137,7 +139,9 @@ function runPgDump(binaries: PgBinaries, source: PgTarget, args: readonly string
 
 /** Dumps the schema at the exported snapshot: pre-data, the marker, post-data. */
 async function dumpSchema(binaries: PgBinaries, source: PgTarget, snapshotName: string): Promise<string> {
-  const common = ["--schema-only", "--no-owner", "--no-privileges", "--no-comments", `--snapshot=${snapshotName}`, "--exclude-schema=airlock"];
+  // Privileges and comments are part of the schema (their roles are recreated in staging as placeholders);
+  // owners are not (staging objects belong to the staging roles, mapped to production's owners when compared).
+  const common = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", `--snapshot=${snapshotName}`, "--exclude-schema=airlock"];
   // One after the other: never a third connection to production.
   const pre = await runPgDump(binaries, source, [...common, "--section=pre-data"]);
   const post = await runPgDump(binaries, source, [...common, "--section=post-data"]);
@@ -386,6 +390,9 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       });
     }
     const sequences = await readSequences(client);
+    // Production's whole catalog, at the same instant as the data: restores are checked against it.
+    const owners = await objectOwners(client);
+    const catalog = await readCatalog(client, { owners: new Set(owners) });
 
     try {
       mkdirSync(join(tmp, "data"), { recursive: true });
@@ -397,6 +404,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     const schemaSql = await dumpSchema(binaries, options.source, capture.snapshotName);
     try {
       writeFileSync(join(tmp, "schema.sql"), schemaSql);
+      writeFileSync(join(tmp, "catalog.json"), `${JSON.stringify(catalog)}\n`);
     } catch (e) {
       throw writeError(tmp, e);
     }
@@ -422,12 +430,12 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
 
     options.onProgress?.({ phase: "leak-scan" });
     const scanStarted = Date.now();
-    await scanForLeaks(tmp, manifestTables, schemaSql, leaks);
+    await scanForLeaks(tmp, manifestTables, `${schemaSql}\n${JSON.stringify(catalog)}`, leaks);
     const leakScan = { ok: true as const, originalsChecked: leaks.originals.size, fieldsScanned: leaks.fieldsScanned, elapsedMs: Date.now() - scanStarted };
 
     options.onProgress?.({ phase: "checksums" });
     manifestTables.sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`));
-    const files: Record<string, string> = { "schema.sql": await sha256File(join(tmp, "schema.sql")) };
+    const files: Record<string, string> = { "schema.sql": await sha256File(join(tmp, "schema.sql")), "catalog.json": await sha256File(join(tmp, "catalog.json")) };
     for (const t of manifestTables) {
       files[t.file] = await sha256File(join(tmp, t.file));
       if (t.hmacFile !== null) files[t.hmacFile] = await sha256File(join(tmp, t.hmacFile));
@@ -450,6 +458,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       tables: manifestTables,
       sequences,
       files,
+      catalog: { file: "catalog.json", owners, roles: namedRoles(catalog, owners) },
       leakScan,
       elapsedMs: Date.now() - started,
     };

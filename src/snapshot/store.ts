@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import type { CatalogModel } from "../catalog/model.ts";
 import { AirlockError } from "../errors.ts";
 
 /** One captured table in the manifest. */
@@ -43,6 +44,12 @@ export interface SnapshotManifest {
   readonly sequences: ReadonlyArray<{ readonly schema: string; readonly name: string; readonly lastValue: string; readonly isCalled: boolean }>;
   /** sha256 of every file, by path relative to the snapshot directory. */
   readonly files: Readonly<Record<string, string>>;
+  /**
+   * Production's catalog model (catalog.json), the roles that own its objects
+   * (mapped to the owner in comparisons) and the roles it names (recreated
+   * in staging as NOLOGIN placeholders). Absent in snapshots from before it.
+   */
+  readonly catalog?: { readonly file: string; readonly owners: readonly string[]; readonly roles: readonly string[] };
   readonly leakScan: { readonly ok: true; readonly originalsChecked: number; readonly fieldsScanned: number; readonly elapsedMs: number };
   readonly elapsedMs: number;
 }
@@ -125,4 +132,14 @@ export async function verifySnapshot(dir: string, id: string): Promise<{ ok: tru
     if ((await sha256File(path)) !== expected) return { ok: false, file, problem: "checksum" };
   }
   return { ok: true, files: Object.keys(manifest.files).length };
+}
+
+/** The catalog model of production a snapshot was taken from (checked against its sha256), or null for older snapshots. */
+export function readSnapshotCatalog(dir: string, manifest: SnapshotManifest): CatalogModel | null {
+  if (manifest.catalog === undefined) return null;
+  const text = readFileSync(join(dir, manifest.catalog.file));
+  if (createHash("sha256").update(text).digest("hex") !== manifest.files[manifest.catalog.file]) {
+    throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `snapshot ${manifest.id} is corrupt: ${manifest.catalog.file} does not match its checksum`, { hint: `check it with \`airlock snapshot verify ${manifest.id}\`, then capture a new one` });
+  }
+  return JSON.parse(text.toString("utf8")) as CatalogModel;
 }

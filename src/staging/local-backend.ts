@@ -8,7 +8,9 @@
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import { restoreSnapshot } from "../../seeders/restore.ts";
+import { applyDatabaseSettings, checkRestoredCatalog } from "../catalog/restore.ts";
 import { AirlockError } from "../errors.ts";
+import { readSnapshotCatalog } from "../snapshot/store.ts";
 import { type ClusterOptions, type LocalCluster, ensureCluster } from "../pg/cluster.ts";
 import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
 import type { AgentLimits, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
@@ -97,6 +99,10 @@ export class LocalBackend implements StagingBackend {
         await query(c, `CREATE DATABASE ${quoteIdent(loading)}`);
         try {
           await restoreSnapshot({ target: cluster.adminTarget(loading), dir: snapshot.dir, manifest: snapshot.manifest });
+          const expected = readSnapshotCatalog(snapshot.dir, snapshot.manifest);
+          if (expected !== null) {
+            await withClient(cluster.adminTarget(loading), { step: "up" }, (lc) => checkRestoredCatalog(lc, expected, snapshot.manifest.catalog?.owners ?? [], snapshot.manifest.id));
+          }
         } catch (e) {
           await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(loading)}`).catch(() => undefined);
           throw e;
@@ -138,6 +144,9 @@ export class LocalBackend implements StagingBackend {
         await query(c, `GRANT CONNECT ON DATABASE ${quoteIdent(names.work)} TO ${quoteIdent(names.role)}`);
         await query(c, `ALTER DATABASE ${quoteIdent(names.work)} OWNER TO ${quoteIdent(names.role)}`);
       });
+      // CREATE DATABASE … TEMPLATE does not copy ALTER DATABASE … SET: give both copies production's settings.
+      const catalog = readSnapshotCatalog(request.snapshot.dir, request.snapshot.manifest);
+      if (catalog !== null) for (const db of [names.base, names.work]) await withClient(cluster.adminTarget(db), { step: "up" }, (dc) => applyDatabaseSettings(dc, catalog));
       await handOver(cluster.adminTarget(names.work), names.role);
     } catch (e) {
       if (!(e instanceof AirlockError && e.code === "AIRLOCK_SESSION_EXISTS")) await this.destroy(request.sessionId).catch(() => undefined);

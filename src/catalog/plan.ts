@@ -1,0 +1,433 @@
+/**
+ * Schema changes as the difference of two catalog models: typed changes
+ * (object kind, identity, what changed, forward SQL, the dependents a
+ * change forces to be dropped and recreated), ordered by the models' own
+ * dependencies. Drops run first (dependents before what they depend on),
+ * then creates and alterations (dependencies first); what only holds once
+ * the data is in (NOT NULL, constraints, indexes) and code that would fire
+ * on the data (triggers, rules, policies) run after the data.
+ */
+import { quoteIdent, quoteLiteral } from "../pg/connect.ts";
+import type { CatalogModel, CatalogObject, ObjectKind } from "./model.ts";
+import { aclSql, columnSql, commentSql, createSql, dropSql, enabledSql, ownerSql, settingSql } from "./sql.ts";
+import { qualifiedName } from "./names.ts";
+
+/** One typed schema change. */
+export interface SchemaChange {
+  readonly id: string;
+  readonly kind: ObjectKind;
+  /** create/drop; alter in place; recreate = drop and create again (definition changed, or forced by a dependency). */
+  readonly action: "create" | "drop" | "alter" | "recreate";
+  /** Which properties differ (alter/recreate): "definition", "acl", "owner", "comment", "enabled", … */
+  readonly changed: readonly string[];
+  /** For a recreate forced by another change, the id of that change's object. */
+  readonly forcedBy?: string;
+  /** The object before (null when created) and after (null when dropped). */
+  readonly before: CatalogObject | null;
+  readonly after: CatalogObject | null;
+  /** Forward SQL, in order; `afterData` ones run after the rows are applied. */
+  readonly sql: readonly string[];
+  readonly afterData: readonly string[];
+}
+
+/** Properties never compared: where a column sits, and how far a sequence has counted. */
+const UNCOMPARED = new Set(["position", "lastValue", "isCalled"]);
+
+function comparable(o: CatalogObject): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !UNCOMPARED.has(k)));
+}
+
+/** The properties in which two versions of an object differ. */
+export function changedProperties(a: CatalogObject, b: CatalogObject): string[] {
+  const x = comparable(a);
+  const y = comparable(b);
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => JSON.stringify(x[k]) !== JSON.stringify(y[k])).sort();
+}
+
+/** Can these changed properties be applied in place (ALTER), or must the object be dropped and created again? */
+function alterableInPlace(a: CatalogObject, b: CatalogObject, changed: readonly string[]): boolean {
+  const always = new Set(["owner", "acl", "aclDefault", "comment"]);
+  const rest = changed.filter((k) => !always.has(k));
+  if (rest.length === 0) return true;
+  const only = (...keys: string[]) => rest.every((k) => keys.includes(k));
+  switch (a.kind) {
+    case "column":
+      return only("type", "collation", "default", "notNull", "identity");
+    case "table":
+      return only("options", "rowSecurity", "forceRowSecurity");
+    case "sequence":
+      return only("options", "ownedBy");
+    case "function":
+      return b.kind === "function" && only("definition", "securityDefiner", "volatility", "language") && a.prokind === b.prokind && a.prokind !== "aggregate" && a.returns === b.returns;
+    case "matview":
+      return only("populated");
+    case "trigger":
+    case "rule":
+    case "event_trigger":
+      return only("enabled");
+    case "type":
+      return a.kind === "type" && b.kind === "type" && a.typtype === "enum" && only("labels", "definition") && isSubsequence(a.labels ?? [], b.labels ?? []);
+    case "extension":
+      return only("version", "schema");
+    case "setting":
+      return only("value");
+    case "default_acl":
+    case "database":
+      return true;
+    default:
+      return false;
+  }
+}
+
+function isSubsequence(small: readonly string[], big: readonly string[]): boolean {
+  let i = 0;
+  for (const x of big) if (x === small[i]) i++;
+  return i === small.length;
+}
+
+interface Step {
+  readonly key: string;
+  readonly id: string;
+  readonly sql: string[];
+  /** Runs after the data when nothing that must run before the data depends on it. */
+  readonly prefersAfterData: boolean;
+  /** Must run after the data (NOT NULL, constraints, indexes). */
+  readonly afterData: boolean;
+  readonly deps: Set<string>;
+}
+
+/** Kinds whose creation waits for the data: what only holds on the final rows, and code that would fire on them. */
+const AFTER_DATA_KINDS = new Set<ObjectKind>(["constraint", "index", "trigger", "rule", "policy", "event_trigger"]);
+/** Kinds that go after the data unless something the data needs depends on them. */
+const LATE_KINDS = new Set<ObjectKind>(["function", "view", "matview", "cast", "operator", "default_acl", "setting"]);
+/** Kinds a table's drop takes with it. */
+const TABLE_PARTS = new Set<ObjectKind>(["column", "constraint", "index", "trigger", "rule", "policy"]);
+
+function parentOf(o: CatalogObject): string | null {
+  if (o.kind === "column") return o.table;
+  if (o.kind === "constraint" || o.kind === "index" || o.kind === "trigger" || o.kind === "rule" || o.kind === "policy") return o.on;
+  return null;
+}
+
+/** ids that depend on each id, in a model. */
+function dependents(model: CatalogModel): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [id, deps] of Object.entries(model.dependsOn)) {
+    const o = model.objects[id];
+    for (const d of deps) {
+      // A sequence owned by a column is not a dependent that must be rebuilt with it (ownership is moved separately).
+      if (o?.kind === "sequence") continue;
+      const list = out.get(d) ?? [];
+      list.push(id);
+      out.set(d, list);
+    }
+  }
+  return out;
+}
+
+/** Orders steps so that each comes after the steps it depends on; ties broken by key, so the order is deterministic. */
+function topoSort(steps: readonly Step[]): Step[] {
+  const byKey = new Map(steps.map((s) => [s.key, s]));
+  const done = new Set<string>();
+  const visiting = new Set<string>();
+  const out: Step[] = [];
+  const visit = (s: Step) => {
+    if (done.has(s.key) || visiting.has(s.key)) return; // a cycle: keep the order found so far
+    visiting.add(s.key);
+    for (const d of [...s.deps].sort()) {
+      const dep = byKey.get(d);
+      if (dep !== undefined) visit(dep);
+    }
+    visiting.delete(s.key);
+    done.add(s.key);
+    out.push(s);
+  };
+  for (const s of [...steps].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) visit(s);
+  return out;
+}
+
+/** The typed changes that turn the schema of `from` into that of `to`. */
+export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaChange[] {
+  const ids = [...new Set([...Object.keys(from.objects), ...Object.keys(to.objects)])].sort();
+  const created = new Set<string>();
+  const dropped = new Set<string>();
+  const altered = new Map<string, string[]>();
+  const recreated = new Map<string, { changed: string[]; forcedBy?: string }>();
+  for (const id of ids) {
+    const a = from.objects[id];
+    const b = to.objects[id];
+    if (a === undefined) created.add(id);
+    else if (b === undefined) dropped.add(id);
+    else {
+      const changed = changedProperties(a, b);
+      if (changed.length === 0) continue;
+      if (alterableInPlace(a, b, changed)) altered.set(id, changed);
+      else recreated.set(id, { changed });
+    }
+  }
+  // A column whose type changes in place takes the views, rules, policies and triggers over it along.
+  const forcing = new Set<string>([...dropped, ...recreated.keys()]);
+  for (const [id, changed] of altered) if (from.objects[id]?.kind === "column" && (changed.includes("type") || changed.includes("collation"))) forcing.add(id);
+  const rdeps = dependents(from);
+  const queue = [...forcing];
+  while (queue.length > 0) {
+    const x = queue.shift()!;
+    for (const d of rdeps.get(x) ?? []) {
+      if (dropped.has(d) || recreated.has(d) || to.objects[d] === undefined) continue;
+      const dep = from.objects[d]!;
+      // Columns keep their data through their table's changes; a table is not rebuilt for its parts.
+      if (dep.kind === "column" || dep.kind === "table") continue;
+      // The server rebuilds indexes and constraints over a column whose type it changes.
+      if (altered.has(x) && (dep.kind === "index" || dep.kind === "constraint")) continue;
+      recreated.set(d, { changed: [], forcedBy: x });
+      altered.delete(d);
+      queue.push(d);
+    }
+  }
+
+  const steps: Step[] = [];
+  const changes = new Map<string, { action: SchemaChange["action"]; changed: string[]; forcedBy?: string; sql: string[]; afterData: string[] }>();
+  const note = (id: string, action: SchemaChange["action"], changed: string[], forcedBy?: string) => {
+    if (!changes.has(id)) changes.set(id, { action, changed, ...(forcedBy === undefined ? {} : { forcedBy }), sql: [], afterData: [] });
+  };
+  for (const id of created) note(id, "create", []);
+  for (const id of dropped) note(id, "drop", []);
+  for (const [id, c] of recreated) note(id, "recreate", c.changed, c.forcedBy);
+  for (const [id, c] of altered) note(id, "alter", c);
+
+  // Sequences that survive but whose owning column goes away are released first, or the drop would take them along.
+  for (const id of ids) {
+    const a = from.objects[id];
+    const b = to.objects[id];
+    if (a?.kind !== "sequence" || b?.kind !== "sequence" || a.ownedBy === null || a.ownedBy === b.ownedBy) continue;
+    steps.push({ key: `0:${id}:release`, id, sql: [`ALTER SEQUENCE ${qualifiedName(a.schema, a.name)} OWNED BY NONE`], prefersAfterData: false, afterData: false, deps: new Set() });
+  }
+
+  // Drops: of what is gone and of what is rebuilt; parts of a dropped table, and sequences it owns, go with it.
+  const toDrop = new Set([...dropped, ...recreated.keys()]);
+  const droppedTables = new Set([...toDrop].filter((id) => from.objects[id]?.kind === "table"));
+  const goesWithTable = (o: CatalogObject): boolean => {
+    const parent = parentOf(o);
+    if (parent !== null && TABLE_PARTS.has(o.kind) && droppedTables.has(parent)) return true;
+    if (o.kind === "sequence" && o.ownedBy !== null && to.objects[o.id] === undefined) {
+      const owner = from.objects[o.ownedBy];
+      if (owner !== undefined && (toDrop.has(owner.id) || droppedTables.has(parentOf(owner) ?? ""))) return true;
+    }
+    // A partition goes with its partitioned table.
+    if (o.kind === "table" && o.partitionOf !== null && droppedTables.has(o.partitionOf.parent)) return true;
+    return false;
+  };
+  const dropSteps: Step[] = [];
+  for (const id of toDrop) {
+    const o = from.objects[id]!;
+    if (goesWithTable(o)) continue;
+    // Whatever depends on it (and is dropped too) is dropped before it.
+    const deps = new Set((rdeps.get(id) ?? []).filter((d) => toDrop.has(d)).map((d) => `1:${d}`));
+    dropSteps.push({ key: `1:${id}`, id, sql: dropSql(from, o), prefersAfterData: false, afterData: false, deps });
+  }
+  const orderedDrops = topoSort(dropSteps);
+
+  // Creates and alterations, depending on each other through the target model.
+  const toCreate = new Set([...created, ...recreated.keys()]);
+  const buildSteps: Step[] = [];
+  const createdTables = new Set([...toCreate].filter((id) => to.objects[id]?.kind === "table"));
+  const stepKey = (id: string) => `2:${id}`;
+  const depsOf = (id: string): Set<string> => {
+    const out = new Set<string>();
+    const self = to.objects[id];
+    for (const d of to.dependsOn[id] ?? []) {
+      const o = to.objects[d];
+      if (o === undefined) continue;
+      // A sequence is created before the column that owns it (OWNED BY is set afterwards, as its own step).
+      if (self?.kind === "sequence" && o.kind === "column") continue;
+      // A created table's columns are created with it.
+      const target = o.kind === "column" && createdTables.has(o.table) ? o.table : d;
+      out.add(stepKey(target));
+    }
+    out.delete(stepKey(id));
+    return out;
+  };
+  for (const id of toCreate) {
+    const o = to.objects[id]!;
+    // Columns of a created table are part of its CREATE TABLE.
+    if (o.kind === "column" && createdTables.has(o.table)) continue;
+    const sql: string[] = [];
+    const after: string[] = [];
+    if (o.kind === "column" && o.notNull && o.default === null && o.identity === null && o.generated === null) {
+      // Added without NOT NULL, filled by the data, then made NOT NULL: as an agent does it by hand.
+      sql.push(`ALTER TABLE ${qualifiedName(tableOf(to, o.table).schema, tableOf(to, o.table).name)} ADD COLUMN ${columnSql(o, false)}`);
+      after.push(`ALTER TABLE ${qualifiedName(tableOf(to, o.table).schema, tableOf(to, o.table).name)} ALTER COLUMN ${quoteIdent(o.name)} SET NOT NULL`);
+    } else {
+      sql.push(...createSql(to, o));
+    }
+    if (o.kind === "table") for (const col of Object.values(to.objects)) if (col.kind === "column" && col.table === id) sql.push(...decorations(to, col, null));
+    sql.push(...decorations(to, o, null));
+    const isAfter = AFTER_DATA_KINDS.has(o.kind);
+    const deps = depsOf(id);
+    // A created table needs what its columns need (their types, the sequences of their defaults).
+    if (o.kind === "table") for (const col of Object.values(to.objects)) if (col.kind === "column" && col.table === id) for (const d of depsOf(col.id)) deps.add(d);
+    deps.delete(stepKey(id));
+    buildSteps.push({ key: stepKey(id), id, sql: isAfter ? [] : sql, prefersAfterData: LATE_KINDS.has(o.kind), afterData: isAfter, deps });
+    if (isAfter) after.unshift(...sql);
+    if (after.length > 0) buildSteps.push({ key: `3:${id}`, id, sql: after, prefersAfterData: true, afterData: true, deps: new Set([stepKey(id), ...depsOf(id)]) });
+  }
+  for (const [id, changed] of altered) {
+    const a = from.objects[id]!;
+    const b = to.objects[id]!;
+    const { sql, afterData } = alterSql(to, a, b, changed);
+    buildSteps.push({ key: stepKey(id), id, sql, prefersAfterData: LATE_KINDS.has(b.kind) || AFTER_DATA_KINDS.has(b.kind), afterData: false, deps: depsOf(id) });
+    if (afterData.length > 0) buildSteps.push({ key: `3:${id}`, id, sql: afterData, prefersAfterData: true, afterData: true, deps: new Set([stepKey(id)]) });
+  }
+  // Sequences moved to another owning column: after that column exists.
+  for (const id of ids) {
+    const a = from.objects[id];
+    const b = to.objects[id];
+    if (b?.kind !== "sequence" || b.ownedBy === null || (a?.kind === "sequence" && a.ownedBy === b.ownedBy && !recreated.has(id))) continue;
+    const col = to.objects[b.ownedBy];
+    if (col?.kind !== "column") continue;
+    const t = tableOf(to, col.table);
+    const ownerStep = createdTables.has(col.table) ? stepKey(col.table) : stepKey(col.id);
+    buildSteps.push({ key: `2:${id}:owned-by`, id, sql: [`ALTER SEQUENCE ${qualifiedName(b.schema, b.name)} OWNED BY ${qualifiedName(t.schema, t.name)}.${quoteIdent(col.name)}`], prefersAfterData: false, afterData: false, deps: new Set([stepKey(id), ownerStep]) });
+    note(id, "alter", ["ownedBy"]);
+  }
+
+  // Which steps run after the data: those that must and what depends on them, and the late kinds
+  // (code, views) unless something that runs before the data needs them.
+  const ordered = topoSort(buildSteps);
+  const byKey = new Map(ordered.map((x) => [x.key, x]));
+  const late = new Set<string>();
+  const closeLate = () => {
+    for (const x of ordered) if (x.afterData || [...x.deps].some((d) => late.has(d))) late.add(x.key);
+  };
+  closeLate();
+  const neededEarly = new Set<string>();
+  const need = (key: string) => {
+    if (neededEarly.has(key)) return;
+    neededEarly.add(key);
+    for (const d of byKey.get(key)?.deps ?? []) need(d);
+  };
+  for (const x of ordered) if (!late.has(x.key) && !x.prefersAfterData) for (const d of x.deps) need(d);
+  for (const x of ordered) if (x.prefersAfterData && !neededEarly.has(x.key)) late.add(x.key);
+  closeLate();
+
+  // One record per step, in the order the steps run (before the data, then after it); consecutive steps of
+  // one object are merged. A recreate shows up twice: its drop among the drops, its create later.
+  const records: SchemaChange[] = [];
+  const run = [...steps, ...orderedDrops, ...ordered.filter((x) => !late.has(x.key)), ...ordered.filter((x) => late.has(x.key))];
+  for (const st of run) {
+    const c = changes.get(st.id);
+    if (c === undefined || st.sql.length === 0) continue;
+    const isLate = late.has(st.key);
+    const last = records[records.length - 1];
+    if (last !== undefined && last.id === st.id && (last.afterData.length > 0) === isLate) {
+      records[records.length - 1] = { ...last, sql: isLate ? last.sql : [...last.sql, ...st.sql], afterData: isLate ? [...last.afterData, ...st.sql] : last.afterData };
+      continue;
+    }
+    records.push({
+      id: st.id,
+      kind: (to.objects[st.id] ?? from.objects[st.id])!.kind,
+      action: c.action,
+      changed: c.changed,
+      ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }),
+      before: from.objects[st.id] ?? null,
+      after: to.objects[st.id] ?? null,
+      sql: isLate ? [] : st.sql,
+      afterData: isLate ? st.sql : [],
+    });
+  }
+  return records;
+}
+
+/** The records of a plan merged by object: one change per object, its SQL in running order (for hazards and review). */
+export function changesByObject<T extends { readonly id: string; readonly sql: readonly string[]; readonly afterData: readonly string[] }>(records: readonly T[]): T[] {
+  const out = new Map<string, T>();
+  for (const r of records) {
+    const seen = out.get(r.id);
+    out.set(r.id, seen === undefined ? r : { ...seen, sql: [...seen.sql, ...r.sql], afterData: [...seen.afterData, ...r.afterData] });
+  }
+  return [...out.values()];
+}
+
+/** Statements in the order a whole plan runs them: every change's SQL, then every change's after-data SQL. */
+export function planStatements(changes: readonly SchemaChange[]): { before: string[]; after: string[] } {
+  return { before: changes.flatMap((c) => [...c.sql]), after: changes.flatMap((c) => [...c.afterData]) };
+}
+
+function tableOf(model: CatalogModel, id: string): { schema: string; name: string } {
+  const t = model.objects[id];
+  if (t === undefined || !("schema" in t) || !("name" in t)) throw new Error(`no table ${id} in the catalog model`);
+  return { schema: t.schema as string, name: t.name as string };
+}
+
+/** Owner, privileges and comment of an object, relative to what it had (null: newly created). */
+function decorations(model: CatalogModel, o: CatalogObject, was: CatalogObject | null): string[] {
+  const out: string[] = [];
+  if (o.owner !== undefined && (was === null ? o.owner !== "$owner" : was.owner !== o.owner)) out.push(...ownerSql(model, o, o.owner));
+  if (o.kind !== "default_acl" && o.acl !== undefined) {
+    const base = was === null ? (o.aclDefault ?? []) : (was.acl ?? []);
+    if (JSON.stringify(base) !== JSON.stringify(o.acl)) out.push(...aclSql(model, o, base, o.acl));
+  }
+  const comment = o.comment ?? null;
+  if (was === null ? comment !== null : (was.comment ?? null) !== comment) out.push(...commentSql(model, o, comment));
+  return out;
+}
+
+/** In-place changes of one object; NOT NULL waits for the data. */
+function alterSql(model: CatalogModel, a: CatalogObject, b: CatalogObject, changed: readonly string[]): { sql: string[]; afterData: string[] } {
+  const sql: string[] = [];
+  const afterData: string[] = [];
+  const has = (k: string) => changed.includes(k);
+  if (a.kind === "column" && b.kind === "column") {
+    const t = tableOf(model, b.table);
+    const alter = `ALTER TABLE ${qualifiedName(t.schema, t.name)} ALTER COLUMN ${quoteIdent(b.name)}`;
+    if (has("type") || has("collation")) {
+      // A default that cannot be cast automatically is dropped around the type change.
+      if (a.default !== null) sql.push(`${alter} DROP DEFAULT`);
+      sql.push(`${alter} TYPE ${b.type}${b.collation === null ? "" : ` COLLATE ${b.collation}`} USING ${quoteIdent(b.name)}::${b.type}`);
+      if (b.default !== null) sql.push(`${alter} SET DEFAULT ${b.default}`);
+    } else if (has("default")) {
+      sql.push(b.default === null ? `${alter} DROP DEFAULT` : `${alter} SET DEFAULT ${b.default}`);
+    }
+    if (has("identity")) {
+      if (b.identity === null) sql.push(`${alter} DROP IDENTITY`);
+      else if (a.identity === null) sql.push(`${alter} ADD GENERATED ${b.identity === "always" ? "ALWAYS" : "BY DEFAULT"} AS IDENTITY`);
+      else sql.push(`${alter} SET GENERATED ${b.identity === "always" ? "ALWAYS" : "BY DEFAULT"}`);
+    }
+    if (has("notNull")) (b.notNull ? afterData : sql).push(`${alter} ${b.notNull ? "SET" : "DROP"} NOT NULL`);
+  } else if (a.kind === "table" && b.kind === "table") {
+    const name = qualifiedName(b.schema, b.name);
+    if (has("options")) {
+      const removed = a.options.filter((x) => !b.options.includes(x)).map((x) => x.slice(0, x.indexOf("=")));
+      if (removed.length > 0) sql.push(`ALTER TABLE ${name} RESET (${removed.join(", ")})`);
+      if (b.options.length > 0) sql.push(`ALTER TABLE ${name} SET (${b.options.join(", ")})`);
+    }
+    if (has("rowSecurity")) sql.push(`ALTER TABLE ${name} ${b.rowSecurity ? "ENABLE" : "DISABLE"} ROW LEVEL SECURITY`);
+    if (has("forceRowSecurity")) sql.push(`ALTER TABLE ${name} ${b.forceRowSecurity ? "FORCE" : "NO FORCE"} ROW LEVEL SECURITY`);
+  } else if (a.kind === "sequence" && b.kind === "sequence") {
+    if (has("options")) sql.push(`ALTER SEQUENCE ${qualifiedName(b.schema, b.name)} ${b.options}`);
+  } else if (a.kind === "function" && b.kind === "function") {
+    if (has("definition") || has("securityDefiner") || has("volatility") || has("language")) sql.push(b.definition);
+  } else if (a.kind === "matview" && b.kind === "matview") {
+    if (has("populated")) sql.push(`REFRESH MATERIALIZED VIEW ${qualifiedName(b.schema, b.name)}${b.populated ? "" : " WITH NO DATA"}`);
+  } else if ((b.kind === "trigger" || b.kind === "rule" || b.kind === "event_trigger") && has("enabled")) {
+    sql.push(enabledSql(model, b));
+  } else if (a.kind === "type" && b.kind === "type" && has("labels")) {
+    const old = new Set(a.labels ?? []);
+    const labels = b.labels ?? [];
+    labels.forEach((label, i) => {
+      if (old.has(label)) return;
+      const next = labels.slice(i + 1).find((x) => old.has(x));
+      sql.push(`ALTER TYPE ${qualifiedName(b.schema, b.name)} ADD VALUE ${quoteLiteral(label)}${next === undefined ? "" : ` BEFORE ${quoteLiteral(next)}`}`);
+      old.add(label);
+    });
+  } else if (a.kind === "extension" && b.kind === "extension") {
+    if (has("version")) sql.push(`ALTER EXTENSION ${quoteIdent(b.name)} UPDATE TO ${quoteLiteral(b.version)}`);
+    if (has("schema")) sql.push(`ALTER EXTENSION ${quoteIdent(b.name)} SET SCHEMA ${quoteIdent(b.schema)}`);
+  } else if (a.kind === "setting" && b.kind === "setting") {
+    sql.push(settingSql(b.scope, b.inDatabase, b.name, b.value));
+  } else if (a.kind === "default_acl" && b.kind === "default_acl") {
+    sql.push(...aclSql(model, b, a.acl ?? [], b.acl ?? []));
+  }
+  sql.push(...decorations(model, b, a));
+  return { sql, afterData };
+}
