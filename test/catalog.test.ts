@@ -138,6 +138,21 @@ describe("nothing in work escapes the diff", () => {
     }
   });
 
+  it("agent-written code never runs with Airlock's privileges: an agent's role setting is a danger, and its replay leaves the staging superuser untouched", async () => {
+    const session = await createSession(project, { name: "role-setting" });
+    try {
+      await asAgent(session.id, "ALTER ROLE CURRENT_USER SET work_mem = '7MB'");
+      const r = await diffSession(project, session.id);
+      expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true });
+      expect(r.diff.hazards.find((h) => h.code === "ROLE_SETTING")).toMatchObject({ severity: "danger" });
+      const base = await sessionAdminTarget(project, session.id, "base");
+      const settings = await withClient(base, { step: "test" }, (c) => c.query("SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"));
+      expect(settings.rows).toEqual([]);
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+
   it("replay verification compares the whole catalog: a change left out of the diff makes it NOT verified, naming the object", async () => {
     const session = await createSession(project, { name: "unseen" });
     try {

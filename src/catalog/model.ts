@@ -15,6 +15,11 @@ export const OWNER = "$owner";
 export interface RoleMapping {
   /** Roles mapped to OWNER: the staging superuser and agent, or production's object owners. */
   readonly owners: ReadonlySet<string>;
+  /**
+   * The role whose role-level settings belong to this model (the agent's, in work); none when absent. Roles are
+   * server-wide: every database of a staging server sees the same ones, so only the session's own role counts.
+   */
+  readonly settingsRole?: string;
   /** Role-level settings put there by Airlock itself ("statement_timeout=30000"), not part of the model. */
   readonly imposedRoleSettings?: ReadonlySet<string>;
 }

@@ -577,7 +577,7 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     add(o);
   }
 
-  // Settings: this database's, and those of the owner roles (everywhere or in this database), less what Airlock imposed.
+  // Settings: this database's, and those of the session's role (everywhere or in this database), less what Airlock imposed.
   for (const r of (
     await query<{ role: string | null; in_db: boolean; config: string[] }>(
       c,
@@ -586,7 +586,7 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
         WHERE (s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) OR s.setdatabase = 0) AND NOT (s.setrole = 0 AND s.setdatabase = 0)`,
     )
   ).rows) {
-    if (r.role !== null && !roles.owners.has(r.role)) continue;
+    if (r.role !== null && r.role !== roles.settingsRole) continue;
     for (const item of r.config) {
       if (r.role !== null && roles.imposedRoleSettings?.has(item) === true) continue;
       const at = item.indexOf("=");

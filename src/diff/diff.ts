@@ -164,13 +164,16 @@ async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: Catalog
   try {
     try {
       await inTransaction(clone.target, async (c) => {
-        await applyDiff(c, diff);
+        await applyDiff(c, diff, { replay: true });
       });
     } catch (e) {
       return { verified: false, mismatches: [], schemaDifference: [], error: e instanceof Error ? e.message : String(e) };
     }
     onProgress?.({ phase: "verify" });
-    const schemaDifference = compareCatalogs(await catalogOf(clone.target, roles), workModel).map((d) => `${d.id}: ${d.difference}`);
+    // The replay ran as the staging superuser: its settings in this database stand for the agent's. Settings of a role
+    // everywhere are not replayed on a shared server (they are applied by promotion only, as danger hazards).
+    const replayed = await catalogOf(clone.target, { ...roles, settingsRole: clone.target.user });
+    const schemaDifference = compareCatalogs(replayed, workModel, { ignore: (o) => o.kind === "setting" && o.scope === "role" && !o.inDatabase }).map((d) => `${d.id}: ${d.difference}`);
     const mismatches: Array<{ table: string; keys: string[] }> = [];
     await withClient(clone.target, { step: "diff" }, (cc) =>
       withClient(work, { step: "diff" }, async (wc) => {
@@ -211,7 +214,7 @@ export async function verifyDiff(project: Project, sessionId: string, diff: Diff
   const work = await sessionAdminTarget(project, sessionId, "work");
   const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
   const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
-  return verifyByReplay(base, work, await catalogOf(work, roles), roles, diff, onProgress);
+  return verifyByReplay(base, work, await catalogOf(work, { ...roles, settingsRole: session.agent.user }), roles, diff, onProgress);
 }
 
 /** Computes the diff of a session (not yet written to disk). */
@@ -223,13 +226,14 @@ export async function computeDiff(project: Project, sessionId: string, options: 
   const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
   const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
   const baseModel = await catalogOf(base, roles);
-  const workModel = await catalogOf(work, roles);
+  const workModel = await catalogOf(work, { ...roles, settingsRole: session.agent.user });
   const changes = planSchemaChanges(baseModel, workModel);
   const schemaChanges: SchemaChangeRecord[] = changes.map((c) => {
     const o = c.before ?? c.after!;
     const table = o.kind === "table" ? o : o.kind === "column" ? (baseModel.objects[o.table] ?? workModel.objects[o.table]) : undefined;
     const target = table?.kind === "table" ? { schema: table.schema, table: table.name, ...(o.kind === "column" ? { column: o.name } : {}) } : undefined;
-    return { id: c.id, kind: c.kind, action: c.action, changed: c.changed, ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }), ...(target === undefined ? {} : { target }), sql: c.sql, afterData: c.afterData };
+    const serverWide = o.kind === "setting" && o.scope === "role" && !o.inDatabase;
+    return { id: c.id, kind: c.kind, action: c.action, changed: c.changed, ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }), ...(serverWide ? { serverWide: true as const } : {}), ...(target === undefined ? {} : { target }), sql: c.sql, afterData: c.afterData };
   });
   const reverseSchema = planStatements(planSchemaChanges(workModel, baseModel));
   const schema = forwardSchema({ schemaChanges }).before;

@@ -51,6 +51,8 @@ export interface SchemaChangeRecord {
   readonly changed: readonly string[];
   /** A recreate forced by a change of this object. */
   readonly forcedBy?: string;
+  /** Changes a role's settings for every database of its server: applied by promotion, never replayed on the shared staging server. */
+  readonly serverWide?: true;
   /** For tables and columns: which one (promotion saves the data of those it drops). */
   readonly target?: { readonly schema: string; readonly table: string; readonly column?: string };
   /** Forward SQL run before the data changes. */
@@ -86,7 +88,8 @@ export interface Diff {
   readonly summary: { readonly inserts: number; readonly updates: number; readonly deletes: number; readonly ddl: number };
 }
 
-/** The forward SQL of a diff: what runs before the data, and after it. */
-export function forwardSchema(diff: Pick<Diff, "schemaChanges">): { before: string[]; after: string[] } {
-  return { before: diff.schemaChanges.flatMap((c) => [...c.sql]), after: diff.schemaChanges.flatMap((c) => [...c.afterData]) };
+/** The forward SQL of a diff: what runs before the data, and after it (server-wide changes left out of a replay). */
+export function forwardSchema(diff: Pick<Diff, "schemaChanges">, options: { replay?: boolean } = {}): { before: string[]; after: string[] } {
+  const changes = diff.schemaChanges.filter((c) => options.replay !== true || c.serverWide !== true);
+  return { before: changes.flatMap((c) => [...c.sql]), after: changes.flatMap((c) => [...c.afterData]) };
 }

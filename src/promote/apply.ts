@@ -80,9 +80,9 @@ export function dataStatements(diff: Diff): Statement[] {
 }
 
 /** Every statement of a diff: schema changes, data, then the schema changes that need the data. */
-export function diffStatements(diff: Diff): Statement[] {
+export function diffStatements(diff: Diff, options: { replay?: boolean } = {}): Statement[] {
   const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change", kind: "schema" });
-  const schema = forwardSchema(diff);
+  const schema = forwardSchema(diff, options);
   return [...schema.before.map(ddl), ...dataStatements(diff), ...schema.after.map(ddl)];
 }
 
@@ -118,13 +118,18 @@ async function fixSequences(client: pg.ClientBase, diff: Diff): Promise<void> {
 
 /** Options of applyDiff. */
 export interface ApplyOptions {
+  /**
+   * A replay on a staging clone: changes that reach beyond the database (a role's settings everywhere) are
+   * left out, or the agent's settings would land on the staging server's own roles.
+   */
+  readonly replay?: boolean;
   /** Called before each statement (progress; tests pause here to kill a promotion mid-way). */
   readonly beforeStatement?: (index: number, total: number, statement: Statement) => Promise<void> | void;
 }
 
 /** Applies a diff inside the caller's transaction; returns how many statements ran. */
 export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
-  const statements = diffStatements(diff);
+  const statements = diffStatements(diff, { replay: options.replay === true });
   // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).
   await query(client, "SELECT set_config('check_function_bodies', 'off', true)");
   for (const [i, s] of statements.entries()) {
