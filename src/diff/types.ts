@@ -3,6 +3,7 @@
  * base and work, as a readonly discriminated structure with a canonical JSON
  * form whose sha256 is the diff's id.
  */
+import type { SchemaChange } from "../catalog/plan.ts";
 
 /** A row's values by column name, in Postgres text form (null is SQL NULL). */
 export type RowValues = Readonly<Record<string, string | null>>;
@@ -43,23 +44,16 @@ export interface Hazard {
   readonly definition?: string;
 }
 
-/** One typed schema change as the diff records it (see src/catalog/plan.ts). */
-export interface SchemaChangeRecord {
-  readonly id: string;
-  readonly kind: string;
-  readonly action: "create" | "drop" | "alter" | "recreate";
-  readonly changed: readonly string[];
-  /** A recreate forced by a change of this object. */
-  readonly forcedBy?: string;
+/**
+ * One typed schema change as the diff records it: a planned change (src/catalog/plan.ts) without the
+ * catalog objects themselves, plus what promotion needs to know of it.
+ */
+export type SchemaChangeRecord = Omit<SchemaChange, "before" | "after"> & {
   /** Changes a role's settings for every database of its server: applied by promotion, never replayed on the shared staging server. */
   readonly serverWide?: true;
   /** For tables and columns: which one (promotion saves the data of those it drops). */
   readonly target?: { readonly schema: string; readonly table: string; readonly column?: string };
-  /** Forward SQL run before the data changes. */
-  readonly sql: readonly string[];
-  /** Forward SQL run after the data changes (NOT NULL, constraints, indexes, triggers, rules, policies). */
-  readonly afterData: readonly string[];
-}
+};
 
 /** What replay verification found. */
 export interface Verification {
