@@ -50,7 +50,7 @@ export interface ContainerFile {
 }
 
 /** The part of a manifest the restore needs. */
-export type RestoreManifest = Pick<SnapshotManifest, "id" | "sequences" | "files"> & {
+export type RestoreManifest = Pick<SnapshotManifest, "id" | "sequences" | "files" | "catalog"> & {
   readonly tables: ReadonlyArray<{ readonly schema: string; readonly name: string; readonly columns: ReadonlyArray<{ readonly name: string }>; readonly file: string; readonly rows?: number }>;
 };
 
@@ -115,6 +115,8 @@ export function checkManifest(raw: unknown, expectedId: string): RestoreManifest
       problems.push(`sequence ${String(s?.schema)}.${String(s?.name)} has no valid value`);
     }
   }
+  const roles = (m.catalog as { roles?: unknown } | undefined)?.roles;
+  if (m.catalog !== undefined && (!Array.isArray(roles) || roles.some((r) => typeof r !== "string"))) problems.push("manifest.json's catalog has no list of role names");
   if (problems.length > 0) throw new SnapshotFileError(`snapshot ${expectedId} cannot be restored:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   return m as RestoreManifest;
 }
@@ -183,6 +185,10 @@ export function restoreSql(options: RestoreOptions): string {
     `-- Airlock: restores snapshot ${manifest.id} into ${BASE_DB}, in one transaction and in pg_dump's order.`,
     "\\set ON_ERROR_STOP on",
     "BEGIN;",
+    "-- the roles production's grants and policies name, as NOLOGIN placeholders",
+    ...(manifest.catalog === undefined || manifest.catalog.roles.length === 0
+      ? []
+      : [`SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY[${manifest.catalog.roles.map(ql).join(", ")}]::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec`]),
     "-- pre-data",
     pre,
     "-- data (the tables were created in this transaction, so FREEZE applies)",

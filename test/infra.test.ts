@@ -405,6 +405,9 @@ describe("the container's restore, run against a real cluster", () => {
         CREATE INDEX items_price ON shop.items (price);
         CREATE VIEW shop.cheap AS SELECT id, code FROM shop.items WHERE price < 10;
         CREATE FUNCTION shop.double_qty(n integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT n * 2';
+        -- A grant to a role only production has: the container's restore recreates it as a NOLOGIN placeholder.
+        DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'infra_reporting') THEN CREATE ROLE infra_reporting NOLOGIN; END IF; END $$;
+        GRANT SELECT ON shop.items TO infra_reporting;
         CREATE TABLE public."odd ""name"" table" ("it's" integer, remark text);
         INSERT INTO shop.items (code, size, price) SELECT 'SKU-' || lpad(i::text, 4, '0'), (ARRAY['s','m','l'])[1 + i % 3]::shop.size, i * 1.25 FROM generate_series(1, 40) i;
         INSERT INTO shop.stock SELECT id, id % 7 FROM shop.items;
