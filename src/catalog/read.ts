@@ -629,5 +629,3 @@ function literal(s: string): string {
 export function callsOf(model: CatalogModel, id: string): string[] {
   return (model.dependsOn[id] ?? []).filter((d) => d.startsWith("function "));
 }
-
-export type { FunctionObject };

@@ -6,6 +6,7 @@
 import type { AirlockConfig } from "../config/config.ts";
 import type { FingerprintSet } from "../snapshot/leak-scan.ts";
 import type { CatalogModel } from "../catalog/model.ts";
+import { callsOf } from "../catalog/read.ts";
 import { type SchemaChange, changesByObject } from "../catalog/plan.ts";
 import type { Hazard, TableChanges } from "./types.ts";
 
@@ -78,7 +79,7 @@ export function schemaHazards(changes: readonly SchemaChange[], from: CatalogMod
     }
     // Expressions evaluated by DDL or on every row: defaults, generated columns, CHECKs, index expressions.
     if ((o.kind === "column" || o.kind === "constraint" || o.kind === "index") && c.action !== "drop" && c.forcedBy === undefined) {
-      const calls = (to.dependsOn[c.id] ?? []).filter((d) => d.startsWith("function "));
+      const calls = callsOf(to, c.id);
       if (calls.length > 0 && (c.action !== "alter" || c.changed.some((k) => k === "default" || k === "definition" || k === "type"))) {
         danger("EXPRESSION_CALLS_FUNCTION", c, `${c.id} calls ${calls.join(", ")}, written in this session: it runs with the rights of whoever writes the rows or runs the DDL`);
       }
