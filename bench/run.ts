@@ -61,7 +61,7 @@ const project = await loadProject({ dir: projectDir });
 const prod = await ensureCluster({ dir: join(root, "prod") });
 const rows: Row[] = [];
 try {
-  await withClient(prod.adminTarget(), { step: "bench" }, (c) => c.query("CREATE DATABASE production"));
+  await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("CREATE DATABASE production"));
   const seeded = await seedDemo({ target: prod.tcpTarget("production"), scale });
   console.error(`seeded scale ${scale} (${seeded.tables.bookings?.toLocaleString("en-US")} bookings) in ${(seeded.elapsedMs / 1000).toFixed(1)} s`);
   const prodUrl = formatUrl(prod.tcpTarget("production"), true);
@@ -94,9 +94,9 @@ try {
   const ups: Array<{ ms: number; maxRssMb: number }> = [];
   for (let i = 0; i < runs + 1; i++) {
     const db = `restore_${i}`;
-    await withClient(staging.adminTarget(), { step: "bench" }, (c) => c.query(`CREATE DATABASE ${db}`));
+    await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`CREATE DATABASE ${db}`));
     const ms = timed(() => execFileSync(staging.binaries.tool("pg_restore"), ["-h", staging.socketDir, "-p", String(staging.port), "-U", "airlock", "-d", db, dumpFile]));
-    await withClient(staging.adminTarget(), { step: "bench" }, (c) => c.query(`DROP DATABASE ${db}`));
+    await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`DROP DATABASE ${db}`));
     if (i > 0) restoreMs.push(ms);
     ups.push(step("up", { project: projectDir, snapshot, name: `bench-${i}` }));
     console.error(`up run ${i + 1}: pg_restore ${ms.toFixed(0)} ms, airlock up ${ups[i]!.ms.toFixed(0)} ms${i === 0 ? " (first session: restores the template)" : ""}`);
@@ -125,7 +125,7 @@ try {
 
   // 3. Diff of 1,000 changed rows (verified, replay included) vs COPY … TO STDOUT of both sides.
   const session = await createSession(project, { snapshotId: snapshot, name: "bench-diff" });
-  await withClient(agentConnection(project, session.id).target, { step: "bench" }, async (c) => {
+  await withClient(agentConnection(project, session.id).target, { step: "bench", searchPath: "public" }, async (c) => {
     await c.query("UPDATE bookings SET status = 'cancelled' WHERE id IN (SELECT id FROM bookings ORDER BY id LIMIT 600 OFFSET 10)");
     await c.query("DELETE FROM reviews WHERE id IN (SELECT id FROM reviews ORDER BY id LIMIT 200)");
     await c.query("INSERT INTO gallery_images (title, url, category) SELECT 'bench ' || g, 'https://example.com/' || g, 'bench' FROM generate_series(1, 200) g");
@@ -133,7 +133,7 @@ try {
   const copyBoth = async () => {
     const t = performance.now();
     for (const which of ["base", "work"] as const) {
-      await withClient(await sessionAdminTarget(project, session.id, which), { step: "bench" }, async (c) => {
+      await withClient(await sessionAdminTarget(project, session.id, which), { step: "bench", searchPath: "public" }, async (c) => {
         const tables = (await c.query<{ t: string }>("SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public'")).rows;
         for (const { t: table } of tables) {
           for await (const _chunk of c.query(copyTo(`COPY ${table} TO STDOUT`))) {
@@ -169,9 +169,9 @@ try {
   const psqlMs: number[] = [];
   const promotions: Array<{ ms: number; maxRssMb: number; promotion?: unknown }> = [];
   for (let i = 0; i < runs; i++) {
-    await withClient(prod.adminTarget(), { step: "bench" }, (c) => c.query("CREATE DATABASE production_copy TEMPLATE production STRATEGY FILE_COPY"));
+    await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("CREATE DATABASE production_copy TEMPLATE production STRATEGY FILE_COPY"));
     psqlMs.push(timed(() => execFileSync(prod.binaries.tool("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", prod.socketDir, "-p", String(prod.port), "-U", "airlock", "-d", "production_copy", "-f", promoteSql], { stdio: "ignore" })));
-    await withClient(prod.adminTarget(), { step: "bench" }, (c) => c.query("DROP DATABASE production_copy"));
+    await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("DROP DATABASE production_copy"));
     promotions.push(step("promote", { project: projectDir, diff: diffId, url: prodUrl, secret: SECRET }));
     await rollbackPromotion(project, String(promotions[i]!.promotion), { to: prod.tcpTarget("production"), by: "bench" });
     console.error(`promote run ${i + 1}: psql -f promote.sql ${psqlMs[i]!.toFixed(0)} ms, airlock promote ${promotions[i]!.ms.toFixed(0)} ms`);

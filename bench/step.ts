@@ -37,7 +37,7 @@ switch (step) {
     const project = await loadProject({ dir: args.project! });
     const s = await createSession(project, { snapshotId: args.snapshot!, name: args.name! });
     // "Ready" means the agent can connect and query its work database.
-    await withClient(agentConnection(project, s.id).target, { step: "bench" }, (c) => c.query("SELECT 1"));
+    await withClient(agentConnection(project, s.id).target, { step: "bench", searchPath: "public" }, (c) => c.query("SELECT 1"));
     facts = { session: s.id };
     break;
   }

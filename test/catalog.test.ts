@@ -31,7 +31,7 @@ let project: Project;
 let snapshotId: string;
 
 async function asAgent(session: string, sql: string): Promise<void> {
-  await withClient(agentConnection(project, session).target, { step: "test-agent" }, (c) => c.query(sql));
+  await withClient(agentConnection(project, session).target, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
 }
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -42,7 +42,7 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 beforeAll(async () => {
   prodCluster = await startTestCluster("catalog-prod");
   prod = await prodCluster.createDatabase("zoo");
-  await withClient(prod, { step: "test" }, (c) => c.query(ZOO));
+  await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query(ZOO));
   project = await createTestProject("catalog-project");
   const manifest = await captureSnapshot({ source: prod, secret: "catalog-test-secret-0123456789", rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
   snapshotId = manifest.id;
@@ -66,7 +66,7 @@ describe("a restored snapshot has production's catalog", () => {
     const session = await createSession(project, { name: "restored" });
     try {
       const base = await sessionAdminTarget(project, session.id, "base");
-      const actual = await withClient(base, { step: "test" }, (c) => readCatalog(c, { owners: new Set([base.user, ...(manifest.catalog?.owners ?? [])]) }));
+      const actual = await withClient(base, { step: "test", searchPath: "public" }, (c) => readCatalog(c, { owners: new Set([base.user, ...(manifest.catalog?.owners ?? [])]) }));
       const differences = compareCatalogs(actual, expected, { sequenceValues: true, ignore: (o, p) => (o.kind === "database" && p !== "comment") || (o.kind === "setting" && o.scope === "role") });
       expect(differences).toEqual([]);
       expect(actual.objects["table zoo.species"]?.acl).toContain("zoo_reporting:SELECT");
@@ -75,7 +75,7 @@ describe("a restored snapshot has production's catalog", () => {
       expect(actual.objects["matview zoo.visit_totals"]).toMatchObject({ populated: false });
       expect(actual.objects["trigger zoo.animals.animals_stamp_updated_at"]).toMatchObject({ enabled: "D" });
       // The role exists in staging only as a placeholder nobody can log in as.
-      const role = await withClient(base, { step: "test" }, (c) => c.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'zoo_reporting'"));
+      const role = await withClient(base, { step: "test", searchPath: "public" }, (c) => c.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'zoo_reporting'"));
       expect(role.rows).toEqual([{ rolcanlogin: false }]);
     } finally {
       await destroySession(project, session.id);
@@ -146,7 +146,7 @@ describe("nothing in work escapes the diff", () => {
       expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true });
       expect(r.diff.hazards.find((h) => h.code === "ROLE_SETTING")).toMatchObject({ severity: "danger" });
       const base = await sessionAdminTarget(project, session.id, "base");
-      const settings = await withClient(base, { step: "test" }, (c) => c.query("SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"));
+      const settings = await withClient(base, { step: "test", searchPath: "public" }, (c) => c.query("SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"));
       expect(settings.rows).toEqual([]);
     } finally {
       await destroySession(project, session.id);

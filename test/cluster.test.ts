@@ -27,7 +27,7 @@ async function newCluster(name: string): Promise<LocalCluster> {
 }
 
 async function currentUser(target: ReturnType<LocalCluster["adminTarget"]>): Promise<string> {
-  return withClient(target, { step: "test" }, async (c) => (await c.query<{ u: string }>("select current_user as u")).rows[0]!.u);
+  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query<{ u: string }>("select current_user as u")).rows[0]!.u);
 }
 
 /** Every process on the machine whose working directory lies under one of our test clusters. */
@@ -69,7 +69,7 @@ describe("local cluster", () => {
     expect(serverUid).not.toBe(0);
     expect(serverUid).toBe(resolveServerUser().uid);
     // Loopback only.
-    const listen = await withClient(cluster.adminTarget(), { step: "test" }, async (c) => (await c.query("show listen_addresses")).rows[0].listen_addresses);
+    const listen = await withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("show listen_addresses")).rows[0].listen_addresses);
     expect(listen).toBe("127.0.0.1");
 
     expect(await stopCluster(cluster)).toEqual({ wasRunning: true });
@@ -98,7 +98,7 @@ describe("local cluster", () => {
     const cluster = await newCluster("sigkill");
     await startCluster(cluster);
     // Hold a backend open so the crash leaves an orphaned child behind too.
-    await withClient(cluster.adminTarget(), { step: "test" }, async (c) => {
+    await withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => {
       await c.query("create table survived (x int)");
       await c.query("insert into survived values (42)");
       const pid = clusterStatus(cluster).pid!;
@@ -110,7 +110,7 @@ describe("local cluster", () => {
 
     const restarted = await startCluster(cluster);
     expect(restarted.alreadyRunning).toBe(false);
-    const rows = await withClient(cluster.adminTarget(), { step: "test" }, async (c) => (await c.query("select x from survived")).rows);
+    const rows = await withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("select x from survived")).rows);
     expect(rows).toEqual([{ x: 42 }]);
     await stopCluster(cluster);
     expect(serverProcesses(cluster)).toEqual([]);
@@ -121,8 +121,8 @@ describe("local cluster", () => {
     const b = await newCluster("side-b");
     await Promise.all([startCluster(a), startCluster(b)]);
     expect(a.port).not.toBe(b.port);
-    await withClient(a.adminTarget(), { step: "test" }, (c) => c.query("create database only_in_a"));
-    const inB = await withClient(b.tcpTarget(), { step: "test" }, async (c) => (await c.query("select count(*)::int as n from pg_database where datname = 'only_in_a'")).rows[0].n);
+    await withClient(a.adminTarget(), { step: "test", searchPath: "public" }, (c) => c.query("create database only_in_a"));
+    const inB = await withClient(b.tcpTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("select count(*)::int as n from pg_database where datname = 'only_in_a'")).rows[0].n);
     expect(inB).toBe(0);
     await Promise.all([stopCluster(a), stopCluster(b)]);
   });

@@ -16,7 +16,7 @@ const PASSWORD = "s3cret-Pa55word-never-printed";
 beforeAll(async () => {
   tc = await startTestCluster("connect");
   await tc.createDatabase("connect_test");
-  await withClient(tc.cluster.adminTarget(), { step: "test" }, (c) => c.query(`CREATE ROLE app LOGIN PASSWORD '${PASSWORD}'`));
+  await withClient(tc.cluster.adminTarget(), { step: "test", searchPath: "public" }, (c) => c.query(`CREATE ROLE app LOGIN PASSWORD '${PASSWORD}'`));
 });
 afterAll(async () => tc?.close());
 
@@ -37,6 +37,29 @@ describe("every Airlock connection pins its session", () => {
     });
   });
 
+  it("keeps the pins against ALTER DATABASE and ALTER ROLE … SET by whoever owns the database", async () => {
+    await withClient(tc.cluster.adminTarget("connect_test"), { step: "test", searchPath: "public" }, async (c) => {
+      await c.query("CREATE SCHEMA IF NOT EXISTS evil");
+      await c.query("CREATE OR REPLACE FUNCTION evil.md5(text) RETURNS text LANGUAGE sql AS $$ SELECT 'hijacked' $$");
+      await c.query("ALTER DATABASE connect_test SET search_path = evil, pg_catalog, public");
+      await c.query("ALTER DATABASE connect_test SET standard_conforming_strings = off");
+      await c.query("ALTER ROLE app IN DATABASE connect_test SET row_security = on");
+      await c.query("ALTER ROLE app SET array_nulls = off");
+    });
+    try {
+      await withClient(tcp(PASSWORD), { step: "diff" }, async (c) => {
+        const r = await c.query(String.raw`SELECT md5('x') AS h, 'a\b' AS lit, current_setting('row_security') AS rls, ('{NULL}'::text[])[1] IS NULL AS nulls`);
+        expect(r.rows[0]).toEqual({ h: "9dd4e461268c8034f5c8564e155c67a6", lit: String.raw`a\b`, rls: "off", nulls: true });
+      });
+    } finally {
+      await withClient(tc.cluster.adminTarget("connect_test"), { step: "test", searchPath: "public" }, async (c) => {
+        await c.query("ALTER DATABASE connect_test RESET ALL");
+        await c.query("ALTER ROLE app IN DATABASE connect_test RESET ALL");
+        await c.query("ALTER ROLE app RESET ALL");
+      });
+    }
+  });
+
   it("keeps the pins even when the URL asks for other settings, and pools pin every connection", async () => {
     const url = `postgres://app:${PASSWORD}@127.0.0.1:${tc.cluster.port}/connect_test?application_name=evil&options=-c%20TimeZone%3DAsia%2FTokyo`;
     await withClient(url, { step: "diff" }, async (c) => {
@@ -53,7 +76,7 @@ describe("every Airlock connection pins its session", () => {
   });
 
   it("returns timestamps as the server's text so microseconds and zones survive", async () => {
-    await withClient(tcp(PASSWORD), { step: "test" }, async (c) => {
+    await withClient(tcp(PASSWORD), { step: "test", searchPath: "public" }, async (c) => {
       const r = await c.query("SELECT '2024-02-29 23:59:59.123456+05'::timestamptz AS t, '1 day 02:03:04'::interval AS i, '2024-01-02'::date AS d");
       expect(r.rows[0]).toEqual({ t: "2024-02-29 18:59:59.123456+00", i: "1 day 02:03:04", d: "2024-01-02" });
     });
@@ -74,7 +97,7 @@ describe("every Airlock connection pins its session", () => {
 describe("Postgres errors become Airlock errors that keep the server's fields", () => {
   it("keeps sqlstate and position and draws a caret under the failing SQL", async () => {
     const sql = "SELECT 1\nFROM nowhere_table";
-    const err = await caught(() => withClient(tcp(PASSWORD), { step: "test" }, (c) => query(c, sql)));
+    const err = await caught(() => withClient(tcp(PASSWORD), { step: "test", searchPath: "public" }, (c) => query(c, sql)));
     expect(err.code).toBe("AIRLOCK_PG_ERROR");
     expect(err.pg?.sqlstate).toBe("42P01");
     expect(err.pg?.position).toBe(15);
@@ -84,9 +107,9 @@ describe("Postgres errors become Airlock errors that keep the server's fields", 
   });
 
   it("maps a refused connection, an unknown database and a wrong password to stable codes", async () => {
-    expect((await caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/x`, { step: "test" }))).code).toBe("AIRLOCK_UNREACHABLE");
-    expect((await caught(() => openClient(tcp(PASSWORD, "no_such_db"), { step: "test" }))).code).toBe("AIRLOCK_DB_NOT_FOUND");
-    expect((await caught(() => openClient(tcp("wrong-password-value"), { step: "test" }))).code).toBe("AIRLOCK_AUTH_FAILED");
+    expect((await caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/x`, { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_UNREACHABLE");
+    expect((await caught(() => openClient(tcp(PASSWORD, "no_such_db"), { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_DB_NOT_FOUND");
+    expect((await caught(() => openClient(tcp("wrong-password-value"), { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_AUTH_FAILED");
     expect((await caught(() => Promise.resolve(parseTarget("http://example.com/")))).code).toBe("AIRLOCK_BAD_URL");
   });
 });
@@ -106,9 +129,9 @@ describe("a password never appears in an error message or log line produced by A
 
     const badPassword = "wrong-but-secret-Pw-123";
     const errors = await Promise.all([
-      caught(() => openClient(`postgres://app:${badPassword}@127.0.0.1:${tc.cluster.port}/connect_test`, { step: "test" })),
-      caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/connect_test`, { step: "test" })),
-      caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:${tc.cluster.port}/missing_db`, { step: "test" })),
+      caught(() => openClient(`postgres://app:${badPassword}@127.0.0.1:${tc.cluster.port}/connect_test`, { step: "test", searchPath: "public" })),
+      caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/connect_test`, { step: "test", searchPath: "public" })),
+      caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:${tc.cluster.port}/missing_db`, { step: "test", searchPath: "public" })),
       caught(() => Promise.resolve(parseTarget(`postgres://app:${PASSWORD}@127.0.0.1:99999/x`))),
     ]);
     for (const e of errors) {

@@ -37,7 +37,7 @@ afterAll(async () => {
 async function sql<R extends pg.QueryResultRow>(target: PgTarget, text: string, values?: unknown[]): Promise<R[]> {
   let client = clients.get(target.database);
   if (client === undefined) {
-    client = await openClient(target, { step: "test" });
+    client = await openClient(target, { step: "test", searchPath: "public" });
     clients.set(target.database, client);
   }
   return (await client.query<R>(text, values)).rows;

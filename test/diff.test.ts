@@ -40,14 +40,14 @@ interface Expected {
 }
 
 async function asAgent(session: string, sql: string): Promise<void> {
-  await withClient(agentConnection(project, session).target, { step: "test-agent" }, (c) => c.query(sql));
+  await withClient(agentConnection(project, session).target, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
 }
 
 beforeAll(async () => {
   prodCluster = await startTestCluster("diff-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
-  await withClient(prod, { step: "test" }, async (c) => {
+  await withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     // Shapes the demo lacks: a composite primary key and bytea.
     await c.query("CREATE TABLE room_rates (room text, day date, price numeric(8,2) NOT NULL, PRIMARY KEY (room, day))");
     await c.query("INSERT INTO room_rates VALUES ('101', '2024-08-01', 150.00), ('101', '2024-08-02', 155.50), ('102', '2024-08-01', 99.90)");
@@ -137,7 +137,7 @@ describe("the diff artifact", () => {
   it("flags the incident: bulk delete (danger), large insert, and a masked value written back", async () => {
     const session = await createSession(project, { name: "incident" });
     try {
-      const fakeEmail = await withClient(agentConnection(project, session.id).target, { step: "test" }, async (c) => (await c.query("SELECT email FROM guests WHERE id = 4")).rows[0].email as string);
+      const fakeEmail = await withClient(agentConnection(project, session.id).target, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT email FROM guests WHERE id = 4")).rows[0].email as string);
       await asAgent(
         session.id,
         `DELETE FROM gallery_images WHERE id >= 439;

@@ -28,7 +28,7 @@ function airlock(...args: string[]) {
 }
 
 async function checksums(): Promise<string> {
-  return withClient(prod, { step: "test" }, async (c) => {
+  return withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     const parts: string[] = [];
     for (const t of ["gallery_images", "guests", "bookings", "payments", "reviews", "booking_events"]) {
       parts.push((await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0].h);
@@ -112,7 +112,7 @@ describe("the workflow through the CLI", () => {
     const promotion = promoted.json();
     expect(promotion.confirmed).toBe(true);
     expect(await checksums()).not.toBe(original);
-    const status = await withClient(prod, { step: "test" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'bookings_check_in_status_idx'")).rows[0].n);
+    const status = await withClient(prod, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'bookings_check_in_status_idx'")).rows[0].n);
     expect(status).toBe(1);
 
     const audit = airlock("audit", "--verify", "--json");

@@ -396,7 +396,7 @@ describe("the container's restore, run against a real cluster", () => {
   beforeAll(async () => {
     cluster = await startTestCluster("infra-restore");
     const prod = await cluster.createDatabase("production");
-    await withClient(prod, { step: "test" }, async (c) => {
+    await withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
       await c.query(`
         CREATE SCHEMA shop;
         CREATE TYPE shop.size AS ENUM ('s', 'm', 'l');
@@ -495,7 +495,7 @@ describe("the container's restore, run against a real cluster", () => {
       const r = bash(join(paths.scripts, "init.sh"), [], env);
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain("AIRLOCK_AGENT_PASSWORD");
-      const dbs = await withClient(cluster.cluster.adminTarget(), { step: "test" }, async (c) => (await c.query("SELECT datname FROM pg_database WHERE datname IN ('base', 'work')")).rowCount);
+      const dbs = await withClient(cluster.cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT datname FROM pg_database WHERE datname IN ('base', 'work')")).rowCount);
       expect(dbs).toBe(0);
     });
 
@@ -506,9 +506,9 @@ describe("the container's restore, run against a real cluster", () => {
       expect(existsSync(join(pgdata, "airlock-ready"))).toBe(true);
       expect(existsSync(paths.staged)).toBe(false);
 
-      const prodRows = await withClient(cluster.cluster.adminTarget("production"), { step: "test" }, async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows);
+      const prodRows = await withClient(cluster.cluster.adminTarget("production"), { step: "test", searchPath: "public" }, async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows);
       for (const db of ["base", "work"]) {
-        await withClient(cluster.cluster.adminTarget(db), { step: "test" }, async (c) => {
+        await withClient(cluster.cluster.adminTarget(db), { step: "test", searchPath: "public" }, async (c) => {
           for (const t of manifest.tables) {
             const n = await c.query(`SELECT count(*)::int AS n FROM ${`"${t.schema}"."${t.name.replace(/"/g, '""')}"`}`);
             expect(n.rows[0].n, `${db}: ${t.schema}.${t.name}`).toBe(t.rows);
@@ -522,7 +522,7 @@ describe("the container's restore, run against a real cluster", () => {
         });
       }
 
-      await withClient(cluster.cluster.adminTarget("work"), { step: "test" }, async (c) => {
+      await withClient(cluster.cluster.adminTarget("work"), { step: "test", searchPath: "public" }, async (c) => {
         const role = (await c.query("SELECT rolsuper, rolcreatedb, rolcreaterole, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'agent'")).rows[0];
         expect(role).toEqual({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolconnlimit: 3, rolconfig: ["statement_timeout=1500ms"] });
         expect((await c.query("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'work'")).rows[0].owner).toBe("agent");
@@ -536,7 +536,7 @@ describe("the container's restore, run against a real cluster", () => {
       });
 
       const agentTarget = (database: string) => makeTarget({ host: "127.0.0.1", port: admin.port, database, user: "agent", password: agentPassword });
-      await withClient(agentTarget("work"), { step: "test" }, async (c) => {
+      await withClient(agentTarget("work"), { step: "test", searchPath: "public" }, async (c) => {
         expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("1500ms");
         await c.query("ALTER TABLE shop.items ADD COLUMN note text");
         await c.query("CREATE TABLE shop.mine (id int)");
@@ -544,7 +544,7 @@ describe("the container's restore, run against a real cluster", () => {
         await expect(c.query("SELECT pg_sleep(3)")).rejects.toMatchObject({ code: "57014" });
       });
       for (const db of ["base", "postgres", "template1"]) {
-        const err = await openClient(agentTarget(db), { step: "test" }).then(
+        const err = await openClient(agentTarget(db), { step: "test", searchPath: "public" }).then(
           async (c) => {
             await c.end();
             return undefined;

@@ -253,7 +253,7 @@ describe("detectPii against a real database", () => {
   beforeAll(async () => {
     tc = await startTestCluster("pii");
     target = await tc.createDatabase("pii_test");
-    await withClient(target, { step: "test" }, async (c) => {
+    await withClient(target, { step: "test", searchPath: "public" }, async (c) => {
       await c.query(`CREATE SCHEMA crm`);
       await c.query(`CREATE TABLE crm.customers (
         id serial PRIMARY KEY, contact text, notes text, card_last4 character(4), email character varying(120),
@@ -281,7 +281,7 @@ describe("detectPii against a real database", () => {
   }
 
   it("flags columns by name and by values, sorted, inside the caller's read-only transaction, and leaks no value", async () => {
-    const findings = await withClient(target, { step: "test" }, async (c) => {
+    const findings = await withClient(target, { step: "test", searchPath: "public" }, async (c) => {
       await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       const found = await detectPii(c, await columnsOf(c));
       // Still inside the caller's transaction: detectPii neither committed nor rolled back.
@@ -312,7 +312,7 @@ describe("detectPii against a real database", () => {
   });
 
   it("samples at most sampleSize values per column", async () => {
-    const findings = await withClient(target, { step: "test" }, (c) => detectPii(c, [{ schema: "public", table: "Mixed Case", column: "Reply To", type: "text" }], { sampleSize: 10 }));
+    const findings = await withClient(target, { step: "test", searchPath: "public" }, (c) => detectPii(c, [{ schema: "public", table: "Mixed Case", column: "Reply To", type: "text" }], { sampleSize: 10 }));
     expect(findings).toHaveLength(1);
     expect(findings[0]?.reasons).toEqual(["100% of 10 sampled values are email addresses"]);
   });

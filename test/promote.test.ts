@@ -32,7 +32,7 @@ let project: Project;
 const TABLES = ["gallery_images", "guests", "bookings", "payments", "reviews", "booking_events"];
 
 async function checksums(): Promise<Record<string, string>> {
-  return withClient(prod, { step: "test" }, async (c) => {
+  return withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     const out: Record<string, string> = {};
     // By column name (to_jsonb), not position: a column a rollback re-adds comes back at the end of the table.
     for (const t of TABLES) out[t] = (await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0].h;
@@ -41,14 +41,14 @@ async function checksums(): Promise<Record<string, string>> {
 }
 
 async function prodQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
-  return withClient(prod, { step: "test" }, async (c) => (await c.query(sql, values)).rows);
+  return withClient(prod, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
 }
 
 
 /** A session where the agent runs `sql`, diffed; returns the diff id. */
 async function agentDiff(name: string, sql: string): Promise<string> {
   const s = await createSession(project, { name });
-  await withClient(agentConnection(project, s.id).target, { step: "test-agent" }, (c) => c.query(sql));
+  await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
   const r = await diffSession(project, s.id);
   expect(r.diff.verification.verified).toBe(true);
   await destroySession(project, s.id);
@@ -85,7 +85,7 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     const before = await checksums();
     let maxConnections = 0;
     let sampling = true;
-    const sampler = withClient(prodCluster.cluster.adminTarget("production"), { step: "test-monitor" }, async (c) => {
+    const sampler = withClient(prodCluster.cluster.adminTarget("production"), { step: "test-monitor", searchPath: "public" }, async (c) => {
       while (sampling) {
         const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'airlock/promote%' OR application_name LIKE 'airlock/rollback%'");
         maxConnections = Math.max(maxConnections, r.rows[0].n as number);
@@ -108,7 +108,7 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     // Nothing else changed: every untouched table keeps its checksum.
     const after = await checksums();
     for (const t of ["guests", "payments", "booking_events"]) expect(after[t], t).toBe(before[t]);
-    const log = await withClient(prod, { step: "test" }, (c) => readProductionLog(c));
+    const log = await withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
     expect(log.entries.map((e) => e.action)).toContain("promote");
     expect(log.entries.find((e) => e.action === "promote")!.details).toMatchObject({ promotion: result.promotionId, diff: id, approvedBy: "reviewer" });
     expect(verifyProductionLog(log).ok).toBe(true);
@@ -161,7 +161,7 @@ describe("a promotion is atomic", () => {
     expect(conflicts).toEqual(expect.arrayContaining([{ table: "public.bookings", key: JSON.stringify({ id: "31" }), kind: "changed" }, { table: "public.bookings", key: JSON.stringify({ id: "32" }), kind: "deleted" }, { table: "public.gallery_images", key: JSON.stringify({ id: "950" }), kind: "exists" }]));
     expect(err.message).not.toContain("changed by a human");
     expect(await checksums()).toEqual(before);
-    const log = await withClient(prod, { step: "test" }, (c) => readProductionLog(c));
+    const log = await withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
     expect(log.entries[log.entries.length - 1]!.action).toBe("promote-refused");
   });
 
@@ -200,7 +200,7 @@ describe("a promotion is atomic", () => {
       await prodQuery("ALTER TABLE bookings DROP CONSTRAINT bookings_amount_min");
     }
     // Someone holds the row: the promotion gives up after lock_timeout and changes nothing.
-    await withClient(prodCluster.cluster.adminTarget("production"), { step: "test-holder" }, async (holder) => {
+    await withClient(prodCluster.cluster.adminTarget("production"), { step: "test-holder", searchPath: "public" }, async (holder) => {
       await holder.query("BEGIN");
       await holder.query("SELECT 1 FROM bookings WHERE id = 41 FOR UPDATE");
       const err = await caught(promote(id));
@@ -271,7 +271,7 @@ describe("a promotion applies exactly the reviewed diff, and a danger hazard is 
   it("refuses to approve an unverified diff, and approve needs a typed confirmation off a terminal", async () => {
     const s = await createSession(project, { name: "unverified" });
     // An enum value added and used: the replay adds and uses it in one transaction, which Postgres refuses.
-    await withClient(agentConnection(project, s.id).target, { step: "test-agent" }, async (c) => {
+    await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, async (c) => {
       await c.query("ALTER TYPE booking_status ADD VALUE 'archived'");
       await c.query("UPDATE bookings SET status = 'archived' WHERE id = (SELECT min(id) FROM bookings)");
     });
@@ -314,7 +314,7 @@ describe("every step is in the audit trail, and tampering with the trail is dete
   });
 
   it("detects an edited, deleted or reordered row in airlock.audit_log", async () => {
-    const read = () => withClient(prod, { step: "test" }, (c) => readProductionLog(c));
+    const read = () => withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
     expect(verifyProductionLog(await read())).toEqual({ ok: true, entries: expect.any(Number) });
     const tamper = async (sql: string, undo: string) => {
       await prodQuery(sql);

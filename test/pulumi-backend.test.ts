@@ -184,7 +184,7 @@ describe("a real session stack", () => {
       const sessionId = `it-${randomBytes(3).toString("hex")}`;
       try {
         const prod = await cluster.createDatabase("production");
-        await withClient(prod, { step: "test" }, (c) =>
+        await withClient(prod, { step: "test", searchPath: "public" }, (c) =>
           c.query("CREATE TABLE items (id serial PRIMARY KEY, qty integer NOT NULL); INSERT INTO items (qty) SELECT i FROM generate_series(1, 25) i;"),
         );
         const snapshotsDir = join(work, "snapshots");
@@ -199,7 +199,7 @@ describe("a real session stack", () => {
         const { password, ...agent } = provisioned.agent;
         expect(agent).toMatchObject({ host: "127.0.0.1", database: "work", user: "agent" });
         expect(JSON.stringify(provisioned.backendState)).not.toContain(password);
-        await withClient(makeTarget({ ...agent, password }), { step: "test" }, async (c) => {
+        await withClient(makeTarget({ ...agent, password }), { step: "test", searchPath: "public" }, async (c) => {
           expect((await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n).toBe(25);
           expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("2s");
           await c.query("DELETE FROM public.items WHERE id <= 5");
@@ -207,9 +207,9 @@ describe("a real session stack", () => {
         const base = await b.adminTarget(sessionId, provisioned.backendState, "base");
         const workDb = await b.adminTarget(sessionId, provisioned.backendState, "work");
         expect([base.database, workDb.database]).toEqual(["base", "work"]);
-        expect(await withClient(base, { step: "test" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(25);
-        expect(await withClient(workDb, { step: "test" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(20);
-        const denied = await openClient(makeTarget({ ...agent, password, database: "base" }), { step: "test" }).then(
+        expect(await withClient(base, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(25);
+        expect(await withClient(workDb, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(20);
+        const denied = await openClient(makeTarget({ ...agent, password, database: "base" }), { step: "test", searchPath: "public" }).then(
           async (c) => {
             await c.end();
             return undefined;

@@ -38,7 +38,7 @@ function options(over: Partial<CaptureOptions> = {}): CaptureOptions {
 }
 
 async function rows(target: PgTarget, sql: string): Promise<Record<string, unknown>[]> {
-  return withClient(target, { step: "test" }, async (c) => (await c.query(sql)).rows);
+  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql)).rows);
 }
 
 
@@ -71,7 +71,7 @@ beforeAll(async () => {
   tc = await startTestCluster("snapshot");
   prod = await tc.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
-  await withClient(prod, { step: "test" }, async (c) => {
+  await withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     // A second column in the email domain, and a masked key that a foreign key points at.
     await c.query("CREATE TABLE newsletter (address text NOT NULL, joined date NOT NULL)");
     await c.query("INSERT INTO newsletter SELECT email, '2024-01-01' FROM guests WHERE id % 4 = 0");
@@ -152,7 +152,7 @@ describe("no original value of a masked column leaves production", () => {
 
   it("catches an original value planted in an unrelated column, names the column but never the value, and keeps no snapshot", async () => {
     const planted = (await rows(prod, "SELECT email FROM guests WHERE id = 7"))[0]!.email as string;
-    await withClient(prod, { step: "test" }, (c) => c.query("UPDATE gallery_images SET title = $1 WHERE id = 500", [`Photo by ${planted}`]));
+    await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query("UPDATE gallery_images SET title = $1 WHERE id = 500", [`Photo by ${planted}`]));
     try {
       const before = snapshotEntries();
       const err = await caught(captureSnapshot(options()));
@@ -161,7 +161,7 @@ describe("no original value of a masked column leaves production", () => {
       expect(JSON.stringify(err.toJSON()) + err.message + err.hint).not.toContain(planted);
       expect(snapshotEntries()).toEqual(before);
     } finally {
-      await withClient(prod, { step: "test" }, (c) => c.query("UPDATE gallery_images SET title = 'Sunset over the bay' WHERE id = 500"));
+      await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query("UPDATE gallery_images SET title = 'Sunset over the bay' WHERE id = 500"));
     }
   });
 });
@@ -171,7 +171,7 @@ describe("production is opened only by a read-only capture, with at most two con
     const admin = tc.cluster.adminTarget("production");
     let maxConnections = 0;
     let sampling = true;
-    const sampler = withClient(admin, { step: "test-monitor" }, async (c) => {
+    const sampler = withClient(admin, { step: "test-monitor", searchPath: "public" }, async (c) => {
       while (sampling) {
         const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'production' AND application_name LIKE 'airlock/capture%'");
         maxConnections = Math.max(maxConnections, r.rows[0].n as number);
@@ -185,7 +185,7 @@ describe("production is opened only by a read-only capture, with at most two con
           if (inserted) return;
           inserted = true;
           // A guest and their booking, committed together while the capture runs.
-          await withClient(admin, { step: "test" }, async (c) => {
+          await withClient(admin, { step: "test", searchPath: "public" }, async (c) => {
             await c.query("BEGIN");
             const g = await c.query("INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('Late Guest', 'late.guest@example.org', now(), now()) RETURNING id");
             await c.query("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES ($1, '2025-01-01', '2025-01-03', 100)", [g.rows[0].id]);
@@ -207,7 +207,7 @@ describe("production is opened only by a read-only capture, with at most two con
     const after = await captureSnapshot(options());
     const afterCounts = Object.fromEntries(after.tables.map((t) => [t.name, t.rows]));
     expect([afterCounts.guests, afterCounts.bookings]).toEqual([firstCounts.guests! + 1, firstCounts.bookings! + 1]);
-    await withClient(admin, { step: "test" }, async (c) => {
+    await withClient(admin, { step: "test", searchPath: "public" }, async (c) => {
       await c.query("DELETE FROM bookings WHERE guest_id = (SELECT id FROM guests WHERE email = 'late.guest@example.org')");
       await c.query("DELETE FROM guests WHERE email = 'late.guest@example.org'");
     });

@@ -33,7 +33,7 @@ let snapshot: SnapshotManifest;
 
 async function adminQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   const cluster = openCluster(localClusterOptions(project))!;
-  return withClient(cluster.adminTarget(), { step: "test" }, async (c) => (await c.query(sql, values)).rows);
+  return withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
 }
 
 beforeAll(async () => {
@@ -61,7 +61,7 @@ describe("a session's work database belongs to the agent", () => {
     console.log(`second session from the same snapshot ready in ${Date.now() - t2} ms`);
     expect(readSession(project, s.id).snapshotId).toBe(snapshot.id);
     const { url } = agentConnection(project, s.id);
-    await withClient(url, { step: "test" }, async (c) => {
+    await withClient(url, { step: "test", searchPath: "public" }, async (c) => {
       expect((await c.query("SELECT current_user AS u, current_database() AS d")).rows[0]).toEqual({ u: sessionObjectNames(s.id).role, d: sessionObjectNames(s.id).work });
       await c.query("CREATE TABLE scratch (id int PRIMARY KEY, note text)");
       await c.query("ALTER TABLE scratch ADD COLUMN extra int");
@@ -88,12 +88,12 @@ describe("the agent cannot reach what is not its own", () => {
     const a = await createSession(project, { name: "fence-a" });
     const b = await createSession(project, { name: "fence-b" });
     const agentA = agentConnection(project, a.id).target;
-    const connectAs = (database: string) => openClient(makeTarget({ ...agentA, password: agentA.password!, database }), { step: "test" });
+    const connectAs = (database: string) => openClient(makeTarget({ ...agentA, password: agentA.password!, database }), { step: "test", searchPath: "public" });
     for (const db of [sessionObjectNames(a.id).base, sessionObjectNames(b.id).work, "postgres", "template1"]) {
       const err = await caught(connectAs(db));
       expect(err.code, db).toBe("AIRLOCK_PERMISSION_DENIED");
     }
-    await withClient(agentA, { step: "test" }, async (c) => {
+    await withClient(agentA, { step: "test", searchPath: "public" }, async (c) => {
       expect((await caught(c.query("CREATE ROLE sneaky LOGIN").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
       expect((await caught(c.query("SELECT pg_read_file('postgresql.conf')").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
       const su = await c.query("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user");
@@ -110,11 +110,11 @@ describe("the agent's limits", () => {
     const b = await createSession(project, { name: "limits-b" });
     const clients: pg.Client[] = [];
     try {
-      for (let i = 0; i < 3; i++) clients.push(await openClient(agentConnection(project, a.id).target, { step: "test" }));
-      const err = await caught(openClient(agentConnection(project, a.id).target, { step: "test" }));
+      for (let i = 0; i < 3; i++) clients.push(await openClient(agentConnection(project, a.id).target, { step: "test", searchPath: "public" }));
+      const err = await caught(openClient(agentConnection(project, a.id).target, { step: "test", searchPath: "public" }));
       expect(err.code).toBe("AIRLOCK_TOO_MANY_CONNECTIONS");
       // The other session still connects.
-      await withClient(agentConnection(project, b.id).target, { step: "test" }, async (c) => expect((await c.query("SELECT 1 AS x")).rows).toEqual([{ x: 1 }]));
+      await withClient(agentConnection(project, b.id).target, { step: "test", searchPath: "public" }, async (c) => expect((await c.query("SELECT 1 AS x")).rows).toEqual([{ x: 1 }]));
       const timeout = await clients[0]!.query("SELECT pg_sleep(3)").then(
         () => "finished",
         (e: { code?: string }) => e.code,
@@ -202,7 +202,7 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
     for (const secret of ["prod-Secret-pw-77", SECRET, "pulumi-passphrase-123", `127.0.0.1:${prodCluster.cluster.port}`]) expect(all).not.toContain(secret);
     // The session is kept for review, and its URL works.
     expect(readSession(project, "run-env").id).toBe("run-env");
-    await withClient(url, { step: "test" }, async (c) => expect((await c.query("SELECT count(*)::int AS n FROM guests")).rows[0].n).toBe(400));
+    await withClient(url, { step: "test", searchPath: "public" }, async (c) => expect((await c.query("SELECT count(*)::int AS n FROM guests")).rows[0].n).toBe(400));
     await destroySession(project, "run-env");
   });
 

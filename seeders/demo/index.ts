@@ -37,7 +37,7 @@ export interface SeedDemoResult {
 
 /** The other objects seed-demo creates, besides the tables; any of them already there means "not empty". */
 const DEMO_VIEWS = ["published_gallery"] as const;
-const STEP = { step: "seed-demo" } as const;
+const STEP = { step: "seed-demo", searchPath: "public" } as const;
 /** Tables load on this many connections at once: the machine this is sized for has two cores. */
 const LOAD_CONNECTIONS = 2;
 

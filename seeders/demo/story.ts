@@ -56,7 +56,7 @@ export interface DemoResult {
 }
 
 async function checksums(target: PgTarget): Promise<Record<string, string>> {
-  return withClient(target, { step: "demo" }, async (c) => {
+  return withClient(target, { step: "demo", searchPath: "public" }, async (c) => {
     const out: Record<string, string> = {};
     for (const t of TABLES) out[t] = (await query<{ h: string }>(c, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0]!.h;
     return out;
@@ -93,10 +93,10 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     if (previous !== undefined) await destroyCluster(previous);
     const prodCluster = await ensureCluster({ dir, settings: { max_connections: 100 } });
     started_.push(prodCluster);
-    await withClient(prodCluster.adminTarget(), { step: "demo" }, (c) => query(c, "CREATE DATABASE production"));
+    await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) => query(c, "CREATE DATABASE production"));
     const prod = prodCluster.adminTarget("production");
     const seeded = await seedDemo({ target: prod, scale: options.scale });
-    await withClient(prod, { step: "demo" }, async (c) => {
+    await withClient(prod, { step: "demo", searchPath: "public" }, async (c) => {
       await query(c, `CREATE ROLE demo_reader LOGIN PASSWORD '${READER_PASSWORD}'`);
       await query(c, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_reader");
       await query(c, "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO demo_reader");
@@ -119,7 +119,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check(`leak scan: none of ${manifest.leakScan.originalsChecked} original values is in the snapshot`, manifest.leakScan.ok);
 
     heading("3. The agent repeats the incident inside its own session (airlock run)");
-    const prodConnections = async () => (await withClient(prodCluster.adminTarget(), { step: "demo" }, (c) => query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"))).rows[0]!.n;
+    const prodConnections = async () => (await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) => query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"))).rows[0]!.n;
     const connectionsBefore = await prodConnections();
     const incident = await runAgent(project, [process.execPath, AGENT, "incident"], { snapshotId: manifest.id, name: "demo-incident", stdio: io.agentOutput });
     check("the agent finished", incident.exitCode === 0);
@@ -172,7 +172,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check("only bookings changed in production", TABLES.every((t) => (t === "bookings") !== (afterPromotion[t] === original[t])));
 
     heading("7. The audit trail");
-    const log = await withClient(prod, { step: "demo" }, (c) => readProductionLog(c));
+    const log = await withClient(prod, { step: "demo", searchPath: "public" }, (c) => readProductionLog(c));
     io.info(`production: ${log.entries.map((e) => e.action).join(", ")}; staging: ${verifyJournal(project).entries} entries`);
     check("both hash chains verify", verifyProductionLog(log).ok && verifyJournal(project).ok);
 

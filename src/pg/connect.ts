@@ -10,8 +10,21 @@ import { AirlockError } from "../errors.ts";
 import { toAirlockError } from "./pg-error.ts";
 import { redactUrl } from "./redact.ts";
 
-/** The settings every Airlock connection pins (DESIGN.md, "Every Airlock connection pins its session"). */
+/**
+ * The settings every Airlock connection pins (DESIGN.md, "Every Airlock connection pins its session").
+ * Startup options outrank `ALTER DATABASE/ROLE … SET`, so nothing an agent sets on its database or
+ * role changes how Airlock reads or writes: which functions unqualified names resolve to (the search
+ * path holds only the catalog and, last, temporary objects), how quoted literals are read, whether
+ * row-level security policies filter (and run their functions in) Airlock's queries — with
+ * `row_security = off`, a query that a policy would filter fails instead of returning fewer rows.
+ */
 export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  search_path: "pg_catalog,pg_temp",
+  standard_conforming_strings: "on",
+  row_security: "off",
+  array_nulls: "on",
+  lc_monetary: "C",
+  xmloption: "content",
   TimeZone: "UTC",
   DateStyle: "ISO",
   IntervalStyle: "postgres",
@@ -104,6 +117,12 @@ export interface ConnectOptions {
   readonly readOnly?: boolean;
   /** Client-side connect timeout, in ms (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Overrides the pinned `pg_catalog,pg_temp` search path. Only for connections that run a user's own
+   * unqualified SQL on a database the user trusts (seeding the demo, scripted agents); never for a
+   * connection that reads or writes what an agent made.
+   */
+  readonly searchPath?: string;
 }
 
 // Date/time values stay the server's text: a JS Date would drop microseconds
@@ -118,6 +137,7 @@ const passthroughTypes = {
 
 function clientConfig(target: PgTarget, options: ConnectOptions): pg.ClientConfig {
   const settings: Record<string, string> = { ...PINNED_SETTINGS };
+  if (options.searchPath !== undefined) settings.search_path = options.searchPath.replace(/\s+/g, "");
   if (options.statementTimeoutMs !== undefined) settings.statement_timeout = String(options.statementTimeoutMs);
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = String(options.lockTimeoutMs);
   if (options.readOnly === true) settings.default_transaction_read_only = "on";

@@ -38,7 +38,7 @@ export async function startTestCluster(name: string): Promise<TestCluster> {
   return {
     cluster,
     async createDatabase(db: string) {
-      await withClient(cluster.adminTarget(), { step: "test" }, (c) => c.query(`CREATE DATABASE ${quoteIdent(db)}`));
+      await withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, (c) => c.query(`CREATE DATABASE ${quoteIdent(db)}`));
       return cluster.adminTarget(db);
     },
     close: () => destroyCluster(cluster),
