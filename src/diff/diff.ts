@@ -18,7 +18,8 @@ import { settingSql } from "../catalog/sql.ts";
 import { applyDiff } from "../promote/apply.ts";
 import { FingerprintSet } from "../snapshot/leak-scan.ts";
 import { readManifest, snapshotsDir } from "../snapshot/store.ts";
-import { readSession, sessionAdminTarget } from "../staging/sessions.ts";
+import { type ServiceRole, createServiceRole, handOver } from "../staging/roles.ts";
+import { type SessionRecord, readSession, sessionAdminTarget } from "../staging/sessions.ts";
 import { type TableShape, diffTable, foreignKeyOrder, readShapes } from "./data-diff.ts";
 import { schemaHazards, sortHazards, tableHazards } from "./hazards.ts";
 import { type Diff, type Hazard, type SchemaChangeRecord, type TableChanges, type Verification, forwardSchema } from "./types.ts";
@@ -30,10 +31,26 @@ function withDatabase(t: PgTarget, database: string): PgTarget {
   return makeTarget({ host: t.host, port: t.port, database, user: t.user, ...(t.password === undefined ? {} : { password: t.password }), params: { ...t.params } });
 }
 
-/** A fresh copy of the session's base on its server; dropped by the returned function. */
-async function cloneBase(base: PgTarget, purpose: string): Promise<{ target: PgTarget; drop: () => Promise<void> }> {
+/** The roles a diff reads and replays with (src/staging/roles.ts), made for it and dropped after it. */
+interface DiffRoles {
+  readonly reader: ServiceRole;
+  readonly replayer: ServiceRole;
+}
+
+/** A copy of base for replaying on: owned, with everything in it, by the replayer; readable by the reader. */
+interface Clone {
+  /** As the replayer: where the diff's statements run. */
+  readonly replay: PgTarget;
+  /** As the reader. */
+  readonly read: PgTarget;
+  readonly drop: () => Promise<void>;
+}
+
+/** A fresh copy of the session's base on its server, handed over to the replayer; dropped by the returned function. */
+async function cloneBase(base: PgTarget, purpose: string, roles: DiffRoles): Promise<Clone> {
   const name = `${base.database.slice(0, 40)}_${purpose}_${randomBytes(3).toString("hex")}`;
   const admin = withDatabase(base, "postgres");
+  const drop = () => withClient(admin, { step: "diff" }, (c) => query(c, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`)).then(() => undefined);
   await withClient(admin, { step: "diff" }, async (c) => {
     // Base is never handed out: any connection to it is ours, from an earlier step, and
     // normally closing. Give it a moment (terminating a closing client makes it raise an
@@ -46,18 +63,47 @@ async function cloneBase(base: PgTarget, purpose: string): Promise<{ target: PgT
     await query(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
     const v = Number((await query<{ v: string }>(c, "SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
     await query(c, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(base.database)}${v >= 150000 ? " STRATEGY = FILE_COPY" : ""}`);
-    // A copy does not inherit the database's privileges or settings: give it base's, so it compares like base.
-    await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
-    const settings = await query<{ config: string[] }>(c, "SELECT s.setconfig AS config FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0", [base.database]);
-    for (const item of settings.rows[0]?.config ?? []) {
-      const at = item.indexOf("=");
-      await withClient(withDatabase(base, name), { step: "diff" }, (cc) => query(cc, settingSql("database", false, item.slice(0, at), item.slice(at + 1))));
-    }
   });
-  return {
-    target: withDatabase(base, name),
-    drop: () => withClient(admin, { step: "diff" }, (c) => query(c, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`)).then(() => undefined),
-  };
+  try {
+    await withClient(admin, { step: "diff" }, async (c) => {
+      // A copy does not inherit the database's privileges or settings: give it base's, so it compares like base.
+      await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+      const settings = await query<{ config: string[] }>(c, "SELECT s.setconfig AS config FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0", [base.database]);
+      for (const item of settings.rows[0]?.config ?? []) {
+        const at = item.indexOf("=");
+        await withClient(withDatabase(base, name), { step: "diff" }, (cc) => query(cc, settingSql("database", false, item.slice(0, at), item.slice(at + 1))));
+      }
+      await query(c, `ALTER DATABASE ${quoteIdent(name)} OWNER TO ${quoteIdent(roles.replayer.name)}`);
+    });
+    // The replayer owns what the agent owns in work: the diff's DDL runs as it ran for the agent, never as a superuser.
+    await handOver(withDatabase(base, name), roles.replayer.name);
+    await roles.replayer.allowConnect(name);
+    await roles.reader.allowConnect(name);
+  } catch (e) {
+    await drop().catch(() => undefined);
+    throw e;
+  }
+  return { replay: roles.replayer.target(name), read: roles.reader.target(name), drop };
+}
+
+/**
+ * Runs `fn` with a reader and a replayer made for it on the session's server (the reader may
+ * connect to base and work), and drops both after it, whatever happens.
+ */
+async function withDiffRoles<T>(base: PgTarget, work: PgTarget, fn: (roles: DiffRoles) => Promise<T>): Promise<T> {
+  const reader = await createServiceRole(base, "reader");
+  try {
+    const replayer = await createServiceRole(base, "replayer");
+    try {
+      await reader.allowConnect(base.database);
+      await reader.allowConnect(work.database);
+      return await fn({ reader, replayer });
+    } finally {
+      await replayer.drop();
+    }
+  } finally {
+    await reader.drop();
+  }
 }
 
 async function inTransaction(target: PgTarget, fn: (c: pg.Client) => Promise<void>): Promise<void> {
@@ -126,7 +172,7 @@ async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId:
   for (const t of manifest.tables) {
     for (const col of t.columns) {
       if (col.rule === "keep" || col.rule === "null" || col.rule.startsWith("constant(") || col.rule.startsWith("dateShift(")) continue;
-      const exists = await query(base, "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = $3", [t.schema, t.name, col.name]);
+      const exists = await query(base, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped", [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`, col.name]);
       if (exists.rowCount === 0) continue;
       const found = await query<{ v: string }>(base, `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`, [candidates]);
       for (const r of found.rows) set.add(r.v);
@@ -156,27 +202,28 @@ async function catalogOf(target: PgTarget, roles: RoleMapping): Promise<CatalogM
 /**
  * Replays the diff on a fresh clone of base and compares the result with
  * work: the whole catalog model (every object, its definition, owner,
- * privileges, comment, state) and every table's rows.
+ * privileges, comment, state) and every table's rows. The replay runs as
+ * the replayer; everything is read as the reader.
  */
-async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: CatalogModel, roles: RoleMapping, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
+async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: CatalogModel, mapping: RoleMapping, roles: DiffRoles, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
   onProgress?.({ phase: "replay" });
-  const clone = await cloneBase(base, "replay");
+  const clone = await cloneBase(base, "replay", roles);
   try {
     try {
-      await inTransaction(clone.target, async (c) => {
+      await inTransaction(clone.replay, async (c) => {
         await applyDiff(c, diff, { replay: true });
       });
     } catch (e) {
       return { verified: false, mismatches: [], schemaDifference: [], error: e instanceof Error ? e.message : String(e) };
     }
     onProgress?.({ phase: "verify" });
-    // The replay ran as the staging superuser: its settings in this database stand for the agent's. Settings of a role
-    // everywhere are not replayed on a shared server (they are applied by promotion only, as danger hazards).
-    const replayed = await catalogOf(clone.target, { ...roles, settingsRole: clone.target.user });
+    // The replayer's settings in this database stand for the agent's. Settings of a role everywhere are not
+    // replayed on a shared server (they are applied by promotion only, as danger hazards).
+    const replayed = await catalogOf(clone.read, { ...mapping, settingsRole: roles.replayer.name });
     const schemaDifference = compareCatalogs(replayed, workModel, { ignore: (o) => o.kind === "setting" && o.scope === "role" && !o.inDatabase }).map((d) => `${d.id}: ${d.difference}`);
     const mismatches: Array<{ table: string; keys: string[] }> = [];
-    await withClient(clone.target, { step: "diff" }, (cc) =>
-      withClient(work, { step: "diff" }, async (wc) => {
+    await withClient(clone.read, { step: "diff", readOnly: true }, (cc) =>
+      withClient(work, { step: "diff", readOnly: true }, async (wc) => {
         const { shapes } = await readShapes(wc);
         const [a, b] = [await tableChecksums(cc, shapes), await tableChecksums(wc, shapes)];
         for (const s of shapes) {
@@ -195,12 +242,25 @@ async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: Catalog
 
 /**
  * Which roles are "the owner" in a session's databases: the staging
- * superuser (base, replay clones), the agent (work) and production's
- * owners (their placeholders); Airlock's own limits on the agent's role
- * are not part of the model.
+ * superuser (base), the agent (work), the replayer (replay clones) and
+ * production's owners (their placeholders); Airlock's own limits on the
+ * agent's role are not part of the model.
  */
-export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], statementTimeoutMs: number): RoleMapping {
-  return { owners: new Set([admin.user, agentRole, ...productionOwners]), imposedRoleSettings: new Set([`statement_timeout=${Math.trunc(statementTimeoutMs)}`]) };
+export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], statementTimeoutMs: number, replayer?: string): RoleMapping {
+  return {
+    owners: new Set([admin.user, agentRole, ...productionOwners, ...(replayer === undefined ? [] : [replayer])]),
+    imposedRoleSettings: new Set([`statement_timeout=${Math.trunc(statementTimeoutMs)}`]),
+  };
+}
+
+/** A session's base and work (superuser targets), and the role mapping of its models. */
+async function sessionDatabases(project: Project, sessionId: string) {
+  const session = readSession(project, sessionId);
+  const base = await sessionAdminTarget(project, sessionId, "base");
+  const work = await sessionAdminTarget(project, sessionId, "work");
+  const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
+  const mapping = (roles: DiffRoles) => sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout, roles.replayer.name);
+  return { session, base, work, mapping };
 }
 
 /**
@@ -209,22 +269,33 @@ export function sessionRoles(admin: PgTarget, agentRole: string, productionOwner
  * after computing a diff; also for checking a diff from elsewhere).
  */
 export async function verifyDiff(project: Project, sessionId: string, diff: Diff, onProgress?: (p: DiffProgress) => void): Promise<Verification> {
-  const session = readSession(project, sessionId);
-  const base = await sessionAdminTarget(project, sessionId, "base");
-  const work = await sessionAdminTarget(project, sessionId, "work");
-  const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
-  const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
-  return verifyByReplay(base, work, await catalogOf(work, { ...roles, settingsRole: session.agent.user }), roles, diff, onProgress);
+  const { session, base, work, mapping } = await sessionDatabases(project, sessionId);
+  return withDiffRoles(base, work, async (roles) => {
+    const workRead = roles.reader.target(work.database);
+    const workModel = await catalogOf(workRead, { ...mapping(roles), settingsRole: session.agent.user });
+    return verifyByReplay(base, workRead, workModel, mapping(roles), roles, diff, onProgress);
+  });
 }
 
 /** Computes the diff of a session (not yet written to disk). */
 export async function computeDiff(project: Project, sessionId: string, options: { onProgress?: (p: DiffProgress) => void; now?: Date } = {}): Promise<Diff> {
-  const session = readSession(project, sessionId);
-  const base = await sessionAdminTarget(project, sessionId, "base");
-  const work = await sessionAdminTarget(project, sessionId, "work");
+  const { session, base, work, mapping } = await sessionDatabases(project, sessionId);
+  return withDiffRoles(base, work, (roles) => computeWithRoles(project, session, base, work, mapping(roles), roles, options));
+}
+
+async function computeWithRoles(
+  project: Project,
+  session: SessionRecord,
+  baseAdmin: PgTarget,
+  workAdmin: PgTarget,
+  roles: RoleMapping,
+  diffRoles: DiffRoles,
+  options: { onProgress?: (p: DiffProgress) => void; now?: Date },
+): Promise<Diff> {
+  // Everything is read as the reader; only cloning and handing over need the superuser.
+  const base = diffRoles.reader.target(baseAdmin.database);
+  const work = diffRoles.reader.target(workAdmin.database);
   options.onProgress?.({ phase: "schema" });
-  const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
-  const roles = sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout);
   const baseModel = await catalogOf(base, roles);
   const workModel = await catalogOf(work, { ...roles, settingsRole: session.agent.user });
   const changes = planSchemaChanges(baseModel, workModel);
@@ -238,14 +309,14 @@ export async function computeDiff(project: Project, sessionId: string, options: 
   const reverseSchema = planStatements(planSchemaChanges(workModel, baseModel));
   const schema = forwardSchema({ schemaChanges }).before;
 
-  const clone = await cloneBase(base, "diff");
+  const clone = await cloneBase(baseAdmin, "diff", diffRoles);
   let tables: TableChanges[] = [];
   let hazards: Hazard[] = [];
   let schemaError: string | undefined;
   try {
     if (schema.length > 0) {
       try {
-        await inTransaction(clone.target, async (c) => {
+        await inTransaction(clone.replay, async (c) => {
           await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
           for (const s of schema) await query(c, s);
         });
@@ -254,9 +325,9 @@ export async function computeDiff(project: Project, sessionId: string, options: 
         schemaError = `the schema changes do not apply to base: ${e instanceof Error ? e.message : String(e)}`;
       }
     }
-    const cc = await openClient(clone.target, { step: "diff" });
-    const wc = await openClient(work, { step: "diff" });
-    const bc = await openClient(base, { step: "diff" });
+    const cc = await openClient(clone.read, { step: "diff", readOnly: true });
+    const wc = await openClient(work, { step: "diff", readOnly: true });
+    const bc = await openClient(base, { step: "diff", readOnly: true });
     try {
       const { shapes, foreignKeys } = await readShapes(wc);
       const inClone = new Set((await readShapes(cc)).shapes.map((s) => `${s.schema}.${s.name}`));
@@ -317,5 +388,5 @@ export async function computeDiff(project: Project, sessionId: string, options: 
     summary,
   };
   if (schemaError !== undefined) return { ...draft, verification: { verified: false, mismatches: [], schemaDifference: [], error: schemaError } };
-  return { ...draft, verification: await verifyByReplay(base, work, workModel, roles, draft, options.onProgress) };
+  return { ...draft, verification: await verifyByReplay(baseAdmin, work, workModel, roles, diffRoles, draft, options.onProgress) };
 }

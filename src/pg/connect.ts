@@ -120,7 +120,8 @@ export interface ConnectOptions {
   /**
    * Overrides the pinned `pg_catalog,pg_temp` search path. Only for connections that run a user's own
    * unqualified SQL on a database the user trusts (seeding the demo, scripted agents); never for a
-   * connection that reads or writes what an agent made.
+   * connection that reads or writes what an agent made. Such a connection gets the row-level security
+   * its role has, not the pinned `row_security = off`.
    */
   readonly searchPath?: string;
 }
@@ -137,7 +138,11 @@ const passthroughTypes = {
 
 function clientConfig(target: PgTarget, options: ConnectOptions): pg.ClientConfig {
   const settings: Record<string, string> = { ...PINNED_SETTINGS };
-  if (options.searchPath !== undefined) settings.search_path = options.searchPath.replace(/\s+/g, "");
+  if (options.searchPath !== undefined) {
+    // The user's own SQL: its search path, and row-level security as the user's role gets it.
+    settings.search_path = options.searchPath.replace(/\s+/g, "");
+    delete settings.row_security;
+  }
   if (options.statementTimeoutMs !== undefined) settings.statement_timeout = String(options.statementTimeoutMs);
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = String(options.lockTimeoutMs);
   if (options.readOnly === true) settings.default_transaction_read_only = "on";

@@ -14,6 +14,7 @@ import { readSnapshotCatalog } from "../snapshot/store.ts";
 import { type ClusterOptions, type LocalCluster, ensureCluster } from "../pg/cluster.ts";
 import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
 import type { AgentLimits, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
+import { handOver } from "./roles.ts";
 
 /** Database and role names of a session (ids are [a-z0-9-], so names need no quoting surprises). */
 export function sessionObjectNames(sessionId: string): { base: string; work: string; role: string } {
@@ -28,37 +29,6 @@ export function templateName(snapshotId: string): string {
 
 async function databaseExists(c: pg.ClientBase, name: string): Promise<boolean> {
   return (await query(c, "SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount === 1;
-}
-
-/** Makes the agent the owner of every object in the work database (so it may run any DDL there). */
-async function handOver(target: PgTarget, role: string): Promise<void> {
-  await withClient(target, { step: "up" }, async (c) => {
-    const statements = await query<{ sql: string }>(
-      c,
-      `SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, $1::text) AS sql
-         FROM pg_namespace n
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
-          AND n.nspowner <> 'pg_database_owner'::regrole
-       UNION ALL
-       SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, $1::text)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
-          -- Sequences owned by a column follow their table.
-          AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
-       UNION ALL
-       SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $1::text)
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-       UNION ALL
-       SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, $1::text)
-         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND t.typtype IN ('e', 'd', 'r', 'm')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`,
-      [role],
-    );
-    for (const s of statements.rows) await query(c, s.sql);
-  });
 }
 
 /** Sessions on the embedded cluster. */
