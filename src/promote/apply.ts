@@ -10,6 +10,7 @@ import type pg from "pg";
 import { AirlockError } from "../errors.ts";
 import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
 import { type Diff, type RowValues, type TableChanges, forwardSchema } from "../diff/types.ts";
+import { pauseTriggers, resumeTriggers } from "./triggers.ts";
 
 /** One statement with its parameters. */
 export interface Statement {
@@ -127,20 +128,41 @@ export interface ApplyOptions {
   readonly beforeStatement?: (index: number, total: number, statement: Statement) => Promise<void> | void;
 }
 
-/** Applies a diff inside the caller's transaction; returns how many statements ran. */
+/** The diff's tables as qualified, quoted names. */
+export function diffTableNames(diff: Pick<Diff, "tables">): string[] {
+  return diff.tables.map((t) => tableName(t));
+}
+
+/**
+ * Applies a diff inside the caller's transaction; returns how many statements ran. While the rows are
+ * written, the target's user triggers and rules on the written tables are paused (src/promote/triggers.ts):
+ * the diff holds what they wrote in staging.
+ */
 export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
-  const statements = diffStatements(diff, { replay: options.replay === true });
+  const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change", kind: "schema" });
+  const schema = forwardSchema(diff, { replay: options.replay === true });
+  const phases = [schema.before.map(ddl), dataStatements(diff), schema.after.map(ddl)] as const;
+  const total = phases.reduce((n, p) => n + p.length, 0);
   // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).
   await query(client, "SELECT set_config('check_function_bodies', 'off', true)");
-  for (const [i, s] of statements.entries()) {
-    await options.beforeStatement?.(i, statements.length, s);
+  let i = 0;
+  const run = async (s: Statement) => {
+    await options.beforeStatement?.(i, total, s);
     const r = await query(client, s.sql, s.params);
     if ((s.kind === "update" || s.kind === "delete") && r.rowCount !== 1) {
-      throw new AirlockError("AIRLOCK_APPLY_ROWCOUNT", `${s.what} matched ${r.rowCount ?? 0} rows instead of 1 (statement ${i + 1} of ${statements.length})`, {
+      throw new AirlockError("AIRLOCK_APPLY_ROWCOUNT", `${s.what} matched ${r.rowCount ?? 0} rows instead of 1 (statement ${i + 1} of ${total})`, {
         hint: "the target no longer holds the row the diff was made against; nothing was committed",
       });
     }
+    i++;
+  };
+  for (const s of phases[0]) await run(s);
+  if (phases[1].length > 0) {
+    const paused = await pauseTriggers(client, diffTableNames(diff));
+    for (const s of phases[1]) await run(s);
+    await resumeTriggers(client, paused);
   }
   await fixSequences(client, diff);
-  return { statements: statements.length };
+  for (const s of phases[2]) await run(s);
+  return { statements: total };
 }

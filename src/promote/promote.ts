@@ -18,7 +18,8 @@ import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import { readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
-import { type ApplyOptions, applyDiff } from "./apply.ts";
+import { type ApplyOptions, applyDiff, diffTableNames } from "./apply.ts";
+import { checkCanPauseTriggers } from "./triggers.ts";
 import { refusalFor, requireApproval } from "./approval.ts";
 import { type Conflict, lockAndCheck } from "./conflicts.ts";
 import { ensureProductionSchema, recordProductionEvent } from "./production-schema.ts";
@@ -155,6 +156,8 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
       throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
     }
     await ensureProductionSchema(c);
+    // Refused before anything is locked or saved: the rows are written with the tables' triggers paused.
+    await checkCanPauseTriggers(c, diffTableNames(diff));
     let remapped = 0;
     if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, reviewed));
     const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);

@@ -12,6 +12,7 @@ import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
+import { pauseTriggers, resumeTriggers } from "./triggers.ts";
 import { ensureProductionSchema, recordProductionEvent } from "./production-schema.ts";
 import type { SavedData } from "./promote.ts";
 import { qualified } from "./rows.ts";
@@ -38,17 +39,6 @@ function keyMatch(key: Record<string, string | null>, params: unknown[]): string
 async function copiedColumns(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
   const r = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", [qualified(schema, table)]);
   return r.rows.map((x) => x.a);
-}
-
-/** The enabled user triggers (not constraint triggers) of the given tables. */
-async function enabledUserTriggers(c: pg.ClientBase, tables: readonly string[]): Promise<Array<{ t: string; name: string }>> {
-  const r = await query<{ t: string; name: string }>(
-    c,
-    `SELECT tgrelid::regclass::text AS t, tgname AS name FROM pg_trigger
-      WHERE NOT tgisinternal AND tgenabled <> 'D' AND tgrelid = ANY (SELECT to_regclass(x) FROM unnest($1::text[]) x)`,
-    [tables],
-  );
-  return r.rows;
 }
 
 /** Rolls a promotion back. */
@@ -99,14 +89,10 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
       );
     }
 
-    // Restoring saved rows must put back exactly what was there: user triggers (an updated_at
-    // stamp, say) are switched off for the restore and switched back on before commit.
+    // Restoring saved rows must put back exactly what was there: user triggers and rules (an updated_at
+    // stamp, say) are paused for the restore and put back before commit, as a promotion does.
     const touched = [...new Set([...images.map((i) => qualified(i.table_schema, i.table_name)), ...promotion.saved.map((x) => qualified(x.schema, x.table))])];
-    const enabled = await enabledUserTriggers(c, touched);
-    const setTriggers = async (on: boolean) => {
-      for (const tr of enabled) await query(c, `ALTER TABLE ${tr.t} ${on ? "ENABLE" : "DISABLE"} TRIGGER ${quoteIdent(tr.name)}`);
-    };
-    await setTriggers(false);
+    const paused = await pauseTriggers(c, touched);
     const order = promotion.tables;
     const rank = (img: Image) => order.indexOf(`${img.table_schema}.${img.table_name}`);
     let restored = 0;
@@ -129,14 +115,13 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
       await query(c, `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM jsonb_populate_record(NULL::${t}, $1::jsonb)`, [JSON.stringify(img.row)]);
       restored++;
     }
-    await setTriggers(true);
+    await resumeTriggers(c, paused);
     // Promotions recorded before reverse schema changes were split around the data hold one list.
     const reverse = Array.isArray(promotion.reverse_schema) ? { before: promotion.reverse_schema, after: [] } : promotion.reverse_schema;
     await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
     for (const sql of reverse.before) await query(c, sql);
     const restoredTables = promotion.saved.map((x) => qualified(x.schema, x.table));
-    const savedTriggers = await enabledUserTriggers(c, restoredTables);
-    for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} DISABLE TRIGGER ${quoteIdent(tr.name)}`);
+    const pausedForRefill = await pauseTriggers(c, restoredTables);
     for (const s of promotion.saved) {
       const t = qualified(s.schema, s.table);
       const saved = `airlock.${quoteIdent(s.savedAs)}`;
@@ -148,7 +133,7 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
         await query(c, `UPDATE ${t} t SET ${quoteIdent(s.column!)} = s.${quoteIdent(s.column!)} FROM ${saved} s WHERE ${on}`);
       }
     }
-    for (const tr of savedTriggers) await query(c, `ALTER TABLE ${tr.t} ENABLE TRIGGER ${quoteIdent(tr.name)}`);
+    await resumeTriggers(c, pausedForRefill);
     // What only holds on the restored data (NOT NULL, constraints) and code (triggers) comes back last.
     for (const sql of reverse.after) await query(c, sql);
     await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
