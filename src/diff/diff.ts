@@ -10,9 +10,9 @@ import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Project } from "../config/load.ts";
 import { type PgTarget, makeTarget, openClient, query, quoteIdent, withClient } from "../pg/connect.ts";
-import { planSchemaChanges, planStatements } from "../catalog/plan.ts";
+import { type SchemaChange, planSchemaChanges, planStatements } from "../catalog/plan.ts";
 import type { CatalogModel, RoleMapping } from "../catalog/model.ts";
-import { readCatalog } from "../catalog/read.ts";
+import { callsOf, readCatalog } from "../catalog/read.ts";
 import { compareCatalogs } from "../catalog/compare.ts";
 import { settingSql } from "../catalog/sql.ts";
 import { applyDiff } from "../promote/apply.ts";
@@ -194,6 +194,25 @@ async function sequenceHazards(base: pg.ClientBase, work: pg.ClientBase): Promis
   return out;
 }
 
+/**
+ * Whether a change's DDL evaluates an expression that calls functions that are not built in, and as whose
+ * owner it must then run in production: a column's default or generated expression (filled in for existing
+ * rows), a CHECK or exclusion constraint (checked against them), an index's expressions, a materialized
+ * view's query. Views, policies and triggers only store their code; it runs later, for whoever uses them.
+ */
+function codeRunBy(c: SchemaChange, model: CatalogModel, before: CatalogModel): SchemaChangeRecord["runsCode"] {
+  const o = c.after;
+  if (o === null || c.action === "drop") return undefined;
+  // A column of a table this diff creates is created with it, before it has rows: nothing is evaluated.
+  if (o.kind === "column" && before.objects[o.table] === undefined) return undefined;
+  const calls = callsOf(model, c.id);
+  if (calls.length === 0) return undefined;
+  const ownerId = o.kind === "column" ? o.table : o.kind === "constraint" || o.kind === "index" ? o.on : o.kind === "matview" ? o.id : undefined;
+  const owner = ownerId === undefined ? undefined : model.objects[ownerId];
+  if (owner === undefined || (owner.kind !== "table" && owner.kind !== "matview" && owner.kind !== "type")) return undefined;
+  return { calls, as: { kind: owner.kind === "type" ? "type" : "relation", schema: owner.schema, name: owner.name } };
+}
+
 /** The catalog model of a database, read on a connection of its own. */
 async function catalogOf(target: PgTarget, roles: RoleMapping): Promise<CatalogModel> {
   return withClient(target, { step: "diff" }, (c) => readCatalog(c, roles));
@@ -304,7 +323,19 @@ async function computeWithRoles(
     const table = o.kind === "table" ? o : o.kind === "column" ? (baseModel.objects[o.table] ?? workModel.objects[o.table]) : undefined;
     const target = table?.kind === "table" ? { schema: table.schema, table: table.name, ...(o.kind === "column" ? { column: o.name } : {}) } : undefined;
     const serverWide = o.kind === "setting" && o.scope === "role" && !o.inDatabase;
-    return { id: c.id, kind: c.kind, action: c.action, changed: c.changed, ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }), ...(serverWide ? { serverWide: true as const } : {}), ...(target === undefined ? {} : { target }), sql: c.sql, afterData: c.afterData };
+    const runsCode = codeRunBy(c, workModel, baseModel);
+    return {
+      id: c.id,
+      kind: c.kind,
+      action: c.action,
+      changed: c.changed,
+      ...(c.forcedBy === undefined ? {} : { forcedBy: c.forcedBy }),
+      ...(serverWide ? { serverWide: true as const } : {}),
+      ...(target === undefined ? {} : { target }),
+      ...(runsCode === undefined ? {} : { runsCode }),
+      sql: c.sql,
+      afterData: c.afterData,
+    };
   });
   const reverseSchema = planStatements(planSchemaChanges(workModel, baseModel));
   const schema = forwardSchema({ schemaChanges }).before;

@@ -53,6 +53,12 @@ export type SchemaChangeRecord = Omit<SchemaChange, "before" | "after"> & {
   readonly serverWide?: true;
   /** For tables and columns: which one (promotion saves the data of those it drops). */
   readonly target?: { readonly schema: string; readonly table: string; readonly column?: string };
+  /**
+   * DDL that evaluates an expression calling functions that are not built in (a column default or generated
+   * column filled in for existing rows, a CHECK or domain constraint checked against them, an index expression,
+   * a materialized view's query): the functions, and the object whose owner in production the DDL runs as.
+   */
+  readonly runsCode?: { readonly calls: readonly string[]; readonly as: { readonly kind: "relation" | "type"; readonly schema: string; readonly name: string } };
 };
 
 /** What replay verification found. */

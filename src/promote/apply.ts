@@ -9,7 +9,8 @@
 import type pg from "pg";
 import { AirlockError } from "../errors.ts";
 import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
-import { type Diff, type RowValues, type TableChanges, forwardSchema } from "../diff/types.ts";
+import { type Diff, type RowValues, type SchemaChangeRecord, type TableChanges, forwardSchema } from "../diff/types.ts";
+import { OwnerRunner } from "./run-as.ts";
 import { pauseTriggers, resumeTriggers } from "./triggers.ts";
 
 /** One statement with its parameters. */
@@ -20,6 +21,8 @@ export interface Statement {
   readonly what: string;
   /** Schema statements change no row count; inserts add one row; updates and deletes must match exactly one. */
   readonly kind: "schema" | "insert" | "update" | "delete";
+  /** For schema statements that evaluate code: the change (run as its object's owner in production, src/promote/run-as.ts). */
+  readonly change?: SchemaChangeRecord;
 }
 
 function tableName(t: TableChanges): string {
@@ -139,15 +142,23 @@ export function diffTableNames(diff: Pick<Diff, "tables">): string[] {
  * the diff holds what they wrote in staging.
  */
 export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
-  const ddl = (sql: string): Statement => ({ sql, params: [], what: "schema change", kind: "schema" });
-  const schema = forwardSchema(diff, { replay: options.replay === true });
-  const phases = [schema.before.map(ddl), dataStatements(diff), schema.after.map(ddl)] as const;
+  const replay = options.replay === true;
+  const records = diff.schemaChanges.filter((c) => !replay || c.serverWide !== true);
+  // A replay runs as the replayer, who owns everything there: only production needs a change run as its owner.
+  const ddl = (c: SchemaChangeRecord) => (sql: string): Statement => ({ sql, params: [], what: `schema change ${c.id}`, kind: "schema", ...(replay || c.runsCode === undefined ? {} : { change: c }) });
+  const phases = [records.flatMap((c) => c.sql.map(ddl(c))), dataStatements(diff), records.flatMap((c) => c.afterData.map(ddl(c)))] as const;
   const total = phases.reduce((n, p) => n + p.length, 0);
   // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).
   await query(client, "SELECT set_config('check_function_bodies', 'off', true)");
+  const owners = new OwnerRunner(client);
   let i = 0;
   const run = async (s: Statement) => {
     await options.beforeStatement?.(i, total, s);
+    if (s.change?.runsCode !== undefined) {
+      await owners.run(s.change, s.change.runsCode, s.sql);
+      i++;
+      return;
+    }
     const r = await query(client, s.sql, s.params);
     if ((s.kind === "update" || s.kind === "delete") && r.rowCount !== 1) {
       throw new AirlockError("AIRLOCK_APPLY_ROWCOUNT", `${s.what} matched ${r.rowCount ?? 0} rows instead of 1 (statement ${i + 1} of ${total})`, {
@@ -164,5 +175,6 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
   }
   await fixSequences(client, diff);
   for (const s of phases[2]) await run(s);
+  await owners.close();
   return { statements: total };
 }

@@ -19,6 +19,7 @@ import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import { readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import { type ApplyOptions, applyDiff, diffTableNames } from "./apply.ts";
+import { checkCodeOwners } from "./run-as.ts";
 import { checkCanPauseTriggers } from "./triggers.ts";
 import { refusalFor, requireApproval } from "./approval.ts";
 import { type Conflict, lockAndCheck } from "./conflicts.ts";
@@ -158,6 +159,8 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
     await ensureProductionSchema(c);
     // Refused before anything is locked or saved: the rows are written with the tables' triggers paused.
     await checkCanPauseTriggers(c, diffTableNames(diff));
+    // Refused before anything changes: DDL that would run the agent's functions as a superuser.
+    await checkCodeOwners(c, diff);
     let remapped = 0;
     if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, reviewed));
     const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
