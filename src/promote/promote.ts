@@ -156,11 +156,11 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
     if (locked.rows[0]?.ok !== true) {
       throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
     }
-    await ensureProductionSchema(c);
-    // Refused before anything is locked or saved: the rows are written with the tables' triggers paused.
+    // Refused before anything is locked, saved or changed: the rows are written with the tables' triggers
+    // paused, and DDL that would run the agent's functions must not run them as a superuser.
     await checkCanPauseTriggers(c, diffTableNames(diff));
-    // Refused before anything changes: DDL that would run the agent's functions as a superuser.
     await checkCodeOwners(c, diff);
+    await ensureProductionSchema(c);
     let remapped = 0;
     if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, reviewed));
     const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);

@@ -9,7 +9,9 @@
  *   and can write nothing;
  * - a replayer: owns the replay clone and everything in it, so the diff's
  *   DDL runs as it runs for the agent, but cannot run programs, touch the
- *   server's files, create roles or databases, or bypass anything.
+ *   server's files, or create roles or databases. It bypasses row-level
+ *   security as the staging superuser did: the diff's rows are written as
+ *   they are, and no policy's function runs while they are.
  *
  * Both log in with a fresh random password; the session user of their
  * connections is the role itself, so no code can `RESET ROLE` its way back
@@ -67,9 +69,8 @@ export async function createServiceRole(admin: PgTarget, kind: "reader" | "repla
   const server = makeTarget({ host: admin.host, port: admin.port, database: "postgres", user: admin.user, ...(admin.password === undefined ? {} : { password: admin.password }), params: { ...admin.params } });
   const granted = new Set<string>();
   await withClient(server, { step: "diff" }, async (c) => {
-    const attributes = kind === "reader" ? "BYPASSRLS" : "NOBYPASSRLS";
     // The statement carries the password: the cluster never logs statements (log_statement = none).
-    await query(c, `CREATE ROLE ${quoteIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION ${attributes} INHERIT CONNECTION LIMIT 8 PASSWORD ${quoteLiteral(password)}`);
+    await query(c, `CREATE ROLE ${quoteIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT CONNECTION LIMIT 8 PASSWORD ${quoteLiteral(password)}`);
     if (kind === "reader") await query(c, `GRANT pg_read_all_data TO ${quoteIdent(name)}`);
   });
   return {
