@@ -215,7 +215,7 @@ function codeRunBy(c: SchemaChange, model: CatalogModel, before: CatalogModel): 
 
 /** The catalog model of a database, read on a connection of its own. */
 async function catalogOf(target: PgTarget, roles: RoleMapping): Promise<CatalogModel> {
-  return withClient(target, { step: "diff" }, (c) => readCatalog(c, roles));
+  return withClient(target, { step: "diff", readOnly: true }, (c) => readCatalog(c, roles));
 }
 
 /**
