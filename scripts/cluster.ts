@@ -4,7 +4,9 @@
  */
 import type { Command } from "commander";
 import { localClusterOptions } from "../src/config/load.ts";
-import { clusterStatus, createCluster, destroyCluster, openCluster, startCluster, stopCluster } from "../src/pg/cluster.ts";
+import { clusterStatus, destroyCluster, openCluster, stopCluster } from "../src/pg/cluster.ts";
+import { LocalBackend } from "../src/staging/local-backend.ts";
+import { supervisorState } from "../src/staging/supervisor.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
@@ -14,14 +16,17 @@ export function registerCluster(program: Command): void {
 
   cluster
     .command("start")
-    .description("create the cluster if needed and start it (a no-op when it runs)")
+    .description("create the cluster if needed and start it with its supervisor (a no-op when both run)")
     .action(async (_opts, cmd: Command) => {
-      const options = localClusterOptions(await projectFor(cmd));
-      const c = await createCluster(options);
-      const r = await startCluster(c);
-      const info = { dir: c.dir, port: c.port, socketDir: c.socketDir, alreadyRunning: r.alreadyRunning, postgres: c.binaries.version, serverUser: c.serverUser.name };
+      const project = await projectFor(cmd);
+      const options = localClusterOptions(project);
+      const wasRunning = clusterStatus(openCluster(options)).state === "running";
+      const c = await new LocalBackend(options, project.statePath("sessions")).ensureCluster();
+      const sup = supervisorState(c.dir);
+      const info = { dir: c.dir, port: c.port, socketDir: c.socketDir, alreadyRunning: wasRunning, postgres: c.binaries.version, serverUser: c.serverUser.name, proxyPort: sup.port };
       if (globalFlags(cmd).json) return sayJson(info);
-      say(`${r.alreadyRunning ? "already running" : "started"}: Postgres ${info.postgres} on 127.0.0.1:${c.port} (as ${info.serverUser})`);
+      say(`${wasRunning ? "already running" : "started"}: Postgres ${info.postgres} on its Unix socket in ${c.socketDir} (as ${info.serverUser})`);
+      say(`  agents connect through the supervisor on 127.0.0.1:${sup.port ?? "?"}`);
       say(`  data and log: ${c.dir}`);
       say(`  admin: psql "${c.adminTarget().display}"`);
     });
@@ -43,9 +48,14 @@ export function registerCluster(program: Command): void {
       const options = localClusterOptions(await projectFor(cmd));
       const c = openCluster(options);
       const s = clusterStatus(c);
-      const info = { dir: options.dir, ...s, ...(c === undefined ? {} : { port: c.port, postgres: c.binaries.version, socketDir: c.socketDir, logFile: c.logFile }) };
+      const sup = c === undefined ? undefined : supervisorState(c.dir);
+      const supervisor = sup === undefined ? undefined : { state: sup.state, ...(sup.port === undefined ? {} : { port: sup.port }), ...(sup.workerPid === undefined ? {} : { pid: sup.workerPid }), ...(sup.report === undefined ? {} : { updatedAt: sup.report.updatedAt }) };
+      const info = { dir: options.dir, ...s, ...(c === undefined ? {} : { port: c.port, postgres: c.binaries.version, socketDir: c.socketDir, logFile: c.logFile }), ...(supervisor === undefined ? {} : { supervisor }) };
       if (globalFlags(cmd).json) return sayJson(info);
       say(`${s.state}${c === undefined ? "" : `: Postgres ${c.binaries.version}, port ${c.port}${s.pid === undefined ? "" : `, pid ${s.pid}`}`}`);
+      if (supervisor !== undefined) {
+        say(`  supervisor: ${supervisor.state}${supervisor.state === "running" ? `, proxy on 127.0.0.1:${supervisor.port}, pid ${supervisor.pid}` : s.state === "running" ? " — no agent can connect until it runs again (any airlock command that opens the cluster starts it)" : ""}`);
+      }
       say(`  dir: ${options.dir}`);
     });
 

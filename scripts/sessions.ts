@@ -5,7 +5,7 @@
 import { type Command, Option } from "commander";
 import { AirlockError } from "../src/errors.ts";
 import { parseDuration } from "../src/config/schema.ts";
-import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
+import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession, sessionLimits } from "../src/staging/sessions.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson, sayUnredacted, table } from "./output.ts";
 
@@ -14,6 +14,10 @@ export function ttlOption(value: string): number {
   const ms = parseDuration(value);
   if (ms === undefined || ms <= 0) throw new AirlockError("AIRLOCK_BAD_TTL", `--ttl ${value} is not a duration`, { hint: 'use e.g. "30m", "2h" or "1d"' });
   return ms;
+}
+
+function formatBytes(n: number): string {
+  return n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GB` : n >= 1024 ** 2 ? `${Math.round(n / 1024 ** 2)} MB` : `${Math.round(n / 1024)} kB`;
 }
 
 function age(iso: string, now = Date.now()): string {
@@ -53,14 +57,35 @@ export function registerSessions(program: Command): void {
 
   program
     .command("ls")
-    .description("list sessions with backend, snapshot, age, expiry and state")
+    .description("list sessions with backend, snapshot, age, expiry, connections and disk against their limits, and state")
+    .addHelpText("after", "\nA session a limit stopped (its disk quota) shows why in STATE; its work is still there for `airlock diff`.")
     .action(async (_opts, cmd: Command) => {
-      const sessions = listSessions(await projectFor(cmd));
+      const project = await projectFor(cmd);
+      const sessions = listSessions(project);
       const now = Date.now();
-      const rows = sessions.map((s) => ({ ...s, state: s.expiresAt !== null && Date.parse(s.expiresAt) <= now ? "expired" : "ready" }));
+      const rows = sessions.map((s) => {
+        const limits = sessionLimits(project, s);
+        const state = limits?.stopped !== null && limits?.stopped !== undefined ? "stopped" : limits !== undefined && !limits.supervised ? "supervisor down" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now ? "expired" : "ready";
+        return { ...s, state, ...(limits === undefined ? {} : { limits }) };
+      });
       if (globalFlags(cmd).json) return sayJson(rows);
       if (rows.length === 0) return say("no sessions: `airlock up` or `airlock run -- <agent>`");
-      say(table(["id", "backend", "snapshot", "age", "expires", "state"], rows.map((s) => [s.id, s.backend, s.snapshotId, age(s.createdAt, now), s.expiresAt ?? "never", s.state])));
+      say(
+        table(
+          ["id", "backend", "snapshot", "age", "expires", "conns", "disk", "state"],
+          rows.map((s) => [
+            s.id,
+            s.backend,
+            s.snapshotId,
+            age(s.createdAt, now),
+            s.expiresAt ?? "never",
+            s.limits === undefined ? "-" : `${s.limits.connections}/${s.limits.connectionLimit}`,
+            s.limits === undefined ? "-" : `${formatBytes(s.limits.diskBytes)} / ${formatBytes(s.limits.quotaBytes)}`,
+            s.state,
+          ]),
+        ),
+      );
+      for (const s of rows) if (s.limits?.stopped) say(`${s.id}: ${s.limits.stopped}`);
     });
 
   program

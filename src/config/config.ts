@@ -4,7 +4,7 @@
  */
 import { AirlockError } from "../errors.ts";
 import { maskRule, ruleKey } from "../snapshot/rules.ts";
-import { type Problem, boolean, duration, number, object, oneOf, optional, record, section, string, withDefault } from "./schema.ts";
+import { type Problem, boolean, duration, number, object, oneOf, optional, record, section, size, string, withDefault } from "./schema.ts";
 
 const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
   if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return value;
@@ -47,6 +47,8 @@ const configSchema = object({
       ttl: withDefault(duration(), 2 * 3_600_000),
       connectionLimit: withDefault(number({ integer: true, min: 1, max: 1_000 }), 20),
       statementTimeout: withDefault(duration(), 5 * 60_000),
+      /** Disk a session's work database may use (its temporary files each too); the default is 4× the snapshot's restored size, at least 1GB. */
+      diskQuota: optional(size()),
     }),
   ),
   /** When a diff's changes become hazards. */

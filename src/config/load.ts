@@ -87,6 +87,15 @@ export function localClusterOptions(project: Project): ClusterOptions {
     ...(local.pgBin === undefined ? {} : { binaries: findPgBinaries({ ...process.env, AIRLOCK_PG_BIN: local.pgBin }) }),
     ...(local.serverUser === undefined ? {} : { serverUser: local.serverUser }),
     disposable: local.disposable,
-    settings: { max_connections: local.maxConnections, ...local.settings },
+    settings: {
+      // Only the Unix socket: agents come in through the supervisor's proxy (src/staging/supervisor.ts).
+      listen_addresses: "",
+      max_connections: local.maxConnections,
+      // A client stalling its handshake on the socket holds a backend slot at most this long.
+      authentication_timeout: "5s",
+      // pg_wal is recycled past this at checkpoints; the supervisor checkpoints when it holds twice as much.
+      max_wal_size: "256MB",
+      ...local.settings,
+    },
   };
 }

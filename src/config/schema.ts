@@ -74,6 +74,25 @@ export function duration(): Schema<number> {
   };
 }
 
+const SIZE = /^(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)$/i;
+const UNIT_BYTES: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+
+/** Bytes in a size such as "50MB", "2GB" (1 kB = 1024 bytes, as Postgres counts); undefined when malformed. */
+export function parseSize(text: string): number | undefined {
+  const m = SIZE.exec(text.trim());
+  return m === null ? undefined : Math.round(Number(m[1]) * UNIT_BYTES[m[2]!.toLowerCase()]!);
+}
+
+/** A size given as a string ("50MB") or a number of bytes; parsed to bytes. */
+export function size(): Schema<number> {
+  return (value, path, problems) => {
+    if (typeof value === "number" && Number.isInteger(value) && value > 0) return value;
+    const bytes = typeof value === "string" ? parseSize(value) : undefined;
+    if (bytes === undefined || bytes <= 0) return void problems.push({ path, message: `expected a size such as "500MB" or "2GB", got ${describe(value)}` });
+    return bytes;
+  };
+}
+
 /** A map from string keys to values of one schema. */
 export function record<T>(valueSchema: Schema<T>, keySchema?: Schema<string>): Schema<Record<string, T>> {
   return (value, path, problems) => {

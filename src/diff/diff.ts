@@ -18,6 +18,7 @@ import { settingSql } from "../catalog/sql.ts";
 import { applyDiff } from "../promote/apply.ts";
 import { FingerprintSet } from "../snapshot/leak-scan.ts";
 import { readManifest, snapshotsDir } from "../snapshot/store.ts";
+import { imposedAgentSettings } from "../staging/backend.ts";
 import { type ServiceRole, createServiceRole, handOver } from "../staging/roles.ts";
 import { type SessionRecord, readSession, sessionAdminTarget } from "../staging/sessions.ts";
 import { type TableShape, diffTable, foreignKeyOrder, readShapes } from "./data-diff.ts";
@@ -265,10 +266,10 @@ async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: Catalog
  * production's owners (their placeholders); Airlock's own limits on the
  * agent's role are not part of the model.
  */
-export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], statementTimeoutMs: number, replayer?: string): RoleMapping {
+export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], imposed: readonly string[], replayer?: string): RoleMapping {
   return {
     owners: new Set([admin.user, agentRole, ...productionOwners, ...(replayer === undefined ? [] : [replayer])]),
-    imposedRoleSettings: new Set([`statement_timeout=${Math.trunc(statementTimeoutMs)}`]),
+    imposedRoleSettings: new Set(imposed),
   };
 }
 
@@ -278,7 +279,9 @@ async function sessionDatabases(project: Project, sessionId: string) {
   const base = await sessionAdminTarget(project, sessionId, "base");
   const work = await sessionAdminTarget(project, sessionId, "work");
   const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
-  const mapping = (roles: DiffRoles) => sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], project.config.staging.statementTimeout, roles.replayer.name);
+  const quota = session.backendState.diskQuotaBytes;
+  const imposed = imposedAgentSettings({ statementTimeoutMs: project.config.staging.statementTimeout, ...(typeof quota === "number" ? { diskQuotaBytes: quota } : {}) });
+  const mapping = (roles: DiffRoles) => sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], imposed, roles.replayer.name);
   return { session, base, work, mapping };
 }
 

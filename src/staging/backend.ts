@@ -13,8 +13,10 @@ export type BackendKind = "local" | "pulumi";
 export interface AgentLimits {
   /** CONNECTION LIMIT of the agent's role. */
   readonly connectionLimit: number;
-  /** Role-level statement_timeout, in ms. */
+  /** Statement time, in ms (a role-level statement_timeout, and the local supervisor cancels past it). */
   readonly statementTimeoutMs: number;
+  /** Disk the work database may use (and each temporary file); default: 4× the snapshot's restored size, at least 1 GB. */
+  readonly diskQuotaBytes?: number;
 }
 
 /** What a backend needs to provision a session. */
@@ -53,4 +55,9 @@ export interface StagingBackend {
   adminTarget(sessionId: string, backendState: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget>;
   /** Destroys everything the session had: connections, databases, role (or the whole stack). */
   destroy(sessionId: string, backendState: Provisioned["backendState"]): Promise<void>;
+}
+
+/** The role settings Airlock puts on an agent's role (not part of the agent's catalog model). */
+export function imposedAgentSettings(limits: Pick<AgentLimits, "statementTimeoutMs" | "diskQuotaBytes">): string[] {
+  return [`statement_timeout=${Math.trunc(limits.statementTimeoutMs)}`, ...(limits.diskQuotaBytes === undefined ? [] : [`temp_file_limit=${Math.ceil(limits.diskQuotaBytes / 1024)}`])];
 }

@@ -6,6 +6,8 @@
  * and everything in it, nothing more.
  */
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type pg from "pg";
 import { restoreSnapshot } from "../../seeders/restore.ts";
 import { applyDatabaseSettings, checkRestoredCatalog } from "../catalog/restore.ts";
@@ -13,13 +15,41 @@ import { AirlockError } from "../errors.ts";
 import { readSnapshotCatalog } from "../snapshot/store.ts";
 import { type ClusterOptions, type LocalCluster, ensureCluster } from "../pg/cluster.ts";
 import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
-import type { AgentLimits, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
+import { type AgentLimits, type Provisioned, type ProvisionRequest, type StagingBackend, imposedAgentSettings } from "./backend.ts";
 import { handOver } from "./roles.ts";
+import { ensureSupervisor } from "./supervisor.ts";
 
-/** Database and role names of a session (ids are [a-z0-9-], so names need no quoting surprises). */
+/**
+ * Database and role names of a session (ids are [a-z0-9-], so names need no quoting surprises). The agent's
+ * role is named like its work database: pg_hba.conf lets agent roles reach only `sameuser` databases.
+ */
 export function sessionObjectNames(sessionId: string): { base: string; work: string; role: string } {
   const s = sessionId.replace(/-/g, "_");
-  return { base: `airlock_${s}_base`, work: `airlock_${s}_work`, role: `agent_${s}` };
+  return { base: `airlock_${s}_base`, work: `airlock_${s}_work`, role: `airlock_${s}_work` };
+}
+
+/** The group every agent role is in: what pg_hba.conf names them by. */
+export const AGENTS_GROUP = "airlock_agents";
+
+/** Connections kept free of sessions for Airlock's own roles (diff readers and replayers, the supervisor, admin). */
+const RESERVED_CONNECTIONS = 24;
+
+/**
+ * The staging cluster's pg_hba.conf. Postgres listens only on its Unix socket (a 0700 directory); agents come
+ * in through the supervisor's proxy, which authenticates them and connects with their password.
+ */
+function hbaConf(superuser: string): string {
+  return [
+    "# Written by Airlock (src/staging/local-backend.ts) whenever it opens the staging cluster; edits are lost.",
+    "# Airlock itself, over the socket in its 0700 directory.",
+    `local   all        ${quoteIdent(superuser)}   trust`,
+    "# An agent's role reaches only the database named like it (its work), with its password, whatever it GRANTs.",
+    `local   sameuser   +${AGENTS_GROUP}   scram-sha-256`,
+    `local   all        +${AGENTS_GROUP}   reject`,
+    "# Airlock's per-diff reader and replayer roles, with their passwords.",
+    "local   all        all   scram-sha-256",
+    "",
+  ].join("\n");
 }
 
 /** The template database a snapshot is restored into, once. */
@@ -36,17 +66,29 @@ export class LocalBackend implements StagingBackend {
   readonly kind = "local" as const;
   private cluster: LocalCluster | undefined;
 
-  constructor(private readonly clusterOptions: ClusterOptions) {}
+  private proxyPort: number | undefined;
 
-  /** The staging cluster, created and started on demand. */
+  /** `sessionsDir`: where session records are, for the supervisor. */
+  constructor(
+    private readonly clusterOptions: ClusterOptions,
+    private readonly sessionsDir: string,
+  ) {}
+
+  /** The staging cluster, created and started on demand, with its access rules and its supervisor. */
   async ensureCluster(): Promise<LocalCluster> {
     if (this.cluster === undefined) {
-      this.cluster = await ensureCluster(this.clusterOptions);
-      // Nobody but the superuser connects to the maintenance databases.
-      await withClient(this.cluster.adminTarget(), { step: "up" }, async (c) => {
+      const cluster = await ensureCluster(this.clusterOptions);
+      const superuser = cluster.adminTarget().user;
+      writeFileSync(join(cluster.dataDir, "pg_hba.conf"), hbaConf(superuser));
+      await withClient(cluster.adminTarget(), { step: "up" }, async (c) => {
+        // Nobody but the superuser connects to the maintenance databases.
         await query(c, "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
         await query(c, "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC");
+        await query(c, `DO $$ BEGIN CREATE ROLE ${quoteIdent(AGENTS_GROUP)} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+        await query(c, "SELECT pg_reload_conf()");
       });
+      this.proxyPort = await ensureSupervisor(cluster.dir, this.sessionsDir);
+      this.cluster = cluster;
     }
     return this.cluster;
   }
@@ -93,12 +135,19 @@ export class LocalBackend implements StagingBackend {
     const template = await this.ensureTemplate(request.snapshot);
     const names = sessionObjectNames(request.sessionId);
     const password = randomBytes(18).toString("base64url");
+    let diskQuotaBytes = request.limits.diskQuotaBytes;
     try {
       await withClient(cluster.adminTarget(), { step: "up" }, async (c) => {
         for (const db of [names.base, names.work]) {
           if (await databaseExists(c, db)) {
             throw new AirlockError("AIRLOCK_SESSION_EXISTS", `the staging database ${db} exists already`, { hint: "choose another session name, or `airlock down` the old one" });
           }
+        }
+        await this.checkCapacity(c, request.limits.connectionLimit);
+        // By default a session may grow its work database to 4× the snapshot's size, and at least to 1 GB.
+        if (diskQuotaBytes === undefined) {
+          const r = await query<{ bytes: string }>(c, "SELECT pg_database_size($1)::text AS bytes", [template]);
+          diskQuotaBytes = Math.max(1024 ** 3, 4 * Number(r.rows[0]!.bytes));
         }
         // FILE_COPY copies the template's files instead of WAL-logging every block: three times
         // faster for a large snapshot, and its checkpoint is cheap on a cluster without fsync.
@@ -110,7 +159,7 @@ export class LocalBackend implements StagingBackend {
           withClient(cluster.adminTarget(), { step: "up" }, (c2) => query(c2, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`)),
         ]);
         for (const db of [names.base, names.work]) await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(db)} FROM PUBLIC`);
-        await this.createAgentRole(c, names.role, password, request.limits);
+        await this.createAgentRole(c, names.role, password, { ...request.limits, diskQuotaBytes: diskQuotaBytes! });
         await query(c, `GRANT CONNECT ON DATABASE ${quoteIdent(names.work)} TO ${quoteIdent(names.role)}`);
         await query(c, `ALTER DATABASE ${quoteIdent(names.work)} OWNER TO ${quoteIdent(names.role)}`);
       });
@@ -123,18 +172,45 @@ export class LocalBackend implements StagingBackend {
       throw e;
     }
     return {
-      agent: { host: "127.0.0.1", port: cluster.port, database: names.work, user: names.role, password },
-      backendState: { cluster: cluster.dir, template, base: names.base, work: names.work, role: names.role },
+      // The agent's only door is the supervisor's proxy.
+      agent: { host: "127.0.0.1", port: this.proxyPort!, database: names.work, user: names.role, password },
+      backendState: {
+        cluster: cluster.dir,
+        template,
+        base: names.base,
+        work: names.work,
+        role: names.role,
+        connectionLimit: request.limits.connectionLimit,
+        statementTimeoutMs: request.limits.statementTimeoutMs,
+        diskQuotaBytes: diskQuotaBytes!,
+      },
     };
   }
 
-  private async createAgentRole(c: pg.ClientBase, role: string, password: string, limits: AgentLimits): Promise<void> {
+  /** Refuses a session whose connections would not fit beside the others' (sessions must never starve each other). */
+  private async checkCapacity(c: pg.ClientBase, wanted: number): Promise<void> {
+    const max = Number((await query<{ v: string }>(c, "SELECT current_setting('max_connections') AS v")).rows[0]!.v);
+    const reserved = Number((await query<{ v: string }>(c, "SELECT current_setting('superuser_reserved_connections') AS v")).rows[0]!.v);
+    const taken = await query<{ n: string }>(c, "SELECT coalesce(sum(rolconnlimit), 0)::text AS n FROM pg_roles WHERE pg_has_role(oid, $1, 'MEMBER') AND oid <> $1::regrole AND rolcanlogin", [AGENTS_GROUP]);
+    const room = max - reserved - RESERVED_CONNECTIONS - Number(taken.rows[0]!.n);
+    if (wanted > room) {
+      throw new AirlockError("AIRLOCK_STAGING_FULL", `the staging cluster has room for ${Math.max(0, room)} more agent connections, and a session takes ${wanted}`, {
+        hint: "end a session (`airlock down`), lower staging.connectionLimit, or raise local.maxConnections (applies to a new cluster)",
+      });
+    }
+  }
+
+  private async createAgentRole(c: pg.ClientBase, role: string, password: string, limits: AgentLimits & { readonly diskQuotaBytes: number }): Promise<void> {
     // The statement carries the password: the cluster never logs statements (log_statement = none).
     await query(
       c,
-      `CREATE ROLE ${quoteIdent(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${Math.trunc(limits.connectionLimit)} PASSWORD ${quoteLiteral(password)}`,
+      `CREATE ROLE ${quoteIdent(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${Math.trunc(limits.connectionLimit)} IN ROLE ${quoteIdent(AGENTS_GROUP)} PASSWORD ${quoteLiteral(password)}`,
     );
-    await query(c, `ALTER ROLE ${quoteIdent(role)} SET statement_timeout = ${Math.trunc(limits.statementTimeoutMs)}`);
+    // temp_file_limit only a superuser may change: the agent cannot lift it. The supervisor enforces the rest.
+    for (const setting of imposedAgentSettings(limits)) {
+      const at = setting.indexOf("=");
+      await query(c, `ALTER ROLE ${quoteIdent(role)} SET ${setting.slice(0, at)} = ${setting.slice(at + 1)}`);
+    }
   }
 
   async adminTarget(sessionId: string, _state: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget> {

@@ -10,12 +10,13 @@ import { join } from "node:path";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
-import { localClusterOptions } from "../config/load.ts";
+import { localClusterDir, localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import type { BackendKind, Provisioned, StagingBackend } from "./backend.ts";
 import { LocalBackend } from "./local-backend.ts";
+import { supervisorState } from "./supervisor.ts";
 
 /** A session as recorded on disk. */
 export interface SessionRecord {
@@ -49,7 +50,7 @@ function sessionFile(project: Project, id: string): string {
 
 /** The backend of a kind for a project (the Pulumi one is loaded only when asked for). */
 export async function backendFor(project: Project, kind: BackendKind): Promise<StagingBackend> {
-  if (kind === "local") return new LocalBackend(localClusterOptions(project));
+  if (kind === "local") return new LocalBackend(localClusterOptions(project), sessionsDir(project));
   const { PulumiBackend } = await import("./pulumi-backend.ts");
   return new PulumiBackend({ stateDir: project.statePath(), projectDir: project.dir });
 }
@@ -101,7 +102,11 @@ export async function createSession(project: Project, options: UpOptions = {}): 
     const provisioned = await backend.provision({
       sessionId: id,
       snapshot: { dir: snapshotDir(dir, manifest.id), manifest },
-      limits: { connectionLimit: project.config.staging.connectionLimit, statementTimeoutMs: project.config.staging.statementTimeout },
+      limits: {
+        connectionLimit: project.config.staging.connectionLimit,
+        statementTimeoutMs: project.config.staging.statementTimeout,
+        ...(project.config.staging.diskQuota === undefined ? {} : { diskQuotaBytes: project.config.staging.diskQuota }),
+      },
       expiresAt,
     });
     const { password, ...agent } = provisioned.agent;
@@ -116,6 +121,35 @@ export async function createSession(project: Project, options: UpOptions = {}): 
     rmSync(`${file}.tmp`, { force: true });
     throw e;
   }
+}
+
+/** A session's use of its limits, as the local supervisor last saw it (local sessions only). */
+export interface SessionLimitsView {
+  readonly connections: number;
+  readonly connectionLimit: number;
+  readonly diskBytes: number;
+  readonly quotaBytes: number;
+  /** Why a limit stopped it (null while it runs). */
+  readonly stopped: string | null;
+  /** False when the supervisor does not run: then no agent can connect. */
+  readonly supervised: boolean;
+}
+
+/** What the supervisor reports of a local session; undefined for other backends. */
+export function sessionLimits(project: Project, s: SessionRecord): SessionLimitsView | undefined {
+  if (s.backend !== "local") return undefined;
+  const state = supervisorState(localClusterDir(project));
+  const u = state.report?.sessions[s.agent.user];
+  const limit = s.backendState.connectionLimit;
+  const quota = s.backendState.diskQuotaBytes;
+  return {
+    connections: u?.connections ?? 0,
+    connectionLimit: typeof limit === "number" ? limit : project.config.staging.connectionLimit,
+    diskBytes: u?.diskBytes ?? 0,
+    quotaBytes: u?.quotaBytes ?? (typeof quota === "number" ? quota : 0),
+    stopped: u?.stopped ?? null,
+    supervised: state.state === "running",
+  };
 }
 
 /** Every session, oldest first. */

@@ -1,0 +1,160 @@
+/**
+ * The staging cluster's supervisor, as the CLI sees it: where it keeps its
+ * files, whether it runs, how to start it, and what it last reported.
+ *
+ * The supervisor (src/staging/supervisor-main.ts) is two processes that
+ * outlive the CLI: a keeper that restarts the worker whenever it dies, and
+ * the worker, which is the staging cluster's only TCP door (an
+ * authenticating proxy, src/staging/proxy.ts; Postgres itself listens only
+ * on its Unix socket) and enforces every session's limits from outside the
+ * agent's reach: statement time, connections, disk. Both end by themselves
+ * when the cluster stops. Files, under `<cluster>/supervisor/` (0700):
+ *
+ *   port          the proxy's TCP port, chosen once (session URLs keep working across restarts)
+ *   keeper.pid    the keeper's pid
+ *   worker.json   the worker's pid and port, written once it listens
+ *   status.json   per session: connections, disk used and quota, why it was stopped (every second)
+ *   stopped.json  sessions a limit stopped, and why (kept across restarts)
+ *   supervisor.log
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { AirlockError } from "../errors.ts";
+
+/** What the worker reports for one session. */
+export interface SessionUsage {
+  readonly connections: number;
+  readonly diskBytes: number;
+  readonly quotaBytes: number;
+  /** Why a limit stopped the session; null while it runs. */
+  readonly stopped: string | null;
+}
+
+/** The worker's last report. */
+export interface SupervisorReport {
+  readonly updatedAt: string;
+  readonly pid: number;
+  readonly port: number;
+  /** By agent role. */
+  readonly sessions: Readonly<Record<string, SessionUsage>>;
+}
+
+/** Whether the supervisor runs, and its last report. */
+export interface SupervisorState {
+  readonly state: "running" | "down";
+  readonly keeperPid?: number;
+  readonly workerPid?: number;
+  readonly port?: number;
+  readonly report?: SupervisorReport;
+}
+
+/** The supervisor's files for a cluster directory. */
+export function supervisorPaths(clusterDir: string) {
+  const dir = join(clusterDir, "supervisor");
+  return {
+    dir,
+    port: join(dir, "port"),
+    keeperPid: join(dir, "keeper.pid"),
+    worker: join(dir, "worker.json"),
+    status: join(dir, "status.json"),
+    stopped: join(dir, "stopped.json"),
+    log: join(dir, "supervisor.log"),
+  };
+}
+
+/** Whether a process runs; a zombie (killed, not yet reaped — as orphans stay in a container whose init does not reap) does not. */
+function isAlive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return process.platform !== "linux";
+  }
+}
+
+function readJson<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the supervisor of a cluster runs (keeper and worker alive), and what it last reported. */
+export function supervisorState(clusterDir: string): SupervisorState {
+  const p = supervisorPaths(clusterDir);
+  const keeperPid = existsSync(p.keeperPid) ? Number(readFileSync(p.keeperPid, "utf8").trim()) : undefined;
+  const worker = readJson<{ pid: number; port: number }>(p.worker);
+  const report = readJson<SupervisorReport>(p.status);
+  const running = isAlive(keeperPid) && isAlive(worker?.pid);
+  return {
+    state: running ? "running" : "down",
+    ...(keeperPid === undefined ? {} : { keeperPid }),
+    ...(worker === undefined ? {} : { workerPid: worker.pid, port: worker.port }),
+    ...(report === undefined ? {} : { report }),
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address !== null ? resolvePort(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** The proxy's port for a cluster, chosen once and kept. */
+async function proxyPort(clusterDir: string): Promise<number> {
+  const p = supervisorPaths(clusterDir);
+  if (existsSync(p.port)) return Number(readFileSync(p.port, "utf8").trim());
+  const port = await freePort();
+  writeFileSync(p.port, `${port}\n`, { mode: 0o600 });
+  return port;
+}
+
+/** The command line that runs the supervisor's entry point (TypeScript, through tsx's loader). */
+export function supervisorEntryArgs(mode: "keeper" | "worker", clusterDir: string, sessionsDir: string): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const loader = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve("tsx/package.json")), "dist", "loader.mjs")).href;
+  return ["--import", loader, join(here, "supervisor-main.ts"), mode, clusterDir, sessionsDir];
+}
+
+/**
+ * Starts the supervisor of a cluster unless it runs, and waits until its worker listens; returns the proxy's
+ * port. The processes are detached: they keep running after the CLI exits and end when the cluster stops.
+ */
+export async function ensureSupervisor(clusterDir: string, sessionsDir: string, timeoutMs = 15_000): Promise<number> {
+  const p = supervisorPaths(clusterDir);
+  mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+  const port = await proxyPort(clusterDir);
+  const now = supervisorState(clusterDir);
+  if (now.state === "running" && now.port === port) return port;
+  if (!isAlive(now.keeperPid)) {
+    const log = openSync(p.log, "a", 0o600);
+    const child = spawn(process.execPath, supervisorEntryArgs("keeper", clusterDir, sessionsDir), { detached: true, stdio: ["ignore", log, log], env: { ...process.env, NODE_OPTIONS: "" } });
+    child.unref();
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const s = supervisorState(clusterDir);
+    if (s.state === "running" && s.port === port) return port;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const tail = existsSync(p.log) ? readFileSync(p.log, "utf8").split("\n").slice(-6).join("\n").trim() : "";
+  throw new AirlockError("AIRLOCK_SUPERVISOR_DOWN", `the staging supervisor did not start within ${Math.round(timeoutMs / 1000)} s${tail === "" ? "" : `:\n${tail}`}`, {
+    hint: `sessions are handed out only while it runs; see ${p.log}`,
+  });
+}
