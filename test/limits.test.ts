@@ -81,7 +81,7 @@ afterAll(async () => {
   await prodCluster?.close();
 });
 
-describe("limits the agent is given are enforced from outside its reach, and one session cannot starve another", () => {
+describe("13. one session cannot lift its own limits or starve another session (connections, statement time, disk)", () => {
   it("a statement past the session's limit is cancelled whatever statement_timeout the agent set, on this connection or by ALTER ROLE", async () => {
     const s = await createSession(project, { name: "sleeper" });
     try {

@@ -90,8 +90,10 @@ describe("the agent cannot reach what is not its own", () => {
     const agentA = agentConnection(project, a.id).target;
     const connectAs = (database: string) => openClient(makeTarget({ ...agentA, password: agentA.password!, database }), { step: "test", searchPath: "public" });
     for (const db of [sessionObjectNames(a.id).base, sessionObjectNames(b.id).work, "postgres", "template1"]) {
+      // Refused at the door (the supervisor's proxy), before Postgres sees it.
       const err = await caught(connectAs(db));
-      expect(err.code, db).toBe("AIRLOCK_PERMISSION_DENIED");
+      expect(err.code, db).toBe("AIRLOCK_AUTH_FAILED");
+      expect(err.message, db).toContain(`may only connect to database ${sessionObjectNames(a.id).work}`);
     }
     await withClient(agentA, { step: "test", searchPath: "public" }, async (c) => {
       expect((await caught(c.query("CREATE ROLE sneaky LOGIN").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
