@@ -12,7 +12,7 @@ import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { say, sayJson, warn } from "./output.ts";
+import { say, sayJson } from "./output.ts";
 
 function productionTarget(to: string | undefined) {
   const url = to ?? process.env.PROD_DATABASE_URL;
@@ -60,21 +60,12 @@ export function registerPromote(program: Command): void {
     .addHelpText("after", "\nExit codes: 0 promoted, 1 error (production unchanged), 2 refused (not approved, conflict, tampered; production unchanged).\n\nExample:\n  airlock promote 3f9a2c1b --dry-run && airlock promote 3f9a2c1b")
     .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; rekey?: boolean; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const pauseAt = process.env.AIRLOCK_TEST_PAUSE_AT_STATEMENT;
       const r = await promoteDiff(project, idArg, {
         to: productionTarget(opts.to),
         secret: process.env.AIRLOCK_SECRET,
         ...(opts.dryRun === true ? { dryRun: true } : {}),
         ...(opts.rekey === true ? { rekey: true } : {}),
         by: opts.by ?? defaultActor(),
-        // A test hook: stop before statement N and wait to be killed, to prove a killed promotion changes nothing.
-        ...(pauseAt === undefined ? {} : {
-          beforeStatement: async (i: number) => {
-            if (i !== Number(pauseAt)) return;
-            warn("airlock-test: paused");
-            await new Promise(() => undefined);
-          },
-        }),
       });
       if (globalFlags(cmd).json) return sayJson(r);
       const s = r.summary;

@@ -4,7 +4,7 @@
  * safety invariant of DESIGN.md that ends at production has a test here.
  */
 import { spawn } from "node:child_process";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
@@ -214,27 +214,61 @@ describe("a promotion is atomic", () => {
   });
 
   it("leaves production unchanged when the promotion process is killed mid-way, releases its lock, and a rerun succeeds", async () => {
-    const id = await agentDiff("killed", "UPDATE bookings SET status = 'no_show' WHERE id BETWEEN 51 AND 56; INSERT INTO gallery_images (id, title, url, category) VALUES (960, 'k', 'https://example.com/k.jpg', 'rooms');");
+    // Six updates, then inserts; the review's foreign-key check must lock booking 57 (FOR KEY SHARE), a row the diff does not change.
+    const id = await agentDiff(
+      "killed",
+      `UPDATE bookings SET status = 'no_show' WHERE id BETWEEN 51 AND 56;
+       INSERT INTO gallery_images (id, title, url, category) VALUES (960, 'k', 'https://example.com/k.jpg', 'rooms');
+       INSERT INTO reviews (id, booking_id, rating) VALUES (9601, 57, 4);`,
+    );
     approveDiff(project, id, { by: "reviewer", accept: [] });
     const before = await checksums();
     const url = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
-    const child = spawn(process.execPath, [BIN, "promote", id, "--to", url], { cwd: project.dir, env: { ...process.env, AIRLOCK_SECRET: SECRET, AIRLOCK_TEST_PAUSE_AT_STATEMENT: "4" }, stdio: ["ignore", "pipe", "pipe"] });
-    await new Promise<void>((res, rej) => {
-      let err = "";
-      child.stderr.on("data", (d: Buffer) => {
-        err += d.toString();
-        if (err.includes("airlock-test: paused")) res();
+    // Paused from outside: another connection holds booking 57 FOR UPDATE. The promotion begins its transaction, takes its
+    // advisory lock, locks and checks the rows it changes (51..56), pauses the tables' triggers, applies the updates, and
+    // then waits at the review's insert. Its own config gives it a lock timeout long enough to be killed while it waits.
+    const killConfig = join(project.dir, "airlock.kill-test.config.ts");
+    writeFileSync(killConfig, `export default { promote: { lockTimeout: "60s", statementTimeout: "60s" } };\n`);
+    const admin = prodCluster.cluster.adminTarget("production");
+    try {
+      await withClient(admin, { step: "test-holder", searchPath: "public" }, async (holder) => {
+        await holder.query("BEGIN");
+        await holder.query("SELECT 1 FROM bookings WHERE id = 57 FOR UPDATE");
+        const child = spawn(process.execPath, [BIN, "--config", killConfig, "promote", id, "--to", url], { cwd: project.dir, env: { ...process.env, AIRLOCK_SECRET: SECRET }, stdio: ["ignore", "pipe", "pipe"] });
+        let output = "";
+        child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+        const closed = new Promise<NodeJS.Signals | null>((res) => child.on("close", (_code, signal) => res(signal)));
+        const blocked = await withClient(admin, { step: "test-monitor", searchPath: "public" }, async (monitor) => {
+          for (let i = 0; i < 600; i++) {
+            if (child.exitCode !== null) throw new Error(`promote exited before it blocked: ${output}`);
+            const r = await monitor.query(
+              `SELECT a.query, a.wait_event_type, a.state, a.xact_start IS NOT NULL AS in_transaction,
+                      EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS advisory_lock
+                 FROM pg_stat_activity a WHERE a.application_name = 'airlock/promote' AND a.wait_event_type = 'Lock'`,
+            );
+            if (r.rows.length > 0) return r.rows[0] as { query: string; wait_event_type: string; state: string; in_transaction: boolean; advisory_lock: boolean };
+            await new Promise((res) => setTimeout(res, 50));
+          }
+          throw new Error(`promote never blocked: ${output}`);
+        });
+        // Blocked inside its transaction, holding its advisory lock, at the review's insert: the updates before it ran.
+        expect(blocked).toMatchObject({ state: "active", in_transaction: true, advisory_lock: true });
+        expect(blocked.query).toMatch(/^INSERT INTO "?public"?\."?reviews"? /);
+        // Now the process dies, then the holder lets go.
+        child.kill("SIGKILL");
+        expect(await closed).toBe("SIGKILL");
+        await holder.query("ROLLBACK");
       });
-      child.on("exit", () => rej(new Error(`promote exited before pausing: ${err}`)));
-    });
-    // Half the statements ran inside the open transaction; now the process dies.
-    child.kill("SIGKILL");
-    await new Promise((res) => child.on("close", res));
+    } finally {
+      rmSync(killConfig, { force: true });
+    }
     for (let i = 0; i < 100; i++) {
       const left = await prodQuery("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'airlock/promote'");
       if (left[0]!.n === 0) break;
       await new Promise((res) => setTimeout(res, 50));
     }
+    expect(await prodQuery("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'airlock/promote'")).toEqual([{ n: 0 }]);
     expect(await checksums()).toEqual(before);
     expect(await prodQuery("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'")).toEqual([{ n: 0 }]);
     const rerun = await promote(id);

@@ -14,7 +14,7 @@ import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { restoreSnapshot } from "../seeders/restore.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { findPgBinaries } from "../src/pg/binaries.ts";
-import { type PgTarget, formatUrl, makeTarget, withClient } from "../src/pg/connect.ts";
+import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { type CaptureOptions, captureSnapshot } from "../src/snapshot/capture.ts";
 import type { MaskRule } from "../src/snapshot/rules.ts";
 import { type SnapshotManifest, snapshotDir, verifySnapshot } from "../src/snapshot/store.ts";
@@ -178,22 +178,43 @@ describe("production is opened only by a read-only capture, with at most two con
         await new Promise((res) => setTimeout(res, 5));
       }
     });
-    let inserted = false;
-    const manifest = await captureSnapshot(
-      options({
-        afterTable: async () => {
-          if (inserted) return;
-          inserted = true;
-          // A guest and their booking, committed together while the capture runs.
-          await withClient(admin, { step: "test", searchPath: "public" }, async (c) => {
-            await c.query("BEGIN");
-            const g = await c.query("INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('Late Guest', 'late.guest@example.org', now(), now()) RETURNING id");
-            await c.query("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES ($1, '2025-01-01', '2025-01-03', 100)", [g.rows[0].id]);
-            await c.query("COMMIT");
-          });
-        },
-      }),
-    );
+    // Paused from outside: before the capture starts, a transaction holds logins (a table no PII sample reads) in ACCESS
+    // EXCLUSIVE mode, so the capture waits for it after exporting its snapshot and before copying any table.
+    const holder = await openClient(admin, { step: "test-holder", searchPath: "public" });
+    const monitor = await openClient(admin, { step: "test-monitor", searchPath: "public" });
+    let manifest: SnapshotManifest;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE logins IN ACCESS EXCLUSIVE MODE");
+      const capturing = captureSnapshot(options({ lockTimeoutMs: 60_000 }));
+      capturing.catch(() => undefined);
+      let waiting: Array<Record<string, unknown>> = [];
+      for (let i = 0; i < 600 && waiting.length === 0; i++) {
+        await new Promise((res) => setTimeout(res, 25));
+        waiting = (
+          await monitor.query(
+            `SELECT a.application_name FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
+              WHERE a.datname = 'production' AND a.application_name LIKE 'airlock/capture%' AND a.wait_event_type = 'Lock' AND l.relation = 'logins'::regclass`,
+          )
+        ).rows;
+      }
+      expect(waiting.length, "the capture never waited for the held table").toBe(1);
+      // The capture's own transaction is open and holds the snapshot it exported.
+      const open = await monitor.query("SELECT backend_xmin IS NOT NULL AS snapshot FROM pg_stat_activity WHERE datname = 'production' AND application_name = 'airlock/capture' AND xact_start IS NOT NULL");
+      expect(open.rows).toEqual([{ snapshot: true }]);
+      // A guest and their booking, committed together while the capture waits.
+      await withClient(admin, { step: "test", searchPath: "public" }, async (c) => {
+        await c.query("BEGIN");
+        const g = await c.query("INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('Late Guest', 'late.guest@example.org', now(), now()) RETURNING id");
+        await c.query("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES ($1, '2025-01-01', '2025-01-03', 100)", [g.rows[0].id]);
+        await c.query("COMMIT");
+      });
+      await holder.query("ROLLBACK");
+      manifest = await capturing;
+    } finally {
+      await holder.end().catch(() => undefined);
+      await monitor.end().catch(() => undefined);
+    }
     sampling = false;
     await sampler;
     expect(maxConnections).toBeGreaterThanOrEqual(1);

@@ -127,8 +127,6 @@ export interface ApplyOptions {
    * left out, or the agent's settings would land on the staging server's own roles.
    */
   readonly replay?: boolean;
-  /** Called before each statement (progress; tests pause here to kill a promotion mid-way). */
-  readonly beforeStatement?: (index: number, total: number, statement: Statement) => Promise<void> | void;
 }
 
 /** The diff's tables as qualified, quoted names. */
@@ -153,7 +151,6 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
   const owners = new OwnerRunner(client);
   let i = 0;
   const run = async (s: Statement) => {
-    await options.beforeStatement?.(i, total, s);
     if (s.change?.runsCode !== undefined) {
       await owners.run(s.change, s.change.runsCode, s.sql);
       i++;
