@@ -2,7 +2,7 @@
  * `airlock run -- <agent command…>`: start a session and run the agent in
  * it, with the staging URL as its only database.
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
 import { runAgent } from "../src/staging/run.ts";
 import { globalFlags, projectFor } from "./context.ts";
@@ -16,16 +16,22 @@ export function registerRun(program: Command): void {
     .addHelpText(
       "after",
       `
-The agent sees DATABASE_URL and PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE for
-its session's work database, and AIRLOCK_SESSION. Production URLs, AIRLOCK_*,
-PULUMI_* secrets and any variable mentioning production are removed.
+The agent runs in a sandbox (bubblewrap on Linux): .airlock/, the cluster,
+.env files and Docker sockets are hidden, the system is read-only, the project
+stays writable. Its environment is an allowlist: PATH, HOME, LANG, LC_*, TERM,
+TMPDIR, USER, SHELL, the names in run.env of airlock.config.ts, and
+DATABASE_URL, PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE and AIRLOCK_SESSION
+for its session — never a value holding a secret Airlock knows.
+--sandbox none runs it unsandboxed (it can then read .env and .airlock/): said
+loudly and recorded in the audit trail.
 When the agent exits, its changes become a verified diff (as \`airlock diff\`);
 the session is kept for review. The agent's exit code is Airlock's.
 
 Example:
   airlock run --name fix-gallery -- node agent.js --task "fix the gallery"`,
     )
-    .action(async (command: string[], opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi" }, cmd: Command) => {
+    .addOption(new Option("--sandbox <kind>", "how the agent is contained (default from config: bubblewrap)").choices(["bubblewrap", "none"]))
+    .action(async (command: string[], opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi"; sandbox?: "bubblewrap" | "none" }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const project = await projectFor(cmd);
       const result = await runAgent(project, command, {
@@ -34,6 +40,8 @@ Example:
         ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
         ...(opts.keep === true ? { keep: true } : {}),
         ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+        ...(opts.sandbox === undefined ? {} : { sandbox: opts.sandbox }),
+        onUnsandboxed: () => warn("airlock: WARNING: the agent runs WITHOUT a sandbox (--sandbox none): it can read .env, .airlock/ and everything this user can; recorded in the audit trail"),
         onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
       });
       // What the agent did becomes a verified diff at once; the session stays for review.

@@ -19,6 +19,7 @@ import { readProductionLog, verifyProductionLog } from "../../src/promote/produc
 import { promoteDiff } from "../../src/promote/promote.ts";
 import { rollbackPromotion } from "../../src/promote/rollback.ts";
 import { captureSnapshot } from "../../src/snapshot/capture.ts";
+import { defaultSandbox } from "../../src/staging/sandbox.ts";
 import { runAgent } from "../../src/staging/run.ts";
 import { destroySession, listSessions } from "../../src/staging/sessions.ts";
 import { seedDemo } from "./index.ts";
@@ -121,7 +122,10 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     heading("3. The agent repeats the incident inside its own session (airlock run)");
     const prodConnections = async () => (await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) => query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"))).rows[0]!.n;
     const connectionsBefore = await prodConnections();
-    const incident = await runAgent(project, [process.execPath, AGENT, "incident"], { snapshotId: manifest.id, name: "demo-incident", stdio: io.agentOutput });
+    // The agent runs in the sandbox where this machine has one (bubblewrap); the demo says which.
+    const sandbox = defaultSandbox() ?? "none";
+    io.info(sandbox === "none" ? "no sandbox on this machine (bubblewrap is not installed): the demo agent runs unsandboxed" : `the agent runs in a ${sandbox} sandbox: .airlock/ and .env hidden, the system read-only`);
+    const incident = await runAgent(project, [process.execPath, AGENT, "incident"], { snapshotId: manifest.id, name: "demo-incident", stdio: io.agentOutput, sandbox });
     check("the agent finished", incident.exitCode === 0);
     check("production untouched while the agent ran (checksum of every table)", same(await checksums(prod), original));
     check(`production saw no connection from the agent (${await prodConnections()} client connections, as before: ${connectionsBefore})`, (await prodConnections()) === connectionsBefore);
@@ -155,7 +159,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check("approving it without accepting BULK_DELETE by name is refused", isAirlockError(noAccept, "AIRLOCK_HAZARD_NOT_ACCEPTED"));
 
     heading("6. A second session with only the legitimate fix: reviewed, approved, promoted");
-    const fix = await runAgent(project, [process.execPath, AGENT, "fix"], { snapshotId: manifest.id, name: "demo-fix", stdio: io.agentOutput });
+    const fix = await runAgent(project, [process.execPath, AGENT, "fix"], { snapshotId: manifest.id, name: "demo-fix", stdio: io.agentOutput, sandbox });
     check("the agent finished", fix.exitCode === 0);
     const d2 = await diffSession(project, "demo-fix");
     fixDiff = d2.id;

@@ -2,7 +2,8 @@
  * The staging-side audit trail: `.airlock/audit.jsonl`, one hash-chained
  * entry per line for snapshot, up, run, diff, approve and down.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { appendPrivate, privateDir, writePrivate } from "../config/private-files.ts";
 import { dirname } from "node:path";
 import type { Project } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
@@ -38,9 +39,9 @@ function headFile(project: Project): string {
 export function recordEvent(project: Project, event: AuditEvent): AuditEntry {
   const entries = readJournal(project);
   const entry = nextEntry(entries[entries.length - 1], event);
-  mkdirSync(dirname(journalFile(project)), { recursive: true });
-  appendFileSync(journalFile(project), `${JSON.stringify(entry)}\n`);
-  writeFileSync(headFile(project), `${entry.seq} ${entry.hash}\n`);
+  privateDir(dirname(journalFile(project)), project.statePath());
+  appendPrivate(journalFile(project), `${JSON.stringify(entry)}\n`);
+  writePrivate(headFile(project), `${entry.seq} ${entry.hash}\n`);
   return entry;
 }
 

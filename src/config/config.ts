@@ -4,7 +4,7 @@
  */
 import { AirlockError } from "../errors.ts";
 import { maskRule, ruleKey } from "../snapshot/rules.ts";
-import { type Problem, boolean, duration, number, object, oneOf, optional, record, section, size, string, withDefault } from "./schema.ts";
+import { type Problem, boolean, duration, list, number, object, oneOf, optional, record, section, size, string, withDefault } from "./schema.ts";
 
 const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
   if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return value;
@@ -49,6 +49,17 @@ const configSchema = object({
       statementTimeout: withDefault(duration(), 5 * 60_000),
       /** Disk a session's work database may use (its temporary files each too); the default is 4× the snapshot's restored size, at least 1GB. */
       diskQuota: optional(size()),
+    }),
+  ),
+  /** How `airlock run` starts the agent. */
+  run: section(
+    object({
+      /** The sandbox: bubblewrap (Linux) or none (the agent can then read .env and .airlock/). */
+      sandbox: withDefault(oneOf(["bubblewrap", "none"] as const), "bubblewrap"),
+      /** Names of variables the agent also gets (beside PATH, HOME, LANG, LC_*, TERM, TMPDIR, USER, SHELL and the session's). */
+      env: withDefault(list(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, patternHint: "a variable name" })), () => []),
+      /** Paths the agent may write besides the project (relative to it; ~ is the home directory). */
+      writable: withDefault(list(string({ nonEmpty: true })), () => []),
     }),
   ),
   /** When a diff's changes become hazards. */

@@ -93,6 +93,20 @@ export function size(): Schema<number> {
   };
 }
 
+/** A list of values of one schema. */
+export function list<T>(itemSchema: Schema<T>): Schema<T[]> {
+  return (value, path, problems) => {
+    if (!Array.isArray(value)) return void problems.push({ path, message: `expected a list, got ${describe(value)}` });
+    const out: T[] = [];
+    value.forEach((item, i) => {
+      const before = problems.length;
+      const v = itemSchema(item, `${path}[${i}]`, problems);
+      if (problems.length === before) out.push(v as T);
+    });
+    return out;
+  };
+}
+
 /** A map from string keys to values of one schema. */
 export function record<T>(valueSchema: Schema<T>, keySchema?: Schema<string>): Schema<Record<string, T>> {
   return (value, path, problems) => {

@@ -4,7 +4,8 @@
  * review.html. Reading a diff re-checks its id, so a diff changed by one
  * byte is refused by every later step.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { privateDir, writePrivate } from "../config/private-files.ts";
 import { join } from "node:path";
 import type { Project } from "../config/load.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
@@ -41,11 +42,11 @@ export function writeDiff(project: Project, diff: Diff): { id: string; dir: stri
   const dir = join(diffsDir(project), id);
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  writeFileSync(join(tmp, "diff.json"), json);
-  writeFileSync(join(tmp, "promote.sql"), renderPromoteSql(diff, id));
-  writeFileSync(join(tmp, "review.md"), renderReviewMarkdown(diff, id));
-  writeFileSync(join(tmp, "review.html"), renderReviewHtml(diff, id));
+  privateDir(tmp, project.statePath());
+  writePrivate(join(tmp, "diff.json"), json);
+  writePrivate(join(tmp, "promote.sql"), renderPromoteSql(diff, id));
+  writePrivate(join(tmp, "review.md"), renderReviewMarkdown(diff, id));
+  writePrivate(join(tmp, "review.html"), renderReviewHtml(diff, id));
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   return { id, dir };

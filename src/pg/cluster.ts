@@ -52,7 +52,7 @@ export interface LocalCluster {
   readonly serverUser: ServerUser;
   /** The TCP port (127.0.0.1) the cluster listens on; may change at start if it was taken. */
   port: number;
-  /** A superuser connection over the Unix socket (no password needed). */
+  /** A superuser connection over the Unix socket (with the password, for clusters that ask for it there too). */
   adminTarget(database?: string): PgTarget;
   /** A superuser connection over TCP with the password (for child processes like pg_dump). */
   tcpTarget(database?: string): PgTarget;
@@ -199,7 +199,8 @@ function buildCluster(dir: string, file: ClusterFile, binaries: PgBinaries, serv
     binaries,
     serverUser,
     port: file.port,
-    adminTarget: (database = "postgres") => makeTarget({ host: p.socketDir, port: cluster.port, database, user: file.superuser }),
+    // With the password: the staging cluster asks for it even on its socket (src/staging/local-backend.ts).
+    adminTarget: (database = "postgres") => makeTarget({ host: p.socketDir, port: cluster.port, database, user: file.superuser, password }),
     tcpTarget: (database = "postgres") => makeTarget({ host: "127.0.0.1", port: cluster.port, database, user: file.superuser, password }),
   };
   return cluster;
@@ -247,8 +248,9 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
     });
   }
   const createdDir = !existsSync(p.dir);
-  mkdirSync(p.dir, { recursive: true, mode: 0o755 });
-  chmodSync(p.dir, 0o755);
+  // The server user passes through to its data directory; nobody lists what is here.
+  mkdirSync(p.dir, { recursive: true, mode: 0o711 });
+  chmodSync(p.dir, 0o711);
   try {
     checkReachable(p.dir, serverUser);
     for (const d of [p.dataDir, p.socketDir, p.logDir]) {
@@ -276,12 +278,12 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
       rmSync(pwfile, { force: true });
     }
     const port = await findFreePort();
-    writeFileSync(p.confFile, serverConf(port, p.socketDir, options));
+    writeFileSync(p.confFile, serverConf(port, p.socketDir, options), { mode: 0o600 });
     chownToServer(p.confFile, serverUser);
     const conf = join(p.dataDir, "postgresql.conf");
     writeFileSync(conf, `${readFileSync(conf, "utf8")}\ninclude = 'airlock.conf'\n`);
     const file: ClusterFile = { version: 1, port, superuser: CLUSTER_SUPERUSER, binDir: binaries.dir, major: binaries.major, createdAt: new Date().toISOString() };
-    writeFileSync(p.file, `${JSON.stringify(file, null, 2)}\n`);
+    writeFileSync(p.file, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
     return buildCluster(p.dir, file, binaries, serverUser, password);
   } catch (e) {
     // Nothing half-made stays behind: a retry starts clean.

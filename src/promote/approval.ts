@@ -3,7 +3,8 @@
  * verified diff, accepting every `danger` hazard by name. Never reads
  * production. The approval is a file beside the diff and an audit entry.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writePrivate } from "../config/private-files.ts";
 import { join } from "node:path";
 import type { Project } from "../config/load.ts";
 import { recordEvent } from "../audit/journal.ts";
@@ -57,7 +58,7 @@ export function approveDiff(project: Project, idOrPrefix: string, options: { by:
     throw refusal;
   }
   const approval: Approval = { diffId: id, approvedBy: options.by, approvedAt: (options.now ?? new Date()).toISOString(), accepted, note: options.note ?? null };
-  writeFileSync(approvalFile(dir), `${JSON.stringify(approval, null, 2)}\n`);
+  writePrivate(approvalFile(dir), `${JSON.stringify(approval, null, 2)}\n`);
   recordEvent(project, { actor: options.by, action: "approve", details: { diff: id, session: diff.session, snapshot: diff.snapshot, accepted, note: approval.note, summary: diff.summary } });
   return approval;
 }

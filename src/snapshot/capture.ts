@@ -7,8 +7,9 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
+import { privateDir, writePrivate } from "../config/private-files.ts";
+import { dirname, join } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StringDecoder } from "node:string_decoder";
@@ -54,8 +55,6 @@ export interface CaptureOptions {
   readonly lockTimeoutMs: number;
   readonly sampleSize: number;
   readonly onProgress?: (e: CaptureProgress) => void;
-  /** Test hook, awaited after each table is copied (inside the capture transaction). */
-  readonly afterTable?: (table: string) => Promise<void>;
 }
 
 /** Canonical text of the rules for the manifest's rules hash. */
@@ -244,10 +243,10 @@ async function copyTable(
   const cols = plan.columns.map((c) => quoteIdent(c.column)).join(", ");
   const sql = `COPY (SELECT ${cols} FROM ${quoteIdent(plan.table.schema)}.${quoteIdent(plan.table.name)}) TO STDOUT`;
   const fingerprintGzip = hmacFile === null ? null : createGzip({ level: 1 });
-  const fingerprintDone = hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile)));
+  const fingerprintDone = hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile), { mode: 0o600 }));
   const transform = new MaskingTransform(plan, masker, rowHmac, leaks, fingerprintGzip, onRows);
   try {
-    await Promise.all([pipeline(client.query(copyTo(sql)), transform, createGzip({ level: 1 }), createWriteStream(join(dir, file))), fingerprintDone]);
+    await Promise.all([pipeline(client.query(copyTo(sql)), transform, createGzip({ level: 1 }), createWriteStream(join(dir, file), { mode: 0o600 })), fingerprintDone]);
   } catch (e) {
     fingerprintGzip?.destroy();
     throw e instanceof AirlockError ? e : (e as NodeJS.ErrnoException).code?.startsWith("E") === true && (e as NodeJS.ErrnoException).syscall !== undefined ? writeError(dir, e) : toAirlockError(e, { sql });
@@ -395,16 +394,17 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     const catalog = await readCatalog(client, { owners: new Set(owners) });
 
     try {
-      mkdirSync(join(tmp, "data"), { recursive: true });
-      mkdirSync(join(tmp, "hmac"), { recursive: true });
+      // Masked data and row fingerprints are private to the user (0700/0600), like all of .airlock/.
+      privateDir(join(tmp, "data"), dirname(options.snapshotsDir));
+      privateDir(join(tmp, "hmac"), dirname(options.snapshotsDir));
     } catch (e) {
       throw writeError(options.snapshotsDir, e);
     }
     options.onProgress?.({ phase: "schema" });
     const schemaSql = await dumpSchema(binaries, options.source, capture.snapshotName);
     try {
-      writeFileSync(join(tmp, "schema.sql"), schemaSql);
-      writeFileSync(join(tmp, "catalog.json"), `${JSON.stringify(catalog)}\n`);
+      writePrivate(join(tmp, "schema.sql"), schemaSql);
+      writePrivate(join(tmp, "catalog.json"), `${JSON.stringify(catalog)}\n`);
     } catch (e) {
       throw writeError(tmp, e);
     }
@@ -422,7 +422,6 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       const t = await copyTable(client, plan, tmp, masker, rowHmac, leaks, (rows) => report(rows, false));
       report(t.rows, true);
       manifestTables.push(t);
-      await options.afterTable?.(name);
     }
     // Production is no longer needed: end the transaction before the local work.
     await client.query("COMMIT");
@@ -463,7 +462,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       elapsedMs: Date.now() - started,
     };
     try {
-      writeFileSync(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+      writePrivate(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
       renameSync(tmp, join(options.snapshotsDir, id));
     } catch (e) {
       throw writeError(tmp, e);

@@ -7,7 +7,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { ensureStateRoot } from "../config/private-files.ts";
 import type pg from "pg";
 import { restoreSnapshot } from "../../seeders/restore.ts";
 import { applyDatabaseSettings, checkRestoredCatalog } from "../catalog/restore.ts";
@@ -41,8 +42,8 @@ const RESERVED_CONNECTIONS = 24;
 function hbaConf(superuser: string): string {
   return [
     "# Written by Airlock (src/staging/local-backend.ts) whenever it opens the staging cluster; edits are lost.",
-    "# Airlock itself, over the socket in its 0700 directory.",
-    `local   all        ${quoteIdent(superuser)}   trust`,
+    "# Airlock itself, with the superuser's password (never trust: no socket an agent could reach lets anyone in unasked).",
+    `local   all        ${quoteIdent(superuser)}   scram-sha-256`,
     "# An agent's role reaches only the database named like it (its work), with its password, whatever it GRANTs.",
     `local   sameuser   +${AGENTS_GROUP}   scram-sha-256`,
     `local   all        +${AGENTS_GROUP}   reject`,
@@ -77,6 +78,8 @@ export class LocalBackend implements StagingBackend {
   /** The staging cluster, created and started on demand, with its access rules and its supervisor. */
   async ensureCluster(): Promise<LocalCluster> {
     if (this.cluster === undefined) {
+      // The state root must let the server user pass through to a cluster directory inside it.
+      ensureStateRoot(dirname(this.sessionsDir));
       const cluster = await ensureCluster(this.clusterOptions);
       const superuser = cluster.adminTarget().user;
       writeFileSync(join(cluster.dataDir, "pg_hba.conf"), hbaConf(superuser));
