@@ -12,9 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
+import { defaultSandbox } from "../src/staging/sandbox.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
 
 const BIN = resolve("bin/airlock.mjs");
+// The agent runs in the default sandbox where this machine has one (test/sandbox.test.ts covers it).
+const SANDBOX = defaultSandbox() === undefined ? ["--sandbox", "none"] : [];
 const AGENT = resolve("seeders/demo/agent.mjs");
 const SECRET = "e2e-test-secret-0123456789abcdef";
 let prodCluster: TestCluster;
@@ -75,7 +78,7 @@ describe("the workflow through the CLI", () => {
     expect(snap.code, snap.stderr).toBe(0);
     expect(snap.json().leakScan.ok).toBe(true);
 
-    const incident = airlock("run", "--name", "incident", "--json", "--", process.execPath, AGENT, "incident");
+    const incident = airlock("run", "--name", "incident", "--json", ...SANDBOX, "--", process.execPath, AGENT, "incident");
     expect(incident.code, incident.stderr).toBe(0);
     expect(incident.stdout).toContain("agent: deleted the 170 remaining gallery rows");
     const flood = JSON.parse(/AGENT_RESULT (.*)/.exec(incident.stdout)![1]!) as { opened: number; refused: number };
@@ -97,7 +100,7 @@ describe("the workflow through the CLI", () => {
     expect(notAccepted.stderr).toContain("--accept BULK_DELETE");
     expect(await checksums()).toBe(original);
 
-    const fix = airlock("run", "--name", "fix", "--json", "--", process.execPath, AGENT, "fix");
+    const fix = airlock("run", "--name", "fix", "--json", ...SANDBOX, "--", process.execPath, AGENT, "fix");
     expect(fix.code, fix.stderr).toBe(0);
     const d2 = airlock("diff", "fix", "--json").json();
     expect(d2).toMatchObject({ verified: true, summary: { inserts: 0, updates: 1, deletes: 0, ddl: 1 }, hazards: [] });

@@ -23,6 +23,7 @@ import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cl
 const BIN = resolve("bin/airlock.mjs");
 const SECRET = "sandbox-test-secret-0123456789abcdef";
 const haveSandbox = defaultSandbox() !== undefined;
+if (!haveSandbox) console.warn("test/sandbox.test.ts: the sandbox attack test is skipped: bubblewrap (bwrap) is not installed on this machine");
 let prodCluster: TestCluster;
 let prod: PgTarget;
 let projectDir: string;
