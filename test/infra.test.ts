@@ -8,7 +8,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import pulumi from "@pulumi/pulumi";
@@ -475,9 +475,23 @@ describe("the container's restore, run against a real cluster", () => {
   });
 
   it("entrypoint: links a readable snapshot and starts the image's entrypoint with the server command", () => {
-    const r = bash(join(paths.scripts, "entrypoint.sh"), ["postgres", "-c", "max_connections=100"]);
+    // Airlock's own snapshots are private (0700/0600): this one is opened up, as a mount readable by postgres would be.
+    const readable = join(root, "readable-snapshot");
+    cpSync(snapDir, readable, { recursive: true });
+    const openUp = (dir: string): void => {
+      chmodSync(dir, 0o755);
+      for (const name of readdirSync(dir)) {
+        const f = join(dir, name);
+        if (statSync(f).isDirectory()) openUp(f);
+        else chmodSync(f, 0o644);
+      }
+    };
+    openUp(readable);
+    const p: ContainerPaths = { ...paths, snapshotMount: readable, staged: join(root, "staged-readable"), scripts: join(root, "scripts-readable") };
+    write(restoreFiles({ manifest, schemaSql: readFileSync(join(snapDir, "schema.sql"), "utf8"), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
+    const r = bash(join(p.scripts, "entrypoint.sh"), ["postgres", "-c", "max_connections=100"]);
     expect(r.status, r.stderr).toBe(0);
-    expect(readlinkSync(paths.staged)).toBe(snapDir);
+    expect(readlinkSync(p.staged)).toBe(readable);
     expect(readFileSync(join(root, "entrypoint-args"), "utf8").trim()).toBe("postgres -c max_connections=100");
   });
 

@@ -5,7 +5,8 @@
  * bubblewrap:
  *
  * - the whole file system read-only, except the project directory and the
- *   paths the user lists (`run.writable`), and a private `/tmp`;
+ *   paths the user lists (`run.writable`), and a private `/tmp` (where
+ *   Airlock's own installation stays visible, read-only);
  * - hidden by mounts: `.airlock/` (sessions, snapshots, diffs, approvals, the
  *   cluster with its socket and superuser password), the cluster directory
  *   wherever it is, every `.env*` file of the project, Docker sockets,
@@ -20,7 +21,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { AirlockError } from "../errors.ts";
 
 /** Which sandbox runs the agent. */
@@ -43,6 +45,8 @@ export interface SandboxedCommand {
   readonly hidden: readonly string[];
 }
 
+/** The directory Airlock is installed in (this file is src/staging/sandbox.ts in it). */
+const AIRLOCK_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const DOCKER_SOCKETS = ["/var/run/docker.sock", "/run/docker.sock"];
 const SYSTEM_SECRETS = ["/etc/shadow", "/etc/gshadow"];
 
@@ -85,6 +89,9 @@ export function sandboxed(kind: SandboxKind, command: readonly string[], spec: S
   const project = resolve(spec.projectDir);
   const home = homedir();
   const args: string[] = ["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"];
+  // Airlock's own installation (code only: its users' state is elsewhere, and hidden below) stays visible
+  // even when it lives under /tmp, so an agent can be one of its scripts.
+  args.push("--ro-bind", AIRLOCK_ROOT, AIRLOCK_ROOT);
   // Writable: the project, what the user listed. Everything else stays read-only.
   for (const p of [project, ...spec.writable.map((w) => resolve(project, w.replace(/^~(?=\/|$)/, home)))]) if (existsSync(p)) args.push("--bind", p, p);
   const hidden: string[] = [];
