@@ -18,6 +18,7 @@ import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "..
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts";
 import { sessionObjectNames } from "../src/staging/local-backend.ts";
+import { defaultSandbox } from "../src/staging/sandbox.ts";
 import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
@@ -176,7 +177,8 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
   it("passes DATABASE_URL and PG* for the session and scrubs production URLs and Airlock secrets", async () => {
     const prodUrl = formatUrl(makeTarget({ host: "127.0.0.1", port: prodCluster.cluster.port, database: "production", user: "airlock", password: "prod-Secret-pw-77" }), true);
     const agent = "const e = process.env; console.log('ENV=' + JSON.stringify(e));";
-    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-env", "--", process.execPath, "-e", agent], {
+    const sandbox = defaultSandbox() === undefined ? ["--sandbox", "none"] : [];
+    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-env", ...sandbox, "--", process.execPath, "-e", agent], {
       cwd: project.dir,
       encoding: "utf8",
       env: {
@@ -198,7 +200,9 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
     expect(env.PGDATABASE).toBe(sessionObjectNames("run-env").work);
     expect(env.PGUSER).toBe(sessionObjectNames("run-env").role);
     expect(env.AIRLOCK_SESSION).toBe("run-env");
-    expect(env.HARMLESS_SETTING).toBe("stays");
+    // An allowlist: a variable the user did not list in run.env does not reach the agent, however harmless.
+    expect(env.HARMLESS_SETTING).toBeUndefined();
+    expect(env.PATH).toBe(process.env.PATH);
     for (const name of ["PROD_DATABASE_URL", "AIRLOCK_SECRET", "PULUMI_CONFIG_PASSPHRASE", "APP_REPLICA_URL"]) expect(env[name], name).toBeUndefined();
     const all = JSON.stringify(env);
     for (const secret of ["prod-Secret-pw-77", SECRET, "pulumi-passphrase-123", `127.0.0.1:${prodCluster.cluster.port}`]) expect(all).not.toContain(secret);
@@ -209,7 +213,7 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
   });
 
   it("returns the agent's exit code and keeps the session", () => {
-    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-exit", "--", process.execPath, "-e", "process.exit(7)"], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-exit", ...(defaultSandbox() === undefined ? ["--sandbox", "none"] : []), "--", process.execPath, "-e", "process.exit(7)"], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
     expect(r.status).toBe(7);
     expect(r.stderr).toContain("session run-exit is kept");
     const down = spawnSync(process.execPath, [BIN, "down", "run-exit"], { cwd: project.dir, encoding: "utf8" });
