@@ -419,6 +419,17 @@ describe("the container's restore, run against a real cluster", () => {
     snapDir = join(snapshotsDir, manifest.id);
     root = openDir("infra-container");
     paths = { snapshotMount: snapDir, staged: join(root, "staged"), scripts: join(root, "scripts"), initHook: join(root, "initdb.d", "50-airlock.sh") };
+    // Airlock's snapshots are private (0700/0600); this one is opened up as a mount the container's postgres
+    // user can read (the test below closes a copy again to check the entrypoint's copying path).
+    const openUp = (dir: string): void => {
+      chmodSync(dir, 0o755);
+      for (const name of readdirSync(dir)) {
+        const f = join(dir, name);
+        if (statSync(f).isDirectory()) openUp(f);
+        else chmodSync(f, 0o644);
+      }
+    };
+    openUp(snapDir);
     const schemaSql = readFileSync(join(snapDir, "schema.sql"), "utf8");
     write(restoreFiles({ manifest, schemaSql, maxConnections: 3, statementTimeout: "1500ms", paths }));
     // Docker's pieces: gosu (run as a user) and the image's entrypoint (records how it was called).
@@ -475,23 +486,9 @@ describe("the container's restore, run against a real cluster", () => {
   });
 
   it("entrypoint: links a readable snapshot and starts the image's entrypoint with the server command", () => {
-    // Airlock's own snapshots are private (0700/0600): this one is opened up, as a mount readable by postgres would be.
-    const readable = join(root, "readable-snapshot");
-    cpSync(snapDir, readable, { recursive: true });
-    const openUp = (dir: string): void => {
-      chmodSync(dir, 0o755);
-      for (const name of readdirSync(dir)) {
-        const f = join(dir, name);
-        if (statSync(f).isDirectory()) openUp(f);
-        else chmodSync(f, 0o644);
-      }
-    };
-    openUp(readable);
-    const p: ContainerPaths = { ...paths, snapshotMount: readable, staged: join(root, "staged-readable"), scripts: join(root, "scripts-readable") };
-    write(restoreFiles({ manifest, schemaSql: readFileSync(join(snapDir, "schema.sql"), "utf8"), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
-    const r = bash(join(p.scripts, "entrypoint.sh"), ["postgres", "-c", "max_connections=100"]);
+    const r = bash(join(paths.scripts, "entrypoint.sh"), ["postgres", "-c", "max_connections=100"]);
     expect(r.status, r.stderr).toBe(0);
-    expect(readlinkSync(p.staged)).toBe(readable);
+    expect(readlinkSync(paths.staged)).toBe(snapDir);
     expect(readFileSync(join(root, "entrypoint-args"), "utf8").trim()).toBe("postgres -c max_connections=100");
   });
 
