@@ -49,6 +49,28 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   return program;
 }
 
+/**
+ * A reader that stops early (`airlock ls | head -1`) closes the pipe: the next write fails with EPIPE,
+ * which Node reports as an 'error' event that would crash the CLI with a stack trace. From then on that
+ * stream's output is dropped, quietly, and the command runs to its end and exits with its own code (0 when
+ * it succeeded) instead of the 141 (128 + SIGPIPE) of a process the signal kills: nobody reading what a
+ * promotion or a snapshot prints must not stop it half-way. Any other failure of stdout or stderr (a
+ * terminal that went away) is treated the same: there is nowhere left to report it.
+ */
+export function dropOutputWhenClosed(stream: NodeJS.WriteStream): void {
+  let closed = false;
+  stream.on("error", () => {
+    closed = true;
+  });
+  const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+  stream.write = ((...args: unknown[]) => {
+    if (!closed && !stream.destroyed) return write(...args);
+    const callback = args.findLast((a) => typeof a === "function") as (() => void) | undefined;
+    if (callback !== undefined) process.nextTick(callback);
+    return true;
+  }) as typeof stream.write;
+}
+
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   collectSecrets(argv);
@@ -67,4 +89,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+dropOutputWhenClosed(process.stdout);
+dropOutputWhenClosed(process.stderr);
 process.exitCode = await main(process.argv.slice(2));

@@ -2,8 +2,8 @@
  * The `airlock` CLI as users run it: a real process, real flags, real exit
  * codes, against a real cluster.
  */
-import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { testClusterDir } from "./helpers/cluster.ts";
@@ -84,5 +84,82 @@ describe("airlock CLI", () => {
     expect(refused.stderr).toContain("--erase");
     expect(airlock(["cluster", "destroy", "--erase"], projectDir).code).toBe(0);
     expect(JSON.parse(airlock(["cluster", "status", "--json"], projectDir).stdout).state).toBe("absent");
+  });
+});
+
+/** Runs the CLI without blocking the test process, so that many runs can go at once. */
+function airlockAsync(args: readonly string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
+      done({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stdout, stderr });
+    });
+  });
+}
+
+describe("no password reaches stdout or stderr, whatever the shape of a rejected connection string", () => {
+  const pw = "Hunter2-s3cretPW";
+  const inputs = [
+    `bob:${pw}@db.example:5432/app`,
+    `bob:${pw}@db.example/app?sslmode=require`,
+    `//bob:${pw}@db.example/app`,
+    `postgres:bob:${pw}@db.example/app`,
+    `postgres://bob:${pw}@db.example:99999/app`,
+    `postgresql://bob:${encodeURIComponent(`${pw}@/ x"`)}@db.example:abc/app`,
+    `postgres://bob:p@${pw}@db.example:abc/app`,
+    `postgres://bob:${pw} x@db.example:abc/app`,
+    `postgres://db.example:abc/app?pass%77ord=${pw}`,
+    `mysql://bob:${pw}@db.example/app`,
+    `host=db.example password='${pw} x' port=abc`,
+    `host=db.example password='${pw}`,
+  ];
+
+  it("through --from, --to and PROD_DATABASE_URL, as text and as --json", async () => {
+    const runs: Array<{ what: string; run: Promise<{ code: number | null; stdout: string; stderr: string }> }> = [];
+    for (const input of inputs) {
+      runs.push({ what: `snapshot --from ${input}`, run: airlockAsync(["snapshot", "--from", input], projectDir) });
+      runs.push({ what: `--json seed-demo --to ${input}`, run: airlockAsync(["--json", "seed-demo", "--to", input]) });
+    }
+    runs.push({ what: "PROD_DATABASE_URL (--json)", run: airlockAsync(["snapshot", "--json"], projectDir, { PROD_DATABASE_URL: inputs[0]! }) });
+    for (const { what, run } of runs) {
+      const r = await run;
+      expect(r.code, what).toBe(1);
+      const out = r.stdout + r.stderr;
+      expect(out, what).toContain("AIRLOCK_BAD_URL");
+      expect(out, what).toContain("********");
+      for (const form of [pw, encodeURIComponent(pw), "s3cretPW"]) expect(out, what).not.toContain(form);
+      if (what.includes("json")) expect(JSON.parse(r.stdout).error.code, what).toBe("AIRLOCK_BAD_URL");
+    }
+  }, 240_000);
+});
+
+describe("output into a pipe that closes early", () => {
+  /** Runs `airlock <args> | <reader>` in a shell; the CLI's exit code is appended to stderr. */
+  function piped(args: string, reader: string, cwd = process.cwd()) {
+    const r = spawnSync("sh", ["-c", `{ "${process.execPath}" "${BIN}" ${args}; echo "exit=$?" >&2; } | ${reader}`], { cwd, encoding: "utf8", timeout: 120_000 });
+    return { stdout: r.stdout, stderr: r.stderr };
+  }
+
+  it("exits quietly with the command's own code when the reader is gone (help, long ls, long ls --json)", () => {
+    // `true` never reads: the whole help hits a closed pipe.
+    expect(piped("--help", "true").stderr).toBe("exit=0\n");
+    expect(piped("--help", "head -1").stdout).toMatch(/^Usage: airlock/);
+    // Far more than a pipe holds (64 kB), so `head` leaves while the CLI still writes.
+    const dir = testClusterDir("cli-pipe");
+    const sessions = join(dir, ".airlock", "sessions");
+    mkdirSync(sessions, { recursive: true });
+    for (let i = 0; i < 3000; i++) {
+      const id = `pipe-${String(i).padStart(4, "0")}`;
+      const record = { id, backend: "pulumi", snapshotId: "snap-20260101-000000-abcdef", createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i % 60)).toISOString(), expiresAt: null, agent: { host: "127.0.0.1", port: 5432, database: id, user: id }, backendState: {} };
+      writeFileSync(join(sessions, `${id}.json`), JSON.stringify({ ...record, agentPassword: "x" }), { mode: 0o600 });
+    }
+    try {
+      for (const args of ["ls", "ls --json"]) {
+        const r = piped(args, "head -1", dir);
+        expect(r.stderr, args).toBe("exit=0\n");
+        expect(r.stdout.split("\n").length, args).toBe(2);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

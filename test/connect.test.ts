@@ -145,3 +145,57 @@ describe("a password never appears in an error message or log line produced by A
     expect(log).not.toContain(readFileSync(`${tc.cluster.dir}/superuser.password`, "utf8").trim());
   });
 });
+
+/** Strings a user may pass as a connection string that Airlock rejects, each carrying `pw` as its password somehow. */
+function malformedConnectionStrings(pw: string): string[] {
+  return [
+    `bob:${pw}@db.example:5432/app`, // no scheme
+    `bob:${pw}@db.example`,
+    `bob:${pw}@db.example/app?sslmode=require`,
+    `//bob:${pw}@db.example/app`,
+    `postgres:bob:${pw}@db.example/app`, // no //
+    `postgres://bob:${pw}@db.example:99999/app`, // port out of range
+    `postgresql://bob:${pw}@db.example:abc/app`, // port not a number
+    `postgresql://bob:${encodeURIComponent(`${pw}@/ x`)}@db.example:abc/app`, // percent-encoded password
+    `postgres://bob:p@${pw}@db.example:abc/app`, // an unencoded @ in the password
+    `postgres://bob:${pw} x@db.example:abc/app`, // a space in the password
+    `postgres://bob:${pw}@[::1:5432/app`, // bad IPv6 host
+    `postgres://db.example:abc/app?password=${pw}`,
+    `postgres://db.example:abc/app?pass%77ord=${pw}&sslmode=require`, // percent-encoded key
+    `mysql://bob:${pw}@db.example/app`, // another scheme
+    `http://bob:${pw}@example.com/`,
+    `host=db.example password=${pw} port=abc`, // libpq key=value, bad port
+    `host=db.example PASSWORD = '${pw} x' port=99999`,
+    `host=db.example password='${pw}`, // unterminated quote
+    `host=db.example password=${pw} dbname`, // a keyword without value
+  ];
+}
+
+describe("no error message shows a password, whatever the shape of the string Airlock rejects", () => {
+  const pw = "Hunter2-s3cretPW";
+  it.each(malformedConnectionStrings(pw))("%s", (input) => {
+    let err: unknown;
+    try {
+      parseTarget(input);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(Error);
+    const e = err as { code: string; message: string; toJSON(): unknown };
+    expect(e.code).toBe("AIRLOCK_BAD_URL");
+    const printed = `${formatError(e)}\n${JSON.stringify(e.toJSON())}`;
+    for (const form of [pw, encodeURIComponent(pw), "s3cretPW"]) expect(printed).not.toContain(form);
+    // The string is shown, with its password replaced.
+    expect(e.message).toContain("********");
+    expect(e.message).toMatch(/db\.example|example\.com|\[::1/);
+  });
+
+  it("still parses URLs without a port and libpq key=value strings", () => {
+    const url = parseTarget(`postgres://bob:${pw}@db.example/app`);
+    expect([url.host, url.port, url.database, url.user, url.password]).toEqual(["db.example", 5432, "app", "bob", pw]);
+    const kv = parseTarget(`host=db.example port=5433 dbname=app user=bob password='it\\'s ${pw}' sslmode=disable`);
+    expect([kv.host, kv.port, kv.database, kv.user, kv.password, kv.params]).toEqual(["db.example", 5433, "app", "bob", `it's ${pw}`, { sslmode: "disable" }]);
+    expect(kv.display).not.toContain(pw);
+    expect(redactText(`from ${kv.display}: password=${pw} and "password":"${pw}"`)).not.toContain(pw);
+  });
+});

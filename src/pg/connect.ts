@@ -53,27 +53,60 @@ export function makeTarget(parts: { host: string; port: number; database: string
   return target as PgTarget;
 }
 
+const BAD_URL_HINT = "use the form postgres://user:password@host:5432/database (or libpq's host=… port=… dbname=… user=…)";
+
+/**
+ * A libpq `key=value` connection string (`host=db port=5432 dbname=app user=bob password='it\\'s'`) as
+ * pg-connection-string's fields; undefined when it is not one.
+ */
+function parseKeywordValue(s: string): Record<string, string> | undefined {
+  const pair = /\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))/y;
+  const out: Record<string, string> = {};
+  while (!/^\s*$/.test(s.slice(pair.lastIndex))) {
+    const m = pair.exec(s);
+    if (m === null) return undefined;
+    const value = (m[2] ?? m[3] ?? "").replace(/\\(.)/g, "$1");
+    const key = m[1]!;
+    out[key === "dbname" ? "database" : key] = value;
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
 /**
  * Parses a connection URL (or libpq key=value string); missing parts fall back
- * to the `PG*` environment variables as libpq does.
+ * to the `PG*` environment variables as libpq does. No error message shows the
+ * string's password, whatever its shape (redactUrl).
  */
 export function parseTarget(url: string): PgTarget {
-  let parsed: ReturnType<typeof parseConnectionString>;
-  try {
-    parsed = parseConnectionString(url);
-  } catch (e) {
-    throw new AirlockError("AIRLOCK_BAD_URL", `not a Postgres connection URL: ${redactUrl(url)}`, {
-      hint: "use the form postgres://user:password@host:5432/database",
-      cause: e,
-    });
+  const bad = (message: string, cause?: unknown) =>
+    new AirlockError("AIRLOCK_BAD_URL", `${message}: ${redactUrl(url)}`, { hint: BAD_URL_HINT, ...(cause === undefined ? {} : { cause }) });
+  let parsed: Partial<Record<string, string | null | undefined>>;
+  if (/^\s*[A-Za-z_][A-Za-z0-9_]*\s*=/.test(url)) {
+    const kv = parseKeywordValue(url);
+    if (kv === undefined) throw bad("not a key=value connection string");
+    // As the equivalent URL (every keyword a query parameter), so both forms mean the same (sslmode and all).
+    const { database, ...rest } = kv;
+    try {
+      parsed = parseConnectionString(`postgres:///${encodeURIComponent(database ?? "")}?${new URLSearchParams(rest).toString()}`) as typeof parsed;
+    } catch (e) {
+      throw bad("not a key=value connection string", e);
+    }
+  } else {
+    if (!/^postgres(ql)?:\/\//i.test(url)) throw bad("not a Postgres connection URL");
+    try {
+      parsed = parseConnectionString(url) as typeof parsed;
+    } catch (e) {
+      throw bad("not a Postgres connection URL", e);
+    }
   }
-  if (!/^postgres(ql)?:\/\//i.test(url) && !url.includes("=")) {
-    throw new AirlockError("AIRLOCK_BAD_URL", `not a Postgres connection URL: ${redactUrl(url)}`, {
-      hint: "use the form postgres://user:password@host:5432/database",
-    });
-  }
+  // A part left out of a URL comes back as "" (or null): libpq then takes the environment's, or its default.
+  const given = (key: string): string | undefined => {
+    const v = parsed[key];
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
   const env = process.env;
-  const port = Number(parsed.port ?? env.PGPORT ?? 5432);
+  const portText = given("port") ?? env.PGPORT ?? "5432";
+  const port = /^\d+$/.test(portText) ? Number(portText) : Number.NaN;
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     throw new AirlockError("AIRLOCK_BAD_URL", `bad port in ${redactUrl(url)}`, { hint: "the port must be a number from 1 to 65535" });
   }
@@ -82,12 +115,12 @@ export function parseTarget(url: string): PgTarget {
     if (["host", "port", "database", "user", "password"].includes(key)) continue;
     if (typeof value === "string") params[key] = value;
   }
-  const user = parsed.user ?? env.PGUSER ?? env.USER ?? "postgres";
-  const password = parsed.password ?? env.PGPASSWORD;
+  const user = given("user") ?? env.PGUSER ?? env.USER ?? "postgres";
+  const password = given("password") ?? env.PGPASSWORD;
   return makeTarget({
-    host: parsed.host ?? env.PGHOST ?? "localhost",
+    host: given("host") ?? env.PGHOST ?? "localhost",
     port,
-    database: parsed.database ?? env.PGDATABASE ?? user,
+    database: given("database") ?? env.PGDATABASE ?? user,
     user,
     ...(password === undefined || password === "" ? {} : { password }),
     params,
