@@ -5,7 +5,7 @@
 import { type Command, Option } from "commander";
 import { AirlockError } from "../src/errors.ts";
 import { parseDuration } from "../src/config/schema.ts";
-import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession, sessionLimits } from "../src/staging/sessions.ts";
+import { agentConnection, createSession, destroySession, gcSessions, isIncomplete, listSessions, readSession, sessionLimits } from "../src/staging/sessions.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson, sayUnredacted, table } from "./output.ts";
 
@@ -64,6 +64,8 @@ export function registerSessions(program: Command): void {
       const sessions = listSessions(project);
       const now = Date.now();
       const rows = sessions.map((s) => {
+        // An unfinished `airlock up`: "creating" while it runs, "broken" once it died (`down`/`gc` remove it).
+        if (isIncomplete(s)) return { ...s, state: s.incomplete, limits: undefined };
         const limits = sessionLimits(project, s);
         const state = limits?.stopped !== null && limits?.stopped !== undefined ? "stopped" : limits !== undefined && !limits.supervised ? "supervisor down" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now ? "expired" : "ready";
         return { ...s, state, ...(limits === undefined ? {} : { limits }) };
@@ -86,6 +88,7 @@ export function registerSessions(program: Command): void {
         ),
       );
       for (const s of rows) if (s.limits?.stopped) say(`${s.id}: ${s.limits.stopped}`);
+      for (const s of sessions) if (isIncomplete(s)) say(`${s.id}: ${s.reason}`);
     });
 
   program

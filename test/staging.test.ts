@@ -3,8 +3,9 @@
  * agent may do in its work database, what it may not reach, its limits, and
  * sessions that come and go without leaving anything behind.
  */
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,9 +18,9 @@ import { openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts";
-import { sessionObjectNames } from "../src/staging/local-backend.ts";
+import { sessionObjectNames, templateName } from "../src/staging/local-backend.ts";
 import { defaultSandbox } from "../src/staging/sandbox.ts";
-import { agentConnection, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
+import { agentConnection, backendFor, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
 import { createTestProject, removeTestProject } from "./helpers/project.ts";
@@ -218,5 +219,129 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
     expect(r.stderr).toContain("session run-exit is kept");
     const down = spawnSync(process.execPath, [BIN, "down", "run-exit"], { cwd: project.dir, encoding: "utf8" });
     expect(down.status).toBe(0);
+  });
+});
+
+describe("a killed `airlock up` leaves nothing that ls hides, gc ignores or down refuses", () => {
+  const airlock = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+  const sessionPath = (id: string) => join(project.statePath("sessions"), `${id}.json`);
+  const writePlaceholder = (id: string, content: unknown) => writeFileSync(sessionPath(id), JSON.stringify(content), { mode: 0o600 });
+  /** A pid no process has any more. */
+  const deadPid = () => Number(spawnSync(process.execPath, ["-e", "console.log(process.pid)"], { encoding: "utf8" }).stdout.trim());
+
+  async function waitUntil(ok: () => boolean, timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!ok()) {
+      if (Date.now() > until) throw new Error("timed out");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** What a killed `up` can leave in the cluster: both databases and the agent's role (whichever it had not made yet, made here). */
+  async function halfMake(id: string): Promise<void> {
+    const n = sessionObjectNames(id);
+    for (const db of [n.base, n.work]) await adminQuery(`CREATE DATABASE "${db}"`).catch(() => undefined);
+    await adminQuery(`CREATE ROLE "${n.role}" LOGIN CONNECTION LIMIT 3 IN ROLE airlock_agents`).catch(() => undefined);
+    expect(await leftovers(id)).toHaveLength(3);
+  }
+
+  async function leftovers(id: string): Promise<string[]> {
+    const n = sessionObjectNames(id);
+    const dbs = await adminQuery("SELECT datname AS name FROM pg_database WHERE datname = ANY($1)", [[n.base, n.work]]);
+    const roles = await adminQuery("SELECT rolname AS name FROM pg_roles WHERE rolname = $1", [n.role]);
+    return [...dbs, ...roles].map((r) => String(r.name));
+  }
+
+  beforeAll(async () => {
+    await (await backendFor(project, "local")).checkAvailable();
+  });
+
+  it("ls shows it broken; gc removes it with its databases, role and half-restored template, and leaves a live one alone", async () => {
+    // A real `airlock up`, killed -9 as soon as it has claimed its name.
+    const child = spawn(process.execPath, [BIN, "up", "--name", "killed"], { cwd: project.dir, stdio: "ignore" });
+    const exited = new Promise((r) => child.once("exit", r));
+    await waitUntil(() => existsSync(sessionPath("killed")) && readFileSync(sessionPath("killed"), "utf8").includes("creating"), 60_000);
+    child.kill("SIGKILL");
+    await exited;
+    expect(JSON.parse(readFileSync(sessionPath("killed"), "utf8")).creating.pid).toBe(child.pid);
+    await halfMake("killed");
+    // A template restore it left half-done, with a connection still in it.
+    const loading = "airlock_tpl_20990101_000000_abcdef_loading";
+    await adminQuery(`CREATE DATABASE ${loading}`);
+    const inLoading = await openClient(openCluster(localClusterOptions(project))!.adminTarget(loading), { step: "test" });
+
+    // Other claims: a live `up` (this process), a pid reused by another process, an older Airlock's `{}` (fresh and old).
+    writePlaceholder("live", { creating: { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), backend: "local" } });
+    writePlaceholder("reused", { creating: { pid: process.pid, pidStart: "1", host: hostname(), startedAt: new Date().toISOString(), backend: "local" } });
+    writePlaceholder("legacy-new", {});
+    writePlaceholder("legacy-old", {});
+    const old = new Date(Date.now() - 20 * 60_000);
+    utimesSync(sessionPath("legacy-old"), old, old);
+
+    const ls = airlock("ls", "--json");
+    expect(ls.status, ls.stderr).toBe(0);
+    const states = Object.fromEntries((JSON.parse(ls.stdout) as { id: string; state: string }[]).map((s) => [s.id, s.state]));
+    expect(states).toMatchObject({ killed: "broken", reused: "broken", "legacy-old": "broken", live: "creating", "legacy-new": "creating" });
+    const text = airlock("ls");
+    expect(text.stdout).toMatch(/killed .* broken/);
+    expect(text.stdout).toContain(`killed: its \`airlock up\` (pid ${child.pid}`);
+    expect(airlock("url", "killed").stderr).toContain("AIRLOCK_SESSION_BROKEN");
+
+    const downLive = airlock("down", "live");
+    expect(downLive.status).toBe(1);
+    expect(downLive.stderr).toContain("still being created");
+
+    const gc = airlock("gc", "--json");
+    expect(gc.status, gc.stderr).toBe(0);
+    expect((JSON.parse(gc.stdout) as { destroyed: string[] }).destroyed.sort()).toEqual(["killed", "legacy-old", "reused"]);
+    for (const id of ["killed", "legacy-old", "reused"]) expect(existsSync(sessionPath(id)), id).toBe(false);
+    expect(await leftovers("killed")).toEqual([]);
+    expect(await adminQuery("SELECT datname FROM pg_database WHERE datname = $1", [loading])).toEqual([]);
+    await inLoading.end().catch(() => undefined);
+    for (const id of ["live", "legacy-new"]) expect(existsSync(sessionPath(id)), id).toBe(true);
+    expect(listSessions(project).filter((s) => ["live", "legacy-new"].includes(s.id))).toHaveLength(2);
+    for (const id of ["live", "legacy-new"]) rmSync(sessionPath(id));
+  });
+
+  it("down removes a broken session and whatever of it exists, by its id alone", async () => {
+    writePlaceholder("dead-up", { creating: { pid: deadPid(), host: hostname(), startedAt: new Date().toISOString(), backend: "local" } });
+    await halfMake("dead-up");
+    expect((await caught(Promise.resolve().then(() => readSession(project, "dead-up")))).code).toBe("AIRLOCK_SESSION_BROKEN");
+    const down = airlock("down", "dead-up", "--json");
+    expect(down.status, down.stderr).toBe(0);
+    expect(JSON.parse(down.stdout)).toEqual({ destroyed: "dead-up" });
+    expect(existsSync(sessionPath("dead-up"))).toBe(false);
+    expect(await leftovers("dead-up")).toEqual([]);
+    // The name is free again.
+    const s = await createSession(project, { name: "dead-up" });
+    await destroySession(project, s.id);
+  });
+
+  it("ends a CREATE DATABASE of the session a killed up left running in the server before dropping", async () => {
+    // CREATE DATABASE … TEMPLATE waits (5 s) while its template has a connection: a creation still in flight.
+    await adminQuery("CREATE DATABASE inflight_tpl");
+    const cluster = openCluster(localClusterOptions(project))!;
+    const holder = await openClient(cluster.adminTarget("inflight_tpl"), { step: "test" });
+    const creator = await openClient(cluster.adminTarget(), { step: "test" });
+    const creating = creator.query(`CREATE DATABASE "${sessionObjectNames("inflight").base}" TEMPLATE inflight_tpl`).then(
+      () => "created",
+      (e: { code?: string }) => e.code,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await (await backendFor(project, "local")).destroy("inflight", {});
+    expect(await creating).toBe("57P01"); // terminated by destroy, not refused for the template's connection
+    expect(await leftovers("inflight")).toEqual([]);
+    await Promise.all([holder.end(), creator.end()].map((p) => p.catch(() => undefined)));
+    await adminQuery("DROP DATABASE inflight_tpl WITH (FORCE)");
+  });
+
+  it("the next up drops the half-restored template a killed up left, even with a connection still in it", async () => {
+    const loading = `${templateName(snapshot.id)}_loading`;
+    await adminQuery(`CREATE DATABASE ${loading}`);
+    const inLoading = await openClient(openCluster(localClusterOptions(project))!.adminTarget(loading), { step: "test" });
+    const s = await createSession(project, { name: "after-kill" });
+    expect(await adminQuery("SELECT datname FROM pg_database WHERE datname = $1", [loading])).toEqual([]);
+    await inLoading.end().catch(() => undefined);
+    await destroySession(project, s.id);
   });
 });

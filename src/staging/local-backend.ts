@@ -62,6 +62,32 @@ async function databaseExists(c: pg.ClientBase, name: string): Promise<boolean> 
   return (await query(c, "SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount === 1;
 }
 
+/** Drops a template's `…_loading` database, ending any connection still in it (the caller holds the snapshot's lock). */
+async function dropLoading(c: pg.ClientBase, loading: string): Promise<void> {
+  await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(loading)} WITH (FORCE)`);
+}
+
+/** Marks a restored template as one (again, should an `up` have been killed between its rename and this). */
+async function finishTemplate(c: pg.ClientBase, name: string): Promise<void> {
+  const r = await query<{ datistemplate: boolean; datallowconn: boolean }>(c, "SELECT datistemplate, datallowconn FROM pg_database WHERE datname = $1", [name]);
+  if (r.rows[0]?.datistemplate === true && r.rows[0]?.datallowconn === false) return;
+  await query(c, `ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
+  await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+}
+
+/** Ends the server-side CREATE DATABASE statements still running for these databases, and waits until they are gone. */
+async function endCreations(c: pg.ClientBase, databases: readonly string[]): Promise<void> {
+  const pattern = `^\\s*CREATE\\s+DATABASE\\s+"?(${databases.join("|")})"?(\\s|;|$)`;
+  const running = "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND query ~* $1";
+  const pids = (await query<{ pid: number }>(c, running, [pattern])).rows.map((r) => r.pid);
+  if (pids.length === 0) return;
+  await query(c, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", [pids]);
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    if ((await query(c, "SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::int[])", [pids])).rowCount === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Sessions on the embedded cluster. */
 export class LocalBackend implements StagingBackend {
   readonly kind = "local" as const;
@@ -106,11 +132,20 @@ export class LocalBackend implements StagingBackend {
     const name = templateName(snapshot.manifest.id);
     const loading = `${name}_loading`;
     return withClient(cluster.adminTarget(), { step: "up" }, async (c) => {
+      // The lock below dies with this connection; should this process be killed in the middle of a statement,
+      // the server notices within a second and ends it (not only when the statement is done), so a killed
+      // `airlock up` leaves no stale lock that would block every later one.
+      await query(c, "SET client_connection_check_interval = 1000").catch(() => undefined);
       // Two sessions starting at once restore a snapshot only once.
       await query(c, "SELECT pg_advisory_lock(hashtext($1))", [name]);
       try {
-        if (await databaseExists(c, name)) return name;
-        await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(loading)}`);
+        // Holding the lock, nobody is restoring this snapshot: a `…_loading` database is what a killed
+        // `airlock up` left, perhaps with connections still open (its restore's, until the server notices).
+        await dropLoading(c, loading);
+        if (await databaseExists(c, name)) {
+          await finishTemplate(c, name);
+          return name;
+        }
         await query(c, `CREATE DATABASE ${quoteIdent(loading)}`);
         try {
           await restoreSnapshot({ target: cluster.adminTarget(loading), dir: snapshot.dir, manifest: snapshot.manifest });
@@ -119,13 +154,12 @@ export class LocalBackend implements StagingBackend {
             await withClient(cluster.adminTarget(loading), { step: "up" }, (lc) => checkRestoredCatalog(lc, expected, snapshot.manifest.catalog?.owners ?? [], snapshot.manifest.id));
           }
         } catch (e) {
-          await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(loading)}`).catch(() => undefined);
+          await dropLoading(c, loading).catch(() => undefined);
           throw e;
         }
         // Renamed only once complete: a template database is always a whole snapshot.
         await query(c, `ALTER DATABASE ${quoteIdent(loading)} RENAME TO ${quoteIdent(name)}`);
-        await query(c, `ALTER DATABASE ${quoteIdent(name)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
-        await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
+        await finishTemplate(c, name);
         return name;
       } finally {
         await query(c, "SELECT pg_advisory_unlock(hashtext($1))", [name]).catch(() => undefined);
@@ -221,6 +255,10 @@ export class LocalBackend implements StagingBackend {
     return cluster.adminTarget(sessionObjectNames(sessionId)[which]);
   }
 
+  /**
+   * Destroys whatever of a session exists, by its id alone (the names follow from it): a complete session,
+   * or what an `airlock up` killed half-way left (no record needed).
+   */
   async destroy(sessionId: string): Promise<void> {
     const cluster = await this.ensureCluster();
     const names = sessionObjectNames(sessionId);
@@ -229,8 +267,34 @@ export class LocalBackend implements StagingBackend {
       await query(c, `SELECT 1 FROM pg_roles WHERE rolname = $1`, [names.role]).then(async (r) => {
         if (r.rowCount === 1) await query(c, `ALTER ROLE ${quoteIdent(names.role)} NOLOGIN`);
       });
+      // A killed `airlock up` may have left its CREATE DATABASE running in the server (the server notices the
+      // client is gone only when the copy ends): ended first, or it would commit a database after the drops.
+      await endCreations(c, [names.base, names.work]);
       for (const db of [names.work, names.base]) await query(c, `DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
       await query(c, `DROP ROLE IF EXISTS ${quoteIdent(names.role)}`);
+    });
+  }
+
+  /**
+   * Drops every `…_loading` database no `airlock up` is restoring (one that holds the snapshot's lock is left
+   * alone): what a killed `up` left of a template restore. Returns the dropped names.
+   */
+  async dropAbandonedTemplateLoads(): Promise<string[]> {
+    const cluster = await this.ensureCluster();
+    return withClient(cluster.adminTarget(), { step: "down" }, async (c) => {
+      const found = await query<{ datname: string }>(c, String.raw`SELECT datname FROM pg_database WHERE datname LIKE 'airlock\_tpl\_%\_loading' ORDER BY 1`);
+      const dropped: string[] = [];
+      for (const { datname } of found.rows) {
+        const template = datname.slice(0, -"_loading".length);
+        if ((await query<{ free: boolean }>(c, "SELECT pg_try_advisory_lock(hashtext($1)) AS free", [template])).rows[0]!.free !== true) continue;
+        try {
+          await dropLoading(c, datname);
+          dropped.push(datname);
+        } finally {
+          await query(c, "SELECT pg_advisory_unlock(hashtext($1))", [template]).catch(() => undefined);
+        }
+      }
+      return dropped;
     });
   }
 

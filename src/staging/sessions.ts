@@ -5,7 +5,8 @@
  * failure: the record is removed and the backend told to destroy.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
@@ -15,7 +16,7 @@ import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import type { BackendKind, Provisioned, StagingBackend } from "./backend.ts";
-import { LocalBackend } from "./local-backend.ts";
+import { LocalBackend, sessionObjectNames } from "./local-backend.ts";
 import { supervisorState } from "./supervisor.ts";
 
 /** A session as recorded on disk. */
@@ -66,13 +67,134 @@ export interface UpOptions {
   readonly now?: Date;
 }
 
-function readStored(file: string): StoredSession {
-  return JSON.parse(readFileSync(file, "utf8")) as StoredSession;
-}
-
 function publicRecord(s: StoredSession): SessionRecord {
   const { agentPassword: _hidden, ...record } = s;
   return record;
+}
+
+/**
+ * What `airlock up` writes to claim a session's name before it provisions anything: who is at work (pid,
+ * the process's start time, host), so that a claim whose `up` died (kill -9, a crash, a power cut) can be
+ * told from one still at work. It has no `id`: nothing reads it as a session record.
+ */
+interface Placeholder {
+  readonly creating?: {
+    readonly pid?: number;
+    /** The process's start time (Linux: /proc/<pid>/stat field 22), so a reused pid is not taken for it. */
+    readonly pidStart?: string;
+    readonly host?: string;
+    readonly startedAt?: string;
+    readonly backend?: BackendKind;
+    readonly snapshotId?: string;
+    readonly expiresAt?: string | null;
+  };
+}
+
+/** A placeholder without a pid (written by an older Airlock as `{}`, or cut short) counts as dead after this. */
+const PLACEHOLDER_STALE_MS = 10 * 60_000;
+
+/** The state and start time of a process (Linux /proc), or undefined where /proc does not tell. */
+function procStat(pid: number | "self"): { state: string; start: string } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0]!, start: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+function placeholderText(p: { backend: BackendKind; snapshotId: string; expiresAt: string | null; now: Date }): string {
+  const pidStart = procStat("self")?.start;
+  const creating: Placeholder["creating"] = {
+    pid: process.pid,
+    ...(pidStart === undefined ? {} : { pidStart }),
+    host: hostname(),
+    startedAt: p.now.toISOString(),
+    backend: p.backend,
+    snapshotId: p.snapshotId,
+    expiresAt: p.expiresAt,
+  };
+  return `${JSON.stringify({ creating }, null, 2)}\n`;
+}
+
+/** Whether the process that wrote a placeholder still runs (same pid, same start time, not a zombie). */
+function claimantAlive(pid: number, pidStart: string | undefined): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  const stat = procStat(pid);
+  if (stat === undefined) return true;
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return pidStart === undefined || stat.start === pidStart;
+}
+
+/** A session file as found: a complete record, or a claim of an `up` still at work ("creating") or dead ("broken"). */
+type SessionEntry =
+  | { readonly kind: "record"; readonly stored: StoredSession }
+  | { readonly kind: "creating" | "broken"; readonly id: string; readonly reason: string; readonly backend: BackendKind; readonly placeholder: Placeholder["creating"]; readonly since: string };
+
+function readEntry(project: Project, file: string, id: string, now = Date.now()): SessionEntry {
+  let text: string;
+  let mtimeMs: number;
+  try {
+    text = readFileSync(file, "utf8");
+    mtimeMs = statSync(file).mtimeMs;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `no session ${id}`, { hint: "list sessions with `airlock ls`" });
+    throw e;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = {}; // cut short while being written: judged by its age
+  }
+  if (typeof parsed === "object" && parsed !== null && typeof (parsed as { id?: unknown }).id === "string") return { kind: "record", stored: parsed as StoredSession };
+  const c = typeof parsed === "object" && parsed !== null ? (parsed as Placeholder).creating : undefined;
+  const backend = c?.backend === "local" || c?.backend === "pulumi" ? c.backend : project.config.staging.backend;
+  const since = c?.startedAt ?? new Date(mtimeMs).toISOString();
+  const base = { id, backend, placeholder: c, since };
+  const pid = c?.pid;
+  if (typeof pid === "number" && Number.isInteger(pid) && pid > 0 && c?.host === hostname()) {
+    return claimantAlive(pid, c.pidStart)
+      ? { kind: "creating", ...base, reason: `being created by \`airlock up\` (pid ${pid}) since ${since}` }
+      : { kind: "broken", ...base, reason: `its \`airlock up\` (pid ${pid}, started ${since}) died before finishing` };
+  }
+  // No pid this host can check (an older Airlock's `{}`, a cut-short file, another machine's claim): judged by its age.
+  const age = now - Math.max(mtimeMs, Date.parse(since) || 0);
+  return age > PLACEHOLDER_STALE_MS
+    ? { kind: "broken", ...base, reason: `its \`airlock up\` left it unfinished at ${since} (nothing has worked on it for ${Math.round(age / 60_000)} min)` }
+    : { kind: "creating", ...base, reason: `being created since ${since}` };
+}
+
+/** A session whose `airlock up` has not finished: still at work, or dead (`broken`: `down` and `gc` remove it). */
+export interface IncompleteSession extends SessionRecord {
+  readonly incomplete: "creating" | "broken";
+  /** Why, for people. */
+  readonly reason: string;
+}
+
+/** True for a session `airlock up` did not finish (still at work, or broken). */
+export function isIncomplete(s: SessionRecord): s is IncompleteSession {
+  return "incomplete" in s;
+}
+
+function incompleteRecord(e: Extract<SessionEntry, { kind: "creating" | "broken" }>): IncompleteSession {
+  const names = e.backend === "local" ? sessionObjectNames(e.id) : undefined;
+  return {
+    id: e.id,
+    backend: e.backend,
+    snapshotId: e.placeholder?.snapshotId ?? "",
+    createdAt: e.since,
+    expiresAt: e.placeholder?.expiresAt ?? null,
+    agent: { host: "", port: 0, database: names?.work ?? "", user: names?.role ?? "" },
+    backendState: {},
+    incomplete: e.kind,
+    reason: e.reason,
+  };
 }
 
 /** Creates a session from a snapshot (default: the newest) and returns its record. */
@@ -92,9 +214,9 @@ export async function createSession(project: Project, options: UpOptions = {}): 
   const now = options.now ?? new Date();
   const expiresAt = options.keep === true ? null : new Date(now.getTime() + (options.ttlMs ?? project.config.staging.ttl)).toISOString();
   mkdirSync(sessionsDir(project), { recursive: true, mode: 0o700 });
-  // Claim the name first, so that two `up --name x` cannot both proceed.
+  // Claim the name first, so that two `up --name x` cannot both proceed; the claim says who is at work.
   try {
-    writeFileSync(file, "{}", { flag: "wx", mode: 0o600 });
+    writeFileSync(file, placeholderText({ backend: kind, snapshotId: manifest.id, expiresAt, now }), { flag: "wx", mode: 0o600 });
   } catch {
     throw new AirlockError("AIRLOCK_SESSION_EXISTS", `a session named ${id} exists already`, { hint: `pick another --name, or \`airlock down ${id}\` first` });
   }
@@ -152,24 +274,40 @@ export function sessionLimits(project: Project, s: SessionRecord): SessionLimits
   };
 }
 
-/** Every session, oldest first. */
+/**
+ * Every session, oldest first; one whose `airlock up` has not finished is listed as an IncompleteSession
+ * (`incomplete: "creating"` while its `up` still runs, `"broken"` once that died).
+ */
 export function listSessions(project: Project): SessionRecord[] {
   const dir = sessionsDir(project);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => f.endsWith(".json"))
-    .map((f) => readStored(join(dir, f)))
-    .filter((s) => s.id !== undefined)
-    .map(publicRecord)
-    .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  const now = Date.now();
+  const out: SessionRecord[] = [];
+  for (const f of readdirSync(dir)) {
+    const id = f.slice(0, -".json".length);
+    if (!f.endsWith(".json") || !NAME.test(id)) continue;
+    let entry: SessionEntry;
+    try {
+      entry = readEntry(project, join(dir, f), id, now);
+    } catch (e) {
+      if (e instanceof AirlockError && e.code === "AIRLOCK_SESSION_NOT_FOUND") continue; // removed meanwhile
+      throw e;
+    }
+    out.push(entry.kind === "record" ? publicRecord(entry.stored) : incompleteRecord(entry));
+  }
+  return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+function incompleteError(e: Extract<SessionEntry, { kind: "creating" | "broken" }>): AirlockError {
+  return e.kind === "creating"
+    ? new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `session ${e.id} is still being created: ${e.reason}`, { hint: "wait for `airlock up` to finish" })
+    : new AirlockError("AIRLOCK_SESSION_BROKEN", `session ${e.id} is broken: ${e.reason}`, { hint: `\`airlock down ${e.id}\` or \`airlock gc\` removes it and whatever it left` });
 }
 
 function readStoredSession(project: Project, id: string): StoredSession {
-  const file = sessionFile(project, id);
-  if (!existsSync(file)) throw new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `no session ${id}`, { hint: "list sessions with `airlock ls`" });
-  const s = readStored(file);
-  if (s.id === undefined) throw new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `session ${id} is still being created`, { hint: "wait for `airlock up` to finish" });
-  return s;
+  const entry = readEntry(project, sessionFile(project, id), id);
+  if (entry.kind !== "record") throw incompleteError(entry);
+  return entry.stored;
 }
 
 /** One session's record. */
@@ -190,17 +328,38 @@ export async function sessionAdminTarget(project: Project, id: string, which: "b
   return (await backendFor(project, s.backend)).adminTarget(s.id, s.backendState, which);
 }
 
-/** Destroys a session: its databases, role (or stack), and record. */
+/**
+ * Destroys a session: its databases, role (or stack), and record. A broken one (its `up` died) too: the
+ * backend destroys by the session's id whatever got made, and the local backend also drops a template
+ * restore the dead `up` left half-done. One still being created is refused.
+ */
 export async function destroySession(project: Project, id: string): Promise<void> {
-  const s = readSession(project, id);
-  await (await backendFor(project, s.backend)).destroy(s.id, s.backendState);
+  const entry = readEntry(project, sessionFile(project, id), id);
+  if (entry.kind === "creating") throw incompleteError(entry);
+  const kind = entry.kind === "record" ? entry.stored.backend : entry.backend;
+  const backend = await backendFor(project, kind);
+  if (entry.kind === "record") {
+    await backend.destroy(id, entry.stored.backendState);
+  } else {
+    await backend.destroy(id, {});
+    if (backend instanceof LocalBackend) await backend.dropAbandonedTemplateLoads();
+  }
   rmSync(sessionFile(project, id), { force: true });
-  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: s.backend } });
+  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: kind, ...(entry.kind === "broken" ? { broken: entry.reason } : {}) } });
 }
 
-/** Destroys every expired session; returns their ids. */
+/** Destroys every expired session, and every broken one (its `up` died); returns their ids. */
 export async function gcSessions(project: Project, now = new Date()): Promise<string[]> {
-  const expired = listSessions(project).filter((s) => s.expiresAt !== null && Date.parse(s.expiresAt) <= now.getTime());
-  for (const s of expired) await destroySession(project, s.id);
-  return expired.map((s) => s.id);
+  const gone = listSessions(project).filter((s) => (isIncomplete(s) ? s.incomplete === "broken" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now.getTime()));
+  const destroyed: string[] = [];
+  for (const s of gone) {
+    try {
+      await destroySession(project, s.id);
+      destroyed.push(s.id);
+    } catch (e) {
+      // Gone meanwhile (another gc or down), or its `up` turned out alive after all: not this gc's to remove.
+      if (!(e instanceof AirlockError && e.code === "AIRLOCK_SESSION_NOT_FOUND")) throw e;
+    }
+  }
+  return destroyed;
 }
