@@ -95,7 +95,8 @@ try {
   for (let i = 0; i < runs + 1; i++) {
     const db = `restore_${i}`;
     await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`CREATE DATABASE ${db}`));
-    const ms = timed(() => execFileSync(staging.binaries.tool("pg_restore"), ["-h", staging.socketDir, "-p", String(staging.port), "-U", "airlock", "-d", db, dumpFile]));
+    // The staging cluster asks for the superuser's password even on its socket.
+    const ms = timed(() => execFileSync(staging.binaries.tool("pg_restore"), ["-h", staging.socketDir, "-p", String(staging.port), "-U", "airlock", "-d", db, dumpFile], { env: { ...process.env, PGPASSWORD: staging.adminTarget().password ?? "" } }));
     await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`DROP DATABASE ${db}`));
     if (i > 0) restoreMs.push(ms);
     ups.push(step("up", { project: projectDir, snapshot, name: `bench-${i}` }));
