@@ -64,10 +64,15 @@ export function parseDuration(text: string): number | undefined {
   return m === null ? undefined : Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
 }
 
-/** A duration given as a string ("30s") or a number of milliseconds; parsed to milliseconds. */
+/**
+ * A duration, always with its unit ("500ms", "30s", "5m", "2h", "7d"); parsed to milliseconds. A bare number is
+ * refused: `ttl: 5` meant as five minutes would otherwise silently be five milliseconds.
+ */
 export function duration(): Schema<number> {
   return (value, path, problems) => {
-    if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
+    if (typeof value === "number") {
+      return void problems.push({ path, message: `expected a duration with its unit, got the bare number ${value}: write "${value}ms", "${value}s", "${value}m" or "${value}h"` });
+    }
     const ms = typeof value === "string" ? parseDuration(value) : undefined;
     if (ms === undefined) return void problems.push({ path, message: `expected a duration such as "30s", "5m" or "2h", got ${describe(value)}` });
     return ms;
