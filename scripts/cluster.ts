@@ -12,11 +12,15 @@ import { say, sayJson } from "./output.ts";
 
 /** Registers the command. */
 export function registerCluster(program: Command): void {
-  const cluster = program.command("cluster").description("manage the embedded Postgres cluster that holds staging databases");
+  const cluster = program
+    .command("cluster")
+    .description("manage the embedded Postgres cluster that holds staging databases")
+    .addHelpText("after", "\nExample:\n  airlock cluster status");
 
   cluster
     .command("start")
     .description("create the cluster if needed and start it with its supervisor (a no-op when both run)")
+    .addHelpText("after", "\nExample:\n  airlock cluster start")
     .action(async (_opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const options = localClusterOptions(project);
@@ -34,6 +38,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command("stop")
     .description("stop the cluster; no server process stays behind")
+    .addHelpText("after", "\nSessions stay on disk; the next command that needs the cluster starts it again.\n\nExample:\n  airlock cluster stop")
     .action(async (_opts, cmd: Command) => {
       const c = openCluster(localClusterOptions(await projectFor(cmd)));
       const r = c === undefined ? { wasRunning: false } : await stopCluster(c);
@@ -44,6 +49,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command("status")
     .description("say whether the cluster exists and runs, and where")
+    .addHelpText("after", "\nExamples:\n  airlock cluster status\n  airlock cluster status --json")
     .action(async (_opts, cmd: Command) => {
       const options = localClusterOptions(await projectFor(cmd));
       const c = openCluster(options);
@@ -62,6 +68,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command("destroy")
     .description("stop the cluster and delete it with every staging database in it")
+    .addHelpText("after", "\nExample:\n  airlock cluster destroy --erase")
     .requiredOption("--erase", "confirm that every staging database in the cluster is to be deleted")
     .action(async (_opts, cmd: Command) => {
       const c = openCluster(localClusterOptions(await projectFor(cmd)));

@@ -12,6 +12,7 @@ export function registerConfig(program: Command): void {
   program
     .command("config")
     .description("validate airlock.config.ts and print the effective configuration")
+    .addHelpText("after", "\nExamples:\n  airlock config\n  airlock --config ci/airlock.config.ts config --json")
     .action(async (_opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const effective = { configFile: project.configFile ?? null, stateDir: project.statePath(), clusterDir: localClusterDir(project), config: project.config };

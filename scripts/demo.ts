@@ -16,6 +16,7 @@ export function registerDemo(program: Command): void {
     .description("replay the gallery incident safely on the embedded default: snapshot, agent session, diff, approval, promotion, rollback")
     .option("--scale <n>", "size of the demo production (1 is hundreds of rows)", positiveNumber, 1)
     .option("--keep-running", "leave the demo's clusters running afterwards")
+    .addHelpText("after", "\nExamples:\n  airlock demo\n  airlock demo --scale 10 --keep-running")
     .action(async (opts: { scale: number; keepRunning?: boolean }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const r = await runDemo(

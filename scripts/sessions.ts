@@ -58,7 +58,7 @@ export function registerSessions(program: Command): void {
   program
     .command("ls")
     .description("list sessions with backend, snapshot, age, expiry, connections and disk against their limits, and state")
-    .addHelpText("after", "\nA session a limit stopped (its disk quota) shows why in STATE; its work is still there for `airlock diff`.")
+    .addHelpText("after", "\nA session a limit stopped (its disk quota) shows why in STATE; its work is still there for `airlock diff`.\n\nExamples:\n  airlock ls\n  airlock ls --json")
     .action(async (_opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const sessions = listSessions(project);
@@ -94,6 +94,7 @@ export function registerSessions(program: Command): void {
   program
     .command("down <session>")
     .description("destroy a session: its databases and role (or its stack)")
+    .addHelpText("after", "\nExample:\n  airlock down fix-gallery")
     .action(async (id: string, _opts, cmd: Command) => {
       await destroySession(await projectFor(cmd), id);
       if (globalFlags(cmd).json) return sayJson({ destroyed: id });
@@ -103,6 +104,7 @@ export function registerSessions(program: Command): void {
   program
     .command("gc")
     .description("destroy every expired session")
+    .addHelpText("after", "\nAlso removes sessions a killed `airlock up` left half-made (shown as broken by `airlock ls`).\n\nExample:\n  airlock gc")
     .action(async (_opts, cmd: Command) => {
       const gone = await gcSessions(await projectFor(cmd));
       if (globalFlags(cmd).json) return sayJson({ destroyed: gone });
@@ -112,6 +114,7 @@ export function registerSessions(program: Command): void {
   program
     .command("url <session>")
     .description("print the agent's connection URL of a session again")
+    .addHelpText("after", "\nThe URL carries the agent's password: hand it to the agent, not to a log.\n\nExample:\n  psql \"$(airlock url fix-gallery)\"")
     .action(async (id: string, _opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const s = readSession(project, id);

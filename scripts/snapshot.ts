@@ -88,6 +88,7 @@ Examples:
   snapshot
     .command("ls")
     .description("list snapshots, newest first")
+    .addHelpText("after", "\nExample:\n  airlock snapshot ls")
     .action(async (_opts, cmd: Command) => {
       const all = listSnapshots(snapshotsDir((await projectFor(cmd)).statePath()));
       if (globalFlags(cmd).json) return sayJson(all.map((m) => ({ id: m.id, createdAt: m.createdAt, tables: m.tables.length, rows: m.tables.reduce((n, t) => n + t.rows, 0), source: m.source })));
@@ -98,6 +99,7 @@ Examples:
   snapshot
     .command("show <id>")
     .description("show a snapshot's manifest: tables, row counts, masking per column")
+    .addHelpText("after", "\nExample:\n  airlock snapshot show snap-20261124-101500-3fa2c1")
     .action(async (id: string, _opts, cmd: Command) => {
       const m = readManifest(snapshotsDir((await projectFor(cmd)).statePath()), id);
       if (globalFlags(cmd).json) return sayJson(m);
@@ -109,6 +111,7 @@ Examples:
   snapshot
     .command("verify <id>")
     .description("re-check every file's sha256 and report the first corrupt one")
+    .addHelpText("after", "\nExample:\n  airlock snapshot verify snap-20261124-101500-3fa2c1")
     .action(async (id: string, _opts, cmd: Command) => {
       const r = await verifySnapshot(snapshotsDir((await projectFor(cmd)).statePath()), id);
       if (globalFlags(cmd).json) sayJson({ id, ...r });
@@ -119,6 +122,7 @@ Examples:
   snapshot
     .command("rm <id>")
     .description("delete a snapshot")
+    .addHelpText("after", "\nExample:\n  airlock snapshot rm snap-20261124-101500-3fa2c1")
     .action(async (id: string, _opts, cmd: Command) => {
       removeSnapshot(snapshotsDir((await projectFor(cmd)).statePath()), id);
       if (globalFlags(cmd).json) return sayJson({ removed: id });
