@@ -43,7 +43,7 @@ switch (step) {
   }
   case "diff": {
     const project = await loadProject({ dir: args.project! });
-    const r = await diffSession(project, args.session!);
+    const r = await diffSession(project, args.session!, { secret: args.secret! });
     if (!r.diff.verification.verified) throw new Error("the benchmark's diff did not verify");
     facts = { diff: r.id, summary: r.diff.summary, hazards: r.diff.hazards.map((h) => h.code) };
     break;

@@ -1,18 +1,18 @@
 /**
  * `airlock audit [--to <url>] [--verify]`: the audit trail, staging side
- * (.airlock/audit.jsonl) and, with --to, production side (airlock.audit_log).
+ * (.airlock/audit.jsonl) and, with --to, production side (airlock.audit_log);
+ * --verify checks both keyed chains and the anchors between them.
  */
 import type { Command } from "commander";
-import type { AuditEntry, ChainCheck } from "../src/audit/chain.ts";
-import { readJournal, verifyJournal } from "../src/audit/journal.ts";
+import type { AuditEntry } from "../src/audit/chain.ts";
+import { auditTrails } from "../src/audit/verify.ts";
 import { AirlockError } from "../src/errors.ts";
-import { parseTarget, withClient } from "../src/pg/connect.ts";
-import { readProductionLog, verifyProductionLog } from "../src/promote/production-schema.ts";
+import { parseTarget } from "../src/pg/connect.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
 function line(e: AuditEntry): string {
-  const ids = ["session", "snapshot", "diff", "promotion"].filter((k) => typeof e.details[k] === "string").map((k) => `${k}=${String(e.details[k]).slice(0, 16)}`);
+  const ids = ["session", "snapshot", "diff", "approval", "promotion"].filter((k) => typeof e.details[k] === "string").map((k) => `${k}=${String(e.details[k]).slice(0, 16)}`);
   return `${String(e.seq).padStart(4)}  ${e.at}  ${e.actor.padEnd(12)} ${e.action.padEnd(16)} ${ids.join(" ")}`;
 }
 
@@ -20,35 +20,53 @@ function line(e: AuditEntry): string {
 export function registerAudit(program: Command): void {
   program
     .command("audit")
-    .description("print the audit trail and prove its hash chain intact (--verify)")
+    .description("print the audit trails and prove them intact (--verify): keyed chains, heads, and the anchors between staging and production")
     .option("--to <url>", "also read production's airlock.audit_log (default: PROD_DATABASE_URL when --verify)")
-    .option("--verify", "check the hash chains; exit 1 if any entry was edited, removed or reordered")
+    .option("--verify", "check both keyed chains and their anchors (needs AIRLOCK_SECRET); exit 1 naming every entry edited, removed, reordered or missing")
+    .addHelpText(
+      "after",
+      `
+Every entry is an HMAC chain link under a key derived from AIRLOCK_SECRET.
+A production entry records the staging trail's head when it was written;
+the staging entry written after it records the production entry's hash. So
+deleting or rewriting either side, dropping airlock.audit_log or renaming the
+airlock schema, or deleting .airlock/audit.jsonl with its head, is detected
+whenever the other side still exists. Without --to or PROD_DATABASE_URL,
+production is not checked, and the output says so.
+
+Example:
+  airlock audit --verify --to "$PROD_DATABASE_URL"`,
+    )
     .action(async (opts: { to?: string; verify?: boolean }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const staging = { entries: readJournal(project), check: verifyJournal(project) };
       const url = opts.to ?? (opts.verify === true ? process.env.PROD_DATABASE_URL : undefined);
-      let production: { entries: AuditEntry[]; check: ChainCheck } | undefined;
-      if (url !== undefined && url !== "") {
-        production = await withClient(parseTarget(url), { step: "audit", readOnly: true }, async (c) => {
-          const log = await readProductionLog(c);
-          return { entries: log.entries, check: verifyProductionLog(log) };
+      const report = await auditTrails(project, { ...(url === undefined || url === "" ? {} : { to: parseTarget(url) }), verify: opts.verify === true });
+      if (globalFlags(cmd).json) sayJson(report);
+      else {
+        say(`staging trail, ${report.staging.trail} (${report.staging.entries.length} entries):`);
+        for (const e of report.staging.entries) say(line(e));
+        if (report.production !== undefined) {
+          say(`production trail, airlock.audit_log of ${report.production.display} (${report.production.exists ? `${report.production.entries.length} entries` : "none: no airlock.audit_log"}):`);
+          for (const e of report.production.entries) say(line(e));
+        }
+        if (report.unauthenticated.length > 0) {
+          say(`unauthenticated events, not part of either trail (${report.unauthenticated.length}):`);
+          for (const e of report.unauthenticated) say(`   -  ${e.at}  ${e.actor.padEnd(12)} ${e.action.padEnd(16)} ${e.reason}`);
+        }
+        for (const n of report.notes) say(`note: ${n}`);
+      }
+      if (opts.verify !== true) return;
+      if (report.problems.length > 0) {
+        throw new AirlockError("AIRLOCK_AUDIT_TAMPERED", `the audit trails are not intact:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`, {
+          hint: "the trails were edited, cut or deleted outside Airlock; compare them with your backups",
+          details: { problems: report.problems },
         });
       }
-      if (globalFlags(cmd).json) sayJson({ staging, ...(production === undefined ? {} : { production }) });
-      else {
-        say(`staging trail (${staging.entries.length} entries):`);
-        for (const e of staging.entries) say(line(e));
-        if (production !== undefined) {
-          say(`production trail, airlock.audit_log (${production.entries.length} entries):`);
-          for (const e of production.entries) say(line(e));
-        }
-      }
-      if (opts.verify === true) {
-        const broken = [["staging", staging.check], ...(production === undefined ? [] : [["production", production.check]])].filter(([, c]) => !(c as ChainCheck).ok) as Array<[string, Extract<ChainCheck, { ok: false }>]>;
-        if (broken.length > 0) {
-          throw new AirlockError("AIRLOCK_AUDIT_TAMPERED", broken.map(([where, c]) => `${where} audit trail: ${c.problem}`).join("; "), { hint: "the trail was edited outside Airlock; compare it with your backups" });
-        }
-        if (!globalFlags(cmd).json) say(`verified: ${staging.check.entries} staging entries${production === undefined ? "" : ` and ${production.check.entries} production entries`} form intact hash chains`);
+      if (!globalFlags(cmd).json) {
+        const prod = report.production;
+        say(
+          `verified: ${report.staging.entries.length} staging entries${prod === undefined ? "" : ` and ${prod.entries.length} production entries`} form intact keyed chains${report.anchors === undefined ? "" : `, with ${report.anchors.checked} anchors between them holding`}${report.productionChecked ? "" : "; production was NOT checked"}`,
+        );
       }
     });
 }

@@ -16,9 +16,12 @@ export function registerDiff(program: Command): void {
       "after",
       `
 Writes .airlock/diffs/<id>/: diff.json (canonical; its sha256 is the id),
-promote.sql (a readable preview), review.md and review.html. Only a diff whose
-replay on a fresh clone of base reproduces work (every row, and the whole
-catalog: definitions, owners, grants, settings) is "verified".
+diff.mac (an HMAC of diff.json, verification result included, under a key
+derived from AIRLOCK_SECRET: approve and promote refuse a diff whose MAC does
+not hold), promote.sql (a readable preview), review.md and review.html. Only a
+diff whose replay on a fresh clone of base reproduces work (every row, and the
+whole catalog: definitions, owners, grants, settings) is "verified".
+Needs AIRLOCK_SECRET, the one the snapshot was taken with (exit 2 otherwise).
 Exits 0 for a verified diff, 2 for one that is NOT verified.
 
 Example:
@@ -27,7 +30,7 @@ Example:
     .action(async (session: string, _opts, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const bar = progress(!json);
-      const r = await diffSession(await projectFor(cmd), session, (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`));
+      const r = await diffSession(await projectFor(cmd), session, { onProgress: (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`) });
       bar.done();
       // A diff that is not verified cannot be approved: say so with the exit code too.
       if (!r.diff.verification.verified) process.exitCode = EXIT_REFUSED;

@@ -3,6 +3,7 @@
  * it, with the staging URL as its only database.
  */
 import { type Command, Option } from "commander";
+import { secretFromEnv } from "../src/config/keys.ts";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
 import { runAgent } from "../src/staging/run.ts";
 import { globalFlags, projectFor } from "./context.ts";
@@ -25,7 +26,9 @@ for its session — never a value holding a secret Airlock knows.
 --sandbox none runs it unsandboxed (it can then read .env and .airlock/): said
 loudly and recorded in the audit trail.
 When the agent exits, its changes become a verified diff (as \`airlock diff\`);
-the session is kept for review. The agent's exit code is Airlock's.
+the session is kept for review. The agent's exit code is Airlock's. Without
+AIRLOCK_SECRET no diff is made (diffs are authenticated with it): run
+\`airlock diff <session>\` once it is set.
 
 Example:
   airlock run --name fix-gallery -- node agent.js --task "fix the gallery"`,
@@ -44,7 +47,14 @@ Example:
         onUnsandboxed: () => warn("airlock: WARNING: the agent runs WITHOUT a sandbox (--sandbox none): it can read .env, .airlock/ and everything this user can; recorded in the audit trail"),
         onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
       });
-      // What the agent did becomes a verified diff at once; the session stays for review.
+      // What the agent did becomes a verified diff at once; the session stays for review. A diff is authenticated
+      // with AIRLOCK_SECRET: without it there is none yet, and the agent's exit code is still Airlock's.
+      if (secretFromEnv() === undefined) {
+        if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: null });
+        else warn(`airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review. No diff was made: AIRLOCK_SECRET is not set (run \`airlock diff ${result.session.id}\` with it)`);
+        process.exitCode = result.exitCode;
+        return;
+      }
       const diff = await diffSession(project, result.session.id);
       if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: { id: diff.id, verified: diff.diff.verification.verified, summary: diff.diff.summary, hazards: diff.diff.hazards } });
       else {

@@ -40,6 +40,8 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 }
 
 beforeAll(async () => {
+  // diff and approve authenticate what they write with AIRLOCK_SECRET, the one the snapshot is taken with.
+  process.env.AIRLOCK_SECRET = "catalog-test-secret-0123456789";
   prodCluster = await startTestCluster("catalog-prod");
   prod = await prodCluster.createDatabase("zoo");
   await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query(ZOO));

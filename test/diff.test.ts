@@ -44,6 +44,8 @@ async function asAgent(session: string, sql: string): Promise<void> {
 }
 
 beforeAll(async () => {
+  // diff authenticates what it writes with AIRLOCK_SECRET, the one the snapshot is taken with.
+  process.env.AIRLOCK_SECRET = "diff-test-secret-0123456789";
   prodCluster = await startTestCluster("diff-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });

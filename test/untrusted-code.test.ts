@@ -191,6 +191,8 @@ const ACCOUNTS = "SELECT id, balance FROM public.accounts ORDER BY id";
 const HISTORY = "SELECT id::text AS id, account_id, balance FROM public.account_history ORDER BY id";
 
 beforeAll(async () => {
+  // diff and approve authenticate what they write with AIRLOCK_SECRET, the one the snapshot is taken with.
+  process.env.AIRLOCK_SECRET = SECRET;
   prodCluster = await startTestCluster("untrusted-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });

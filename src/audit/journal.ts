@@ -1,17 +1,44 @@
 /**
- * The staging-side audit trail: `.airlock/audit.jsonl`, one hash-chained
- * entry per line for snapshot, up, run, diff, approve and down.
+ * The staging-side audit trail: `.airlock/audit.jsonl`, one keyed,
+ * hash-chained entry per line for snapshot, up, run, diff, approve, down,
+ * and every promotion or rollback attempt, with `.airlock/audit.head`
+ * beside it. Entries are keyed with AIRLOCK_SECRET (see chain.ts); whoever
+ * can write `.airlock/` can still delete the files, which only production's
+ * anchors (anchors.ts) can reveal.
+ *
+ * An event recorded without AIRLOCK_SECRET, or under a secret the trail is
+ * not keyed with (its last entry's MAC does not hold under it), cannot be
+ * authenticated: it goes to `.airlock/audit.unauthenticated.jsonl` instead,
+ * which `airlock audit` lists apart and never counts as verified. Chaining
+ * it would leave the trail unverifiable for good after one run with a
+ * missing or mistyped secret.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { appendPrivate, privateDir, writePrivate } from "../config/private-files.ts";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import type { Project } from "../config/load.ts";
+import { MacKey, requireSecret, secretFromEnv } from "../config/keys.ts";
+import { appendPrivate, privateDir, writePrivate } from "../config/private-files.ts";
 import { AirlockError } from "../errors.ts";
-import { type AuditEntry, type AuditEvent, type ChainCheck, nextEntry, verifyChain } from "./chain.ts";
+import { type AuditEntry, type AuditEvent, type ChainCheck, GENESIS, entryHolds, nextEntry, verifyChain } from "./chain.ts";
 
 /** The journal file of a project. */
 export function journalFile(project: Project): string {
   return project.statePath("audit.jsonl");
+}
+
+/** The key of the staging trail. */
+export function stagingKey(secret: string): MacKey {
+  return new MacKey(secret, "audit-staging");
+}
+
+/**
+ * The staging trail's name in production's anchors: this machine and state directory. It survives the deletion
+ * of the trail's files, so production can tell that the trail it anchored is gone; entries from another
+ * machine's trail are told apart by it.
+ */
+export function stagingTrailId(project: Project): string {
+  return `${hostname()}:${project.statePath()}`;
 }
 
 /** Every entry in the journal, in order. */
@@ -35,20 +62,103 @@ function headFile(project: Project): string {
   return project.statePath("audit.head");
 }
 
-/** Appends an event to the journal (chained to the last entry). */
-export function recordEvent(project: Project, event: AuditEvent): AuditEntry {
-  const entries = readJournal(project);
-  const entry = nextEntry(entries[entries.length - 1], event);
-  privateDir(dirname(journalFile(project)), project.statePath());
-  appendPrivate(journalFile(project), `${JSON.stringify(entry)}\n`);
-  writePrivate(headFile(project), `${entry.seq} ${entry.hash}\n`);
-  return entry;
+function lockFile(project: Project): string {
+  return project.statePath("audit.lock");
 }
 
-/** Checks the journal's chain, and that it ends where the head says. */
-export function verifyJournal(project: Project): ChainCheck {
+const LOCK_WAIT_MS = 10_000;
+// A holder appends one line and rewrites the head: a lock older than this belongs to a process that died.
+const LOCK_STALE_MS = 30_000;
+
+/** Runs `fn` holding the journal's lock, so two commands at once (two promotions racing) never write the same sequence number. */
+function withJournalLock<T>(project: Project, fn: () => T): T {
+  const file = lockFile(project);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      closeSync(openSync(file, "wx", 0o600));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      try {
+        if (Date.now() - statSync(file).mtimeMs > LOCK_STALE_MS) rmSync(file, { force: true });
+      } catch {
+        // released meanwhile
+      }
+      if (Date.now() > deadline) throw new AirlockError("AIRLOCK_AUDIT_BUSY", `the audit journal is locked by another Airlock command (${file})`, { hint: "wait for it to finish; if none is running, remove the lock file" });
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+/** An event that could not be authenticated, as kept apart from the trail. */
+export interface UnauthenticatedEvent extends AuditEvent {
+  readonly at: string;
+  /** Why it is not in the trail. */
+  readonly reason: string;
+}
+
+function unauthenticatedFile(project: Project): string {
+  return project.statePath("audit.unauthenticated.jsonl");
+}
+
+/** Events recorded without AIRLOCK_SECRET or under another one (see the header), in order. */
+export function readUnauthenticated(project: Project): UnauthenticatedEvent[] {
+  const file = unauthenticatedFile(project);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as UnauthenticatedEvent];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/**
+ * Appends an event to the journal, chained to the last entry and keyed with AIRLOCK_SECRET (given, else from the
+ * environment). Without a secret, or under one the trail is not keyed with, the event is kept apart, unauthenticated,
+ * and undefined is returned.
+ */
+export function recordEvent(project: Project, event: AuditEvent, secret?: string): AuditEntry | undefined {
+  const s = secretFromEnv(secret);
+  privateDir(dirname(journalFile(project)), project.statePath());
+  return withJournalLock(project, () => {
+    const entries = readJournal(project);
+    const last = entries[entries.length - 1];
+    const key = s === undefined ? undefined : stagingKey(s);
+    const reason = key === undefined ? "recorded without AIRLOCK_SECRET" : last !== undefined && !entryHolds(last, key) ? "the trail's last entry does not verify under the AIRLOCK_SECRET in use (another secret, or the trail was altered)" : undefined;
+    if (key === undefined || reason !== undefined) {
+      appendPrivate(unauthenticatedFile(project), `${JSON.stringify({ at: new Date().toISOString(), ...event, reason })}\n`);
+      return undefined;
+    }
+    const entry = nextEntry(last, event, key);
+    appendPrivate(journalFile(project), `${JSON.stringify(entry)}\n`);
+    writePrivate(headFile(project), `${entry.seq} ${entry.hash}\n`);
+    return entry;
+  });
+}
+
+/** Where the staging trail ends now: what a production entry records as its anchor (seq 0 for an empty trail). */
+export function stagingHead(project: Project): { trail: string; seq: number; hash: string } {
   const entries = readJournal(project);
-  const check = verifyChain(entries);
+  const last = entries[entries.length - 1];
+  return { trail: stagingTrailId(project), seq: last?.seq ?? 0, hash: last?.hash ?? GENESIS };
+}
+
+/** Checks the journal's keyed chain (AIRLOCK_SECRET given, else from the environment), and that it ends where the head says. */
+export function verifyJournal(project: Project, secret?: string): ChainCheck {
+  const entries = readJournal(project);
+  const check = verifyChain(entries, stagingKey(requireSecret(secretFromEnv(secret), "verifying the audit trail")));
   if (!check.ok) return check;
   const head = existsSync(headFile(project)) ? readFileSync(headFile(project), "utf8").trim() : "";
   const last = entries[entries.length - 1];

@@ -2,23 +2,47 @@
  * `airlock approve`: a human binds their name to the exact sha256 of a
  * verified diff, accepting every `danger` hazard by name. Never reads
  * production. The approval is a file beside the diff and an audit entry.
+ *
+ * An approval is only worth something if nobody else can write one: it
+ * carries a MAC, under a key derived from AIRLOCK_SECRET, over its own id (a
+ * random nonce), the diff's id, the approver, the time, the accepted hazards
+ * and the note. Promotion refuses an approval whose MAC does not hold, one
+ * for another diff, and one already used (the nonce is claimed in
+ * production, see production-schema.ts).
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { writePrivate } from "../config/private-files.ts";
 import { join } from "node:path";
-import type { Project } from "../config/load.ts";
 import { recordEvent } from "../audit/journal.ts";
-import { readDiff } from "../diff/store.ts";
+import { MacKey, requireSecret, secretFromEnv } from "../config/keys.ts";
+import type { Project } from "../config/load.ts";
+import { writePrivate } from "../config/private-files.ts";
+import { canonicalJson } from "../diff/canonical.ts";
+import { checkDiffMac, readDiff } from "../diff/store.ts";
 import type { Diff } from "../diff/types.ts";
-import { AirlockError, EXIT_REFUSED } from "../errors.ts";
+import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
+import { AirlockError, EXIT_REFUSED, isAirlockError } from "../errors.ts";
 
 /** An approval as recorded. */
 export interface Approval {
+  /** A random nonce: what production records as used, so one approval authorises one promotion. */
+  readonly id: string;
   readonly diffId: string;
   readonly approvedBy: string;
   readonly approvedAt: string;
   readonly accepted: readonly string[];
   readonly note: string | null;
+  /** HMAC of everything above under the approval key. */
+  readonly mac: string;
+}
+
+/** The key that authenticates approvals. */
+export function approvalKey(secret: string): MacKey {
+  return new MacKey(secret, "approval");
+}
+
+function approvalContent(a: Omit<Approval, "mac">): string {
+  return canonicalJson({ id: a.id, diffId: a.diffId, approvedBy: a.approvedBy, approvedAt: a.approvedAt, accepted: a.accepted, note: a.note });
 }
 
 /** Why a diff may not be approved or promoted; undefined when it may. */
@@ -40,41 +64,93 @@ export function refusalFor(diff: Diff, accepted: readonly string[]): AirlockErro
   return undefined;
 }
 
+/**
+ * A diff's MAC, checked after the secret itself (when its snapshot is still there), so that a rotated secret is
+ * named as such rather than as a forged diff.
+ */
+export function checkSecretAndMac(project: Project, read: { id: string; diff: Diff; dir: string }, secret: string, step: string): void {
+  const snapshots = snapshotsDir(project.statePath());
+  if (existsSync(join(snapshots, read.diff.snapshot, "manifest.json"))) requireSnapshotSecret(readManifest(snapshots, read.diff.snapshot), secret, step);
+  checkDiffMac(read, secret);
+}
+
 function approvalFile(dir: string): string {
   return join(dir, "approval.json");
 }
 
-/** Approves a diff; throws (exit 2) for a tampered or unverified diff or an unaccepted danger. */
-export function approveDiff(project: Project, idOrPrefix: string, options: { by: string; accept?: readonly string[]; note?: string; now?: Date }): Approval {
-  const { id, diff, dir } = readDiff(project, idOrPrefix);
+/** Options of an approval. */
+export interface ApproveOptions {
+  readonly by: string;
+  readonly accept?: readonly string[];
+  readonly note?: string;
+  readonly now?: Date;
+  /** AIRLOCK_SECRET (default: the environment). */
+  readonly secret?: string;
+}
+
+/** Approves a diff; throws (exit 2) for a diff whose MAC does not hold, an unverified diff or an unaccepted danger. */
+export function approveDiff(project: Project, idOrPrefix: string, options: ApproveOptions): Approval {
+  const secret = secretFromEnv(options.secret);
+  const refuse = (e: unknown): never => {
+    if (isAirlockError(e) && e.exitCode === EXIT_REFUSED) {
+      recordEvent(project, { actor: options.by, action: "approve-refused", details: { diff: idOrPrefix, code: e.code } }, secret);
+    }
+    throw e;
+  };
+  let read: ReturnType<typeof readDiff>;
+  try {
+    read = readDiff(project, idOrPrefix);
+    checkSecretAndMac(project, read, requireSecret(secret, "airlock approve"), "airlock approve");
+  } catch (e) {
+    return refuse(e);
+  }
+  const { id, diff, dir } = read;
   const accepted = [...new Set(options.accept ?? [])].sort();
   const unknown = accepted.filter((a) => !diff.hazards.some((h) => h.code === a));
   if (unknown.length > 0) {
-    throw new AirlockError("AIRLOCK_UNKNOWN_HAZARD", `this diff has no hazard ${unknown.join(", ")}`, { hint: `its hazards: ${[...new Set(diff.hazards.map((h) => h.code))].join(", ") || "none"}`, exitCode: EXIT_REFUSED });
+    return refuse(new AirlockError("AIRLOCK_UNKNOWN_HAZARD", `this diff has no hazard ${unknown.join(", ")}`, { hint: `its hazards: ${[...new Set(diff.hazards.map((h) => h.code))].join(", ") || "none"}`, exitCode: EXIT_REFUSED }));
   }
   const refusal = refusalFor(diff, accepted);
-  if (refusal !== undefined) {
-    recordEvent(project, { actor: options.by, action: "approve-refused", details: { diff: id, session: diff.session, code: refusal.code } });
-    throw refusal;
-  }
-  const approval: Approval = { diffId: id, approvedBy: options.by, approvedAt: (options.now ?? new Date()).toISOString(), accepted, note: options.note ?? null };
+  if (refusal !== undefined) return refuse(refusal);
+  const content = { id: `appr-${randomBytes(12).toString("hex")}`, diffId: id, approvedBy: options.by, approvedAt: (options.now ?? new Date()).toISOString(), accepted, note: options.note ?? null };
+  const approval: Approval = { ...content, mac: approvalKey(secret!).mac(approvalContent(content)) };
   writePrivate(approvalFile(dir), `${JSON.stringify(approval, null, 2)}\n`);
-  recordEvent(project, { actor: options.by, action: "approve", details: { diff: id, session: diff.session, snapshot: diff.snapshot, accepted, note: approval.note, summary: diff.summary } });
+  recordEvent(project, { actor: options.by, action: "approve", details: { diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, accepted, note: approval.note, summary: diff.summary } }, secret);
   return approval;
 }
 
-/** The approval of a diff, checked to bind exactly this diff's sha256; refuses (exit 2) otherwise. */
-export function requireApproval(dir: string, id: string): Approval {
+function approvalRefusal(code: string, message: string, hint: string): AirlockError {
+  return new AirlockError(code, message, { hint, exitCode: EXIT_REFUSED });
+}
+
+/**
+ * The approval beside a diff, checked: its MAC holds under AIRLOCK_SECRET and it binds exactly this diff's sha256.
+ * Refuses (exit 2) otherwise, naming what failed. Whether it was used already is production's to say.
+ */
+export function requireApproval(dir: string, id: string, secret: string): Approval {
+  const short = id.slice(0, 12);
   const file = approvalFile(dir);
   if (!existsSync(file)) {
-    throw new AirlockError("AIRLOCK_NOT_APPROVED", `diff ${id.slice(0, 12)} is not approved`, { hint: `review it, then \`airlock approve ${id.slice(0, 12)} --by <your name>\``, exitCode: EXIT_REFUSED });
+    throw approvalRefusal("AIRLOCK_NOT_APPROVED", `diff ${short} is not approved`, `review it, then \`airlock approve ${short} --by <your name>\``);
   }
-  const approval = JSON.parse(readFileSync(file, "utf8")) as Approval;
+  let approval: Approval;
+  try {
+    approval = JSON.parse(readFileSync(file, "utf8")) as Approval;
+  } catch (e) {
+    throw new AirlockError("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval of diff ${short} is not valid JSON`, { hint: "approve the diff again", exitCode: EXIT_REFUSED, cause: e });
+  }
+  if (typeof approval !== "object" || approval === null || typeof approval.mac !== "string") {
+    throw approvalRefusal("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval beside diff ${short} has no MAC: it was not written by \`airlock approve\` (or was written before approvals were authenticated)`, `approve this exact diff again: \`airlock approve ${short} --by <your name>\``);
+  }
+  if (!approvalKey(secret).holds(approvalContent(approval), approval.mac)) {
+    throw approvalRefusal(
+      "AIRLOCK_APPROVAL_NOT_AUTHENTIC",
+      `the approval beside diff ${short} does not carry a valid MAC: its id, diff, approver, time, accepted hazards or note is not what \`airlock approve\` wrote under this AIRLOCK_SECRET (forged, or edited)`,
+      `approve this exact diff again: \`airlock approve ${short} --by <your name>\``,
+    );
+  }
   if (approval.diffId !== id) {
-    throw new AirlockError("AIRLOCK_APPROVAL_MISMATCH", `the approval beside diff ${id.slice(0, 12)} is for another diff (${String(approval.diffId).slice(0, 12)})`, {
-      hint: "approve this exact diff again",
-      exitCode: EXIT_REFUSED,
-    });
+    throw approvalRefusal("AIRLOCK_APPROVAL_MISMATCH", `the approval beside diff ${short} is for another diff (${String(approval.diffId).slice(0, 12)})`, "approve this exact diff again");
   }
   return approval;
 }

@@ -1,13 +1,19 @@
 /**
  * Snapshots on disk: `.airlock/snapshots/<id>/` with manifest.json,
  * schema.sql, one compressed COPY file per table and per-table row HMACs.
- * Listing, showing, removing and verifying them.
+ * Listing, showing, removing and verifying them. A capture writes into
+ * `.tmp-<id>/` with a claim naming its process (`capturing.json`) and renames
+ * it into place when complete; a capture killed with -9 leaves that
+ * directory behind, and the next capture or `airlock snapshot ls` removes it
+ * once its process is gone.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { CatalogModel } from "../catalog/model.ts";
-import { AirlockError } from "../errors.ts";
+import { claimState } from "../config/claims.ts";
+import { AirlockError, EXIT_REFUSED } from "../errors.ts";
+import { KeyedHmac } from "./keyed-hmac.ts";
 
 /** One captured table in the manifest. */
 export interface ManifestTable {
@@ -86,6 +92,66 @@ export function readManifest(dir: string, id: string): SnapshotManifest {
   } catch (e) {
     throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `the manifest of snapshot ${id} is not valid JSON`, { hint: "remove it (`airlock snapshot rm`) and capture again", cause: e });
   }
+}
+
+/** Identifies a secret without revealing it: HMAC(secret, "airlock/secret-fingerprint"), 16 hex digits. */
+export function secretFingerprint(secret: string): string {
+  return new KeyedHmac(secret).digest("airlock/secret-fingerprint").toString("hex").slice(0, 16);
+}
+
+/** Refuses (exit 2) an AIRLOCK_SECRET other than the one a snapshot was taken with: `step` could not check what it must. */
+export function requireSnapshotSecret(manifest: SnapshotManifest, secret: string, step: string): void {
+  if (secretFingerprint(secret) === manifest.secretFingerprint) return;
+  throw new AirlockError("AIRLOCK_SECRET_MISMATCH", `AIRLOCK_SECRET is not the one snapshot ${manifest.id} was taken with; ${step} cannot go on`, {
+    hint: "set the AIRLOCK_SECRET the snapshot was captured with; after rotating the secret, take a new snapshot, rerun the sessions on it, diff and approve again",
+    exitCode: EXIT_REFUSED,
+  });
+}
+
+/** The claim file in a capture's temporary directory: which process is writing it. */
+export const CAPTURE_CLAIM = "capturing.json";
+
+/** The temporary directory a capture writes a snapshot into before renaming it into place. */
+export function captureTempDir(dir: string, id: string): string {
+  return join(dir, `.tmp-${id}`);
+}
+
+/** A temporary directory without a readable claim (cut short right after mkdir) counts as abandoned after this. */
+const UNCLAIMED_STALE_MS = 10 * 60_000;
+
+function abandoned(temp: string, now: number): boolean {
+  let claim: unknown;
+  try {
+    claim = JSON.parse(readFileSync(join(temp, CAPTURE_CLAIM), "utf8"));
+  } catch {
+    claim = undefined;
+  }
+  const state = claimState(claim);
+  if (state !== "unknown") return state === "dead";
+  // Another host's claim (a shared disk) is that host's to judge; no claim at all is judged by age.
+  if (claim !== undefined) return false;
+  try {
+    return now - statSync(temp).mtimeMs > UNCLAIMED_STALE_MS;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the temporary directories of captures whose process is gone (killed, crashed); a capture still at
+ * work is left alone. Returns the names removed.
+ */
+export function removeStaleCaptures(dir: string, now = Date.now()): string[] {
+  if (!existsSync(dir)) return [];
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(".tmp-") || !ID.test(name.slice(".tmp-".length))) continue;
+    const temp = join(dir, name);
+    if (!abandoned(temp, now)) continue;
+    rmSync(temp, { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 /** Every complete snapshot, newest first (partial captures have no manifest and are not listed). */

@@ -1,0 +1,65 @@
+/**
+ * `airlock audit --verify` as a library function: both keyed chains, each
+ * against its head, and the anchors between them (anchors.ts). What it
+ * cannot see it says: without a production database, production was not
+ * checked, and a staging trail deleted as a whole leaves nothing local to
+ * compare with.
+ */
+import type { Project } from "../config/load.ts";
+import { requireSecret, secretFromEnv } from "../config/keys.ts";
+import { type PgTarget, withClient } from "../pg/connect.ts";
+import { type ProductionLog, productionIdentity, productionTrail, readProductionLog, verifyProductionLog } from "../promote/production-schema.ts";
+import { type AnchorCheck, checkAnchors, productionAnchorOf } from "./anchors.ts";
+import type { AuditEntry, ChainCheck } from "./chain.ts";
+import { type UnauthenticatedEvent, readJournal, readUnauthenticated, stagingTrailId, verifyJournal } from "./journal.ts";
+
+/** Both trails as read, and what verifying them found. */
+export interface TrailsReport {
+  readonly staging: { readonly trail: string; readonly entries: AuditEntry[]; readonly check?: ChainCheck };
+  /** Events recorded without AIRLOCK_SECRET or under another one: kept apart, never verified. */
+  readonly unauthenticated: UnauthenticatedEvent[];
+  readonly production?: { readonly database: string; readonly display: string; readonly exists: boolean; readonly entries: AuditEntry[]; readonly check?: ChainCheck };
+  readonly anchors?: AnchorCheck;
+  /** Whether a production database was read at all. */
+  readonly productionChecked: boolean;
+  /** What is missing or altered, each naming its trail; empty when intact (or not verified). */
+  readonly problems: readonly string[];
+  /** What was not or could not be checked. */
+  readonly notes: readonly string[];
+}
+
+async function readProduction(target: PgTarget): Promise<{ database: string; display: string; log: ProductionLog }> {
+  return withClient(target, { step: "audit", readOnly: true }, async (c) => ({ ...(await productionIdentity(c, target)), log: await readProductionLog(c) }));
+}
+
+/** Reads the staging trail and, given a target, production's; with `verify`, checks chains, heads and anchors. */
+export async function auditTrails(project: Project, options: { to?: PgTarget; verify?: boolean; secret?: string }): Promise<TrailsReport> {
+  const secret = options.verify === true ? requireSecret(secretFromEnv(options.secret), "airlock audit --verify") : undefined;
+  const trail = stagingTrailId(project);
+  const entries = readJournal(project);
+  const stagingCheck = secret === undefined ? undefined : verifyJournal(project, secret);
+  const read = options.to === undefined ? undefined : await readProduction(options.to);
+  const productionCheck = read === undefined || secret === undefined ? undefined : verifyProductionLog(read.log, secret);
+  const production = read === undefined ? undefined : { database: read.database, display: read.display, exists: read.log.exists, entries: read.log.entries, ...(productionCheck === undefined ? {} : { check: productionCheck }) };
+  const staging = { trail, entries, ...(stagingCheck === undefined ? {} : { check: stagingCheck }) };
+  const unauthenticated = readUnauthenticated(project);
+  const notes: string[] = [];
+  if (unauthenticated.length > 0) notes.push(`${unauthenticated.length} event${unauthenticated.length === 1 ? " was" : "s were"} recorded without AIRLOCK_SECRET or under another one (audit.unauthenticated.jsonl): listed, not authenticated`);
+  if (secret === undefined) return { staging, unauthenticated, ...(production === undefined ? {} : { production }), productionChecked: read !== undefined, problems: [], notes };
+
+  const problems: string[] = [];
+  if (stagingCheck !== undefined && !stagingCheck.ok) problems.push(`staging audit trail: ${stagingCheck.problem}`);
+  if (productionCheck !== undefined && !productionCheck.ok) problems.push(`production audit trail (${read!.display}): ${productionCheck.problem}`);
+  let anchors: AnchorCheck | undefined;
+  if (read === undefined) {
+    const anchored = entries.filter((e) => productionAnchorOf(e) !== undefined).length;
+    notes.push(`production was not checked (no --to and no PROD_DATABASE_URL)${anchored > 0 ? `: ${anchored} staging entries anchored in production were not compared with it` : ""}; a staging trail deleted as a whole is only detected against production`);
+  } else {
+    anchors = checkAnchors(entries, trail, productionTrail(read, read.log));
+    problems.push(...anchors.problems.map((p) => `anchors: ${p}`));
+    if (!read.log.exists) notes.push(`${read.display} has no airlock.audit_log`);
+    if (anchors.otherTrails.length > 0) notes.push(`production entries from other staging trails (${anchors.otherTrails.join(", ")}) were checked as a chain, not against those trails`);
+    if (anchors.otherDatabases.length > 0) notes.push(`the staging trail also records entries in ${anchors.otherDatabases.join(", ")}: check those with --to`);
+  }
+  return { staging, unauthenticated, ...(production === undefined ? {} : { production }), ...(anchors === undefined ? {} : { anchors }), productionChecked: read !== undefined, problems, notes };
+}
