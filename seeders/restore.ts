@@ -48,6 +48,17 @@ export function schemaSections(schemaSql: string): { pre: string; post: string }
   return { pre: clean(schemaSql.slice(0, at)), post: clean(schemaSql.slice(at + POST_DATA_MARKER.length)) };
 }
 
+/**
+ * The COPY that loads a table's data file. A table with nothing to copy (no columns, or only generated ones)
+ * has an empty line per row: COPY without a column list takes its default list, which is empty then, and
+ * loads each empty line as one row (an empty list in parentheses is a syntax error).
+ */
+function copyInSql(t: Pick<SnapshotManifest["tables"][number], "schema" | "name" | "columns">): string {
+  const table = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+  const cols = t.columns.length === 0 ? "" : ` (${t.columns.map((c) => quoteIdent(c.name)).join(", ")})`;
+  return `COPY ${table}${cols} FROM STDIN WITH (FREEZE)`;
+}
+
 /** Restores the snapshot in `dir` (described by `manifest`) into the empty database `target`. */
 export async function restoreSnapshot(options: { target: PgTarget; dir: string; manifest: SnapshotManifest; onProgress?: (p: RestoreProgress) => void }): Promise<{ rows: number; elapsedMs: number }> {
   const { manifest, dir } = options;
@@ -76,8 +87,7 @@ export async function restoreSnapshot(options: { target: PgTarget; dir: string; 
             done(null, chunk);
           },
         });
-        const cols = t.columns.map((c) => quoteIdent(c.name)).join(", ");
-        const sql = `COPY ${quoteIdent(t.schema)}.${quoteIdent(t.name)} (${cols}) FROM STDIN WITH (FREEZE)`;
+        const sql = copyInSql(t);
         try {
           await pipeline(createReadStream(join(dir, t.file)), counter, createGunzip(), client.query(copyFrom(sql)));
         } catch (e) {

@@ -41,6 +41,23 @@ describe("masking is deterministic", () => {
     expect(h).toMatch(/^[0-9a-f]{12}$/);
   });
 
+  it("keeps an empty string empty under every rule that makes values, as it keeps NULL", () => {
+    const m = new Masker(SECRET);
+    const generators = ["email", "fullName", "firstName", "lastName", "phone", "streetAddress", "city", "postcode", "iban", "cardNumber", "ipv4", "username", "company", "text", "uuid"] as const;
+    const rules: MaskRule[] = [email, { kind: "hash" }, ...generators.map((generator): MaskRule => ({ kind: "faker", generator })), { kind: "custom", fn: () => "fake" }];
+    for (const rule of rules) {
+      expect(m.mask(rule, col(), ""), JSON.stringify(rule)).toBe("");
+      expect(m.mask(rule, col({ unique: true, column: "u" }), ""), `${JSON.stringify(rule)} on a unique column`).toBe("");
+      expect(m.mask(rule, col(), null), JSON.stringify(rule)).toBeNull();
+    }
+    // char(n) comes out of COPY blank-padded: blanks are its empty string.
+    expect(m.mask(email, col({ type: "character(8)", baseType: "bpchar", maxLength: 8 }), "        ")).toBe("        ");
+    // A value of blanks in a text column is a value, and an explicit null or constant still applies.
+    expect(m.mask({ kind: "hash" }, col(), " ")).toMatch(/^[0-9a-f]{32}$/);
+    expect(m.mask({ kind: "null" }, col(), "")).toBeNull();
+    expect(m.mask({ kind: "constant", value: "redacted" }, col(), "")).toBe("redacted");
+  });
+
   it("shifts dates by a deterministic offset within the bound and keeps the time of day", () => {
     const m = new Masker(SECRET);
     const rule: MaskRule = { kind: "dateShift", maxDays: 30 };

@@ -4,8 +4,8 @@
  * kept). Tables without a usable key are compared as multisets of rows.
  */
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
 import { query, quoteIdent } from "../pg/connect.ts";
+import { copyOutLines } from "../pg/copy-lines.ts";
 import { copyValue } from "../pg/copy-text.ts";
 import type { RowChange, RowValues, TableChanges } from "./types.ts";
 
@@ -13,7 +13,10 @@ import type { RowChange, RowValues, TableChanges } from "./types.ts";
 export interface TableShape {
   readonly schema: string;
   readonly name: string;
-  /** Compared columns in attnum order (generated columns excluded: the server computes them). */
+  /**
+   * Compared columns in attnum order (generated columns excluded: the server computes them). Empty for a
+   * table with no columns or only generated ones: its rows still count, compared as a multiset of empty rows.
+   */
   readonly columns: ReadonlyArray<{ readonly name: string; readonly type: string; readonly numeric: boolean }>;
   readonly key: readonly string[] | null;
   readonly keyKind: "primary" | "unique" | null;
@@ -21,15 +24,22 @@ export interface TableShape {
 
 const NUMERIC_TYPES = /^(smallint|integer|bigint|numeric(\(.*\))?)$/;
 
+const USER_TABLES = `t.relkind IN ('r', 'p') AND NOT t.relispartition
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock') AND n.nspname NOT LIKE 'pg\\_%'`;
+
 /** Reads the shapes of every user table of a database, with keys and foreign keys. */
 export async function readShapes(c: pg.ClientBase): Promise<{ shapes: TableShape[]; foreignKeys: Array<{ from: string; to: string }> }> {
+  // Tables apart from their columns: a table without a copyable column is still a table with rows.
+  const tables = await query<{ schema: string; table: string }>(
+    c,
+    `SELECT n.nspname AS schema, t.relname AS table FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE ${USER_TABLES} ORDER BY n.nspname, t.relname`,
+  );
   const cols = await query<{ schema: string; table: string; name: string; type: string }>(
     c,
     `SELECT n.nspname AS schema, t.relname AS table, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-      WHERE t.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock') AND n.nspname NOT LIKE 'pg\\_%'
-        AND NOT t.relispartition
+      WHERE ${USER_TABLES} AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
       ORDER BY n.nspname, t.relname, a.attnum`,
   );
   const keys = await query<{ schema: string; table: string; primary: boolean; columns: string[]; not_null: boolean }>(
@@ -53,11 +63,10 @@ export async function readShapes(c: pg.ClientBase): Promise<{ shapes: TableShape
       WHERE con.contype = 'f' AND fn.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock')`,
   );
   const byTable = new Map<string, TableShape>();
+  for (const t of tables.rows) byTable.set(`${t.schema}.${t.table}`, { schema: t.schema, name: t.table, columns: [], key: null, keyKind: null });
   for (const col of cols.rows) {
-    const id = `${col.schema}.${col.table}`;
-    const shape = byTable.get(id) ?? { schema: col.schema, name: col.table, columns: [], key: null, keyKind: null };
-    (shape.columns as Array<TableShape["columns"][number]>).push({ name: col.name, type: col.type, numeric: NUMERIC_TYPES.test(col.type) });
-    byTable.set(id, shape);
+    const columns = byTable.get(`${col.schema}.${col.table}`)?.columns as Array<TableShape["columns"][number]> | undefined;
+    columns?.push({ name: col.name, type: col.type, numeric: NUMERIC_TYPES.test(col.type) });
   }
   for (const k of keys.rows) {
     const id = `${k.schema}.${k.table}`;
@@ -98,18 +107,6 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** Streams a COPY TO STDOUT as text lines. */
-async function* copyLines(client: pg.ClientBase, sql: string): AsyncGenerator<string> {
-  const stream = client.query(copyTo(sql));
-  let rest = "";
-  for await (const chunk of stream) {
-    const lines = (rest + (chunk as Buffer).toString("utf8")).split("\n");
-    rest = lines.pop() ?? "";
-    yield* lines;
-  }
-  if (rest !== "") yield rest;
-}
-
 function orderedCopy(shape: TableShape, columns: TableShape["columns"]): string {
   const cols = columns.map((c) => quoteIdent(c.name)).join(", ");
   const table = `${quoteIdent(shape.schema)}.${quoteIdent(shape.name)}`;
@@ -119,7 +116,8 @@ function orderedCopy(shape: TableShape, columns: TableShape["columns"]): string 
     shape.key === null
       ? columns.map((c) => `${quoteIdent(c.name)}::text COLLATE "C"`).join(", ")
       : shape.key.map((k) => (shape.columns.find((c) => c.name === k)!.numeric ? quoteIdent(k) : `${quoteIdent(k)}::text COLLATE "C"`)).join(", ");
-  return `COPY (SELECT ${cols} FROM ${table} ORDER BY ${order}) TO STDOUT`;
+  // No columns: every row is the same empty line, in no particular order (and ORDER BY needs something to order by).
+  return `COPY (SELECT ${cols} FROM ${table}${order === "" ? "" : ` ORDER BY ${order}`}) TO STDOUT`;
 }
 
 /**
@@ -147,8 +145,8 @@ export async function diffTable(base: pg.ClientBase | null, work: pg.ClientBase,
   };
   const sql = orderedCopy(shape, columns);
   const parse = (line: string) => line.split("\t").map(copyValue);
-  const baseIt = base === null ? null : copyLines(base, sql)[Symbol.asyncIterator]();
-  const workIt = copyLines(work, sql)[Symbol.asyncIterator]();
+  const baseIt = base === null ? null : copyOutLines(base, sql)[Symbol.asyncIterator]();
+  const workIt = copyOutLines(work, sql)[Symbol.asyncIterator]();
   const nextLine = async (it: AsyncIterator<string> | null) => {
     if (it === null) return null;
     const r = await it.next();

@@ -19,13 +19,33 @@ export function copyText(value: string | null): string {
 
 const UNESCAPES: Readonly<Record<string, string>> = { b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v" };
 
+const BYTE_ESCAPE = /\\(x[0-9A-Fa-f]|[0-7])/;
+const ANY_ESCAPE = /\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)/gs;
+
 /** The value of one COPY text field: null for `\N`, escapes resolved. */
 export function copyValue(field: string): string | null {
   if (field === "\\N") return null;
   if (!field.includes("\\")) return field;
-  return field.replace(/\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)/g, (_, e: string) => {
-    if (e[0] === "x" && e.length > 1) return String.fromCharCode(parseInt(e.slice(1), 16));
-    if (/^[0-7]+$/.test(e)) return String.fromCharCode(parseInt(e, 8));
-    return UNESCAPES[e] ?? e;
-  });
+  if (BYTE_ESCAPE.test(field)) return withByteEscapes(field);
+  return field.replace(ANY_ESCAPE, (_, e: string) => UNESCAPES[e] ?? e);
+}
+
+/**
+ * `\xHH` and `\ooo` are bytes, and several of them can make one UTF-8
+ * character, so such a field is resolved to bytes and decoded once. COPY
+ * TO never writes them; they come from hand-written COPY input.
+ */
+function withByteEscapes(field: string): string {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const m of field.matchAll(ANY_ESCAPE)) {
+    const e = m[1]!;
+    parts.push(Buffer.from(field.slice(at, m.index), "utf8"));
+    if (e[0] === "x" && e.length > 1) parts.push(Buffer.from([parseInt(e.slice(1), 16)]));
+    else if (/^[0-7]+$/.test(e)) parts.push(Buffer.from([parseInt(e, 8) & 0xff]));
+    else parts.push(Buffer.from(UNESCAPES[e] ?? e, "utf8"));
+    at = m.index + m[0].length;
+  }
+  parts.push(Buffer.from(field.slice(at), "utf8"));
+  return Buffer.concat(parts).toString("utf8");
 }

@@ -8,12 +8,11 @@
  */
 import { createReadStream, existsSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { createGunzip } from "node:zlib";
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
 import type { Diff, RowValues } from "../diff/types.ts";
 import { query } from "../pg/connect.ts";
+import { copyLineBatches, copyOutRows } from "../pg/copy-lines.ts";
 import { copyText } from "../pg/copy-text.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import type { ManifestTable, SnapshotManifest } from "../snapshot/store.ts";
@@ -30,25 +29,15 @@ export interface Conflict {
 async function snapshotFingerprints(dir: string, table: ManifestTable, wanted: ReadonlySet<string>): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (table.hmacFile === null || wanted.size === 0 || !existsSync(join(dir, table.hmacFile))) return out;
-  const lines = createInterface({ input: createReadStream(join(dir, table.hmacFile)).pipe(createGunzip()), crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) {
-    const at = line.lastIndexOf("\t");
-    const key = line.slice(0, at);
-    if (wanted.has(key)) out.set(key, line.slice(at + 1));
+  // Keys are COPY text, so the file splits like COPY output (readline would also split on a raw "\r").
+  for await (const lines of copyLineBatches(createReadStream(join(dir, table.hmacFile)).pipe(createGunzip()))) {
+    for (const line of lines) {
+      const at = line.lastIndexOf("\t");
+      const key = line.slice(0, at);
+      if (wanted.has(key)) out.set(key, line.slice(at + 1));
+    }
   }
   return out;
-}
-
-async function copyRows(c: pg.ClientBase, sql: string): Promise<string[]> {
-  const rows: string[] = [];
-  let rest = "";
-  for await (const chunk of c.query(copyTo(sql))) {
-    const lines = (rest + (chunk as Buffer).toString("utf8")).split("\n");
-    rest = lines.pop() ?? "";
-    rows.push(...lines);
-  }
-  if (rest !== "") rows.push(rest);
-  return rows;
 }
 
 /** Locks every row the diff touches in production and returns the conflicts (empty when none). */
@@ -64,7 +53,7 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
     if (touched.length > 0 && captured.key !== null) {
       await query(c, `SELECT 1 FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, captured.key, touched)} FOR UPDATE`);
       const cols = captured.columns.map((col) => `"${col.name.replace(/"/g, '""')}"`).join(", ");
-      const lines = await copyRows(c, `COPY (SELECT ${cols} FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, captured.key, touched)}) TO STDOUT`);
+      const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, captured.key, touched)}) TO STDOUT`);
       const keyIdx = captured.key.map((k) => captured.columns.findIndex((col) => col.name === k));
       const now = new Map(lines.map((line) => {
         const fields = line.split("\t");

@@ -4,6 +4,7 @@
  * generated value is HMAC(secret, domain, original). So the same email masks
  * to the same fake email in every table and every snapshot, joins still
  * join, and nobody without the secret can map a fake back to the original.
+ * NULL and the empty string are kept as they are: neither identifies anyone.
  */
 import { Faker, base, en } from "@faker-js/faker";
 import { AirlockError } from "../errors.ts";
@@ -122,6 +123,11 @@ function fit(value: string, maxLength: number | undefined): string {
   return maxLength === undefined || value.length <= maxLength ? value : value.slice(0, maxLength).trimEnd();
 }
 
+/** An empty string; for char(n), which COPY writes blank-padded, only blanks. */
+function isEmpty(value: string, column: MaskColumn): boolean {
+  return value === "" || (column.baseType === "bpchar" && !/[^ ]/.test(value));
+}
+
 const DATE_RE = /^(\d{4,})-(\d{2})-(\d{2})(.*)$/;
 
 function shiftDate(value: string, days: number): string {
@@ -163,7 +169,9 @@ export class Masker {
     if (rule.kind === "keep") return value;
     if (rule.kind === "null") return null;
     if (rule.kind === "constant") return rule.value;
-    if (value === null) return null;
+    // An empty value says nothing about anyone: like NULL it stays as it is, and a fake in its place would be
+    // a value production never had (an "unset" email that suddenly looks like a real address).
+    if (value === null || isEmpty(value, column)) return value;
     const domain = ("domain" in rule ? rule.domain : undefined) ?? columnKey(column);
     if (this.redrawn.size > 0) {
       const again = this.redrawn.get(`${domain}\u0000${value}`);
