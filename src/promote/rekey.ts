@@ -1,35 +1,32 @@
 /**
  * `promote --rekey`: rows the agent inserted into a table whose key comes
- * from a sequence (serial or identity) get fresh keys from production's
- * sequence instead of the keys staging gave them, and every foreign key
- * among the diff's rows that pointed at an old key is rewritten to the new
- * one. Production may have used the staging keys meanwhile; this is how the
- * insert still lands.
+ * from a sequence get fresh keys from production's sequence instead of the
+ * keys staging gave them, and every foreign key among the diff's rows that
+ * pointed at an old key is rewritten to the new one. Production may have
+ * used the staging keys meanwhile; this is how the insert still lands.
+ * "Comes from a sequence" means any shape (src/promote/sequences.ts): a
+ * serial, an identity, or a default calling `nextval` on a sequence in any
+ * schema, owned or not; the values are drawn inside the promotion's
+ * transaction, so a refused or rehearsed promotion gives them back.
  */
 import type pg from "pg";
 import type { Diff, RowChange, RowValues, TableChanges } from "../diff/types.ts";
 import { query } from "../pg/connect.ts";
-import { qualified } from "./rows.ts";
+import { drawValues, feedOfColumn, feedsOfTables } from "./sequences.ts";
 
 /** The diff with re-keyed inserts, and how many keys changed. */
 export async function rekeyInserts(c: pg.ClientBase, diff: Diff): Promise<{ diff: Diff; remapped: number }> {
-  // table -> (old key -> new key), for single-column keys fed by a sequence.
+  // table -> (old key -> new key), for single-column keys fed by a sequence (tables missing in production have none).
   const maps = new Map<string, { column: string; map: Map<string, string> }>();
-  for (const t of diff.tables) {
-    const inserts = t.changes.filter((ch) => ch.kind === "insert");
-    if (inserts.length === 0 || t.key?.length !== 1) continue;
-    const column = t.key[0]!;
-    const exists = await query(c, "SELECT to_regclass($1) AS r", [qualified(t.schema, t.name)]);
-    if (exists.rows[0]?.r === null) continue;
-    const seq = (await query<{ s: string | null }>(c, "SELECT pg_get_serial_sequence($1, $2) AS s", [qualified(t.schema, t.name), column])).rows[0]?.s ?? null;
-    if (seq === null) continue;
-    const fresh = (await query<{ v: string }>(c, "SELECT nextval($1)::text AS v FROM generate_series(1, $2)", [seq, inserts.length])).rows.map((r) => r.v);
-    const map = new Map<string, string>();
-    inserts.forEach((ch, i) => {
-      const old = ch.kind === "insert" ? ch.row[column] : null;
-      if (old !== null && old !== undefined) map.set(old, fresh[i]!);
-    });
-    maps.set(`${t.schema}.${t.name}`, { column, map });
+  const candidates = diff.tables.filter((t) => t.key?.length === 1 && t.changes.some((ch) => ch.kind === "insert"));
+  const feeds = await feedsOfTables(c, candidates);
+  for (const t of candidates) {
+    const column = t.key![0]!;
+    const feed = feedOfColumn(feeds, t.schema, t.name, column);
+    if (feed === undefined) continue;
+    const old = t.changes.flatMap((ch) => (ch.kind === "insert" && ch.row[column] != null ? [ch.row[column]!] : []));
+    const fresh = await drawValues(c, feed, old.length);
+    maps.set(`${t.schema}.${t.name}`, { column, map: new Map(old.map((k, i) => [k, fresh[i]!])) });
   }
   if (maps.size === 0) return { diff, remapped: 0 };
   const fks = await query<{ from: string; col: string; to: string; refcol: string }>(
