@@ -206,9 +206,17 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
   // Drops: of what is gone and of what is rebuilt; parts of a dropped table, and sequences it owns, go with it.
   const toDrop = new Set([...dropped, ...recreated.keys()]);
   const droppedTables = new Set([...toDrop].filter((id) => from.objects[id]?.kind === "table"));
+  // A foreign key between two dropped tables is dropped on its own, first: the tables can then go in any order
+  // (two tables referencing each other cannot be dropped one after the other otherwise).
+  const linksDroppedTables = (o: CatalogObject): boolean => {
+    if (o.kind !== "constraint" || o.contype !== "foreign key") return false;
+    // It depends on the referenced columns and key: their table.
+    const referenced = (from.dependsOn[o.id] ?? []).map((d) => from.objects[d]).map((d) => (d === undefined ? undefined : d.kind === "table" ? d.id : (parentOf(d) ?? undefined)));
+    return referenced.some((t) => t !== undefined && t !== o.on && droppedTables.has(t));
+  };
   const goesWithTable = (o: CatalogObject): boolean => {
     const parent = parentOf(o);
-    if (parent !== null && TABLE_PARTS.has(o.kind) && droppedTables.has(parent)) return true;
+    if (parent !== null && TABLE_PARTS.has(o.kind) && droppedTables.has(parent)) return !linksDroppedTables(o);
     if (o.kind === "sequence" && o.ownedBy !== null && to.objects[o.id] === undefined) {
       const owner = from.objects[o.ownedBy];
       if (owner !== undefined && (toDrop.has(owner.id) || droppedTables.has(parentOf(owner) ?? ""))) return true;
@@ -217,12 +225,23 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
     if (o.kind === "table" && o.partitionOf !== null && droppedTables.has(o.partitionOf.parent)) return true;
     return false;
   };
+  // The step that drops an object: its own, or, for what goes with a table, that table's.
+  const dropStepOf = (id: string): string => {
+    const o = from.objects[id];
+    if (o === undefined || !goesWithTable(o)) return `1:${id}`;
+    if (o.kind === "table" && o.partitionOf !== null) return dropStepOf(o.partitionOf.parent);
+    const owner = o.kind === "sequence" && o.ownedBy !== null ? from.objects[o.ownedBy] : undefined;
+    if (owner !== undefined) return dropStepOf(owner.id);
+    const parent = parentOf(o);
+    return parent === null ? `1:${id}` : dropStepOf(parent);
+  };
   const dropSteps: Step[] = [];
   for (const id of toDrop) {
     const o = from.objects[id]!;
     if (goesWithTable(o)) continue;
-    // Whatever depends on it (and is dropped too) is dropped before it.
-    const deps = new Set((rdeps.get(id) ?? []).filter((d) => toDrop.has(d)).map((d) => `1:${d}`));
+    // Whatever depends on it (and is dropped too, on its own or with its table) is dropped before it.
+    const deps = new Set((rdeps.get(id) ?? []).filter((d) => toDrop.has(d)).map(dropStepOf));
+    deps.delete(`1:${id}`);
     dropSteps.push({ key: `1:${id}`, id, sql: dropSql(from, o), prefersAfterData: false, afterData: false, deps });
   }
   const orderedDrops = topoSort(dropSteps);
@@ -289,6 +308,14 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
     const ownerStep = createdTables.has(col.table) ? stepKey(col.table) : stepKey(col.id);
     buildSteps.push({ key: `2:${id}:owned-by`, id, sql: [`ALTER SEQUENCE ${qualifiedName(b.schema, b.name)} OWNED BY ${qualifiedName(t.schema, t.name)}.${quoteIdent(col.name)}`], prefersAfterData: false, afterData: false, deps: new Set([stepKey(id), ownerStep]) });
     note(id, "alter", ["ownedBy"]);
+  }
+
+  // What runs after the data waits for the after-data part of what it depends on: a foreign key for the key it
+  // references (created after the data too), whatever the names say about their order.
+  const afterParts = new Set(buildSteps.filter((x) => x.key.startsWith("3:")).map((x) => x.key));
+  for (const st of buildSteps) {
+    if (!st.afterData) continue;
+    for (const d of [...st.deps]) if (d.startsWith("2:") && afterParts.has(`3:${d.slice(2)}`) && `3:${d.slice(2)}` !== st.key) st.deps.add(`3:${d.slice(2)}`);
   }
 
   // Which steps run after the data: those that must and what depends on them, and the late kinds

@@ -127,14 +127,15 @@ export function createSql(model: CatalogModel, o: CatalogObject): string[] {
     case "table": {
       const name = qualifiedName(o.schema, o.name);
       const options = o.options.length > 0 ? ` WITH (${o.options.join(", ")})` : "";
-      if (o.partitionOf !== null) return [`CREATE TABLE ${name} PARTITION OF ${tableSql(model, o.partitionOf.parent)} ${o.partitionOf.bound}${options}`];
+      // A partition that is partitioned itself keeps its own partition key.
+      const partitionBy = o.partitionKey !== null ? ` PARTITION BY ${o.partitionKey}` : "";
+      if (o.partitionOf !== null) return [`CREATE TABLE ${name} PARTITION OF ${tableSql(model, o.partitionOf.parent)} ${o.partitionOf.bound}${partitionBy}${options}`];
       const cols = Object.values(model.objects)
         .filter((c): c is ColumnObject => c.kind === "column" && c.table === o.id)
         .sort((a, b) => a.position - b.position)
         .map((c) => columnSql(c, true));
       const inherits = o.inherits.length > 0 ? ` INHERITS (${o.inherits.map((p) => tableSql(model, p)).join(", ")})` : "";
-      const partition = o.partitionKey !== null ? ` PARTITION BY ${o.partitionKey}` : "";
-      const out = [`CREATE ${o.unlogged ? "UNLOGGED " : ""}${o.relkind === "foreign" ? "FOREIGN " : ""}TABLE ${name} (${cols.join(", ")})${inherits}${partition}${options}`];
+      const out = [`CREATE ${o.unlogged ? "UNLOGGED " : ""}${o.relkind === "foreign" ? "FOREIGN " : ""}TABLE ${name} (${cols.join(", ")})${inherits}${partitionBy}${options}`];
       if (o.rowSecurity) out.push(`ALTER TABLE ${name} ENABLE ROW LEVEL SECURITY`);
       if (o.forceRowSecurity) out.push(`ALTER TABLE ${name} FORCE ROW LEVEL SECURITY`);
       return out;

@@ -97,6 +97,16 @@ export function schemaHazards(changes: readonly SchemaChange[], from: CatalogMod
   return out;
 }
 
+/**
+ * The columns a table's updates change in more rows than is bulk (the same column overwritten across the
+ * table, as `UPDATE t SET title = 'x'` does), with how many rows each; empty when none is.
+ */
+function overwrittenColumns(t: TableChanges, bulk: (n: number) => boolean): Array<{ column: string; rows: number }> {
+  const rows = new Map<string, number>();
+  for (const c of t.changes) if (c.kind === "update") for (const col of Object.keys(c.new)) rows.set(col, (rows.get(col) ?? 0) + 1);
+  return [...rows].filter(([, n]) => bulk(n)).map(([column, n]) => ({ column, rows: n })).sort((a, b) => b.rows - a.rows || a.column.localeCompare(b.column));
+}
+
 /** Hazards of one table's data changes. */
 export function tableHazards(t: TableChanges, limits: AirlockConfig["hazards"], maskedValues: FingerprintSet | null): Hazard[] {
   const out: Hazard[] = [];
@@ -119,9 +129,24 @@ export function tableHazards(t: TableChanges, limits: AirlockConfig["hazards"], 
   } else if (bulk(deletes)) {
     out.push({ code: "BULK_DELETE", severity: "danger", object: name, message: `deletes ${deletes} of ${t.rowsBefore} rows of ${name}`, count: deletes });
   }
-  if (bulk(updates)) out.push({ code: "BULK_UPDATE", severity: "warn", object: name, message: `updates ${updates} of ${t.rowsBefore} rows of ${name}`, count: updates });
+  const overwritten = overwrittenColumns(t, bulk);
+  if (overwritten.length > 0) {
+    const most = Math.max(...overwritten.map((c) => c.rows));
+    const list = overwritten.map((c) => `${c.column} in ${c.rows}`).join(", ");
+    out.push({ code: "BULK_OVERWRITE", severity: "danger", object: name, message: `overwrites column${overwritten.length === 1 ? "" : "s"} ${list} of ${t.rowsBefore} rows of ${name}: the old values are replaced across the table`, count: most });
+  } else if (bulk(updates)) {
+    out.push({ code: "BULK_UPDATE", severity: "warn", object: name, message: `updates ${updates} of ${t.rowsBefore} rows of ${name}`, count: updates });
+  }
   if (inserts > limits.largeInsert) out.push({ code: "LARGE_INSERT", severity: "warn", object: name, message: `inserts ${inserts} rows into ${name}`, count: inserts });
-  if (t.key === null && t.changes.length > 0) out.push({ code: "NO_KEY", severity: "warn", object: name, message: `${name} has no primary or unique key: rows are matched by all their values`, count: t.changes.length });
+  if (t.key === null && t.changes.length > 0) {
+    out.push({
+      code: "NO_KEY",
+      severity: "danger",
+      object: name,
+      message: `${name} has no primary or non-null unique key: rows are matched by all their values, so conflicts with production's changes since the snapshot cannot be detected for it; rollback restores the table as a multiset (each inserted row removed once, each deleted row put back)`,
+      count: t.changes.length,
+    });
+  }
   if (masked > 0) {
     out.push({ code: "MASKED_VALUE", severity: "danger", object: name, message: `${masked} inserted or updated values in ${name} are fake values from the snapshot's masking; promoted, they would write fake data into production`, count: masked });
   }

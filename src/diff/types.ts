@@ -72,11 +72,12 @@ export interface Verification {
   readonly error?: string;
 }
 
-/** The whole diff. Its canonical JSON's sha256 is its id. */
+/** The whole diff. The sha256 of its canonical JSON, `createdAt` left out, is its id (src/diff/store.ts). */
 export interface Diff {
   readonly formatVersion: 2;
   readonly session: string;
   readonly snapshot: string;
+  /** When it was first made: stored beside diff.json (created.json), so the same content always has the same id. */
   readonly createdAt: string;
   /** Typed schema changes turning base's catalog into work's, in the order their SQL runs. */
   readonly schemaChanges: readonly SchemaChangeRecord[];

@@ -1,0 +1,60 @@
+/**
+ * Claims on state that a running process is still writing: a session that
+ * `airlock up` is creating, a snapshot that a capture is writing to its
+ * temporary directory. A claim names its process (pid, the process's start
+ * time, host), so that what a process killed with -9 (or by a crash or a
+ * power cut) left behind can be told from what one still at work is
+ * writing, and the next run can remove the first and leave the second.
+ */
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+
+/** Who is at work on a piece of state. */
+export interface ProcessClaim {
+  readonly pid: number;
+  /** The process's start time (Linux: /proc/<pid>/stat field 22), so a reused pid is not taken for it. */
+  readonly pidStart?: string;
+  readonly host: string;
+  readonly startedAt: string;
+}
+
+/** The state and start time of a process (Linux /proc), or undefined where /proc does not tell. */
+export function procStat(pid: number | "self"): { state: string; start: string } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0]!, start: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A claim for this process. */
+export function claimForThisProcess(now = new Date()): ProcessClaim {
+  const pidStart = procStat("self")?.start;
+  return { pid: process.pid, ...(pidStart === undefined ? {} : { pidStart }), host: hostname(), startedAt: now.toISOString() };
+}
+
+/** Whether a process still runs (same pid, same start time when known, not a zombie). */
+export function claimantAlive(pid: number, pidStart: string | undefined): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  const stat = procStat(pid);
+  if (stat === undefined) return true;
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return pidStart === undefined || stat.start === pidStart;
+}
+
+/**
+ * What a claim says of its process: `alive`, `dead`, or `unknown` when this host cannot tell (no usable pid,
+ * or another host's claim on a shared disk).
+ */
+export function claimState(claim: unknown): "alive" | "dead" | "unknown" {
+  if (typeof claim !== "object" || claim === null) return "unknown";
+  const { pid, pidStart, host } = claim as Partial<Record<keyof ProcessClaim, unknown>>;
+  if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0 || host !== hostname()) return "unknown";
+  return claimantAlive(pid, typeof pidStart === "string" ? pidStart : undefined) ? "alive" : "dead";
+}

@@ -1,0 +1,357 @@
+/**
+ * Data in the wild: tables without a key (duplicates included), cyclic and
+ * deferrable foreign keys, tables with no copyable columns, partitioned
+ * tables an agent creates, a whole column overwritten by one UPDATE, an
+ * interrupted snapshot, and the same session diffed twice. Each went wrong
+ * once: a keyless table's rollback said "0 rows restored" and left the
+ * promotion's rows in place; a rollback of cyclic deferrable foreign keys
+ * failed with "pending trigger events"; a table with no columns could not be
+ * written; an agent's partitioned table never verified; `UPDATE … SET
+ * title = 'x'` on every row was only a warning; `kill -9` of a capture left
+ * its temporary directory forever; and two diffs of one session had two ids.
+ *
+ * Production is compared as a whole before and after promote + rollback:
+ * every table's rows as a multiset and `pg_dump --schema-only` (outside the
+ * `airlock` schema).
+ */
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config/config.ts";
+import type { Project } from "../src/config/load.ts";
+import { diffSession } from "../src/diff/run-diff.ts";
+import { readDiff } from "../src/diff/store.ts";
+import { tableHazards } from "../src/diff/hazards.ts";
+import type { RowChange, TableChanges } from "../src/diff/types.ts";
+import { findPgBinaries } from "../src/pg/binaries.ts";
+import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
+import { approveDiff } from "../src/promote/approval.ts";
+import { promoteDiff } from "../src/promote/promote.ts";
+import { rollbackPromotion } from "../src/promote/rollback.ts";
+import { captureSnapshot } from "../src/snapshot/capture.ts";
+import { listSnapshots, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
+import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
+import { caught } from "./helpers/errors.ts";
+import { createTestProject, removeTestProject } from "./helpers/project.ts";
+
+const SECRET = "wild-data-test-secret-0123456789abcdef";
+process.env.AIRLOCK_SECRET = SECRET;
+const BIN = resolve("bin/airlock.mjs");
+
+const PRODUCTION = `
+  -- No key at all, with duplicate rows and NULLs.
+  CREATE TABLE tally (n int, note text);
+  INSERT INTO tally VALUES (1, 'a'), (1, 'a'), (2, 'b'), (3, NULL), (3, NULL), (5, 'e');
+  -- Nothing to COPY: no columns, and only a generated one.
+  CREATE TABLE no_columns ();
+  INSERT INTO no_columns SELECT FROM generate_series(1, 3);
+  CREATE TABLE only_generated (g text GENERATED ALWAYS AS ('computed') STORED);
+  INSERT INTO only_generated SELECT FROM generate_series(1, 2);
+  -- A cycle of deferrable (initially immediate) foreign keys with rows in it.
+  CREATE TABLE ring_a (id int PRIMARY KEY, b_id int NOT NULL);
+  CREATE TABLE ring_b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES ring_a DEFERRABLE);
+  ALTER TABLE ring_a ADD CONSTRAINT ring_a_b_fkey FOREIGN KEY (b_id) REFERENCES ring_b DEFERRABLE;
+  BEGIN;
+  SET CONSTRAINTS ALL DEFERRED;
+  INSERT INTO ring_a VALUES (1, 1), (2, 2);
+  INSERT INTO ring_b VALUES (1, 1), (2, 2);
+  COMMIT;
+  CREATE TABLE gallery_images (id int PRIMARY KEY, title text NOT NULL, category text NOT NULL);
+  INSERT INTO gallery_images SELECT g, 'image ' || g, 'rooms' FROM generate_series(1, 40) g;`;
+
+let prodCluster: TestCluster;
+let prod: PgTarget;
+let prodUrl: string;
+let project: Project;
+
+async function prodQuery(target: PgTarget, sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
+  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
+}
+
+/** Production as a whole, outside the airlock schema: `pg_dump --schema-only` and every table's rows as a sorted multiset. */
+async function productionState(): Promise<{ schema: string; rows: Record<string, string> }> {
+  const dump = execFileSync(findPgBinaries().tool("pg_dump"), ["--schema-only", "--exclude-schema=airlock", `--dbname=${prodUrl}`], { encoding: "utf8" });
+  // pg_dump brackets its output with a random \restrict token each run.
+  const schema = dump.replace(/^\\(un)?restrict .*$/gm, "");
+  const rows: Record<string, string> = {};
+  const tables = await prodQuery(prod, "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1");
+  for (const { t } of tables as Array<{ t: string }>) {
+    rows[t] = String((await prodQuery(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))[0]!.h);
+  }
+  return { schema, rows };
+}
+
+/** A session where the agent runs `sql`, diffed (not destroyed: the caller compares with it). */
+async function agentSession(name: string, sql: string): Promise<{ session: string; agent: PgTarget; diff: Awaited<ReturnType<typeof diffSession>> }> {
+  const s = await createSession(project, { name });
+  const agent = agentConnection(project, s.id).target;
+  await withClient(agent, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
+  const diff = await diffSession(project, s.id);
+  return { session: s.id, agent, diff };
+}
+
+const promote = (id: string) => promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester" });
+const rollback = (promotionId: string) => rollbackPromotion(project, promotionId, { to: prod, by: "tester" });
+const multiset = async (target: PgTarget, table: string) => (await prodQuery(target, `SELECT to_jsonb(r)::text AS r FROM ${table} r ORDER BY 1`)).map((x) => x.r as string);
+
+beforeAll(async () => {
+  prodCluster = await startTestCluster("wild-data-prod");
+  prod = await prodCluster.createDatabase("production");
+  prodUrl = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
+  await prodQuery(prod, PRODUCTION);
+  project = await createTestProject("wild-data-project", `export default { promote: { lockTimeout: "2s", statementTimeout: "30s" }, hazards: { bulkRows: 50, bulkFraction: 0.1 } };\n`);
+  await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+});
+
+afterAll(async () => {
+  await removeTestProject(project);
+  await prodCluster?.close();
+});
+
+describe("a keyless table's changes are a danger, and rollback restores it exactly as a multiset", () => {
+  it("inserts, duplicate rows and deletes in a table without a key: NO_KEY danger; promote + rollback gives back its previous multiset", async () => {
+    const { session, agent, diff } = await agentSession(
+      "keyless",
+      `INSERT INTO tally VALUES (1, 'a'), (4, 'd'), (4, 'd');
+       DELETE FROM tally WHERE ctid = (SELECT ctid FROM tally WHERE n = 3 LIMIT 1);
+       DELETE FROM tally WHERE n = 2;`,
+    );
+    try {
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true });
+      const t = diff.diff.tables.find((x) => x.name === "tally")!;
+      expect(t.changes.map((c) => c.kind).sort()).toEqual(["delete", "delete", "insert", "insert", "insert"]);
+      const hazard = diff.diff.hazards.find((h) => h.code === "NO_KEY");
+      expect(hazard).toMatchObject({ severity: "danger", object: "public.tally", count: 5 });
+      expect(hazard!.message).toMatch(/conflicts .* cannot be detected/);
+      expect(hazard!.message).toMatch(/multiset/);
+      // Two of six rows deleted is a bulk delete too.
+      const refused = await caught(() => approveDiff(project, diff.id, { by: "reviewer", accept: ["BULK_DELETE"] }));
+      expect([refused.code, refused.details]).toEqual(["AIRLOCK_HAZARD_NOT_ACCEPTED", { missing: ["NO_KEY"] }]);
+      approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY", "BULK_DELETE"] });
+
+      const before = await productionState();
+      const p = await promote(diff.id);
+      expect(await multiset(prod, "tally")).toEqual(await multiset(agent, "tally"));
+      const r = await rollback(p.promotionId);
+      expect(r.restored).toBe(5);
+      expect(await productionState()).toEqual(before);
+    } finally {
+      await destroySession(project, session);
+    }
+  });
+
+  it("refuses the rollback, changing nothing, when a row the promotion inserted into a keyless table is gone", async () => {
+    const { session, diff } = await agentSession("keyless-gone", "INSERT INTO tally VALUES (7, 'g'), (7, 'g');");
+    await destroySession(project, session);
+    approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY"] });
+    const before = await productionState();
+    const p = await promote(diff.id);
+    await prodQuery(prod, "DELETE FROM tally WHERE ctid = (SELECT ctid FROM tally WHERE n = 7 LIMIT 1)");
+    const during = await productionState();
+    const err = await caught(rollback(p.promotionId));
+    expect([err.code, err.exitCode]).toEqual(["AIRLOCK_CONFLICT", 2]);
+    expect(err.message).toContain("public.tally");
+    expect(await productionState()).toEqual(during);
+    await prodQuery(prod, "INSERT INTO tally VALUES (7, 'g')");
+    await rollback(p.promotionId);
+    expect(await productionState()).toEqual(before);
+  });
+});
+
+describe("deferrable and cyclic foreign keys promote and roll back", () => {
+  it("two new tables with cyclic deferred foreign keys, and rows added to and removed from an existing cycle: promote + rollback leaves production as it was", async () => {
+    const { session, agent, diff } = await agentSession(
+      "cycles",
+      `CREATE TABLE cyc_a (id int PRIMARY KEY, b_id int NOT NULL);
+       CREATE TABLE cyc_b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES cyc_a DEFERRABLE INITIALLY DEFERRED);
+       ALTER TABLE cyc_a ADD CONSTRAINT cyc_a_b_fkey FOREIGN KEY (b_id) REFERENCES cyc_b DEFERRABLE INITIALLY DEFERRED;
+       BEGIN;
+       INSERT INTO cyc_a VALUES (1, 1), (2, 2);
+       INSERT INTO cyc_b VALUES (1, 1), (2, 2);
+       SET CONSTRAINTS ALL DEFERRED;
+       INSERT INTO ring_a VALUES (3, 3);
+       INSERT INTO ring_b VALUES (3, 3);
+       DELETE FROM ring_a WHERE id = 1;
+       DELETE FROM ring_b WHERE id = 1;
+       COMMIT;`,
+    );
+    try {
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true });
+      approveDiff(project, diff.id, { by: "reviewer" });
+      const before = await productionState();
+      const p = await promote(diff.id);
+      expect(p.confirmed).toBe(true);
+      for (const t of ["cyc_a", "cyc_b", "ring_a", "ring_b"]) expect(await multiset(prod, t), t).toEqual(await multiset(agent, t));
+      await rollback(p.promotionId);
+      expect(await productionState()).toEqual(before);
+    } finally {
+      await destroySession(project, session);
+    }
+  });
+});
+
+describe("tables with no copyable columns take inserts and deletes through verify, promote and rollback", () => {
+  it("rows added to a table with no columns and removed from one with only a generated column: verified, promoted, rolled back", async () => {
+    const { session, agent, diff } = await agentSession(
+      "zero-columns",
+      `INSERT INTO no_columns DEFAULT VALUES; INSERT INTO no_columns DEFAULT VALUES;
+       DELETE FROM only_generated WHERE ctid = (SELECT min(ctid) FROM only_generated);
+       DELETE FROM no_columns WHERE ctid = (SELECT min(ctid) FROM no_columns);`,
+    );
+    try {
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+      approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY"] });
+      const before = await productionState();
+      const p = await promote(diff.id);
+      expect(await prodQuery(prod, "SELECT (SELECT count(*)::int FROM no_columns) AS none, (SELECT count(*)::int FROM only_generated) AS generated")).toEqual([{ none: 4, generated: 1 }]);
+      expect(await multiset(prod, "only_generated")).toEqual(await multiset(agent, "only_generated"));
+      await rollback(p.promotionId);
+      expect(await productionState()).toEqual(before);
+    } finally {
+      await destroySession(project, session);
+    }
+  });
+});
+
+describe("a partitioned table an agent creates verifies", () => {
+  it("CREATE TABLE … PARTITION BY LIST with a primary key and two partitions, with rows: verified, promoted, rolled back", async () => {
+    const { session, agent, diff } = await agentSession(
+      "parted",
+      `CREATE TABLE parted (id int, k int, label text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+       CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+       CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2, 4) PARTITION BY RANGE (id);
+       CREATE TABLE parted_2_low PARTITION OF parted_2 FOR VALUES FROM (MINVALUE) TO (100);
+       CREATE TABLE parted_2_high PARTITION OF parted_2 FOR VALUES FROM (100) TO (MAXVALUE);
+       -- Made apart, with its own key, then attached: its key becomes the parent's key's partition.
+       CREATE TABLE parted_3 (id int NOT NULL, k int NOT NULL, label text, CONSTRAINT parted_3_own_pkey PRIMARY KEY (id, k));
+       ALTER TABLE parted ATTACH PARTITION parted_3 FOR VALUES IN (3);
+       CREATE TABLE parted_rest PARTITION OF parted DEFAULT;
+       CREATE INDEX parted_label_idx ON parted (label);
+       CREATE UNIQUE INDEX parted_label_key ON parted (label, id, k);
+       -- A foreign key to the partitioned table needs its key valid on every partition.
+       CREATE TABLE parted_refs (id int PRIMARY KEY, parted_id int NOT NULL, parted_k int NOT NULL, FOREIGN KEY (parted_id, parted_k) REFERENCES parted);
+       INSERT INTO parted VALUES (1, 1, 'one'), (2, 2, 'two'), (3, 1, 'three'), (150, 4, 'high'), (4, 3, 'attached'), (5, 9, 'rest');
+       INSERT INTO parted_refs VALUES (1, 150, 4), (2, 4, 3);`,
+    );
+    try {
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+      approveDiff(project, diff.id, { by: "reviewer" });
+      const before = await productionState();
+      const p = await promote(diff.id);
+      for (const t of ["parted", "parted_2_high", "parted_3", "parted_refs"]) expect(await multiset(prod, t), t).toEqual(await multiset(agent, t));
+      await rollback(p.promotionId);
+      expect(await productionState()).toEqual(before);
+    } finally {
+      await destroySession(project, session);
+    }
+  });
+});
+
+describe("a whole-column overwrite is a danger", () => {
+  it("UPDATE gallery_images SET title = 'x' on every row is BULK_OVERWRITE (danger), naming the column", async () => {
+    const { session, diff } = await agentSession("overwrite", "UPDATE gallery_images SET title = 'x';");
+    await destroySession(project, session);
+    const h = diff.diff.hazards.find((x) => x.code === "BULK_OVERWRITE");
+    expect(h).toMatchObject({ severity: "danger", object: "public.gallery_images", count: 40 });
+    expect(h!.message).toContain("title");
+    expect(diff.diff.hazards.map((x) => x.code)).not.toContain("BULK_UPDATE");
+    expect((await caught(() => approveDiff(project, diff.id, { by: "reviewer" }))).code).toBe("AIRLOCK_HAZARD_NOT_ACCEPTED");
+  });
+
+  it("counts rows per column: past bulkRows or bulkFraction in one column is danger; many rows each in other columns, or few rows, is not", () => {
+    const limits = parseConfig({ hazards: { bulkRows: 50, bulkFraction: 0.1 } }).hazards;
+    const table = (rowsBefore: number, changes: RowChange[]): TableChanges => ({ schema: "public", name: "t", columns: [], key: ["id"], keyKind: "primary", rowsBefore, changes });
+    const update = (i: number, col: string): RowChange => ({ kind: "update", key: { id: String(i) }, old: { [col]: "a" }, new: { [col]: "b" } });
+    const codes = (t: TableChanges) => tableHazards(t, limits, null).map((h) => `${h.severity}:${h.code}`);
+    // 51 rows of 10,000 in one column: past bulkRows.
+    expect(codes(table(10_000, Array.from({ length: 51 }, (_, i) => update(i, "title"))))).toEqual(["danger:BULK_OVERWRITE"]);
+    // 11 of 100 rows: past bulkFraction.
+    expect(codes(table(100, Array.from({ length: 11 }, (_, i) => update(i, "title"))))).toEqual(["danger:BULK_OVERWRITE"]);
+    // 10 of 100: at the fraction, not past it.
+    expect(codes(table(100, Array.from({ length: 10 }, (_, i) => update(i, "title"))))).toEqual([]);
+    // 60 rows of 10,000, 30 in each of two columns: many updates, no column overwritten.
+    expect(codes(table(10_000, Array.from({ length: 60 }, (_, i) => update(i, i % 2 === 0 ? "title" : "category"))))).toEqual(["warn:BULK_UPDATE"]);
+  });
+});
+
+describe("an interrupted snapshot leaves nothing behind that the next run does not clean up", () => {
+  it("kill -9 mid-capture leaves a temporary directory naming its pid; `airlock snapshot ls` and the next capture remove it, and leave a live capture's alone", async () => {
+    const dir = snapshotsDir(project.statePath());
+    const script = join(project.dir, "capture-and-hang.mts");
+    writeFileSync(
+      script,
+      `import { captureSnapshot } from ${JSON.stringify(resolve("src/snapshot/capture.ts"))};
+       import { parseTarget } from ${JSON.stringify(resolve("src/pg/connect.ts"))};
+       await captureSnapshot({ source: parseTarget(${JSON.stringify(prodUrl)}), secret: ${JSON.stringify(SECRET)}, rules: {}, snapshotsDir: ${JSON.stringify(dir)},
+         statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200,
+         onProgress: (p) => { if (p.phase === "table") { process.stdout.write("copying\\n"); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000); } } });`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((res, rej) => {
+      child.stdout.on("data", (d: Buffer) => d.toString().includes("copying") && res());
+      child.on("exit", (code) => rej(new Error(`the capture exited (${code}) before copying`)));
+    });
+    const temps = () => readdirSync(dir).filter((d) => d.startsWith(".tmp-"));
+    const left = temps();
+    expect(left).toHaveLength(1);
+    expect(existsSync(join(dir, left[0]!, "capturing.json"))).toBe(true);
+    child.kill("SIGKILL");
+    await new Promise((res) => child.once("exit", res));
+    expect(temps()).toEqual(left);
+
+    // A capture still at work (this process) is left alone.
+    const live = join(dir, ".tmp-snap-20260101-000000-aaaaaa");
+    mkdirSync(live);
+    writeFileSync(join(live, "capturing.json"), JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }));
+
+    const ls = spawnSync(process.execPath, [BIN, "snapshot", "ls", "--json"], { cwd: project.dir, encoding: "utf8", env: { ...process.env, PROD_DATABASE_URL: "" } });
+    expect(ls.status, ls.stderr).toBe(0);
+    expect(JSON.parse(ls.stdout)).toHaveLength(listSnapshots(dir).length);
+    expect(ls.stderr).toContain(`removed 1 temporary directory left by interrupted captures: ${left[0]}`);
+    expect(temps()).toEqual([".tmp-snap-20260101-000000-aaaaaa"]);
+
+    // Killed again; the next capture cleans it up.
+    const again = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((res) => again.stdout.on("data", (d: Buffer) => d.toString().includes("copying") && res()));
+    again.kill("SIGKILL");
+    await new Promise((res) => again.once("exit", res));
+    expect(temps()).toHaveLength(2);
+    await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: dir, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+    expect(temps()).toEqual([".tmp-snap-20260101-000000-aaaaaa"]);
+    expect(removeStaleCaptures(dir)).toEqual([]);
+  });
+});
+
+describe("diffing the same session twice gives the same diff id", () => {
+  it("two diffSession runs on an unchanged session: one id, one directory, the first creation time kept, the approval kept", async () => {
+    const s = await createSession(project, { name: "twice" });
+    try {
+      await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, (c) => c.query("UPDATE gallery_images SET title = 'renamed' WHERE id = 3"));
+      const first = await diffSession(project, s.id);
+      approveDiff(project, first.id, { by: "reviewer" });
+      await new Promise((res) => setTimeout(res, 20));
+      const second = await diffSession(project, s.id);
+      expect(second.id).toBe(first.id);
+      expect(second.dir).toBe(first.dir);
+      expect(readDiff(project, first.id).diff.createdAt).toBe(first.diff.createdAt);
+      expect(second.diff.createdAt).toBe(first.diff.createdAt);
+      // The approval of that content still holds: the dry run is allowed.
+      expect((await promoteDiff(project, first.id, { to: prod, secret: SECRET, by: "tester", dryRun: true })).dryRun).toBe(true);
+
+      // The creation time is outside the id but not outside the MAC: edited, the diff is refused; gone, too.
+      const file = join(first.dir, "created.json");
+      const created = readFileSync(file, "utf8");
+      writeFileSync(file, created.replace(first.diff.createdAt, "2020-01-01T00:00:00.000Z"));
+      expect((await caught(() => approveDiff(project, first.id, { by: "mallory" }))).code).toBe("AIRLOCK_DIFF_NOT_AUTHENTIC");
+      rmSync(file);
+      expect((await caught(() => readDiff(project, first.id))).code).toBe("AIRLOCK_DIFF_TAMPERED");
+      writeFileSync(file, created);
+      expect(readDiff(project, first.id).diff.createdAt).toBe(first.diff.createdAt);
+    } finally {
+      await destroySession(project, s.id);
+    }
+  });
+});
