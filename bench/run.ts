@@ -149,7 +149,7 @@ try {
   const diffs: Array<{ ms: number; maxRssMb: number; diff?: unknown }> = [];
   for (let i = 0; i < runs; i++) {
     copyMs.push(await copyBoth());
-    diffs.push(step("diff", { project: projectDir, session: session.id }));
+    diffs.push(step("diff", { project: projectDir, session: session.id, secret: SECRET }));
     console.error(`diff run ${i + 1}: COPY both sides ${copyMs[i]!.toFixed(0)} ms, airlock diff ${diffs[i]!.ms.toFixed(0)} ms`);
   }
   const diffMs = median(diffs.map((d) => d.ms));
@@ -165,7 +165,6 @@ try {
 
   // 4. Promotion of those changes vs psql -f promote.sql (no backup, no checks) on a copy of production.
   const diffId = String(diffs[diffs.length - 1]!.diff);
-  approveDiff(project, diffId, { by: "bench", accept: ["BULK_DELETE"] });
   const promoteSql = join(project.statePath("diffs", diffId), "promote.sql");
   const psqlMs: number[] = [];
   const promotions: Array<{ ms: number; maxRssMb: number; promotion?: unknown }> = [];
@@ -173,8 +172,10 @@ try {
     await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("CREATE DATABASE production_copy TEMPLATE production STRATEGY FILE_COPY"));
     psqlMs.push(timed(() => execFileSync(prod.binaries.tool("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", prod.socketDir, "-p", String(prod.port), "-U", "airlock", "-d", "production_copy", "-f", promoteSql], { stdio: "ignore" })));
     await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("DROP DATABASE production_copy"));
+    // An approval authorises one promotion: each run is approved anew.
+    approveDiff(project, diffId, { by: "bench", accept: ["BULK_DELETE", "BULK_OVERWRITE"], secret: SECRET });
     promotions.push(step("promote", { project: projectDir, diff: diffId, url: prodUrl, secret: SECRET }));
-    await rollbackPromotion(project, String(promotions[i]!.promotion), { to: prod.tcpTarget("production"), by: "bench" });
+    await rollbackPromotion(project, String(promotions[i]!.promotion), { to: prod.tcpTarget("production"), by: "bench", secret: SECRET });
     console.error(`promote run ${i + 1}: psql -f promote.sql ${psqlMs[i]!.toFixed(0)} ms, airlock promote ${promotions[i]!.ms.toFixed(0)} ms`);
   }
   const promoteMs = median(promotions.map((p) => p.ms));

@@ -34,19 +34,22 @@ async function confirmOnTerminal(id: string): Promise<void> {
 export function registerPromote(program: Command): void {
   program
     .command("approve <diff>")
-    .description("approve a verified diff by its id, accepting each danger hazard by name (never reads production)")
+    .description("approve a verified diff by its id, accepting each danger hazard by name (never reads production); the approval is MAC'd and authorises one promotion")
     .requiredOption("--by <name>", "who approves (recorded in the audit trail)")
     .option("--accept <hazard...>", "danger hazard codes you accept, e.g. BULK_DELETE MASKED_VALUE")
     .option("--note <text>", "why it is fine")
     .option("--yes", "skip the typed confirmation (for scripts, after review)")
-    .addHelpText("after", "\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note \"cleanup agreed in #412\"")
+    .addHelpText(
+      "after",
+      "\nNeeds AIRLOCK_SECRET: the diff's MAC must hold (exit 2 otherwise), and the approval (a random id, the diff id, approver, time,\naccepted hazards, note) is written with a MAC of its own. One approval authorises one promotion.\n\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note \"cleanup agreed in #412\"",
+    )
     .action(async (idArg: string, opts: { by: string; accept?: string[]; note?: string; yes?: boolean }, cmd: Command) => {
       const project = await projectFor(cmd);
       const { id } = readDiff(project, idArg);
       if (opts.yes !== true) await confirmOnTerminal(id);
       const a = approveDiff(project, id, { by: opts.by, ...(opts.accept === undefined ? {} : { accept: opts.accept }), ...(opts.note === undefined ? {} : { note: opts.note }) });
       if (globalFlags(cmd).json) return sayJson(a);
-      say(`approved diff ${id} by ${a.approvedBy}${a.accepted.length > 0 ? `, accepting ${a.accepted.join(", ")}` : ""}`);
+      say(`approved diff ${id} by ${a.approvedBy}${a.accepted.length > 0 ? `, accepting ${a.accepted.join(", ")}` : ""} (approval ${a.id}, good for one promotion)`);
       say(`next: \`airlock promote ${id.slice(0, 12)} --dry-run\`, then without --dry-run`);
     });
 
@@ -57,7 +60,10 @@ export function registerPromote(program: Command): void {
     .option("--dry-run", "do everything, then roll back: shows what would change and any conflict")
     .option("--rekey", "rows inserted into serial/identity-keyed tables get fresh keys from production's sequences; foreign keys among them follow")
     .option("--by <name>", "who promotes (default: the OS user)")
-    .addHelpText("after", "\nExit codes: 0 promoted, 1 error (production unchanged), 2 refused (not approved, conflict, tampered; production unchanged).\n\nExample:\n  airlock promote 3f9a2c1b --dry-run && airlock promote 3f9a2c1b")
+    .addHelpText(
+      "after",
+      "\nNeeds AIRLOCK_SECRET: the diff's and the approval's MACs must hold. An approval authorises one promotion, recorded in production\n(airlock.used_approvals); a dry run does not use it up, and after a rollback the diff needs a new approval. Every attempt\nis in the staging audit trail; a refusal that reached production is also recorded there, and its message says what it wrote.\n\nExit codes: 0 promoted, 1 error (production unchanged), 2 refused (not approved, approval used or for another diff, a MAC that\ndoes not hold, conflict; production's data and schema unchanged).\n\nExample:\n  airlock promote 3f9a2c1b --dry-run && airlock promote 3f9a2c1b",
+    )
     .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; rekey?: boolean; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
       const r = await promoteDiff(project, idArg, {
@@ -69,7 +75,7 @@ export function registerPromote(program: Command): void {
       });
       if (globalFlags(cmd).json) return sayJson(r);
       const s = r.summary;
-      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements without conflict; rolled back, production unchanged`);
+      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements without conflict; rolled back, production unchanged (approval ${r.approvalId} not used up)`);
       else {
         say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${s.inserts} inserts${r.rekeyed > 0 ? ` (${r.rekeyed} re-keyed)` : ""}, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
         say(`undo with: airlock rollback ${r.promotionId}`);
@@ -82,9 +88,10 @@ export function registerPromote(program: Command): void {
     .description("undo a promotion in one transaction from the pre-images it saved in production")
     .option("--to <url>", "the production database (default: PROD_DATABASE_URL)")
     .option("--by <name>", "who rolls back (default: the OS user)")
+    .addHelpText("after", "\nRefused (exit 2) when a row the promotion wrote changed since, or it was rolled back already.\n\nExample:\n  airlock rollback p-20261124101500-3fa2c1")
     .action(async (promotion: string, opts: { to?: string; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to), by: opts.by ?? defaultActor() });
+      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to), by: opts.by ?? defaultActor(), ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }) });
       if (globalFlags(cmd).json) return sayJson(r);
       say(`rolled back ${r.promotionId}: ${r.restored} rows restored, schema changes reversed`);
     });

@@ -12,9 +12,9 @@ import { AirlockError, EXIT_ERROR } from "../src/errors.ts";
 import { parseTarget } from "../src/pg/connect.ts";
 import { captureSnapshot, suggestRules } from "../src/snapshot/capture.ts";
 import { rulesBlock } from "../src/snapshot/pii.ts";
-import { listSnapshots, readManifest, removeSnapshot, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
+import { listSnapshots, readManifest, removeSnapshot, removeStaleCaptures, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { progress, say, sayJson, table } from "./output.ts";
+import { progress, say, sayJson, table, warn } from "./output.ts";
 
 function productionUrl(from: string | undefined): string {
   const url = from ?? process.env.PROD_DATABASE_URL;
@@ -90,7 +90,10 @@ Examples:
     .description("list snapshots, newest first")
     .addHelpText("after", "\nExample:\n  airlock snapshot ls")
     .action(async (_opts, cmd: Command) => {
-      const all = listSnapshots(snapshotsDir((await projectFor(cmd)).statePath()));
+      const dir = snapshotsDir((await projectFor(cmd)).statePath());
+      const removed = removeStaleCaptures(dir);
+      if (removed.length > 0) warn(`removed ${removed.length} temporary director${removed.length === 1 ? "y" : "ies"} left by interrupted captures: ${removed.join(", ")}`);
+      const all = listSnapshots(dir);
       if (globalFlags(cmd).json) return sayJson(all.map((m) => ({ id: m.id, createdAt: m.createdAt, tables: m.tables.length, rows: m.tables.reduce((n, t) => n + t.rows, 0), source: m.source })));
       if (all.length === 0) return say("no snapshots yet: `airlock snapshot --from $PROD_DATABASE_URL`");
       say(table(["id", "created", "tables", "rows", "source"], all.map((m) => [m.id, m.createdAt, m.tables.length, m.tables.reduce((n, t) => n + t.rows, 0), `${m.source.database}@${m.source.host} (Postgres ${m.source.serverVersion})`])));

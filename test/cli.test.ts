@@ -163,3 +163,37 @@ describe("output into a pipe that closes early", () => {
     }
   });
 });
+
+describe("every command's --help teaches by example", () => {
+  function help(path: readonly string[]): string {
+    return spawnSync(process.execPath, [BIN, ...path, "--help"], { encoding: "utf8", timeout: 30_000 }).stdout;
+  }
+
+  /** The sub-commands a --help text lists (commander's "Commands:" section, up to the next blank line), without `help`. */
+  function subcommands(text: string): string[] {
+    const section = text.split(/\nCommands:\n/)[1]?.split(/\n\s*\n/)[0];
+    if (section === undefined) return [];
+    return section
+      .split("\n")
+      .map((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1])
+      .filter((n): n is string => n !== undefined && n !== "help");
+  }
+
+  it("walks every command and sub-command: each --help ends with at least one example", () => {
+    const missing: string[] = [];
+    const seen: string[] = [];
+    const walk = (path: string[], text: string) => {
+      for (const name of subcommands(text)) {
+        const sub = [...path, name];
+        seen.push(sub.join(" "));
+        const h = help(sub);
+        if (!/\nExamples?:\n {2}\S/.test(h)) missing.push(sub.join(" "));
+        walk(sub, h);
+      }
+    };
+    walk([], help([]));
+    // The walk found the commands (a broken parse must not pass by finding none).
+    expect(seen).toEqual(expect.arrayContaining(["up", "run", "diff", "approve", "promote", "rollback", "audit", "ls", "cluster", "cluster status", "snapshot", "snapshot ls"]));
+    expect(missing).toEqual([]);
+  }, 180_000);
+});

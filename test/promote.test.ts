@@ -58,6 +58,8 @@ async function agentDiff(name: string, sql: string): Promise<string> {
 const promote = (id: string, extra: Record<string, unknown> = {}) => promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester", ...extra });
 
 beforeAll(async () => {
+  // Diffs, approvals and both audit trails are keyed with AIRLOCK_SECRET, the one the snapshot is taken with.
+  process.env.AIRLOCK_SECRET = SECRET;
   prodCluster = await startTestCluster("promote-prod");
   prod = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
@@ -111,7 +113,7 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     const log = await withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
     expect(log.entries.map((e) => e.action)).toContain("promote");
     expect(log.entries.find((e) => e.action === "promote")!.details).toMatchObject({ promotion: result.promotionId, diff: id, approvedBy: "reviewer" });
-    expect(verifyProductionLog(log).ok).toBe(true);
+    expect(verifyProductionLog(log, SECRET).ok).toBe(true);
 
     const rolled = await rollbackPromotion(project, result.promotionId, { to: prod, by: "tester" }).finally(async () => {
       sampling = false;
@@ -147,7 +149,8 @@ describe("a promotion is atomic", () => {
        DELETE FROM booking_events WHERE booking_id = 32; DELETE FROM reviews WHERE booking_id = 32; DELETE FROM payments WHERE booking_id = 32; DELETE FROM bookings WHERE id = 32;
        INSERT INTO gallery_images (id, title, url, category) VALUES (950, 'x', 'https://example.com/x.jpg', 'rooms');`,
     );
-    approveDiff(project, id, { by: "reviewer" });
+    // booking_events has no key: its deletes are the NO_KEY danger.
+    approveDiff(project, id, { by: "reviewer", accept: ["NO_KEY"] });
     await prodQuery("UPDATE bookings SET notes = 'changed by a human' WHERE id = 31");
     await prodQuery("DELETE FROM booking_events WHERE booking_id = 32");
     await prodQuery("DELETE FROM reviews WHERE booking_id = 32");
@@ -349,10 +352,10 @@ describe("every step is in the audit trail, and tampering with the trail is dete
 
   it("detects an edited, deleted or reordered row in airlock.audit_log", async () => {
     const read = () => withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
-    expect(verifyProductionLog(await read())).toEqual({ ok: true, entries: expect.any(Number) });
+    expect(verifyProductionLog(await read(), SECRET)).toEqual({ ok: true, entries: expect.any(Number) });
     const tamper = async (sql: string, undo: string) => {
       await prodQuery(sql);
-      const check = verifyProductionLog(await read());
+      const check = verifyProductionLog(await read(), SECRET);
       await prodQuery(undo);
       return check.ok;
     };
@@ -365,6 +368,6 @@ describe("every step is in the audit trail, and tampering with the trail is dete
     const lastRow = (await prodQuery("SELECT * FROM airlock.audit_log WHERE seq = $1", [last]))[0]!;
     expect(await tamper(`DELETE FROM airlock.audit_log WHERE seq = ${last}`, "SELECT 1")).toBe(false);
     await prodQuery("INSERT INTO airlock.audit_log SELECT * FROM jsonb_populate_record(NULL::airlock.audit_log, $1::jsonb)", [JSON.stringify(lastRow)]);
-    expect(verifyProductionLog(await read()).ok).toBe(true);
+    expect(verifyProductionLog(await read(), SECRET).ok).toBe(true);
   });
 });

@@ -7,7 +7,7 @@
  * check; the demo passes only if all of them held.
  */
 import { fileURLToPath } from "node:url";
-import { verifyJournal } from "../../src/audit/journal.ts";
+import { auditTrails } from "../../src/audit/verify.ts";
 import { parseConfig } from "../../src/config/config.ts";
 import { type Project, localClusterOptions } from "../../src/config/load.ts";
 import { diffSession } from "../../src/diff/run-diff.ts";
@@ -15,7 +15,7 @@ import { isAirlockError } from "../../src/errors.ts";
 import { type LocalCluster, clusterStatus, destroyCluster, ensureCluster, openCluster, serverProcesses, stopCluster } from "../../src/pg/cluster.ts";
 import { type PgTarget, makeTarget, query, withClient } from "../../src/pg/connect.ts";
 import { approveDiff } from "../../src/promote/approval.ts";
-import { readProductionLog, verifyProductionLog } from "../../src/promote/production-schema.ts";
+import { readProductionLog } from "../../src/promote/production-schema.ts";
 import { promoteDiff } from "../../src/promote/promote.ts";
 import { rollbackPromotion } from "../../src/promote/rollback.ts";
 import { captureSnapshot } from "../../src/snapshot/capture.ts";
@@ -25,8 +25,18 @@ import { destroySession, listSessions } from "../../src/staging/sessions.ts";
 import { seedDemo } from "./index.ts";
 import { DEMO_MASKING_RULES } from "./masking.ts";
 
-// The demo's production is fake data; a fixed secret keeps its story the same every run. Real use reads AIRLOCK_SECRET.
+// The demo's production is fake data; a fixed secret keeps its story the same every run where no AIRLOCK_SECRET is set.
 export const DEMO_SECRET = "airlock-demo-secret-not-for-real-data";
+
+/**
+ * The one secret the demo keys everything with (masking, diffs, approvals, both audit trails): AIRLOCK_SECRET where
+ * it is set, since the demo writes to this project's audit trail, else the demo's own, put in the environment for
+ * the steps that read it from there (a session's audit entries).
+ */
+function demoSecret(): string {
+  if (process.env.AIRLOCK_SECRET === undefined || process.env.AIRLOCK_SECRET === "") process.env.AIRLOCK_SECRET = DEMO_SECRET;
+  return process.env.AIRLOCK_SECRET;
+}
 const READER_PASSWORD = "demo-reader-password";
 const AGENT = fileURLToPath(new URL("./agent.mjs", import.meta.url));
 const TABLES = ["gallery_images", "guests", "bookings", "payments", "reviews", "booking_events"];
@@ -69,6 +79,7 @@ const same = (a: Record<string, string>, b: Record<string, string>) => JSON.stri
 /** Runs the whole story; stops every server it started unless keepRunning. */
 export async function runDemo(project: Project, options: { scale: number; keepRunning?: boolean }, io: DemoIo): Promise<DemoResult> {
   const started = Date.now();
+  const secret = demoSecret();
   const checks: DemoCheck[] = [];
   let step = "";
   const check = (name: string, ok: boolean) => {
@@ -109,7 +120,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     const reader = makeTarget({ host: "127.0.0.1", port: prodCluster.port, database: "production", user: "demo_reader", password: READER_PASSWORD });
     const manifest = await captureSnapshot({
       source: reader,
-      secret: DEMO_SECRET,
+      secret,
       rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules,
       snapshotsDir: project.statePath("snapshots"),
       statementTimeoutMs: project.config.capture.statementTimeout,
@@ -134,7 +145,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check(`its ~300 connections hit the session's limit of ${project.config.staging.connectionLimit}, not production (${opened} opened, ${refused} refused)`, opened >= 1 && opened < project.config.staging.connectionLimit && refused > 0);
 
     heading("4. The promotion diff exposes what the agent did");
-    const d1 = await diffSession(project, "demo-incident");
+    const d1 = await diffSession(project, "demo-incident", { secret });
     incidentDiff = d1.id;
     io.info(`diff ${d1.id.slice(0, 12)}: ${d1.diff.summary.inserts} inserts, ${d1.diff.summary.updates} updates, ${d1.diff.summary.deletes} deletes, ${d1.diff.summary.ddl} schema statements; review: ${d1.dir}/review.html`);
     for (const h of d1.diff.hazards) io.info(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
@@ -143,14 +154,14 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check("the 282-row insert flagged as a large insert", d1.diff.hazards.some((h) => h.code === "LARGE_INSERT" && h.count === 282));
 
     heading("5. Promoting it without approval is refused");
-    const unapproved = await promoteDiff(project, d1.id, { to: prod, secret: DEMO_SECRET, by: "agent" }).then(
+    const unapproved = await promoteDiff(project, d1.id, { to: prod, secret, by: "agent" }).then(
       () => undefined,
       (e: unknown) => e,
     );
     check("promote without approval exits 2 (AIRLOCK_NOT_APPROVED) and changes nothing", isAirlockError(unapproved, "AIRLOCK_NOT_APPROVED") && unapproved.exitCode === 2 && same(await checksums(prod), original));
     const noAccept = (() => {
       try {
-        approveDiff(project, d1.id, { by: "reviewer" });
+        approveDiff(project, d1.id, { by: "reviewer", secret });
         return undefined;
       } catch (e) {
         return e;
@@ -161,14 +172,14 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     heading("6. A second session with only the legitimate fix: reviewed, approved, promoted");
     const fix = await runAgent(project, [process.execPath, AGENT, "fix"], { snapshotId: manifest.id, name: "demo-fix", stdio: io.agentOutput, sandbox });
     check("the agent finished", fix.exitCode === 0);
-    const d2 = await diffSession(project, "demo-fix");
+    const d2 = await diffSession(project, "demo-fix", { secret });
     fixDiff = d2.id;
     io.info(`diff ${d2.id.slice(0, 12)}: ${d2.diff.summary.updates} update, ${d2.diff.summary.ddl} schema statement, hazards: ${d2.diff.hazards.map((h) => h.code).join(", ") || "none"}`);
     check("the fix's diff is verified and has no danger", d2.diff.verification.verified && !d2.diff.hazards.some((h) => h.severity === "danger"));
-    approveDiff(project, d2.id, { by: "reviewer", note: "paid booking confirmed; index for the front desk" });
-    const dry = await promoteDiff(project, d2.id, { to: prod, secret: DEMO_SECRET, by: "reviewer", dryRun: true });
+    approveDiff(project, d2.id, { by: "reviewer", note: "paid booking confirmed; index for the front desk", secret });
+    const dry = await promoteDiff(project, d2.id, { to: prod, secret, by: "reviewer", dryRun: true });
     check("a dry run applies it without conflict and leaves production unchanged", dry.dryRun && same(await checksums(prod), original));
-    const promoted = await promoteDiff(project, d2.id, { to: prod, secret: DEMO_SECRET, by: "reviewer" });
+    const promoted = await promoteDiff(project, d2.id, { to: prod, secret, by: "reviewer" });
     promotion = promoted.promotionId;
     io.info(`promoted as ${promoted.promotionId}`);
     check("production holds the fix, read back after commit", promoted.confirmed);
@@ -177,11 +188,13 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
 
     heading("7. The audit trail");
     const log = await withClient(prod, { step: "demo", searchPath: "public" }, (c) => readProductionLog(c));
-    io.info(`production: ${log.entries.map((e) => e.action).join(", ")}; staging: ${verifyJournal(project).entries} entries`);
-    check("both hash chains verify", verifyProductionLog(log).ok && verifyJournal(project).ok);
+    const trails = await auditTrails(project, { to: prod, verify: true, secret });
+    io.info(`production: ${log.entries.map((e) => e.action).join(", ")}; staging: ${trails.staging.entries.length} entries`);
+    for (const p of trails.problems) io.info(`  ${p}`);
+    check("both keyed audit trails verify, anchored to each other", trails.problems.length === 0 && (trails.anchors?.checked ?? 0) > 0);
 
     heading("8. One command rolls the promotion back");
-    await rollbackPromotion(project, promoted.promotionId, { to: prod, by: "reviewer" });
+    await rollbackPromotion(project, promoted.promotionId, { to: prod, by: "reviewer", secret });
     check("production equals its state before the promotion (checksum of every table)", same(await checksums(prod), original));
   } finally {
     const staging = openCluster(localClusterOptions(project));

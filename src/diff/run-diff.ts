@@ -4,7 +4,9 @@
  */
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
+import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
+import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
 import { type DiffProgress, computeDiff } from "./diff.ts";
 import { writeDiff } from "./store.ts";
 import type { Diff } from "./types.ts";
@@ -17,12 +19,24 @@ export interface DiffResult {
   readonly elapsedMs: number;
 }
 
-/** Computes and stores the diff of a session. */
-export async function diffSession(project: Project, sessionId: string, onProgress?: (p: DiffProgress) => void): Promise<DiffResult> {
+/** Options of a diff run. */
+export interface DiffSessionOptions {
+  readonly onProgress?: (p: DiffProgress) => void;
+  /** AIRLOCK_SECRET (default: the environment): the diff's MAC is keyed with it; it must be the snapshot's. */
+  readonly secret?: string;
+}
+
+/** Computes and stores the diff of a session, authenticated with a MAC under AIRLOCK_SECRET. */
+export async function diffSession(project: Project, sessionId: string, options: DiffSessionOptions = {}): Promise<DiffResult> {
   const started = Date.now();
-  const diff = await computeDiff(project, sessionId, onProgress === undefined ? {} : { onProgress });
-  const { id, dir } = writeDiff(project, diff);
-  recordEvent(project, { actor: defaultActor(), action: "diff", details: { diff: id, session: sessionId, snapshot: diff.snapshot, verified: diff.verification.verified, summary: diff.summary, hazards: diff.hazards.map((h) => `${h.severity}:${h.code}`) } });
+  const secret = requireSecret(secretFromEnv(options.secret), "airlock diff");
+  const computed = await computeDiff(project, sessionId, options.onProgress === undefined ? {} : { onProgress: options.onProgress });
+  // The MAC is only worth something under the secret promotion will check rows with.
+  requireSnapshotSecret(readManifest(snapshotsDir(project.statePath()), computed.snapshot), secret, "airlock diff");
+  // The same session diffed again is the same diff: it keeps the id, and the time it was first made.
+  const { id, dir, createdAt } = writeDiff(project, computed, secret);
+  const diff: Diff = { ...computed, createdAt };
+  recordEvent(project, { actor: defaultActor(), action: "diff", details: { diff: id, session: sessionId, snapshot: diff.snapshot, verified: diff.verification.verified, summary: diff.summary, hazards: diff.hazards.map((h) => `${h.severity}:${h.code}`) } }, secret);
   return { id, dir, diff, elapsedMs: Date.now() - started };
 }
 

@@ -1,13 +1,22 @@
 /**
  * Diffs on disk: `.airlock/diffs/<id>/` with diff.json (canonical; its
- * sha256 is the id), promote.sql (a readable preview), review.md and
- * review.html. Reading a diff re-checks its id, so a diff changed by one
- * byte is refused by every later step.
+ * sha256 is the id), diff.mac, promote.sql (a readable preview), review.md
+ * and review.html. Reading a diff re-checks its id, so a diff changed by one
+ * byte is refused by every later step. The id alone proves nothing about
+ * who made the diff (anyone can hash a hand-written one), so `airlock diff`
+ * also writes diff.mac: an HMAC of the canonical content — verification
+ * result included — under a key derived from AIRLOCK_SECRET. Approve and
+ * promote read diffs through readAuthenticDiff, which refuses one whose MAC
+ * does not hold. When the diff was made is not part of its content (the same
+ * session diffed twice is the same diff, with one id): it is kept beside it
+ * in created.json, with a MAC of its own; diffing the same content again
+ * keeps the directory as it is, first creation time and approval included.
  */
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { privateDir, writePrivate } from "../config/private-files.ts";
 import { join } from "node:path";
 import type { Project } from "../config/load.ts";
+import { MacKey } from "../config/keys.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { diffStatements, inlineStatement } from "../promote/apply.ts";
 import { canonicalJson, sha256Hex } from "./canonical.ts";
@@ -35,21 +44,71 @@ export function renderPromoteSql(diff: Diff, id: string): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Writes a diff's artifacts; returns its id and directory. The same content always gets the same id. */
-export function writeDiff(project: Project, diff: Diff): { id: string; dir: string } {
-  const json = canonicalJson(diff);
+/** The key that authenticates diffs (their content and verification result). */
+export function diffKey(secret: string): MacKey {
+  return new MacKey(secret, "diff");
+}
+
+/** What a diff's id and MAC cover: all of it but when it was made. */
+export function diffContent(diff: Diff): Omit<Diff, "createdAt"> {
+  const { createdAt: _when, ...content } = diff;
+  return content;
+}
+
+/** When a diff was made, as stored beside it (created.json), with a MAC binding it to the diff's id. */
+interface Created {
+  readonly createdAt: string;
+  readonly mac: string;
+}
+
+/** What the creation time's MAC covers; never canonical JSON, so it can never pass for a diff's MAC. */
+function createdMessage(id: string, createdAt: string): string {
+  return `airlock diff created\n${id}\n${createdAt}`;
+}
+
+function readCreated(dir: string): Created | undefined {
+  try {
+    const c = JSON.parse(readFileSync(join(dir, "created.json"), "utf8")) as Partial<Created>;
+    return typeof c.createdAt === "string" && typeof c.mac === "string" ? { createdAt: c.createdAt, mac: c.mac } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The creation time of a diff already stored with this exact content and valid MACs under this secret, if there is one. */
+function storedCreatedAt(dir: string, id: string, json: string, secret: string): string | undefined {
+  try {
+    if (readFileSync(join(dir, "diff.json"), "utf8") !== json) return undefined;
+    if (!diffKey(secret).holds(json, readFileSync(join(dir, "diff.mac"), "utf8").trim())) return undefined;
+  } catch {
+    return undefined;
+  }
+  const created = readCreated(dir);
+  return created !== undefined && diffKey(secret).holds(createdMessage(id, created.createdAt), created.mac) ? created.createdAt : undefined;
+}
+
+/**
+ * Writes a diff's artifacts and its MAC; returns its id, directory and creation time. The same content always gets
+ * the same id, and a diff already stored with it is kept as it is (when it was first made, its approval).
+ */
+export function writeDiff(project: Project, diff: Diff, secret: string): { id: string; dir: string; createdAt: string } {
+  const json = canonicalJson(diffContent(diff));
   const id = sha256Hex(json);
   const dir = join(diffsDir(project), id);
+  const kept = storedCreatedAt(dir, id, json, secret);
+  if (kept !== undefined) return { id, dir, createdAt: kept };
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   privateDir(tmp, project.statePath());
   writePrivate(join(tmp, "diff.json"), json);
+  writePrivate(join(tmp, "diff.mac"), `${diffKey(secret).mac(json)}\n`);
+  writePrivate(join(tmp, "created.json"), `${JSON.stringify({ createdAt: diff.createdAt, mac: diffKey(secret).mac(createdMessage(id, diff.createdAt)) } satisfies Created)}\n`);
   writePrivate(join(tmp, "promote.sql"), renderPromoteSql(diff, id));
   writePrivate(join(tmp, "review.md"), renderReviewMarkdown(diff, id));
   writePrivate(join(tmp, "review.html"), renderReviewHtml(diff, id));
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
-  return { id, dir };
+  return { id, dir, createdAt: diff.createdAt };
 }
 
 /** Resolves a full id or a unique prefix (at least 8 characters). */
@@ -84,5 +143,46 @@ export function readDiff(project: Project, idOrPrefix: string): { id: string; di
   if (canonicalJson(diff) !== text) {
     throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not in canonical form`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED });
   }
-  return { id, diff, dir };
+  // Its creation time is beside it (checked with its MAC by checkDiffMac); a diff.json that holds one is judged by its MAC alone.
+  if (typeof diff.createdAt === "string") return { id, diff, dir };
+  const created = readCreated(dir);
+  if (created === undefined) {
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} has no readable created.json (when it was made)`, { hint: "discard it and run `airlock diff` on the session again", exitCode: EXIT_REFUSED });
+  }
+  return { id, diff: { ...diff, createdAt: created.createdAt }, dir };
+}
+
+/**
+ * Checks the MAC of a diff read with readDiff: a diff Airlock did not make with this AIRLOCK_SECRET (forged, or its
+ * verification result edited) is refused (exit 2), naming what failed.
+ */
+export function checkDiffMac(read: { id: string; dir: string }, secret: string): void {
+  const file = join(read.dir, "diff.mac");
+  const short = read.id.slice(0, 12);
+  if (!existsSync(file)) {
+    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short} has no MAC (diff.mac): it was not made by \`airlock diff\` (or was made before diffs were authenticated)`, {
+      hint: "discard it and run `airlock diff` on the session again",
+      exitCode: EXIT_REFUSED,
+    });
+  }
+  if (!diffKey(secret).holds(readFileSync(join(read.dir, "diff.json"), "utf8"), readFileSync(file, "utf8").trim())) {
+    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s MAC does not hold: its content or verification result is not what \`airlock diff\` wrote under this AIRLOCK_SECRET (forged, or made under another secret)`, {
+      hint: "discard it and run `airlock diff` on the session again; after rotating AIRLOCK_SECRET, take a new snapshot and diff again",
+      exitCode: EXIT_REFUSED,
+    });
+  }
+  const created = readCreated(read.dir);
+  if (created !== undefined && !diffKey(secret).holds(createdMessage(read.id, created.createdAt), created.mac)) {
+    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s creation time (created.json) does not carry a valid MAC: it is not what \`airlock diff\` wrote under this AIRLOCK_SECRET`, {
+      hint: "discard it and run `airlock diff` on the session again",
+      exitCode: EXIT_REFUSED,
+    });
+  }
+}
+
+/** Reads a diff (readDiff) and checks its MAC (checkDiffMac). */
+export function readAuthenticDiff(project: Project, idOrPrefix: string, secret: string): { id: string; diff: Diff; dir: string } {
+  const read = readDiff(project, idOrPrefix);
+  checkDiffMac(read, secret);
+  return read;
 }

@@ -3,14 +3,17 @@
  * verification on a clone of base, and by promotion to production, so that
  * what was verified is exactly what is promoted. Order: schema changes,
  * deletes (children first), updates, inserts (parents first), then
- * sequences moved past inserted keys. Values are sent as parameters in
- * Postgres text form and cast by the server, so they arrive byte for byte.
+ * every sequence feeding a written column moved past the values written
+ * (src/promote/sequences.ts). Values are sent as parameters in Postgres
+ * text form and cast by the server, so they arrive byte for byte.
  */
 import type pg from "pg";
 import { AirlockError } from "../errors.ts";
 import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
 import { type Diff, type RowValues, type SchemaChangeRecord, type TableChanges, forwardSchema } from "../diff/types.ts";
+import { deferChecks, settleChecks } from "./deferred.ts";
 import { OwnerRunner } from "./run-as.ts";
+import { advanceSequences } from "./sequences.ts";
 import { pauseTriggers, resumeTriggers } from "./triggers.ts";
 
 /** One statement with its parameters. */
@@ -23,7 +26,24 @@ export interface Statement {
   readonly kind: "schema" | "insert" | "update" | "delete";
   /** For schema statements that evaluate code: the change (run as its object's owner in production, src/promote/run-as.ts). */
   readonly change?: SchemaChangeRecord;
+  /** An insert into or delete from a table without a key: returns the whole row as the target holds it (`row`, jsonb text). */
+  readonly wholeRow?: { readonly schema: string; readonly table: string };
 }
+
+/**
+ * A row written to or deleted from a table without a key, whole, as the target held it: what a rollback
+ * needs to undo it (such a row has no identity but all its values; src/promote/multiset.ts).
+ */
+export interface WholeRow {
+  readonly schema: string;
+  readonly table: string;
+  readonly op: "insert" | "delete";
+  /** The row's `to_jsonb` text: never parsed here, so no bigint or numeric loses a digit. */
+  readonly row: string;
+}
+
+/** The alias the target's row goes by in statements that return it whole. */
+const ROW_ALIAS = "airlock_row";
 
 function tableName(t: TableChanges): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
@@ -35,17 +55,42 @@ function typeOf(t: TableChanges, column: string): string {
   return c.type;
 }
 
-/** WHERE clause matching a row by its key (or, without a key, by every value, one row only). */
+/** WHERE clause matching a row by its key. */
 function match(t: TableChanges, key: RowValues, params: Array<string | null>): string {
   // Key columns are NOT NULL: "=" lets the key's index find the row (IS NOT DISTINCT FROM cannot use it,
-  // which made every statement a sequential scan). Without a key, NULLs must match too.
-  const conds = Object.entries(key).map(([col, value]) => {
+  // which made every statement a sequential scan).
+  return Object.entries(key)
+    .map(([col, value]) => {
+      params.push(value);
+      return `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}`;
+    })
+    .join(" AND ");
+}
+
+/**
+ * DELETE of one row of a table without a key, matched by every value (NULLs too), returning it whole. A
+ * multiset: exactly one of possibly identical rows goes, found by its place (partition and ctid: a ctid alone
+ * repeats across partitions). A table with no copyable columns matches any row.
+ */
+function deleteOneRow(t: TableChanges, row: RowValues, params: Array<string | null>): string {
+  const conds = Object.entries(row).map(([col, value]) => {
     params.push(value);
-    return t.key !== null ? `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}` : `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
+    return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
   });
-  if (t.key !== null) return conds.join(" AND ");
-  // A multiset: remove exactly one of possibly identical rows.
-  return `ctid = (SELECT ctid FROM ${tableName(t)} WHERE ${conds.join(" AND ")} LIMIT 1)`;
+  const where = conds.length === 0 ? "" : ` WHERE ${conds.join(" AND ")}`;
+  return `WITH one AS (SELECT tableoid AS t, ctid AS c FROM ${tableName(t)}${where} LIMIT 1)
+    DELETE FROM ${tableName(t)} AS ${ROW_ALIAS} WHERE tableoid = (SELECT t FROM one) AND ctid = (SELECT c FROM one) RETURNING to_jsonb(${ROW_ALIAS})::text AS row`;
+}
+
+/** INSERT of one row; a table with no copyable columns takes `DEFAULT VALUES`, and a keyless table's row comes back whole. */
+function insertRow(t: TableChanges, row: RowValues): { sql: string; params: Array<string | null> } {
+  const cols = Object.keys(row);
+  const returning = t.key === null ? ` RETURNING to_jsonb(${ROW_ALIAS})::text AS row` : "";
+  const into = `INSERT INTO ${tableName(t)}${t.key === null ? ` AS ${ROW_ALIAS}` : ""}`;
+  if (cols.length === 0) return { sql: `${into} DEFAULT VALUES${returning}`, params: [] };
+  const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
+  // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
+  return { sql: `${into} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})${returning}`, params: cols.map((c) => row[c] ?? null) };
 }
 
 /** The statements that apply a diff's data changes, in foreign-key order. */
@@ -56,7 +101,9 @@ export function dataStatements(diff: Diff): Statement[] {
     for (const ch of t.changes) {
       if (ch.kind !== "delete") continue;
       const params: Array<string | null> = [];
-      out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what: `delete from ${t.schema}.${t.name}`, kind: "delete" });
+      const what = `delete from ${t.schema}.${t.name}`;
+      if (t.key === null) out.push({ sql: deleteOneRow(t, ch.old, params), params, what, kind: "delete", wholeRow: { schema: t.schema, table: t.name } });
+      else out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what, kind: "delete" });
     }
   }
   for (const t of diff.tables) {
@@ -73,11 +120,8 @@ export function dataStatements(diff: Diff): Statement[] {
   for (const t of diff.tables) {
     for (const ch of t.changes) {
       if (ch.kind !== "insert") continue;
-      const cols = Object.keys(ch.row);
-      const params = cols.map((c) => ch.row[c] ?? null);
-      const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
-      // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
-      out.push({ sql: `INSERT INTO ${tableName(t)} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})`, params, what: `insert into ${t.schema}.${t.name}`, kind: "insert" });
+      const { sql, params } = insertRow(t, ch.row);
+      out.push({ sql, params, what: `insert into ${t.schema}.${t.name}`, kind: "insert", ...(t.key === null ? { wholeRow: { schema: t.schema, table: t.name } } : {}) });
     }
   }
   return out;
@@ -98,26 +142,12 @@ export function inlineStatement(s: Statement): string {
   });
 }
 
-/** Moves each sequence feeding a column of an inserted-into table past the largest value now in it. */
+/**
+ * Moves each sequence that feeds a column the diff wrote (serial, identity, or any `nextval` default, in any
+ * schema) past the values written there: src/promote/sequences.ts.
+ */
 async function fixSequences(client: pg.ClientBase, diff: Diff): Promise<void> {
-  const inserted = diff.tables.filter((t) => t.changes.some((c) => c.kind === "insert")).map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`);
-  if (inserted.length === 0) return;
-  const seqs = await query<{ tbl: string; col: string; seq: string }>(
-    client,
-    `SELECT a.attrelid::regclass::text AS tbl, a.attname AS col, pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) AS seq
-       FROM pg_attribute a
-      WHERE a.attrelid = ANY (SELECT unnest($1::text[])::regclass) AND a.attnum > 0 AND NOT a.attisdropped
-        AND pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) IS NOT NULL`,
-    [inserted],
-  );
-  for (const s of seqs.rows) {
-    await query(
-      client,
-      `SELECT setval($1, m) FROM (SELECT max(${quoteIdent(s.col)})::bigint AS m FROM ${s.tbl}) x, ${s.seq} q
-        WHERE m IS NOT NULL AND (m > q.last_value OR NOT q.is_called)`,
-      [s.seq],
-    );
-  }
+  await advanceSequences(client, diff);
 }
 
 /** Options of applyDiff. */
@@ -134,12 +164,20 @@ export function diffTableNames(diff: Pick<Diff, "tables">): string[] {
   return diff.tables.map((t) => tableName(t));
 }
 
+/** What applyDiff did. */
+export interface Applied {
+  readonly statements: number;
+  /** Rows written to or deleted from tables without a key, whole, for rollback. */
+  readonly wholeRows: readonly WholeRow[];
+}
+
 /**
- * Applies a diff inside the caller's transaction; returns how many statements ran. While the rows are
- * written, the target's user triggers and rules on the written tables are paused (src/promote/triggers.ts):
- * the diff holds what they wrote in staging.
+ * Applies a diff inside the caller's transaction; returns how many statements ran and the whole rows it wrote
+ * to or deleted from keyless tables. While the rows are written, the target's user triggers and rules on the
+ * written tables are paused (src/promote/triggers.ts): the diff holds what they wrote in staging; and
+ * deferrable constraints are deferred (src/promote/deferred.ts): a cycle of foreign keys is written in any order.
  */
-export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<{ statements: number }> {
+export async function applyDiff(client: pg.ClientBase, diff: Diff, options: ApplyOptions = {}): Promise<Applied> {
   const replay = options.replay === true;
   const records = diff.schemaChanges.filter((c) => !replay || c.serverWide !== true);
   // A replay runs as the replayer, who owns everything there: only production needs a change run as its owner.
@@ -149,6 +187,7 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
   // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).
   await query(client, "SELECT set_config('check_function_bodies', 'off', true)");
   const owners = new OwnerRunner(client);
+  const wholeRows: WholeRow[] = [];
   let i = 0;
   const run = async (s: Statement) => {
     if (s.change?.runsCode !== undefined) {
@@ -162,16 +201,23 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
         hint: "the target no longer holds the row the diff was made against; nothing was committed",
       });
     }
+    if (s.wholeRow !== undefined) {
+      const row = (r.rows[0] as { row: string } | undefined)?.row;
+      if (row !== undefined) wholeRows.push({ ...s.wholeRow, op: s.kind === "insert" ? "insert" : "delete", row });
+    }
     i++;
   };
   for (const s of phases[0]) await run(s);
   if (phases[1].length > 0) {
     const paused = await pauseTriggers(client, diffTableNames(diff));
+    await deferChecks(client);
     for (const s of phases[1]) await run(s);
+    // Checked here, before any DDL: Postgres refuses ALTER TABLE on a table with checks pending.
+    await settleChecks(client);
     await resumeTriggers(client, paused);
   }
   await fixSequences(client, diff);
   for (const s of phases[2]) await run(s);
   await owners.close();
-  return { statements: total };
+  return { statements: total, wholeRows };
 }

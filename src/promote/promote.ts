@@ -1,30 +1,38 @@
 /**
  * `airlock promote <diff> --to <production>`: one connection, one
  * transaction, timeouts set, an advisory lock against a second promotion.
- * In it: lock and check every touched row against the snapshot, save the
+ * Before production is reached: AIRLOCK_SECRET, the diff's MAC, the
+ * approval's MAC and its binding to this diff. In the transaction: claim the
+ * approval (one approval, one promotion, enforced by production's primary
+ * key), lock and check every touched row against the snapshot, save the
  * pre-image of every row to be updated or deleted and the data of every
  * column or table to be dropped, apply the diff with the same function the
- * replay verified, save post-images, write the audit entry, commit. Any
- * conflict, error or kill leaves production exactly as it was.
+ * replay verified, save post-images, write the keyed audit entry (anchored
+ * to the staging trail's head), commit. Any conflict, error or kill leaves
+ * production exactly as it was; every attempt is recorded (attempts.ts).
  */
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
+import type { AuditEntry } from "../audit/chain.ts";
 import { defaultActor } from "../audit/chain.ts";
-import { recordEvent } from "../audit/journal.ts";
+import { stagingHead } from "../audit/journal.ts";
+import { requireSecret } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { readDiff } from "../diff/store.ts";
 import type { Diff, TableChanges } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
-import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
-import { readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
+import { type SnapshotManifest, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import { type ApplyOptions, applyDiff, diffTableNames } from "./apply.ts";
+import { type Approval, checkSecretAndMac, refusalFor, requireApproval } from "./approval.ts";
+import { type Attempt, recordFailedAttempt, recordLocalAttempt, recordOutcome } from "./attempts.ts";
+import { type Conflict, lockAndCheck } from "./conflicts.ts";
+import { type ProductionIdentity, approvalUsedBy, claimApproval, ensureProductionSchema, productionIdentity, productionKey, recordProductionEvent } from "./production-schema.ts";
 import { checkCodeOwners } from "./run-as.ts";
 import { checkCanPauseTriggers } from "./triggers.ts";
-import { refusalFor, requireApproval } from "./approval.ts";
-import { type Conflict, lockAndCheck } from "./conflicts.ts";
-import { ensureProductionSchema, recordProductionEvent } from "./production-schema.ts";
 import { rekeyInserts } from "./rekey.ts";
+import { saveWholeRowImages } from "./multiset.ts";
+import { saveSequenceChanges } from "./sequences.ts";
 import { keyAfter, keyBefore, keyPredicate, qualified } from "./rows.ts";
 
 /** Options of a promotion. */
@@ -42,6 +50,8 @@ export interface PromoteOptions extends ApplyOptions {
 export interface PromotionResult {
   readonly promotionId: string;
   readonly diffId: string;
+  /** The approval this promotion used up (a dry run does not use it). */
+  readonly approvalId: string;
   readonly dryRun: boolean;
   readonly summary: Diff["summary"];
   /** Inserted rows that got fresh keys from production (--rekey). */
@@ -64,7 +74,7 @@ const PROMOTION_LOCK = "airlock/promote";
 
 function conflictError(conflicts: readonly Conflict[], snapshot: string): AirlockError {
   const list = conflicts.slice(0, 20).map((c) => `  - ${c.table} ${c.key}: ${c.kind === "changed" ? "changed in production since the snapshot" : c.kind === "deleted" ? "deleted in production since the snapshot" : "key already taken in production"}`);
-  return new AirlockError("AIRLOCK_CONFLICT", `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"} with production since snapshot ${snapshot}; nothing was changed:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`, {
+  return new AirlockError("AIRLOCK_CONFLICT", `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"} with production since snapshot ${snapshot}; the diff was not applied:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`, {
     hint: "take a new snapshot and rerun the session on it, or resolve the rows in production first",
     exitCode: EXIT_REFUSED,
     details: { conflicts },
@@ -131,85 +141,134 @@ async function confirmApplied(c: pg.ClientBase, diff: Diff): Promise<boolean> {
   return true;
 }
 
-/** Promotes an approved, verified diff to production (or rehearses it with dryRun). */
-export async function promoteDiff(project: Project, idOrPrefix: string, options: PromoteOptions): Promise<PromotionResult> {
-  const { id, diff: reviewed, dir } = readDiff(project, idOrPrefix);
-  let diff = reviewed;
-  const approval = requireApproval(dir, id);
-  const refusal = refusalFor(diff, approval.accepted);
+/** What was checked before production is reached. */
+interface Prepared {
+  readonly id: string;
+  readonly diff: Diff;
+  readonly approval: Approval;
+  readonly manifest: SnapshotManifest;
+  readonly secret: string;
+}
+
+/** Everything checked before production is reached: the secret, the diff's MAC, the approval's MAC and binding, verification and hazards. */
+function preparePromotion(project: Project, idOrPrefix: string, secretOption: string | undefined, onProgress: (facts: Record<string, unknown>) => void): Prepared {
+  const secret = requireSecret(secretOption, "airlock promote");
+  const read = readDiff(project, idOrPrefix);
+  onProgress({ diff: read.id, session: read.diff.session, snapshot: read.diff.snapshot });
+  checkSecretAndMac(project, read, secret, "airlock promote");
+  const approval = requireApproval(read.dir, read.id, secret);
+  onProgress({ approval: approval.id });
+  const refusal = refusalFor(read.diff, approval.accepted);
   if (refusal !== undefined) throw refusal;
-  const manifest = readManifest(snapshotsDir(project.statePath()), diff.snapshot);
-  const secret = options.secret;
-  if (secret === undefined || new KeyedHmac(secret).digest("airlock/secret-fingerprint").toString("hex").slice(0, 16) !== manifest.secretFingerprint) {
-    throw new AirlockError("AIRLOCK_SECRET_MISMATCH", `AIRLOCK_SECRET is ${secret === undefined ? "not set" : "not the one"} snapshot ${diff.snapshot} was taken with; conflicts cannot be checked`, {
-      hint: "set the AIRLOCK_SECRET the snapshot was captured with",
-      exitCode: EXIT_REFUSED,
-    });
-  }
-  const by = options.by ?? defaultActor();
-  const promotionId = `p-${new Date().toISOString().replace(/[-:TZ.]/g, "").slice(0, 14)}-${randomBytes(3).toString("hex")}`;
+  return { id: read.id, diff: read.diff, approval, manifest: readManifest(snapshotsDir(project.statePath()), read.diff.snapshot), secret };
+}
+
+function approvalUsedError(approval: Approval, promotion: string | undefined): AirlockError {
+  return new AirlockError("AIRLOCK_APPROVAL_USED", `approval ${approval.id} (by ${approval.approvedBy}) was used already${promotion === undefined ? "" : ` by promotion ${promotion}`}: an approval authorises one promotion, and stays used after a rollback`, {
+    hint: `review the diff again and approve it anew: \`airlock approve ${approval.diffId.slice(0, 12)} --by <your name>\``,
+    exitCode: EXIT_REFUSED,
+    details: { approval: approval.id, ...(promotion === undefined ? {} : { usedBy: promotion }) },
+  });
+}
+
+/** The promotion's transaction; commits (or, for a dry run, rolls back) and returns the production entry it committed. */
+async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepared, options: PromoteOptions, ids: { promotionId: string; by: string }): Promise<{ diff: Diff; remapped: number; entry: AuditEntry | undefined }> {
+  const { id, approval, manifest, secret } = p;
+  const { promotionId, by } = ids;
   const dryRun = options.dryRun === true;
-  const c = await openClient(options.to, { step: "promote", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
+  await query(c, "BEGIN");
+  const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [PROMOTION_LOCK]);
+  if (locked.rows[0]?.ok !== true) {
+    throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
+  }
+  // One approval, one promotion: a used approval is refused first (read only), …
+  const usedBy = await approvalUsedBy(c, approval.id);
+  if (usedBy !== undefined) throw approvalUsedError(approval, usedBy);
+  // Refused before anything is locked, saved or changed: the rows are written with the tables' triggers
+  // paused, and DDL that would run the agent's functions must not run them as a superuser.
+  await checkCanPauseTriggers(c, diffTableNames(p.diff));
+  await checkCodeOwners(c, p.diff);
+  await ensureProductionSchema(c);
+  // … and claimed under production's primary key, which decides between two promotions at once (a dry run's claim
+  // rolls back with it).
+  if (!(await claimApproval(c, { approvalId: approval.id, diffId: id, promotionId }))) throw approvalUsedError(approval, await approvalUsedBy(c, approval.id));
+  let diff = p.diff;
+  let remapped = 0;
+  if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, p.diff));
+  const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
+  if (conflicts.length > 0) throw conflictError(conflicts, diff.snapshot);
+  const saved = await saveDroppedData(c, diff, promotionId);
+  await query(c, `INSERT INTO airlock.promotions (id, diff_id, approved_by, promoted_by, state, summary, reverse_schema, saved, tables) VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7, $8)`, [
+    promotionId,
+    id,
+    approval.approvedBy,
+    by,
+    JSON.stringify(diff.summary),
+    JSON.stringify(diff.reverseSchema),
+    JSON.stringify(saved),
+    JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
+  ]);
+  for (const t of diff.tables) {
+    await saveImages(c, promotionId, t, "pre", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyBefore(ch)!));
+    await saveImages(c, promotionId, t, "pre", "delete", t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!));
+  }
+  const applied = await applyDiff(c, diff, options);
+  await saveSequenceChanges(c, promotionId);
+  // Tables without a key: every row written or deleted, whole (src/promote/multiset.ts).
+  await saveWholeRowImages(c, promotionId, applied.wholeRows);
+  for (const t of diff.tables) {
+    await saveImages(c, promotionId, t, "post", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyAfter(t, ch)!));
+    await saveImages(c, promotionId, t, "post", "insert", t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)!).filter((k) => k !== null));
+  }
+  const entry = await recordProductionEvent(c, productionKey(secret), {
+    actor: by,
+    action: dryRun ? "promote-dry-run" : "promote",
+    details: { promotion: promotionId, diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary, rekeyed: remapped, stagingHead: stagingHead(project) },
+  });
+  if (dryRun) {
+    await query(c, "ROLLBACK");
+    return { diff, remapped, entry: undefined };
+  }
+  await query(c, "COMMIT");
+  return { diff, remapped, entry };
+}
+
+/** Promotes an approved, verified diff to production (or rehearses it with dryRun); every attempt is recorded. */
+export async function promoteDiff(project: Project, idOrPrefix: string, options: PromoteOptions): Promise<PromotionResult> {
+  const by = options.by ?? defaultActor();
+  const dryRun = options.dryRun === true;
+  const facts: Record<string, unknown> = { diff: idOrPrefix, dryRun };
+  const attempt = (): Attempt => ({ project, secret: options.secret, actor: by, kind: "promote", details: { ...facts } });
+  let prepared: Prepared;
+  let c: pg.Client;
+  const promotionId = `p-${new Date().toISOString().replace(/[-:TZ.]/g, "").slice(0, 14)}-${randomBytes(3).toString("hex")}`;
   try {
-    await query(c, "BEGIN");
-    const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [PROMOTION_LOCK]);
-    if (locked.rows[0]?.ok !== true) {
-      throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
-    }
-    // Refused before anything is locked, saved or changed: the rows are written with the tables' triggers
-    // paused, and DDL that would run the agent's functions must not run them as a superuser.
-    await checkCanPauseTriggers(c, diffTableNames(diff));
-    await checkCodeOwners(c, diff);
-    await ensureProductionSchema(c);
-    let remapped = 0;
-    if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, reviewed));
-    const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
-    if (conflicts.length > 0) {
-      await query(c, "ROLLBACK");
-      // The refused attempt reached production: record it there, in its own small transaction.
-      await query(c, "BEGIN");
-      await ensureProductionSchema(c);
-      await recordProductionEvent(c, { actor: by, action: "promote-refused", details: { diff: id, session: diff.session, snapshot: diff.snapshot, conflicts: conflicts.length, dryRun } });
-      await query(c, "COMMIT");
-      recordEvent(project, { actor: by, action: "promote-refused", details: { diff: id, conflicts: conflicts.length } });
-      throw conflictError(conflicts, diff.snapshot);
-    }
-    const saved = await saveDroppedData(c, diff, promotionId);
-    await query(c, `INSERT INTO airlock.promotions (id, diff_id, approved_by, promoted_by, state, summary, reverse_schema, saved, tables) VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7, $8)`, [
-      promotionId,
-      id,
-      approval.approvedBy,
-      by,
-      JSON.stringify(diff.summary),
-      JSON.stringify(diff.reverseSchema),
-      JSON.stringify(saved),
-      JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
-    ]);
-    for (const t of diff.tables) {
-      await saveImages(c, promotionId, t, "pre", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyBefore(ch)!));
-      await saveImages(c, promotionId, t, "pre", "delete", t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!));
-    }
-    await applyDiff(c, diff, options);
-    for (const t of diff.tables) {
-      await saveImages(c, promotionId, t, "post", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyAfter(t, ch)!));
-      await saveImages(c, promotionId, t, "post", "insert", t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)!).filter((k) => k !== null));
-    }
-    await recordProductionEvent(c, {
-      actor: by,
-      action: dryRun ? "promote-dry-run" : "promote",
-      details: { promotion: promotionId, diff: id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary, rekeyed: remapped },
-    });
-    if (dryRun) {
-      await query(c, "ROLLBACK");
-      return { promotionId, diffId: id, dryRun, summary: diff.summary, rekeyed: remapped, confirmed: false };
-    }
-    await query(c, "COMMIT");
-    const confirmed = await confirmApplied(c, diff);
-    recordEvent(project, { actor: by, action: "promote", details: { promotion: promotionId, diff: id, session: diff.session, confirmed, summary: diff.summary } });
-    return { promotionId, diffId: id, dryRun, summary: diff.summary, rekeyed: remapped, confirmed };
+    prepared = preparePromotion(project, idOrPrefix, options.secret, (f) => Object.assign(facts, f));
+    c = await openClient(options.to, { step: "promote", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
   } catch (e) {
-    await c.query("ROLLBACK").catch(() => undefined);
+    recordLocalAttempt(attempt(), e);
     throw e;
+  }
+  try {
+    let identity: ProductionIdentity | undefined;
+    let done: Awaited<ReturnType<typeof promoteInTransaction>>;
+    try {
+      identity = await productionIdentity(c, options.to);
+      done = await promoteInTransaction(c, project, prepared, options, { promotionId, by });
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw await recordFailedAttempt(c, identity, attempt(), e);
+    }
+    const { diff, remapped, entry } = done;
+    const result = { promotionId, diffId: prepared.id, approvalId: prepared.approval.id, dryRun, summary: diff.summary, rekeyed: remapped };
+    if (entry === undefined) {
+      recordOutcome(attempt(), "promote-dry-run", { promotion: promotionId, summary: diff.summary, rekeyed: remapped, production: "rolled back" });
+      return { ...result, confirmed: false };
+    }
+    // Committed: a failed read-back must not keep the promotion out of the staging trail.
+    const confirmed = await confirmApplied(c, diff).catch(() => false);
+    recordOutcome(attempt(), "promote", { promotion: promotionId, confirmed, summary: diff.summary, rekeyed: remapped }, { identity, entry });
+    return { ...result, confirmed };
   } finally {
     await c.end().catch(() => undefined);
   }

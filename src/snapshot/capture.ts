@@ -8,11 +8,11 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
+import { claimForThisProcess } from "../config/claims.ts";
 import { privateDir, writePrivate } from "../config/private-files.ts";
 import { dirname, join } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { StringDecoder } from "node:string_decoder";
 import { createGunzip, createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo } from "pg-copy-streams";
@@ -20,6 +20,7 @@ import type { Problem } from "../config/schema.ts";
 import { AirlockError } from "../errors.ts";
 import { type PgBinaries, findPgBinaries } from "../pg/binaries.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
+import { CopyLineSplitter, copyLineBatches } from "../pg/copy-lines.ts";
 import { copyText, copyValue } from "../pg/copy-text.ts";
 import { toAirlockError } from "../pg/pg-error.ts";
 import { redactText } from "../pg/redact.ts";
@@ -32,7 +33,7 @@ import { Masker } from "./mask.ts";
 import { type PiiSuspicion, detectPii } from "./pii.ts";
 import { type PlannedTable, planMasking } from "./plan.ts";
 import { type MaskRule, describeRule } from "./rules.ts";
-import { type ManifestTable, type SnapshotManifest, newSnapshotId, sha256File } from "./store.ts";
+import { CAPTURE_CLAIM, type ManifestTable, type SnapshotManifest, captureTempDir, newSnapshotId, removeStaleCaptures, sha256File } from "./store.ts";
 
 /** Marks where pg_dump's post-data section (constraints, indexes, triggers) starts in schema.sql. */
 export const POST_DATA_MARKER = "-- airlock:post-data";
@@ -151,8 +152,7 @@ async function dumpSchema(binaries: PgBinaries, source: PgTarget, snapshotName: 
 
 /** Streams COPY text lines, masks them, and writes row fingerprints beside. */
 class MaskingTransform extends Transform {
-  private readonly decoder = new StringDecoder("utf8");
-  private rest = "";
+  private readonly lines = new CopyLineSplitter();
   // One write per input chunk: each write to a zlib stream is a thread-pool round trip.
   private pendingFingerprints = "";
   rows = 0;
@@ -170,11 +170,8 @@ class MaskingTransform extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     try {
-      const text = this.rest + this.decoder.write(chunk);
-      const lines = text.split("\n");
-      this.rest = lines.pop() ?? "";
       let out = "";
-      for (const line of lines) out += this.maskLine(line);
+      for (const line of this.lines.push(chunk)) out += this.maskLine(line);
       if (out !== "") this.push(out);
       this.flushFingerprints();
       done();
@@ -185,8 +182,9 @@ class MaskingTransform extends Transform {
 
   override _flush(done: TransformCallback): void {
     try {
-      const tail = this.rest + this.decoder.end();
-      if (tail !== "") this.push(this.maskLine(tail));
+      let out = "";
+      for (const line of this.lines.end()) out += this.maskLine(line);
+      if (out !== "") this.push(out);
       this.flushFingerprints();
       this.fingerprints?.end();
       done();
@@ -282,8 +280,6 @@ async function scanForLeaks(dir: string, tables: readonly ManifestTable[], schem
     // booleans cannot spell a text original: only the other columns are read.
     const scanned = t.columns.flatMap((c, i) => (c.rule === "keep" && !UNSCANNED_TYPES.test(c.type) ? [i] : []));
     if (scanned.length === 0) continue;
-    const decoder = new StringDecoder("utf8");
-    let rest = "";
     let found: string | undefined;
     const check = (line: string) => {
       const fields = line.split("\t");
@@ -295,17 +291,13 @@ async function scanForLeaks(dir: string, tables: readonly ManifestTable[], schem
       }
     };
     const stream = createReadStream(join(dir, t.file)).pipe(createGunzip());
-    for await (const chunk of stream) {
-      const lines = (rest + decoder.write(chunk as Buffer)).split("\n");
-      rest = lines.pop() ?? "";
+    for await (const lines of copyLineBatches(stream)) {
       for (const line of lines) check(line);
       if (found !== undefined) {
         stream.destroy();
         throw leakError(found);
       }
     }
-    if (rest !== "") check(rest);
-    if (found !== undefined) throw leakError(found);
   }
 }
 
@@ -357,16 +349,20 @@ async function checkConstants(client: pg.ClientBase, plans: readonly PlannedTabl
 /**
  * Captures a masked snapshot of production. Nothing is left behind on
  * failure: the snapshot is written to a temporary directory and only
- * renamed into place once it is complete, checksummed and leak-free.
+ * renamed into place once it is complete, checksummed and leak-free; a
+ * capture killed outright leaves that directory with its claim, and the
+ * next capture removes it.
  */
 export async function captureSnapshot(options: CaptureOptions): Promise<SnapshotManifest> {
   const started = Date.now();
   const secret = requireSecret(options.secret);
   const binaries = options.binaries ?? findPgBinaries();
+  // What an interrupted capture left behind goes first.
+  removeStaleCaptures(options.snapshotsDir);
   const capture = await openCaptureTransaction(options);
   const { client } = capture;
   const id = newSnapshotId();
-  const tmp = join(options.snapshotsDir, `.tmp-${id}`);
+  const tmp = captureTempDir(options.snapshotsDir, id);
   let complete = false;
   try {
     if (capture.serverMajor > binaries.major) {
@@ -394,7 +390,10 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     const catalog = await readCatalog(client, { owners: new Set(owners) });
 
     try {
-      // Masked data and row fingerprints are private to the user (0700/0600), like all of .airlock/.
+      // Masked data and row fingerprints are private to the user (0700/0600), like all of .airlock/. The claim
+      // first: a capture killed from here on leaves a directory the next run can tell is abandoned.
+      privateDir(tmp, dirname(options.snapshotsDir));
+      writePrivate(join(tmp, CAPTURE_CLAIM), `${JSON.stringify(claimForThisProcess())}\n`);
       privateDir(join(tmp, "data"), dirname(options.snapshotsDir));
       privateDir(join(tmp, "hmac"), dirname(options.snapshotsDir));
     } catch (e) {
@@ -463,6 +462,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     };
     try {
       writePrivate(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+      rmSync(join(tmp, CAPTURE_CLAIM));
       renameSync(tmp, join(options.snapshotsDir, id));
     } catch (e) {
       throw writeError(tmp, e);

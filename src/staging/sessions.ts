@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
+import { claimantAlive, procStat } from "../config/claims.ts";
 import type { Project } from "../config/load.ts";
 import { localClusterDir, localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
@@ -93,17 +94,6 @@ interface Placeholder {
 /** A placeholder without a pid (written by an older Airlock as `{}`, or cut short) counts as dead after this. */
 const PLACEHOLDER_STALE_MS = 10 * 60_000;
 
-/** The state and start time of a process (Linux /proc), or undefined where /proc does not tell. */
-function procStat(pid: number | "self"): { state: string; start: string } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0]!, start: fields[19]! };
-  } catch {
-    return undefined;
-  }
-}
-
 function placeholderText(p: { backend: BackendKind; snapshotId: string; expiresAt: string | null; now: Date }): string {
   const pidStart = procStat("self")?.start;
   const creating: Placeholder["creating"] = {
@@ -116,19 +106,6 @@ function placeholderText(p: { backend: BackendKind; snapshotId: string; expiresA
     expiresAt: p.expiresAt,
   };
   return `${JSON.stringify({ creating }, null, 2)}\n`;
-}
-
-/** Whether the process that wrote a placeholder still runs (same pid, same start time, not a zombie). */
-function claimantAlive(pid: number, pidStart: string | undefined): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  const stat = procStat(pid);
-  if (stat === undefined) return true;
-  if (stat.state === "Z" || stat.state === "X") return false;
-  return pidStart === undefined || stat.start === pidStart;
 }
 
 /** A session file as found: a complete record, or a claim of an `up` still at work ("creating") or dead ("broken"). */
