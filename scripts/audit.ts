@@ -12,7 +12,7 @@ import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
 function line(e: AuditEntry): string {
-  const ids = ["session", "snapshot", "diff", "approval", "promotion"].filter((k) => typeof e.details[k] === "string").map((k) => `${k}=${String(e.details[k]).slice(0, 16)}`);
+  const ids = ["session", "snapshot", "diff", "approval", "promotion"].filter((k) => typeof e.details[k] === "string").map((k) => `${k}=${k === "diff" ? String(e.details[k]).slice(0, 12) : String(e.details[k])}`);
   return `${String(e.seq).padStart(4)}  ${e.at}  ${e.actor.padEnd(12)} ${e.action.padEnd(16)} ${ids.join(" ")}`;
 }
 

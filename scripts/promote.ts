@@ -10,6 +10,7 @@ import { AirlockError, EXIT_REFUSED } from "../src/errors.ts";
 import { parseTarget } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
+import { countsText } from "../src/diff/run-diff.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
@@ -75,9 +76,9 @@ export function registerPromote(program: Command): void {
       });
       if (globalFlags(cmd).json) return sayJson(r);
       const s = r.summary;
-      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements without conflict; rolled back, production unchanged (approval ${r.approvalId} not used up)`);
+      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${countsText(s)} without conflict; rolled back, production unchanged (approval ${r.approvalId} not used up)`);
       else {
-        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${s.inserts} inserts${r.rekeyed > 0 ? ` (${r.rekeyed} re-keyed)` : ""}, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
+        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${countsText(s)}${r.rekeyed > 0 ? ` (${r.rekeyed} inserted rows re-keyed)` : ""}; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
         say(`undo with: airlock rollback ${r.promotionId}`);
         if (!r.confirmed) process.exitCode = 1;
       }

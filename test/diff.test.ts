@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
@@ -12,7 +13,7 @@ import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { type Project } from "../src/config/load.ts";
 import { canonicalJson, sha256Hex } from "../src/diff/canonical.ts";
-import { diffSession } from "../src/diff/run-diff.ts";
+import { countsText, diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
@@ -127,10 +128,13 @@ describe("the diff artifact", () => {
       expect(out.id).toMatch(/^[0-9a-f]{64}$/);
       const text = spawnSync(process.execPath, [BIN, "diff", session.id], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
       expect(text.status).toBe(0);
-      // A later diff of the same session is a new diff (its own time, so its own id).
-      expect(text.stdout).toMatch(/^diff [0-9a-f]{64} for session empty: 0 inserts, 0 updates, 0 deletes/m);
+      // The same session diffed again is the same diff (invariant 14).
+      expect(text.stdout).toMatch(new RegExp(`^diff ${out.id} for session empty: 0 inserts, 0 updates, 0 deletes, 0 schema statements`, "m"));
       expect(text.stdout).toContain("verified: replaying");
       expect(existsSync(join(out.dir, "review.html"))).toBe(true);
+      // The review page as a URL any OS's browser opens.
+      expect(text.stdout).toContain(`review: ${pathToFileURL(join(out.dir, "review.html")).href}`);
+      expect(countsText({ inserts: 1, updates: 2, deletes: 1, ddl: 1 })).toBe("1 insert, 2 updates, 1 delete, 1 schema statement");
     } finally {
       await destroySession(project, session.id);
     }

@@ -2,12 +2,15 @@
  * The diff step as users run it: compute, write the artifacts, return a
  * short summary (what `airlock diff` and `airlock run` print).
  */
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
 import { type DiffProgress, computeDiff } from "./diff.ts";
+import { plural } from "./review-md.ts";
 import { writeDiff } from "./store.ts";
 import type { Diff } from "./types.ts";
 
@@ -41,6 +44,11 @@ export async function diffSession(project: Project, sessionId: string, options: 
 }
 
 /** Terminal lines summarising a diff: counts, verification, hazards, where the files are. */
+/** "1 insert, 2 updates, 0 deletes, 1 schema statement": a summary's counts, with the right plurals. */
+export function countsText(s: Diff["summary"]): string {
+  return [plural(s.inserts, "insert"), plural(s.updates, "update"), plural(s.deletes, "delete"), plural(s.ddl, "schema statement")].join(", ");
+}
+
 export function summaryLines(r: DiffResult): string[] {
   const d = r.diff;
   const s = d.summary;
@@ -48,7 +56,7 @@ export function summaryLines(r: DiffResult): string[] {
   const lines = [
     // Danger first: code, privileges and settings headed for production, each with what it would run.
     ...danger.flatMap((h) => [`DANGER ${h.code} ${h.object}: ${h.message}`, ...(h.definition === undefined ? [] : h.definition.split("\n").map((l) => `    ${printable(l)}`))]),
-    `diff ${r.id} for session ${d.session}: ${s.inserts} inserts, ${s.updates} updates, ${s.deletes} deletes, ${s.ddl} schema statements (${(r.elapsedMs / 1000).toFixed(1)} s)`,
+    `diff ${r.id} for session ${d.session}: ${countsText(s)} (${(r.elapsedMs / 1000).toFixed(1)} s)`,
     d.verification.verified ? "verified: replaying the diff on a fresh clone of base reproduces work exactly" : `NOT verified: ${d.verification.error ?? [...d.verification.mismatches.map((m) => `${m.table} differs (e.g. ${m.keys.slice(0, 2).join(", ")})`), ...d.verification.schemaDifference.map((x) => `schema: ${x}`)].join("; ")}`,
   ];
   for (const t of d.tables) {
@@ -59,7 +67,8 @@ export function summaryLines(r: DiffResult): string[] {
   for (const h of d.hazards) if (h.severity !== "danger") lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
   if (danger.length > 0) lines.push(`  ${danger.length} danger hazard${danger.length === 1 ? "" : "s"} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`);
   for (const c of d.schemaChanges) lines.push(`  schema: ${c.action} ${c.id}${c.forcedBy === undefined ? "" : ` (forced by ${c.forcedBy})`}`);
-  lines.push(`review: ${r.dir}/review.html (also review.md, promote.sql, diff.json)`);
+  // A file:// URL opens in any browser on any OS (and is clickable in most terminals).
+  lines.push(`review: ${pathToFileURL(join(r.dir, "review.html")).href} (also review.md, promote.sql, diff.json in ${r.dir})`);
   return lines;
 }
 
