@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openCluster } from "../pg/cluster.ts";
+import { clusterStatus, openCluster } from "../pg/cluster.ts";
 import { openClient, quoteIdent } from "../pg/connect.ts";
 import { type Proxy, type ProxySession, startProxy } from "./proxy.ts";
 import { type SessionUsage, supervisorEntryArgs, supervisorPaths } from "./supervisor.ts";
@@ -32,16 +32,12 @@ const log = (line: string) => process.stdout.write(`${new Date().toISOString()} 
 /** The worker's exit code when another worker already serves the port: the keeper then ends too. */
 const EXIT_ANOTHER = 3;
 
+/** The cluster, opened once (its binaries are found once, not on every tick). */
+const cluster = openCluster({ dir: clusterDir });
+
+/** Whether the supervised cluster runs: its own status check (pid file and postmaster), which ends when it is destroyed too. */
 function clusterRunning(): boolean {
-  const pidFile = join(clusterDir, "data", "postmaster.pid");
-  if (!existsSync(pidFile)) return false;
-  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return cluster !== undefined && clusterStatus(cluster).state === "running";
 }
 
 function writeAtomic(file: string, data: unknown): void {
@@ -121,7 +117,6 @@ function readSessions(): Map<string, Watched> {
 }
 
 async function runWorker(): Promise<void> {
-  const cluster = openCluster({ dir: clusterDir });
   if (cluster === undefined || !clusterRunning()) {
     log("the cluster does not run; nothing to supervise");
     process.exit(0);

@@ -20,10 +20,11 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { claimantAlive } from "../config/claims.ts";
 import { AirlockError } from "../errors.ts";
+import { findFreePort } from "../pg/cluster.ts";
 
 /** What the worker reports for one session. */
 export interface SessionUsage {
@@ -68,18 +69,7 @@ export function supervisorPaths(clusterDir: string) {
 
 /** Whether a process runs; a zombie (killed, not yet reaped — as orphans stay in a container whose init does not reap) does not. */
 function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return process.platform !== "linux";
-  }
+  return pid !== undefined && Number.isInteger(pid) && pid > 0 && claimantAlive(pid, undefined);
 }
 
 function readJson<T>(file: string): T | undefined {
@@ -105,22 +95,11 @@ export function supervisorState(clusterDir: string): SupervisorState {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolvePort(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 /** The proxy's port for a cluster, chosen once and kept. */
 async function proxyPort(clusterDir: string): Promise<number> {
   const p = supervisorPaths(clusterDir);
   if (existsSync(p.port)) return Number(readFileSync(p.port, "utf8").trim());
-  const port = await freePort();
+  const port = await findFreePort();
   writeFileSync(p.port, `${port}\n`, { mode: 0o600 });
   return port;
 }
