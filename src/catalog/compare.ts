@@ -5,7 +5,7 @@
  * kept in the snapshot, against the restored staging copy).
  */
 import type { CatalogModel, CatalogObject } from "./model.ts";
-import { changedProperties } from "./plan.ts";
+import { changedProperties, columnsOf } from "./plan.ts";
 
 /** One object that differs. */
 export interface CatalogDifference {
@@ -20,6 +20,8 @@ export interface CompareOptions {
   readonly ignore?: (o: CatalogObject, property: string) => boolean;
   /** Compare sequences' current values too (a restore must reproduce them; a replay need not). */
   readonly sequenceValues?: boolean;
+  /** Compare the order of each table's columns too (a rollback must reproduce it). */
+  readonly columnOrder?: boolean;
 }
 
 /** The objects in which `actual` differs from `expected`, sorted by id. */
@@ -39,6 +41,10 @@ export function compareCatalogs(actual: CatalogModel, expected: CatalogModel, op
     }
     const props = changedProperties(a, e).filter((p) => !(options.ignore?.(e, p) ?? false));
     if (options.sequenceValues === true && a.kind === "sequence" && e.kind === "sequence" && (a.lastValue !== e.lastValue || a.isCalled !== e.isCalled)) props.push("value");
+    if (options.columnOrder === true && a.kind === "table" && !(options.ignore?.(e, "column order") ?? false)) {
+      const order = (m: CatalogModel) => columnsOf(m, id).map((c) => c.name).join(", ");
+      if (order(actual) !== order(expected)) props.push(`column order (${order(actual)} instead of ${order(expected)})`);
+    }
     if (props.length > 0) out.push({ id, difference: props.join(", ") });
   }
   return out;

@@ -175,6 +175,14 @@ export interface ViewObject extends Common {
   readonly options: readonly string[];
   /** Materialized views: whether they hold data (created WITH DATA or refreshed). */
   readonly populated: boolean;
+  /** Comments and privileges on the view's columns, by column name; only columns that have either, absent when none do. */
+  readonly columns?: Readonly<Record<string, ViewColumn>>;
+}
+
+/** What a view's column carries of its own: a comment, column privileges. */
+export interface ViewColumn {
+  readonly comment: string | null;
+  readonly acl: readonly string[];
 }
 
 export interface TriggerObject extends Common {

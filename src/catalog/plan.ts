@@ -8,7 +8,7 @@
  * on the data (triggers, rules, policies) run after the data.
  */
 import { quoteIdent, quoteLiteral } from "../pg/connect.ts";
-import type { CatalogModel, CatalogObject, ObjectKind } from "./model.ts";
+import type { CatalogModel, CatalogObject, ColumnObject, ObjectKind, ViewObject } from "./model.ts";
 import { aclSql, columnSql, commentSql, createSql, dropSql, enabledSql, ownerSql, settingSql } from "./sql.ts";
 import { qualifiedName } from "./names.ts";
 
@@ -46,7 +46,8 @@ export function changedProperties(a: CatalogObject, b: CatalogObject): string[] 
 
 /** Can these changed properties be applied in place (ALTER), or must the object be dropped and created again? */
 function alterableInPlace(a: CatalogObject, b: CatalogObject, changed: readonly string[]): boolean {
-  const always = new Set(["owner", "acl", "aclDefault", "comment"]);
+  // "columns" is what a view's columns carry (comments, privileges).
+  const always = new Set(["owner", "acl", "aclDefault", "comment", "columns"]);
   const rest = changed.filter((k) => !always.has(k));
   if (rest.length === 0) return true;
   const only = (...keys: string[]) => rest.every((k) => keys.includes(k));
@@ -146,8 +147,57 @@ function topoSort(steps: readonly Step[]): Step[] {
   return out;
 }
 
+/** Options of a plan. */
+export interface PlanOptions {
+  /**
+   * Tables to drop and create again with the target's column order (see columnOrderRebuilds), their
+   * parts and dependents with them. Their rows are the caller's to save before and put back after the
+   * plan's first part; NOT NULL is set after the data.
+   */
+  readonly rebuild?: ReadonlySet<string>;
+}
+
+/** A table's columns in the model, in column order. */
+export function columnsOf(model: CatalogModel, table: string): ColumnObject[] {
+  return Object.values(model.objects)
+    .filter((o): o is ColumnObject => o.kind === "column" && o.table === table)
+    .sort((a, b) => a.position - b.position);
+}
+
+/**
+ * The tables whose column order the changes from `from` to `to` would not reproduce: a column added
+ * back by ALTER TABLE lands last, so a rollback that re-adds a dropped column must rebuild the table.
+ * `cannot` lists, with the reason, those a rebuild cannot serve (partitions and inheritance).
+ */
+export function columnOrderRebuilds(from: CatalogModel, to: CatalogModel): { rebuild: Set<string>; cannot: string[] } {
+  const rebuild = new Set<string>();
+  const cannot: string[] = [];
+  const inherited = new Set(Object.values(to.objects).flatMap((o) => (o.kind === "table" ? [...o.inherits, ...(o.partitionOf === null ? [] : [o.partitionOf.parent])] : [])));
+  for (const t of Object.values(to.objects)) {
+    const was = from.objects[t.id];
+    // A table the plan recreates anyway gets its columns in order.
+    if (t.kind !== "table" || was?.kind !== "table" || !alterableInPlace(was, t, changedProperties(was, t))) continue;
+    const target = columnsOf(to, t.id);
+    const kept = columnsOf(from, t.id).filter((c) => {
+      const next = to.objects[c.id];
+      // A column changed in a way that drops and adds it again lands last, like a new one.
+      return next?.kind === "column" && alterableInPlace(c, next, changedProperties(c, next));
+    });
+    const keptNames = new Set(kept.map((c) => c.name));
+    const reached = [...kept.map((c) => c.name), ...target.filter((c) => !keptNames.has(c.name)).map((c) => c.name)];
+    if (reached.join("\u0000") === target.map((c) => c.name).join("\u0000")) continue;
+    if (t.relkind !== "table" || t.partitionOf !== null || t.inherits.length > 0 || inherited.has(t.id)) {
+      cannot.push(`${t.id}: its column order (${target.map((c) => c.name).join(", ")}) cannot be restored in place, and a ${t.relkind === "partitioned" || t.partitionOf !== null ? "partitioned table or partition" : "table in an inheritance tree"} is not rebuilt`);
+      continue;
+    }
+    rebuild.add(t.id);
+  }
+  return { rebuild, cannot };
+}
+
 /** The typed changes that turn the schema of `from` into that of `to`. */
-export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaChange[] {
+export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options: PlanOptions = {}): SchemaChange[] {
+  const rebuild = options.rebuild ?? new Set<string>();
   const ids = [...new Set([...Object.keys(from.objects), ...Object.keys(to.objects)])].sort();
   const created = new Set<string>();
   const dropped = new Set<string>();
@@ -165,8 +215,21 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
       else recreated.set(id, { changed });
     }
   }
+  // A rebuilt table is dropped and created again with its parts; its columns are created with it.
+  const rebuiltParts: string[] = [];
+  for (const id of rebuild) {
+    if (from.objects[id]?.kind !== "table" || to.objects[id]?.kind !== "table") continue;
+    recreated.set(id, { changed: ["column order"] });
+    altered.delete(id);
+    for (const o of Object.values(from.objects)) {
+      if (parentOf(o) !== id || to.objects[o.id] === undefined || dropped.has(o.id)) continue;
+      rebuiltParts.push(o.id);
+      altered.delete(o.id);
+      if (o.kind !== "column") recreated.set(o.id, { changed: recreated.get(o.id)?.changed ?? [], forcedBy: id });
+    }
+  }
   // A column whose type changes in place takes the views, rules, policies and triggers over it along.
-  const forcing = new Set<string>([...dropped, ...recreated.keys()]);
+  const forcing = new Set<string>([...dropped, ...recreated.keys(), ...rebuiltParts]);
   for (const [id, changed] of altered) if (from.objects[id]?.kind === "column" && (changed.includes("type") || changed.includes("collation"))) forcing.add(id);
   const rdeps = dependents(from);
   const queue = [...forcing];
@@ -195,11 +258,15 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
   for (const [id, c] of recreated) note(id, "recreate", c.changed, c.forcedBy);
   for (const [id, c] of altered) note(id, "alter", c);
 
-  // Sequences that survive but whose owning column goes away are released first, or the drop would take them along.
+  const ownedByRebuilt = (column: string): boolean => {
+    const col = from.objects[column];
+    return col?.kind === "column" && rebuild.has(col.table);
+  };
+  // Sequences that survive but whose owning column goes away (or is rebuilt) are released first, or the drop would take them along.
   for (const id of ids) {
     const a = from.objects[id];
     const b = to.objects[id];
-    if (a?.kind !== "sequence" || b?.kind !== "sequence" || a.ownedBy === null || a.ownedBy === b.ownedBy) continue;
+    if (a?.kind !== "sequence" || b?.kind !== "sequence" || a.ownedBy === null || (a.ownedBy === b.ownedBy && !ownedByRebuilt(a.ownedBy))) continue;
     steps.push({ key: `0:${id}:release`, id, sql: [`ALTER SEQUENCE ${qualifiedName(a.schema, a.name)} OWNED BY NONE`], prefersAfterData: false, afterData: false, deps: new Set() });
   }
 
@@ -239,8 +306,9 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
   for (const id of toDrop) {
     const o = from.objects[id]!;
     if (goesWithTable(o)) continue;
-    // Whatever depends on it (and is dropped too, on its own or with its table) is dropped before it.
-    const deps = new Set((rdeps.get(id) ?? []).filter((d) => toDrop.has(d)).map(dropStepOf));
+    // Whatever depends on it or, for a table, on its parts (and is dropped too, on its own or with its table) is dropped before it.
+    const parts = o.kind === "table" ? Object.values(from.objects).filter((p) => parentOf(p) === id).map((p) => p.id) : [];
+    const deps = new Set([id, ...parts].flatMap((x) => rdeps.get(x) ?? []).filter((d) => toDrop.has(d)).map(dropStepOf));
     deps.delete(`1:${id}`);
     dropSteps.push({ key: `1:${id}`, id, sql: dropSql(from, o), prefersAfterData: false, afterData: false, deps });
   }
@@ -276,6 +344,12 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
       // Added without NOT NULL, filled by the data, then made NOT NULL: as an agent does it by hand.
       sql.push(`ALTER TABLE ${qualifiedName(tableOf(to, o.table).schema, tableOf(to, o.table).name)} ADD COLUMN ${columnSql(o, false)}`);
       after.push(`ALTER TABLE ${qualifiedName(tableOf(to, o.table).schema, tableOf(to, o.table).name)} ALTER COLUMN ${quoteIdent(o.name)} SET NOT NULL`);
+    } else if (o.kind === "table" && rebuild.has(id)) {
+      // Rebuilt: created without NOT NULL, refilled by the caller, then made NOT NULL.
+      const cols = columnsOf(to, id);
+      const loose: CatalogModel = { ...to, objects: { ...to.objects, ...Object.fromEntries(cols.map((col) => [col.id, { ...col, notNull: false }])) } };
+      sql.push(...createSql(loose, o));
+      for (const col of cols) if (col.notNull) after.push(`ALTER TABLE ${qualifiedName(o.schema, o.name)} ALTER COLUMN ${quoteIdent(col.name)} SET NOT NULL`);
     } else {
       sql.push(...createSql(to, o));
     }
@@ -301,7 +375,7 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel): SchemaC
   for (const id of ids) {
     const a = from.objects[id];
     const b = to.objects[id];
-    if (b?.kind !== "sequence" || b.ownedBy === null || (a?.kind === "sequence" && a.ownedBy === b.ownedBy && !recreated.has(id))) continue;
+    if (b?.kind !== "sequence" || b.ownedBy === null || (a?.kind === "sequence" && a.ownedBy === b.ownedBy && !recreated.has(id) && !ownedByRebuilt(a.ownedBy))) continue;
     const col = to.objects[b.ownedBy];
     if (col?.kind !== "column") continue;
     const t = tableOf(to, col.table);
@@ -396,6 +470,22 @@ function decorations(model: CatalogModel, o: CatalogObject, was: CatalogObject |
   }
   const comment = o.comment ?? null;
   if (was === null ? comment !== null : (was.comment ?? null) !== comment) out.push(...commentSql(model, o, comment));
+  if (o.kind === "view" || o.kind === "matview") out.push(...viewColumnDecorations(model, o, was?.kind === o.kind ? was : null));
+  return out;
+}
+
+/** Comments and privileges of a view's columns, relative to what it had (null: newly created). */
+function viewColumnDecorations(model: CatalogModel, v: ViewObject, was: ViewObject | null): string[] {
+  const out: string[] = [];
+  const before = was?.columns ?? {};
+  const after = v.columns ?? {};
+  for (const name of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+    const b = before[name] ?? { comment: null, acl: [] };
+    const a = after[name] ?? { comment: null, acl: [] };
+    const col: ColumnObject = { kind: "column", id: `column ${v.id}.${name}`, table: v.id, name, type: "", collation: null, notNull: false, default: null, generated: null, identity: null, position: 0 };
+    if (JSON.stringify(b.acl) !== JSON.stringify(a.acl)) out.push(...aclSql(model, col, b.acl, a.acl));
+    if (b.comment !== a.comment) out.push(...commentSql(model, col, a.comment));
+  }
   return out;
 }
 

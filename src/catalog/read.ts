@@ -407,6 +407,23 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     add(col, `pg_class:${r.relid}:${r.attnum}`, ...(r.attrdef === null ? [] : [`pg_attrdef:${r.attrdef}:0`]));
   }
 
+  // Comments and privileges on the columns of views and materialized views (dropping a view drops them).
+  const viewCols = await query<{ relid: number; name: string; acl: string[]; comment: string | null }>(
+    c,
+    `SELECT a.attrelid::int AS relid, a.attname AS name, ${aclArray("a.attacl", "'c'", "k.relowner")} AS acl, ${comment("pg_class", "a.attrelid", "a.attnum")} AS comment
+       FROM pg_attribute a JOIN pg_class k ON k.oid = a.attrelid
+      WHERE a.attrelid = ANY($1::oid[]) AND k.relkind IN ('v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+        AND (a.attacl IS NOT NULL OR ${comment("pg_class", "a.attrelid", "a.attnum")} IS NOT NULL)
+      ORDER BY a.attrelid, a.attname`,
+    [[...relIds.entries()].filter(([, id]) => id.startsWith("view ") || id.startsWith("matview ")).map(([oid]) => oid)],
+  );
+  for (const r of viewCols.rows) {
+    const id = relIds.get(r.relid)!;
+    const v = objects[id];
+    if (v?.kind !== "view" && v?.kind !== "matview") continue;
+    objects[id] = { ...v, columns: { ...v.columns, [r.name]: { comment: r.comment, acl: mapAcl(r.acl) } } };
+  }
+
   // Sequence values, read from the sequences themselves, and the columns owning them.
   for (const s of sequenceValues) {
     const v = await query<{ last_value: string; is_called: boolean }>(c, `SELECT last_value::text, is_called FROM ${qualifiedName(s.schema, s.name)}`);
