@@ -31,8 +31,8 @@ import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
-import { listSnapshots, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
-import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
+import { listSnapshots, readManifest, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
+import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
 import { createTestProject, removeTestProject } from "./helpers/project.ts";
@@ -352,6 +352,95 @@ describe("diffing the same session twice gives the same diff id", () => {
       expect(readDiff(project, first.id).diff.createdAt).toBe(first.diff.createdAt);
     } finally {
       await destroySession(project, s.id);
+    }
+  });
+});
+
+describe("a table's inheritance children are not its rows", () => {
+  // PostgreSQL reads and writes a table with its inheritance children (`SELECT … FROM par` sees kid's rows): every
+  // read and write of a plain table is `ONLY` it. A partitioned table is still read and written through its parent
+  // (the agent-created partitioned table above).
+  const own = (target: PgTarget, table: string) => multiset(target, `ONLY ${table}`);
+  let snapshotId: string;
+
+  beforeAll(async () => {
+    await prodQuery(
+      prod,
+      `CREATE TABLE inh_par (id int PRIMARY KEY, x int NOT NULL);
+       -- A primary key is not inherited: the child's own one lets its keys be the parent's too.
+       CREATE TABLE inh_kid (y text NOT NULL) INHERITS (inh_par);
+       ALTER TABLE inh_kid ADD PRIMARY KEY (id);
+       INSERT INTO inh_par VALUES (1, 10), (2, 20), (3, 30);
+       INSERT INTO inh_kid VALUES (1, 100, 'one'), (2, 200, 'two'), (5, 500, 'five');
+       -- No key on either side: rows equal through the parent's columns are in both.
+       CREATE TABLE inh_log (n int, note text);
+       CREATE TABLE inh_log_kid (extra int) INHERITS (inh_log);
+       INSERT INTO inh_log VALUES (1, 'a'), (2, 'b');
+       INSERT INTO inh_log_kid VALUES (1, 'a', 9), (3, 'c', 9);`,
+    );
+    snapshotId = (await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 })).id;
+  });
+
+  it("a parent and its child, keys shared: each snapshotted, diffed, promoted and rolled back with only its own rows", async () => {
+    const m = readManifest(snapshotsDir(project.statePath()), snapshotId);
+    expect(["inh_par", "inh_kid"].map((n) => m.tables.find((t) => t.name === n)?.rows)).toEqual([3, 3]);
+    const { session, agent, diff } = await agentSession(
+      "inherits",
+      `INSERT INTO inh_kid VALUES (6, 600, 'six'), (3, 300, 'three');
+       UPDATE ONLY inh_par SET x = 11 WHERE id = 1;
+       DELETE FROM inh_kid WHERE id = 2;`,
+    );
+    try {
+      const base = await sessionAdminTarget(project, session, "base");
+      expect(await prodQuery(base, "SELECT (SELECT count(*)::int FROM ONLY inh_par) AS par, (SELECT count(*)::int FROM inh_kid) AS kid")).toEqual([{ par: 3, kid: 3 }]);
+      expect(await own(base, "inh_par")).toEqual(await own(prod, "inh_par"));
+      expect(await own(base, "inh_kid")).toEqual(await own(prod, "inh_kid"));
+
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+      expect(diff.diff.schemaChanges).toEqual([]);
+      expect(diff.diff.tables.map((t) => [t.name, t.rowsBefore, t.changes])).toEqual([
+        ["inh_kid", 3, [
+          { kind: "delete", key: { id: "2" }, old: { id: "2", x: "200", y: "two" } },
+          { kind: "insert", row: { id: "3", x: "300", y: "three" } },
+          { kind: "insert", row: { id: "6", x: "600", y: "six" } },
+        ]],
+        ["inh_par", 3, [{ kind: "update", key: { id: "1" }, old: { x: "10" }, new: { x: "11" } }]],
+      ]);
+      expect(readFileSync(join(diff.dir, "promote.sql"), "utf8")).toContain('UPDATE ONLY "public"."inh_par" SET "x" = \'11\'');
+
+      approveDiff(project, diff.id, { by: "reviewer" });
+      const before = await productionState();
+      const p = await promote(diff.id);
+      expect(p.confirmed).toBe(true);
+      for (const t of ["inh_par", "inh_kid"]) expect(await own(prod, t), t).toEqual(await own(agent, t));
+      await rollback(p.promotionId);
+      expect(await productionState()).toEqual(before);
+      expect(await own(prod, "inh_par")).toEqual(["{\"x\": 10, \"id\": 1}", "{\"x\": 20, \"id\": 2}", "{\"x\": 30, \"id\": 3}"]);
+    } finally {
+      await destroySession(project, session);
+    }
+  });
+
+  it("a keyless parent and child holding equal rows: the parent's own rows are deleted, inserted and rolled back", async () => {
+    const { session, agent, diff } = await agentSession("inherits-keyless", "DELETE FROM ONLY inh_log WHERE n = 1; INSERT INTO inh_log VALUES (3, 'c');");
+    try {
+      expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
+      expect(diff.diff.tables.map((t) => [t.name, t.rowsBefore, t.changes])).toEqual([
+        ["inh_log", 2, [
+          { kind: "delete", key: { n: "1", note: "a" }, old: { n: "1", note: "a" } },
+          { kind: "insert", row: { n: "3", note: "c" } },
+        ]],
+      ]);
+      approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY"] });
+      const before = await productionState();
+      const p = await promote(diff.id);
+      for (const t of ["inh_log", "inh_log_kid"]) expect(await own(prod, t), t).toEqual(await own(agent, t));
+      const r = await rollback(p.promotionId);
+      expect(r.restored).toBe(2);
+      expect(await productionState()).toEqual(before);
+      expect(await own(prod, "inh_log_kid")).toEqual(["{\"n\": 1, \"note\": \"a\", \"extra\": 9}", "{\"n\": 3, \"note\": \"c\", \"extra\": 9}"]);
+    } finally {
+      await destroySession(project, session);
     }
   });
 });

@@ -7,6 +7,7 @@ import type pg from "pg";
 import { query, quoteIdent } from "../pg/connect.ts";
 import { copyOutLines } from "../pg/copy-lines.ts";
 import { copyValue } from "../pg/copy-text.ts";
+import { ownRows } from "../promote/rows.ts";
 import type { RowChange, RowValues, TableChanges } from "./types.ts";
 
 /** A table as the diff sees it (after schema changes). */
@@ -20,6 +21,8 @@ export interface TableShape {
   readonly columns: ReadonlyArray<{ readonly name: string; readonly type: string; readonly numeric: boolean }>;
   readonly key: readonly string[] | null;
   readonly keyKind: "primary" | "unique" | null;
+  /** Partitioned: read through its parent, its partitions with it; a plain table is read `ONLY` (its inheritance children are tables of their own). */
+  readonly partitioned: boolean;
 }
 
 const NUMERIC_TYPES = /^(smallint|integer|bigint|numeric(\(.*\))?)$/;
@@ -30,9 +33,9 @@ const USER_TABLES = `t.relkind IN ('r', 'p') AND NOT t.relispartition
 /** Reads the shapes of every user table of a database, with keys and foreign keys. */
 export async function readShapes(c: pg.ClientBase): Promise<{ shapes: TableShape[]; foreignKeys: Array<{ from: string; to: string }> }> {
   // Tables apart from their columns: a table without a copyable column is still a table with rows.
-  const tables = await query<{ schema: string; table: string }>(
+  const tables = await query<{ schema: string; table: string; partitioned: boolean }>(
     c,
-    `SELECT n.nspname AS schema, t.relname AS table FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+    `SELECT n.nspname AS schema, t.relname AS table, t.relkind = 'p' AS partitioned FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
       WHERE ${USER_TABLES} ORDER BY n.nspname, t.relname`,
   );
   const cols = await query<{ schema: string; table: string; name: string; type: string }>(
@@ -63,7 +66,7 @@ export async function readShapes(c: pg.ClientBase): Promise<{ shapes: TableShape
       WHERE con.contype = 'f' AND fn.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock')`,
   );
   const byTable = new Map<string, TableShape>();
-  for (const t of tables.rows) byTable.set(`${t.schema}.${t.table}`, { schema: t.schema, name: t.table, columns: [], key: null, keyKind: null });
+  for (const t of tables.rows) byTable.set(`${t.schema}.${t.table}`, { schema: t.schema, name: t.table, columns: [], key: null, keyKind: null, partitioned: t.partitioned });
   for (const col of cols.rows) {
     const columns = byTable.get(`${col.schema}.${col.table}`)?.columns as Array<TableShape["columns"][number]> | undefined;
     columns?.push({ name: col.name, type: col.type, numeric: NUMERIC_TYPES.test(col.type) });
@@ -109,7 +112,7 @@ export function compareCodePoints(a: string, b: string): number {
 
 function orderedCopy(shape: TableShape, columns: TableShape["columns"]): string {
   const cols = columns.map((c) => quoteIdent(c.name)).join(", ");
-  const table = `${quoteIdent(shape.schema)}.${quoteIdent(shape.name)}`;
+  const table = ownRows(shape.schema, shape.name, shape.partitioned);
   // Numbers sort as numbers (and use the key's index); everything else by its text in code point order,
   // which is exactly how the merge compares them.
   const order =
@@ -188,6 +191,7 @@ export async function diffTable(base: pg.ClientBase | null, work: pg.ClientBase,
     columns: columns.map((c) => ({ name: c.name, type: c.type })),
     key: shape.key,
     keyKind: shape.keyKind,
+    ...(shape.partitioned ? { partitioned: true as const } : {}),
     rowsBefore,
     changes,
   };

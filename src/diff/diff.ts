@@ -16,6 +16,7 @@ import { callsOf, readCatalog } from "../catalog/read.ts";
 import { compareCatalogs } from "../catalog/compare.ts";
 import { settingSql } from "../catalog/sql.ts";
 import { applyDiff } from "../promote/apply.ts";
+import { ownRows } from "../promote/rows.ts";
 import { FingerprintSet } from "../snapshot/leak-scan.ts";
 import { readManifest, snapshotsDir } from "../snapshot/store.ts";
 import { imposedAgentSettings } from "../staging/backend.ts";
@@ -143,7 +144,7 @@ async function tableChecksums(c: pg.ClientBase, shapes: readonly TableShape[]): 
   const out = new Map<string, string>();
   for (const s of shapes) {
     const cols = [...s.columns].sort((a, b) => (a.name < b.name ? -1 : 1)).map((x) => quoteIdent(x.name));
-    const table = `${quoteIdent(s.schema)}.${quoteIdent(s.name)}`;
+    const table = ownRows(s.schema, s.name, s.partitioned);
     const row = `ROW(${cols.join(", ")})`;
     let r = byOid.has(`${s.schema}.${s.name}`)
       ? undefined
@@ -175,7 +176,8 @@ async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId:
       if (col.rule === "keep" || col.rule === "null" || col.rule.startsWith("constant(") || col.rule.startsWith("dateShift(")) continue;
       const exists = await query(base, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped", [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`, col.name]);
       if (exists.rowCount === 0) continue;
-      const found = await query<{ v: string }>(base, `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`, [candidates]);
+      // Captured tables are plain (partitions as their leaves: src/snapshot/catalog.ts).
+      const found = await query<{ v: string }>(base, `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${ownRows(t.schema, t.name, false)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`, [candidates]);
       for (const r of found.rows) set.add(r.v);
     }
   }
@@ -386,7 +388,7 @@ async function computeWithRoles(
         const o = ch.before ?? ch.after;
         const table = o?.kind === "table" ? o : o?.kind === "column" ? baseModel.objects[o.table] : undefined;
         if (table?.kind !== "table" || baseModel.objects[table.id] === undefined || counts.has(`${table.schema}.${table.name}`)) continue;
-        const r = await query<{ n: string }>(bc, `SELECT count(*)::text AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+        const r = await query<{ n: string }>(bc, `SELECT count(*)::text AS n FROM ${ownRows(table.schema, table.name, table.relkind === "partitioned")}`);
         counts.set(`${table.schema}.${table.name}`, Number(r.rows[0]?.n ?? 0));
       }
       const needsMasked = tables.some((t) => t.changes.some((c) => c.kind !== "delete"));

@@ -23,6 +23,11 @@ export interface TableChanges {
   /** The key compared by; null for a table without one (compared as a multiset: keys are whole rows). */
   readonly key: readonly string[] | null;
   readonly keyKind: "primary" | "unique" | null;
+  /**
+   * A partitioned table: its rows are its partitions', read and written through it. Absent for a plain table,
+   * whose own rows are written `ONLY` it (never its inheritance children's: src/promote/rows.ts, ownRows).
+   */
+  readonly partitioned?: true;
   /** Rows in the table before the change (base), for hazard ratios. */
   readonly rowsBefore: number;
   readonly changes: readonly RowChange[];

@@ -12,6 +12,7 @@ import { AirlockError } from "../errors.ts";
 import { query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
 import { type Diff, type RowValues, type SchemaChangeRecord, type TableChanges, forwardSchema } from "../diff/types.ts";
 import { deferChecks, settleChecks } from "./deferred.ts";
+import { ownRows, qualified } from "./rows.ts";
 import { OwnerRunner } from "./run-as.ts";
 import { advanceSequences } from "./sequences.ts";
 import { pauseTriggers, resumeTriggers } from "./triggers.ts";
@@ -45,8 +46,9 @@ export interface WholeRow {
 /** The alias the target's row goes by in statements that return it whole. */
 const ROW_ALIAS = "airlock_row";
 
-function tableName(t: TableChanges): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+/** The table's own rows, for the statements that find, update or delete them (never its inheritance children's: src/promote/rows.ts). */
+function rowsOf(t: TableChanges): string {
+  return ownRows(t.schema, t.name, t.partitioned === true);
 }
 
 function typeOf(t: TableChanges, column: string): string {
@@ -78,15 +80,15 @@ function deleteOneRow(t: TableChanges, row: RowValues, params: Array<string | nu
     return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${typeOf(t, col)}`;
   });
   const where = conds.length === 0 ? "" : ` WHERE ${conds.join(" AND ")}`;
-  return `WITH one AS (SELECT tableoid AS t, ctid AS c FROM ${tableName(t)}${where} LIMIT 1)
-    DELETE FROM ${tableName(t)} AS ${ROW_ALIAS} WHERE tableoid = (SELECT t FROM one) AND ctid = (SELECT c FROM one) RETURNING to_jsonb(${ROW_ALIAS})::text AS row`;
+  return `WITH one AS (SELECT tableoid AS t, ctid AS c FROM ${rowsOf(t)}${where} LIMIT 1)
+    DELETE FROM ${rowsOf(t)} AS ${ROW_ALIAS} WHERE tableoid = (SELECT t FROM one) AND ctid = (SELECT c FROM one) RETURNING to_jsonb(${ROW_ALIAS})::text AS row`;
 }
 
 /** INSERT of one row; a table with no copyable columns takes `DEFAULT VALUES`, and a keyless table's row comes back whole. */
 function insertRow(t: TableChanges, row: RowValues): { sql: string; params: Array<string | null> } {
   const cols = Object.keys(row);
   const returning = t.key === null ? ` RETURNING to_jsonb(${ROW_ALIAS})::text AS row` : "";
-  const into = `INSERT INTO ${tableName(t)}${t.key === null ? ` AS ${ROW_ALIAS}` : ""}`;
+  const into = `INSERT INTO ${qualified(t.schema, t.name)}${t.key === null ? ` AS ${ROW_ALIAS}` : ""}`;
   if (cols.length === 0) return { sql: `${into} DEFAULT VALUES${returning}`, params: [] };
   const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
   // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
@@ -103,7 +105,7 @@ export function dataStatements(diff: Diff): Statement[] {
       const params: Array<string | null> = [];
       const what = `delete from ${t.schema}.${t.name}`;
       if (t.key === null) out.push({ sql: deleteOneRow(t, ch.old, params), params, what, kind: "delete", wholeRow: { schema: t.schema, table: t.name } });
-      else out.push({ sql: `DELETE FROM ${tableName(t)} WHERE ${match(t, ch.key, params)}`, params, what, kind: "delete" });
+      else out.push({ sql: `DELETE FROM ${rowsOf(t)} WHERE ${match(t, ch.key, params)}`, params, what, kind: "delete" });
     }
   }
   for (const t of diff.tables) {
@@ -114,7 +116,7 @@ export function dataStatements(diff: Diff): Statement[] {
         params.push(value);
         return `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}`;
       });
-      out.push({ sql: `UPDATE ${tableName(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}`, kind: "update" });
+      out.push({ sql: `UPDATE ${rowsOf(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}`, kind: "update" });
     }
   }
   for (const t of diff.tables) {
@@ -161,7 +163,25 @@ export interface ApplyOptions {
 
 /** The diff's tables as qualified, quoted names. */
 export function diffTableNames(diff: Pick<Diff, "tables">): string[] {
-  return diff.tables.map((t) => tableName(t));
+  return diff.tables.map((t) => qualified(t.schema, t.name));
+}
+
+/**
+ * Refuses to write rows by a diff whose tables are not, in the target, the kind the diff says (plain or
+ * partitioned; a diff from before it said so has none partitioned): its statements would miss every row of a
+ * partitioned table (`ONLY`), or write its inheritance children's rows with a plain one's.
+ */
+async function checkTableKinds(client: pg.ClientBase, diff: Diff): Promise<void> {
+  const names = diff.tables.map((t) => qualified(t.schema, t.name));
+  const r = await query<{ t: string; p: boolean }>(client, "SELECT x AS t, k.relkind = 'p' AS p FROM unnest($1::text[]) AS x JOIN pg_catalog.pg_class k ON k.oid = pg_catalog.to_regclass(x)", [names]);
+  const partitioned = new Map(r.rows.map((x) => [x.t, x.p]));
+  for (const t of diff.tables) {
+    const here = partitioned.get(qualified(t.schema, t.name));
+    if (here === undefined || here === (t.partitioned === true)) continue;
+    throw new AirlockError("AIRLOCK_APPLY_TABLE_KIND", `${t.schema}.${t.name} is ${here ? "a partitioned" : "a plain"} table here, but ${t.partitioned === true ? "a partitioned" : "a plain"} one in the diff`, {
+      hint: "the diff was made by an earlier Airlock, or against another schema: diff the session again; nothing was committed",
+    });
+  }
 }
 
 /** What applyDiff did. */
@@ -209,6 +229,7 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
   };
   for (const s of phases[0]) await run(s);
   if (phases[1].length > 0) {
+    await checkTableKinds(client, diff);
     const paused = await pauseTriggers(client, diffTableNames(diff));
     await deferChecks(client);
     for (const s of phases[1]) await run(s);

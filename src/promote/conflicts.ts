@@ -16,7 +16,7 @@ import { copyLineBatches, copyOutRows } from "../pg/copy-lines.ts";
 import { copyText } from "../pg/copy-text.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import type { ManifestTable, SnapshotManifest } from "../snapshot/store.ts";
-import { keyAfter, keyBefore, keyPredicate, qualified } from "./rows.ts";
+import { keyAfter, keyBefore, keyPredicate, ownRows } from "./rows.ts";
 
 /** One conflict. */
 export interface Conflict {
@@ -49,11 +49,12 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
     // A table the diff creates has no production rows to conflict with.
     if (captured === undefined || t.key === null) continue;
     const keyText = (k: RowValues) => captured.key!.map((col) => copyText(k[col] ?? null)).join("\t");
+    const rows = ownRows(t.schema, t.name, t.partitioned === true);
     const touched = t.changes.map(keyBefore).filter((k): k is RowValues => k !== null);
     if (touched.length > 0 && captured.key !== null) {
-      await query(c, `SELECT 1 FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, captured.key, touched)} FOR UPDATE`);
+      await query(c, `SELECT 1 FROM ${rows} WHERE ${keyPredicate(t, captured.key, touched)} FOR UPDATE`);
       const cols = captured.columns.map((col) => `"${col.name.replace(/"/g, '""')}"`).join(", ");
-      const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, captured.key, touched)}) TO STDOUT`);
+      const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${rows} WHERE ${keyPredicate(t, captured.key, touched)}) TO STDOUT`);
       const keyIdx = captured.key.map((k) => captured.columns.findIndex((col) => col.name === k));
       const now = new Map(lines.map((line) => {
         const fields = line.split("\t");
@@ -70,7 +71,7 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
     }
     const inserted = t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)).filter((k): k is RowValues => k !== null);
     if (inserted.length > 0) {
-      const taken = await query<Record<string, string>>(c, `SELECT ${t.key.map((k) => `"${k.replace(/"/g, '""')}"::text`).join(", ")} FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`);
+      const taken = await query<Record<string, string>>(c, `SELECT ${t.key.map((k) => `"${k.replace(/"/g, '""')}"::text`).join(", ")} FROM ${rows} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`);
       for (const row of taken.rows) conflicts.push({ table: `${t.schema}.${t.name}`, key: JSON.stringify(Object.fromEntries(t.key.map((k, i) => [k, Object.values(row)[i] ?? null]))), kind: "exists" });
     }
   }

@@ -21,7 +21,7 @@ import type pg from "pg";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
 import type { WholeRow } from "./apply.ts";
-import { qualified } from "./rows.ts";
+import { ownRowsIn, qualified } from "./rows.ts";
 
 /** Whole-row images are filed under this key: they have none. */
 export const NO_KEY_IMAGE = "{}";
@@ -67,11 +67,13 @@ const WANTED = `SELECT row::text AS img, count(*) AS m FROM airlock.row_images
  */
 export async function missingWholeRows(c: pg.ClientBase, promotionId: string, tables: readonly WholeRowTable[]): Promise<string[]> {
   const out: string[] = [];
+  // Each table's own rows: a row of a table inheriting from it, read through it, has an image like its own.
+  const rowsOf = await ownRowsIn(c, tables);
   for (const t of tables.filter((x) => x.inserted > 0)) {
     const r = await query<{ img: string; m: number; have: number }>(
       c,
       `WITH wanted AS (${WANTED})
-       SELECT w.img, w.m::int AS m, (SELECT count(*) FROM ${qualified(t.schema, t.table)} r WHERE to_jsonb(r)::text = w.img)::int AS have FROM wanted w`,
+       SELECT w.img, w.m::int AS m, (SELECT count(*) FROM ${rowsOf(t.schema, t.table)} r WHERE to_jsonb(r)::text = w.img)::int AS have FROM wanted w`,
       [promotionId, NO_KEY_IMAGE, t.schema, t.table],
     );
     for (const x of r.rows) if (x.have < x.m) out.push(`${t.schema}.${t.table} ${x.img} (written ${x.m}×, ${x.have} left; the table has no key)`);
@@ -82,8 +84,9 @@ export async function missingWholeRows(c: pg.ClientBase, promotionId: string, ta
 /** Removes one matching row per inserted image of each keyless table; returns how many rows it removed. */
 export async function removeInsertedWholeRows(c: pg.ClientBase, promotionId: string, tables: readonly WholeRowTable[]): Promise<number> {
   let removed = 0;
+  const rowsOf = await ownRowsIn(c, tables);
   for (const t of tables.filter((x) => x.inserted > 0)) {
-    const name = qualified(t.schema, t.table);
+    const name = rowsOf(t.schema, t.table);
     // Which of identical rows goes does not matter; where each is (partition and ctid) says which one.
     const r = await query(
       c,
