@@ -9,6 +9,7 @@ import type { Project } from "../config/load.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import { type PgTarget, withClient } from "../pg/connect.ts";
 import { type ProductionLog, productionIdentity, productionTrail, readProductionLog, verifyProductionLog } from "../promote/production-schema.ts";
+import { checkAuditPrivileges } from "../promote/privileges.ts";
 import { type AnchorCheck, checkAnchors, productionAnchorOf } from "./anchors.ts";
 import type { AuditEntry, ChainCheck } from "./chain.ts";
 import { type UnauthenticatedEvent, readJournal, readUnauthenticated, stagingTrailId, verifyJournal } from "./journal.ts";
@@ -28,8 +29,13 @@ export interface TrailsReport {
   readonly notes: readonly string[];
 }
 
-async function readProduction(target: PgTarget): Promise<{ database: string; display: string; log: ProductionLog }> {
-  return withClient(target, { step: "audit", readOnly: true }, async (c) => ({ ...(await productionIdentity(c, target)), log: await readProductionLog(c) }));
+async function readProduction(target: PgTarget): Promise<{ database: string; display: string; log: ProductionLog; schema: boolean }> {
+  return withClient(target, { step: "audit", readOnly: true }, async (c) => {
+    const identity = await productionIdentity(c, target);
+    // Read only: the audit role needs USAGE on the airlock schema and SELECT on its two audit tables, never to create them.
+    const access = await checkAuditPrivileges(c);
+    return { ...identity, schema: access.schema, log: access.schema ? await readProductionLog(c) : { exists: false, entries: [], head: null } };
+  });
 }
 
 /** Reads the staging trail and, given a target, production's; with `verify`, checks chains, heads and anchors. */
@@ -57,7 +63,8 @@ export async function auditTrails(project: Project, options: { to?: PgTarget; ve
   } else {
     anchors = checkAnchors(entries, trail, productionTrail(read, read.log));
     problems.push(...anchors.problems.map((p) => `anchors: ${p}`));
-    if (!read.log.exists) notes.push(`${read.display} has no airlock.audit_log`);
+    if (!read.schema) notes.push(`${read.display} has no airlock schema yet: nothing has been promoted to it (or refused there), so it holds no audit trail`);
+    else if (!read.log.exists) notes.push(`${read.display} has no airlock.audit_log`);
     if (anchors.otherTrails.length > 0) notes.push(`production entries from other staging trails (${anchors.otherTrails.join(", ")}) were checked as a chain, not against those trails`);
     if (anchors.otherDatabases.length > 0) notes.push(`the staging trail also records entries in ${anchors.otherDatabases.join(", ")}: check those with --to`);
   }

@@ -200,17 +200,21 @@ function asTarget(target: PgTarget | string): PgTarget {
   return typeof target === "string" ? parseTarget(target) : target;
 }
 
+/** Each open connection's step and login role, so a permission error can say which role the step needs. */
+const opened = new WeakMap<pg.ClientBase, { readonly step: string; readonly user: string }>();
+
 /** Opens one connection with the pinned session; the caller ends it. */
 export async function openClient(target: PgTarget | string, options: ConnectOptions): Promise<pg.Client> {
   const t = asTarget(target);
   const client = new pg.Client(clientConfig(t, options));
+  opened.set(client, { step: options.step, user: t.user });
   // An idle connection that the server drops must not crash the process.
   client.on("error", () => undefined);
   try {
     await client.connect();
   } catch (e) {
     await client.end().catch(() => undefined);
-    throw toAirlockError(e, { target: t.display, ...(t.password === undefined ? {} : { secrets: [t.password] }) });
+    throw toAirlockError(e, { target: t.display, step: options.step, user: t.user, ...(t.password === undefined ? {} : { secrets: [t.password] }) });
   }
   return client;
 }
@@ -238,7 +242,7 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(cli
   try {
     return await client.query<R>(sql, values as unknown[] | undefined);
   } catch (e) {
-    throw toAirlockError(e, { sql });
+    throw toAirlockError(e, { sql, ...opened.get(client) });
   }
 }
 

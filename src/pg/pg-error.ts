@@ -3,6 +3,7 @@
  * server sent (sqlstate, detail, hint, position) and never the password.
  */
 import { AirlockError, type PgErrorFields } from "../errors.ts";
+import { describePermissionDenied } from "./privilege-error.ts";
 import { redactText } from "./redact.ts";
 
 interface PgDatabaseErrorLike {
@@ -40,8 +41,19 @@ const NETWORK_CODES: Readonly<Record<string, string>> = {
   ENOENT: "no Unix socket at that path",
 };
 
+/** Where an error happened: the statement, the target, and (for permission errors) the step and its login role. */
+export interface ErrorContext {
+  readonly target?: string;
+  readonly sql?: string;
+  readonly secrets?: readonly string[];
+  /** The pipeline step of the connection (`promote`, `audit`, …): a permission error names the role it needs. */
+  readonly step?: string;
+  /** The role the connection logged in as. */
+  readonly user?: string;
+}
+
 /** Turns anything `pg` throws into an AirlockError; `sql` (if given) lets the printer draw a caret. */
-export function toAirlockError(e: unknown, context: { target?: string; sql?: string; secrets?: readonly string[] } = {}): AirlockError {
+export function toAirlockError(e: unknown, context: ErrorContext = {}): AirlockError {
   if (e instanceof AirlockError) return e;
   const secrets = context.secrets ?? [];
   const where = context.target === undefined ? "" : ` (${context.target})`;
@@ -63,6 +75,16 @@ export function toAirlockError(e: unknown, context: { target?: string; sql?: str
       ...(err.constraint === undefined ? {} : { constraint: err.constraint }),
       ...(context.sql === undefined ? {} : { sql: context.sql }),
     };
+    if (err.code === "42501") {
+      // Which privilege, on what, the GRANT that gives it, and the role this step should run as.
+      const denied = describePermissionDenied(rawMessage, context);
+      return new AirlockError("AIRLOCK_PERMISSION_DENIED", `${denied.message}${where}`, {
+        hint: denied.hint,
+        pg,
+        cause: e,
+        ...(denied.missing === undefined ? {} : { details: { missing: denied.missing.privilege, object: denied.missing.object, ...(denied.missing.grant === undefined ? {} : { grant: denied.missing.grant }) } }),
+      });
+    }
     return new AirlockError(known?.code ?? "AIRLOCK_PG_ERROR", `${rawMessage}${where}`, {
       hint: known?.hint ?? err.hint ?? "see the Postgres error above",
       pg,

@@ -128,14 +128,16 @@ export async function readTables(client: pg.ClientBase): Promise<CatalogTable[]>
   });
 }
 
-/** Reads every sequence's current value (those the role may read). */
+/**
+ * Reads every sequence's current value. Never skips one: the capture role's SELECT on every sequence is
+ * checked first (src/snapshot/privileges.ts), since a sequence left out restarts at 1 in staging.
+ */
 export async function readSequences(client: pg.ClientBase): Promise<CatalogSequence[]> {
   const r = await query<{ schema: string; name: string; last_value: string | null; is_called: boolean }>(
     client,
     `SELECT s.schemaname AS schema, s.sequencename AS name, s.last_value::text AS last_value, s.last_value IS NOT NULL AS is_called
        FROM pg_sequences s
       WHERE s.schemaname NOT IN (${EXCLUDED_SCHEMAS.map((x) => `'${x}'`).join(", ")})
-        AND has_sequence_privilege(format('%I.%I', s.schemaname, s.sequencename), 'SELECT')
       ORDER BY 1, 2`,
   );
   return r.rows.map((s) => ({ schema: s.schema, name: s.name, lastValue: s.last_value ?? "1", isCalled: s.is_called }));
