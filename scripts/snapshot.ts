@@ -10,7 +10,8 @@ import { recordEvent } from "../src/audit/journal.ts";
 import type { Project } from "../src/config/load.ts";
 import { AirlockError, EXIT_ERROR } from "../src/errors.ts";
 import { parseTarget } from "../src/pg/connect.ts";
-import { captureSnapshot, suggestRules } from "../src/snapshot/capture.ts";
+import { captureSnapshot, initRules } from "../src/snapshot/capture.ts";
+import { allowBlock } from "../src/snapshot/coincidences.ts";
 import { rulesBlock } from "../src/snapshot/pii.ts";
 import { listSnapshots, readManifest, removeSnapshot, removeStaleCaptures, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
 import { globalFlags, projectFor } from "./context.ts";
@@ -28,7 +29,7 @@ function productionUrl(from: string | undefined): string {
 
 function captureOptions(project: Project) {
   const c = project.config;
-  return { rules: c.masking.rules, statementTimeoutMs: c.capture.statementTimeout, lockTimeoutMs: c.capture.lockTimeout, sampleSize: c.masking.sampleSize };
+  return { rules: c.masking.rules, allow: c.masking.allow, statementTimeoutMs: c.capture.statementTimeout, lockTimeoutMs: c.capture.lockTimeout, sampleSize: c.masking.sampleSize };
 }
 
 /** Registers the command. */
@@ -37,7 +38,7 @@ export function registerSnapshot(program: Command): void {
     .command("snapshot")
     .description("capture a consistent, masked snapshot of production (read-only), or manage snapshots")
     .option("--from <url>", "the production database (default: PROD_DATABASE_URL)")
-    .option("--init-rules", "detect personal data and write (or print) a starting masking.rules block; captures nothing")
+    .option("--init-rules", "detect personal data and leak-scan coincidences, and write (or print) starting masking.rules and masking.allow blocks; captures nothing")
     .addHelpText(
       "after",
       `
@@ -57,15 +58,34 @@ Examples:
       const project = await projectFor(cmd);
       const source = parseTarget(productionUrl(opts.from));
       if (opts.initRules === true) {
-        const suspicions = await suggestRules({ source, ...captureOptions(project) });
-        const block = rulesBlock(suspicions);
+        const { suspicions: pii, allowances } = await initRules({ source, secret: process.env.AIRLOCK_SECRET, ...captureOptions(project) });
+        const key = (s: (typeof pii)[number]) => `${s.column.schema}.${s.column.table}.${s.column.column}`;
+        const suspicions = [...pii, ...allowances.masked].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+        const allow = allowBlock(allowances);
+        const block = `${rulesBlock(suspicions)}${allow}`;
         const file = join(project.dir, "airlock.config.ts");
-        const written = suspicions.length > 0 && project.configFile === undefined && !existsSync(file);
-        // The block is `// comment` + `rules: { … },`: it goes inside `masking`.
+        const something = suspicions.length > 0 || allow !== "";
+        const written = something && project.configFile === undefined && !existsSync(file);
+        // The block is `// comment` + `rules: { … },` (+ `allow: { … },`): it goes inside `masking`.
         if (written) writeFileSync(file, `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n});\n`);
-        if (json) return sayJson({ columns: suspicions.map((s) => ({ column: `${s.column.schema}.${s.column.table}.${s.column.column}`, reasons: s.reasons })), written: written ? file : null, block });
-        if (suspicions.length === 0) return say("no unruled column looks like personal data");
-        say(written ? `wrote ${file} with rules for ${suspicions.length} columns; review each before capturing:` : `add these rules to masking.rules in ${project.configFile ?? file}:`);
+        // Column names, counts and keyed hashes only: no production value is printed.
+        const coincidences = allowances.coincidences.map((c) => ({ column: c.column, equals: c.equals, values: c.values, fields: c.fields, kinds: c.kinds }));
+        if (json) {
+          return sayJson({
+            columns: suspicions.map((s) => ({ column: key(s), reasons: s.reasons })),
+            coincidences,
+            unresolved: allowances.unresolved.map((u) => ({ column: u.column, equals: u.equals, fields: u.fields, kinds: u.kinds })),
+            allow: allowances.allow,
+            written: written ? file : null,
+            block,
+          });
+        }
+        if (!something) return say("no unruled column looks like personal data, and the leak scan finds no kept column equal to a masked one");
+        for (const c of allowances.coincidences) {
+          warn(`${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} (${c.fields} row${c.fields === 1 ? "" : "s"}) equal values of ${c.equals.join(", ") || "masked columns"}; allowed below with a reason to review, or mask the column instead`);
+        }
+        for (const u of allowances.unresolved) warn(`${u.column}: holds original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no rule fits its type; mask it with a custom rule or fix production`);
+        say(written ? `wrote ${file} with rules for ${suspicions.length} columns and ${allowances.coincidences.length} allowance${allowances.coincidences.length === 1 ? "" : "s"}; review each before capturing:` : `add these to masking in ${project.configFile ?? file}:`);
         return say(block);
       }
       const bar = progress(!json);
@@ -82,6 +102,8 @@ Examples:
       const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
       if (json) return sayJson({ id: manifest.id, tables: manifest.tables.length, rows, maskedColumns: masked, leakScan: manifest.leakScan, elapsedMs: manifest.elapsedMs });
       say(`snapshot ${manifest.id}: ${manifest.tables.length} tables, ${rows.toLocaleString("en-US")} rows, ${masked} masked columns, leak scan clean (${manifest.leakScan.originalsChecked.toLocaleString("en-US")} originals) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`);
+      const allowed = (manifest.leakScan.allowed ?? []).filter((a) => a.fieldsMatched > 0);
+      if (allowed.length > 0) say(`allowed by masking.allow: ${allowed.map((a) => `${a.column} (${a.fieldsMatched} fields)`).join(", ")}`);
       say(`next: \`airlock up --snapshot ${manifest.id}\` or \`airlock run -- <agent>\``);
     });
 
@@ -108,6 +130,7 @@ Examples:
       if (globalFlags(cmd).json) return sayJson(m);
       say(`${m.id} taken ${m.createdAt} from ${m.source.database}@${m.source.host}:${m.source.port} (Postgres ${m.source.serverVersion})`);
       say(`rules ${m.rulesHash.slice(0, 12)}, leak scan clean over ${m.leakScan.fieldsScanned.toLocaleString("en-US")} fields`);
+      for (const a of m.leakScan.allowed ?? []) say(`allowed in ${a.column}: ${a.valuesMatched} of ${a.values} listed values (${a.fieldsMatched} fields), because: ${a.reason}`);
       say(table(["table", "rows", "key", "masked columns"], m.tables.map((t) => [`${t.schema}.${t.name}`, t.rows, t.key?.join(", ") ?? "(none)", t.columns.filter((c) => c.rule !== "keep").map((c) => `${c.name}=${c.rule}`).join(", ")])));
     });
 

@@ -3,7 +3,7 @@
  * defaults, and `parseConfig`, which reports every problem at once.
  */
 import { AirlockError } from "../errors.ts";
-import { maskRule, ruleKey } from "../snapshot/rules.ts";
+import { leakAllowance, maskRule, ruleKey } from "../snapshot/rules.ts";
 import { type Problem, boolean, duration, list, number, object, oneOf, optional, record, section, size, string, withDefault } from "./schema.ts";
 
 const serverSetting = (value: unknown, path: string, problems: Problem[]): string | number | boolean | undefined => {
@@ -36,6 +36,8 @@ const configSchema = object({
   masking: section(
     object({
       rules: withDefault(record(maskRule, ruleKey), () => ({})),
+      /** Values of kept columns the leak scan lets pass although they equal originals of masked columns (common words), with a reason: "schema.table.column" → { reason, values }. */
+      allow: withDefault(record(leakAllowance, ruleKey), () => ({})),
       /** Non-null values sampled per column for PII detection. */
       sampleSize: withDefault(number({ integer: true, min: 10, max: 10_000 }), 200),
     }),

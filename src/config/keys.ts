@@ -16,7 +16,7 @@ import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 
 /** What a key authenticates. */
-export type KeyPurpose = "diff" | "approval" | "audit-staging" | "audit-production";
+export type KeyPurpose = "diff" | "approval" | "audit-staging" | "audit-production" | "leak-allowance";
 
 // Part of every MAC ever written: changing a label invalidates what was written under it.
 const LABELS: Readonly<Record<KeyPurpose, string>> = {
@@ -24,6 +24,8 @@ const LABELS: Readonly<Record<KeyPurpose, string>> = {
   approval: "airlock/v1/approval",
   "audit-staging": "airlock/v1/audit-staging",
   "audit-production": "airlock/v1/audit-production",
+  // Not a MAC of something Airlock wrote: the keyed hash of a value the leak scan may allow (masking.allow).
+  "leak-allowance": "airlock/v1/leak-allowance",
 };
 
 const SALT = "airlock/v1/keys";

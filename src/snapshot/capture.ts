@@ -7,32 +7,37 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
+import { createWriteStream, renameSync, rmSync } from "node:fs";
 import { claimForThisProcess } from "../config/claims.ts";
 import { privateDir, writePrivate } from "../config/private-files.ts";
 import { dirname, join } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip, createGzip } from "node:zlib";
+import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import type { Problem } from "../config/schema.ts";
 import { AirlockError } from "../errors.ts";
 import { type PgBinaries, findPgBinaries } from "../pg/binaries.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
-import { CopyLineSplitter, copyLineBatches } from "../pg/copy-lines.ts";
+import { CopyLineSplitter } from "../pg/copy-lines.ts";
 import { copyText, copyValue } from "../pg/copy-text.ts";
 import { toAirlockError } from "../pg/pg-error.ts";
 import { redactText } from "../pg/redact.ts";
+import { ownRows } from "../promote/rows.ts";
 import { readCatalog } from "../catalog/read.ts";
 import { namedRoles, objectOwners } from "../catalog/roles.ts";
 import { readSequences, readTables } from "./catalog.ts";
 import { KeyedHmac } from "./keyed-hmac.ts";
+import { checkCapturePrivileges } from "./privileges.ts";
+import { AllowanceCheck, allowanceProblems } from "./allowances.ts";
+import { type ProposedAllowances, proposeAllowances } from "./coincidences.ts";
 import { LeakScanner } from "./leak-scan.ts";
 import { Masker } from "./mask.ts";
 import { type PiiSuspicion, detectPii } from "./pii.ts";
 import { type PlannedTable, planMasking } from "./plan.ts";
-import { type MaskRule, describeRule } from "./rules.ts";
+import { type LeakAllowance, type MaskRule, describeRule } from "./rules.ts";
+import { scanSnapshotForLeaks } from "./scan-snapshot.ts";
 import { CAPTURE_CLAIM, type ManifestTable, type SnapshotManifest, captureTempDir, newSnapshotId, removeStaleCaptures, sha256File } from "./store.ts";
 
 /** Marks where pg_dump's post-data section (constraints, indexes, triggers) starts in schema.sql. */
@@ -49,6 +54,8 @@ export interface CaptureOptions {
   /** AIRLOCK_SECRET: keys masking and row fingerprints. */
   readonly secret: string | undefined;
   readonly rules: Readonly<Record<string, MaskRule>>;
+  /** masking.allow: values of kept columns the leak scan lets through with a reason (keyed hashes). */
+  readonly allow?: Readonly<Record<string, LeakAllowance>>;
   /** Where snapshots live (`.airlock/snapshots`). */
   readonly snapshotsDir: string;
   readonly binaries?: PgBinaries;
@@ -239,7 +246,8 @@ async function copyTable(
   const file = `data/${base}.copy.gz`;
   const hmacFile = plan.keyIndexes === null ? null : `hmac/${base}.tsv.gz`;
   const cols = plan.columns.map((c) => quoteIdent(c.column)).join(", ");
-  const sql = `COPY (SELECT ${cols} FROM ${quoteIdent(plan.table.schema)}.${quoteIdent(plan.table.name)}) TO STDOUT`;
+  // ONLY: a table inheriting from this one is captured as itself (captured tables are plain, partitions as their leaves).
+  const sql = `COPY (SELECT ${cols} FROM ${ownRows(plan.table.schema, plan.table.name, false)}) TO STDOUT`;
   const fingerprintGzip = hmacFile === null ? null : createGzip({ level: 1 });
   const fingerprintDone = hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile), { mode: 0o600 }));
   const transform = new MaskingTransform(plan, masker, rowHmac, leaks, fingerprintGzip, onRows);
@@ -268,52 +276,44 @@ function writeError(dir: string, e: unknown): AirlockError {
   });
 }
 
-const UNSCANNED_TYPES = /^(smallint|integer|bigint|numeric(\(.*\))?|real|double precision|boolean|date|time(stamp)?( ?\(\d\))?( with(out)? time zone)?|interval.*|uuid|money|oid)$/;
-
-/** Reads each data file back and fails on the first original value found in it. */
-async function scanForLeaks(dir: string, tables: readonly ManifestTable[], schemaSql: string, leaks: LeakScanner): Promise<void> {
-  for (const word of schemaSql.split(/\s+/)) {
-    if (leaks.leaks(word)) throw leakError("the schema (schema.sql)");
-  }
-  for (const t of tables) {
-    // A masked column holds only the masker's output, and numbers, dates and
-    // booleans cannot spell a text original: only the other columns are read.
-    const scanned = t.columns.flatMap((c, i) => (c.rule === "keep" && !UNSCANNED_TYPES.test(c.type) ? [i] : []));
-    if (scanned.length === 0) continue;
-    let found: string | undefined;
-    const check = (line: string) => {
-      const fields = line.split("\t");
-      for (const i of scanned) {
-        if (leaks.leaks(copyValue(fields[i]!))) {
-          found = `${t.schema}.${t.name}.${t.columns[i]!.name}`;
-          return;
-        }
-      }
-    };
-    const stream = createReadStream(join(dir, t.file)).pipe(createGunzip());
-    for await (const lines of copyLineBatches(stream)) {
-      for (const line of lines) check(line);
-      if (found !== undefined) {
-        stream.destroy();
-        throw leakError(found);
-      }
-    }
-  }
-}
-
-function leakError(where: string): AirlockError {
-  return new AirlockError("AIRLOCK_LEAK_DETECTED", `the leak scan found an original value of a masked column in ${where}; the snapshot was deleted`, {
-    hint: `mask ${where} as well (a rule in masking.rules), or find how production copied a real value there`,
-    details: { column: where },
-  });
-}
-
 /** Samples production and returns the suspected-PII columns that have no rule (for `--init-rules` and the capture's check). */
 export async function suggestRules(options: Pick<CaptureOptions, "source" | "rules" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">): Promise<PiiSuspicion[]> {
   const capture = await openCaptureTransaction({ ...options, secret: undefined, snapshotsDir: "" });
   try {
+    await checkCapturePrivileges(capture.client, { sequences: false });
     const tables = await readTables(capture.client);
     return await unruledPii(capture.client, tables, options.rules, options.sampleSize);
+  } finally {
+    await capture.client.query("ROLLBACK").catch(() => undefined);
+    await capture.client.end().catch(() => undefined);
+  }
+}
+
+/** What `airlock snapshot --init-rules` proposes: rules for unruled personal data, and the leak scan's coincidences under them. */
+export interface InitRulesProposal {
+  readonly suspicions: readonly PiiSuspicion[];
+  readonly allowances: ProposedAllowances;
+}
+
+/**
+ * `--init-rules`: samples production for unruled personal data, then runs
+ * the leak scan against production under the configured rules plus those
+ * suggestions, so that what it proposes passes the scan on this database:
+ * kept columns holding copies of identifying originals get a rule, and
+ * common words equal by chance get an allowance to review. One read-only
+ * transaction; reads every masked and kept text column once per round.
+ */
+export async function initRules(
+  options: Pick<CaptureOptions, "source" | "rules" | "allow" | "secret" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">,
+): Promise<InitRulesProposal> {
+  const capture = await openCaptureTransaction({ ...options, secret: undefined, snapshotsDir: "" });
+  try {
+    await checkCapturePrivileges(capture.client, { sequences: false });
+    const tables = await readTables(capture.client);
+    const suspicions = await unruledPii(capture.client, tables, options.rules, options.sampleSize);
+    const proposed = { ...options.rules, ...Object.fromEntries(suspicions.map((s) => [`${s.column.schema}.${s.column.table}.${s.column.column}`, s.suggested])) };
+    const allowances = await proposeAllowances(capture.client, tables, proposed, options.allow ?? {}, options.secret);
+    return { suspicions, allowances };
   } finally {
     await capture.client.query("ROLLBACK").catch(() => undefined);
     await capture.client.end().catch(() => undefined);
@@ -370,8 +370,11 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
         hint: `install the Postgres ${capture.serverMajor} client tools and point AIRLOCK_PG_BIN at them`,
       });
     }
+    // Before anything is read or written: a role that cannot read every table and sequence is refused.
+    await checkCapturePrivileges(client, { sequences: true });
     const tables = await readTables(client);
     const { plans, problems } = planMasking(tables, options.rules);
+    problems.push(...allowanceProblems(options.allow ?? {}, plans));
     problems.push(...(await checkConstants(client, plans)));
     if (problems.length > 0) {
       throw listProblems("AIRLOCK_RULES_INVALID", `the masking rules do not fit production (${problems.length} problem${problems.length === 1 ? "" : "s"})`, problems, "fix masking.rules in airlock.config.ts; nothing was captured");
@@ -428,8 +431,8 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
 
     options.onProgress?.({ phase: "leak-scan" });
     const scanStarted = Date.now();
-    await scanForLeaks(tmp, manifestTables, `${schemaSql}\n${JSON.stringify(catalog)}`, leaks);
-    const leakScan = { ok: true as const, originalsChecked: leaks.originals.size, fieldsScanned: leaks.fieldsScanned, elapsedMs: Date.now() - scanStarted };
+    const { allowed } = await scanSnapshotForLeaks(tmp, manifestTables, `${schemaSql}\n${JSON.stringify(catalog)}`, leaks, new AllowanceCheck(options.allow ?? {}, secret));
+    const leakScan = { ok: true as const, originalsChecked: leaks.originalsCount, fieldsScanned: leaks.fieldsScanned, elapsedMs: Date.now() - scanStarted, allowed };
 
     options.onProgress?.({ phase: "checksums" });
     manifestTables.sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`));

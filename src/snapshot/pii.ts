@@ -11,6 +11,7 @@ import { isIP } from "node:net";
 import { en } from "@faker-js/faker";
 import type pg from "pg";
 import { query, quoteIdent } from "../pg/connect.ts";
+import { ownRows } from "../promote/rows.ts";
 import type { MaskRule } from "./rules.ts";
 
 /** A production column as the catalog describes it; the type decides which rules can fit. */
@@ -514,7 +515,8 @@ export async function detectPii(client: pg.ClientBase, columns: readonly PiiColu
     if (typeClass(column.type) === "text") {
       const col = quoteIdent(column.column);
       // No ORDER BY and a LIMIT: the scan stops after the first rows it meets, cheap on any table size.
-      const sql = `SELECT left(${col}::text, ${SAMPLE_CHARS}) AS v FROM ${quoteIdent(column.schema)}.${quoteIdent(column.table)} WHERE ${col} IS NOT NULL LIMIT $1`;
+      // The table's own rows (captured tables are plain, partitions as their leaves): a child's are sampled as its own.
+      const sql = `SELECT left(${col}::text, ${SAMPLE_CHARS}) AS v FROM ${ownRows(column.schema, column.table, false)} WHERE ${col} IS NOT NULL LIMIT $1`;
       const result = await query<{ v: string }>(client, sql, [sampleSize]);
       byValues = classifyByValues(result.rows.map((r) => r.v), column.type);
     }
@@ -530,7 +532,7 @@ export async function detectPii(client: pg.ClientBase, columns: readonly PiiColu
 // Rendering.
 
 /** A rule in the form users write it (MaskRuleInput), as TypeScript source. */
-function ruleSource(rule: MaskRule): string {
+export function ruleSource(rule: MaskRule): string {
   const domain = "domain" in rule && rule.domain !== undefined ? `, domain: ${JSON.stringify(rule.domain)}` : "";
   switch (rule.kind) {
     case "keep":

@@ -115,6 +115,39 @@ export const maskRule: Schema<MaskRule> = (value, path, problems) => {
   return problems.length > before ? undefined : rule;
 };
 
+/**
+ * An allowance for the leak scan (masking.allow, keyed by a kept column):
+ * values of that column that equal original values of a masked column by
+ * chance (a region named like a city), each as a keyed hash of its normal
+ * form, with the reason a person gave. Only common words and dates can be
+ * allowed; an email, number or IBAN that equals an original is always a leak.
+ */
+export interface LeakAllowance {
+  readonly reason: string;
+  /** Keyed hashes (see allowances.ts), never the values. */
+  readonly values: readonly string[];
+}
+
+const ALLOWANCE_HASH = /^[0-9a-f]{16}$/;
+
+/** Parses one allowance; problems are recorded with `path`. */
+export const leakAllowance: Schema<LeakAllowance> = (value, path, problems) => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return void problems.push({ path, message: 'expected { reason: "why these values are not personal data", values: ["<keyed hash>", …] } (`airlock snapshot --init-rules` writes it)' });
+  }
+  const o = value as Record<string, unknown>;
+  const before = problems.length;
+  for (const k of Object.keys(o)) if (k !== "reason" && k !== "values") problems.push({ path: `${path}.${k}`, message: "unknown key (an allowance has reason and values)" });
+  const reason = typeof o.reason === "string" ? o.reason.trim() : "";
+  if (reason.length < 3 || reason.length > 500 || /[\r\n]/.test(reason)) problems.push({ path: `${path}.reason`, message: "expected one line (3 to 500 characters) saying why these values are not personal data" });
+  const values = Array.isArray(o.values) ? o.values : undefined;
+  if (values === undefined || values.length === 0) problems.push({ path: `${path}.values`, message: "expected a non-empty list of keyed hashes (16 hex digits each) as `airlock snapshot --init-rules` writes them" });
+  else values.forEach((v, i) => {
+    if (typeof v !== "string" || !ALLOWANCE_HASH.test(v)) problems.push({ path: `${path}.values[${i}]`, message: "expected a keyed hash: 16 lower-case hex digits" });
+  });
+  return problems.length > before ? undefined : { reason, values: [...new Set(values as string[])] };
+};
+
 const COLUMN_KEY = /^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$/;
 
 /** Parses a rule key: "schema.table.column" or "table.column" (schema public). */

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { CatalogModel } from "../catalog/model.ts";
 import { claimState } from "../config/claims.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
+import type { ManifestAllowance } from "./allowances.ts";
 import { KeyedHmac } from "./keyed-hmac.ts";
 
 /** One captured table in the manifest. */
@@ -56,7 +57,17 @@ export interface SnapshotManifest {
    * in staging as NOLOGIN placeholders). Absent in snapshots from before it.
    */
   readonly catalog?: { readonly file: string; readonly owners: readonly string[]; readonly roles: readonly string[] };
-  readonly leakScan: { readonly ok: true; readonly originalsChecked: number; readonly fieldsScanned: number; readonly elapsedMs: number };
+  readonly leakScan: {
+    readonly ok: true;
+    readonly originalsChecked: number;
+    readonly fieldsScanned: number;
+    readonly elapsedMs: number;
+    /**
+     * The allowances of masking.allow (kept columns whose listed values equal originals of masked columns by
+     * chance): column, reason and counts, never a value. Absent in snapshots from before allowances.
+     */
+    readonly allowed?: readonly ManifestAllowance[];
+  };
   readonly elapsedMs: number;
 }
 
