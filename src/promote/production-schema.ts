@@ -33,6 +33,9 @@ const PROMOTION_DDL = [
      kind text NOT NULL CHECK (kind IN ('pre', 'post')), op text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
      key jsonb NOT NULL, row jsonb NOT NULL)`,
   "CREATE INDEX IF NOT EXISTS row_images_promotion ON airlock.row_images (promotion_id, kind)",
+  // Production's catalog model before and after the promotion (src/promote/reverse.ts); absent in older promotions.
+  // json, not jsonb: models are compared property by property as written, and jsonb would reorder their keys.
+  "ALTER TABLE airlock.promotions ADD COLUMN IF NOT EXISTS catalog json",
   // An approval authorises one promotion: its id is claimed here inside the promotion's transaction and stays
   // claimed after a rollback. The primary key is what enforces it, even for two promotions from two machines.
   `CREATE TABLE IF NOT EXISTS airlock.used_approvals (
@@ -41,7 +44,10 @@ const PROMOTION_DDL = [
 
 /** Creates the airlock schema's audit tables if missing (inside the caller's transaction). */
 export async function ensureAuditTables(c: pg.ClientBase): Promise<void> {
-  for (const sql of AUDIT_DDL) await query(c, sql);
+  // CREATE SCHEMA IF NOT EXISTS checks CREATE on the database even when the schema exists: only run it when
+  // it does not, so the promote role needs that privilege once, not for every promotion (src/promote/privileges.ts).
+  const schema = await hasAirlockSchema(c);
+  for (const sql of AUDIT_DDL) if (!(schema && sql.startsWith("CREATE SCHEMA"))) await query(c, sql);
 }
 
 /** Creates the airlock schema and all its tables if missing (inside the caller's transaction). */

@@ -33,7 +33,9 @@ import { checkCanPauseTriggers } from "./triggers.ts";
 import { rekeyInserts } from "./rekey.ts";
 import { saveWholeRowImages } from "./multiset.ts";
 import { saveSequenceChanges } from "./sequences.ts";
-import { keyAfter, keyBefore, keyPredicate, qualified } from "./rows.ts";
+import { type PromotionCatalog, planReverse, productionCatalog } from "./reverse.ts";
+import { checkPromotePrivileges } from "./privileges.ts";
+import { keyAfter, keyBefore, keyPredicate, ownRows, ownRowsIn, qualified } from "./rows.ts";
 
 /** Options of a promotion. */
 export interface PromoteOptions extends ApplyOptions {
@@ -104,7 +106,9 @@ async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string
     const savedAs = `${promotionId.replace(/-/g, "_")}_${i}`;
     const keyColumns = await keyColumnsOf(c, t.schema, t.table);
     const cols = t.column === null ? "*" : [...keyColumns, t.column].map(quoteIdent).join(", ");
-    await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${qualified(t.schema, t.table)}`);
+    // Its own rows: a table inheriting from it has its own (saved if it is dropped too).
+    const rows = (await ownRowsIn(c, [t]))(t.schema, t.table);
+    await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${rows}`);
     saved.push({ kind: t.column === null ? "table" : "column", schema: t.schema, table: t.table, ...(t.column === null ? {} : { column: t.column }), keyColumns, savedAs });
   }
   return saved;
@@ -117,7 +121,7 @@ async function saveImages(c: pg.ClientBase, promotionId: string, t: TableChanges
   await query(
     c,
     `INSERT INTO airlock.row_images (promotion_id, table_schema, table_name, kind, op, key, row)
-     SELECT $1, $2, $3, $4, $5, ${keyJson}, to_jsonb(r) FROM ${qualified(t.schema, t.name)} r WHERE ${keyPredicate(t, t.key, keys)}`,
+     SELECT $1, $2, $3, $4, $5, ${keyJson}, to_jsonb(r) FROM ${ownRows(t.schema, t.name, t.partitioned === true)} r WHERE ${keyPredicate(t, t.key, keys)}`,
     [promotionId, t.schema, t.name, kind, op],
   );
 }
@@ -134,7 +138,7 @@ async function confirmApplied(c: pg.ClientBase, diff: Diff): Promise<boolean> {
         params.push(v);
         return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${t.columns.find((x) => x.name === col)?.type ?? "text"}`;
       });
-      const r = await query<{ n: number }>(c, `SELECT count(*)::int AS n FROM ${qualified(t.schema, t.name)} WHERE ${keyPredicate(t, t.key, [key])}${conds.map((x) => ` AND ${x}`).join("")}`, params);
+      const r = await query<{ n: number }>(c, `SELECT count(*)::int AS n FROM ${ownRows(t.schema, t.name, t.partitioned === true)} WHERE ${keyPredicate(t, t.key, [key])}${conds.map((x) => ` AND ${x}`).join("")}`, params);
       if (r.rows[0]!.n !== (ch.kind === "delete" ? 0 : 1)) return false;
     }
   }
@@ -187,11 +191,15 @@ async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepa
   // Refused before anything is locked, saved or changed: the rows are written with the tables' triggers
   // paused, and DDL that would run the agent's functions must not run them as a superuser.
   await checkCanPauseTriggers(c, diffTableNames(p.diff));
+  // Everything else the role needs here and for the rollback, named at once (src/promote/privileges.ts).
+  await checkPromotePrivileges(c, p.diff);
   await checkCodeOwners(c, p.diff);
   await ensureProductionSchema(c);
   // … and claimed under production's primary key, which decides between two promotions at once (a dry run's claim
   // rolls back with it).
   if (!(await claimApproval(c, { approvalId: approval.id, diffId: id, promotionId }))) throw approvalUsedError(approval, await approvalUsedBy(c, approval.id));
+  // Production's own schema before anything changes: the rollback plans its way back to it and checks it got there.
+  const catalogBefore = await productionCatalog(c);
   let diff = p.diff;
   let remapped = 0;
   if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, p.diff));
@@ -213,6 +221,11 @@ async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepa
     await saveImages(c, promotionId, t, "pre", "delete", t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!));
   }
   const applied = await applyDiff(c, diff, options);
+  // Planned here, from what production holds now, so recreated objects get back production's own owners and grants;
+  // a change that could not be undone exactly is refused before anything commits.
+  const catalogAfter = await productionCatalog(c);
+  const reverse = planReverse(catalogAfter, catalogBefore);
+  await query(c, "UPDATE airlock.promotions SET reverse_schema = $2, catalog = $3 WHERE id = $1", [promotionId, JSON.stringify(reverse), JSON.stringify({ before: catalogBefore, after: catalogAfter } satisfies PromotionCatalog)]);
   await saveSequenceChanges(c, promotionId);
   // Tables without a key: every row written or deleted, whole (src/promote/multiset.ts).
   await saveWholeRowImages(c, promotionId, applied.wholeRows);

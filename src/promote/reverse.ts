@@ -17,7 +17,7 @@ import { columnOrderRebuilds, planSchemaChanges, planStatements } from "../catal
 import { readCatalog } from "../catalog/read.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
-import { qualified } from "./rows.ts";
+import { ownRowsIn, qualified } from "./rows.ts";
 
 /** The schema part of a rollback: statements around the data, and the tables rebuilt between them. */
 export interface ReversePlan {
@@ -107,10 +107,12 @@ export async function saveRebuiltRows(c: pg.ClientBase, plan: ReversePlan): Prom
   const tables = plan.rebuilt ?? [];
   const positions = await identityPositions(c, tables);
   const saved: Array<{ name: string; copy: string; columns: string[] }> = [];
+  // Each table's own rows: a table inheriting from it keeps its own.
+  const rowsOf = await ownRowsIn(c, tables);
   for (const [i, t] of tables.entries()) {
     const name = qualified(t.schema, t.table);
     const copy = `airlock_rebuilt_${i}`;
-    await query(c, `CREATE TEMPORARY TABLE ${copy} ON COMMIT DROP AS SELECT * FROM ${name}`);
+    await query(c, `CREATE TEMPORARY TABLE ${copy} ON COMMIT DROP AS SELECT * FROM ${rowsOf(t.schema, t.table)}`);
     const cols = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", [name]);
     saved.push({ name, copy: `pg_temp.${copy}`, columns: cols.rows.map((x) => x.a) });
   }

@@ -21,9 +21,11 @@ import { type ProductionIdentity, ensureProductionSchema, productionIdentity, pr
 import { deferChecks, settleChecks } from "./deferred.ts";
 import { NO_KEY_IMAGE, missingWholeRows, removeInsertedWholeRows, restoreDeletedWholeRows, wholeRowTables } from "./multiset.ts";
 import { restoreSequences } from "./sequences.ts";
+import { type PromotionCatalog, type ReversePlan, checkRestoredSchema, checkSchemaSincePromotion, saveRebuiltRows } from "./reverse.ts";
+import { checkRollbackPrivileges } from "./privileges.ts";
 import { pauseTriggers, resumeTriggers } from "./triggers.ts";
 import type { SavedData } from "./promote.ts";
-import { qualified } from "./rows.ts";
+import { ownRowsIn, qualified } from "./rows.ts";
 
 interface Image {
   readonly table_schema: string;
@@ -55,7 +57,12 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
   if (locked.rows[0]?.ok !== true) throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
   await ensureProductionSchema(c);
-  const p = await query<{ state: string; reverse_schema: string[] | { before: string[]; after: string[] }; saved: SavedData[]; tables: string[]; diff_id: string }>(c, "SELECT state, reverse_schema, saved, tables, diff_id FROM airlock.promotions WHERE id = $1 FOR UPDATE", [promotionId]);
+  await checkRollbackPrivileges(c, promotionId);
+  const p = await query<{ state: string; reverse_schema: string[] | ReversePlan; saved: SavedData[]; tables: string[]; diff_id: string; catalog: PromotionCatalog | null }>(
+    c,
+    "SELECT state, reverse_schema, saved, tables, diff_id, catalog FROM airlock.promotions WHERE id = $1 FOR UPDATE",
+    [promotionId],
+  );
   const promotion = p.rows[0];
   if (promotion === undefined) {
     throw new AirlockError("AIRLOCK_PROMOTION_NOT_FOUND", `no promotion ${promotionId} in this database`, { hint: "see `airlock audit --to <url>` for the promotions made here" });
@@ -63,16 +70,20 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   if (promotion.state === "rolled_back") {
     throw new AirlockError("AIRLOCK_ALREADY_ROLLED_BACK", `promotion ${promotionId} was rolled back already`, { hint: "nothing to do", exitCode: EXIT_REFUSED });
   }
+  // The schema must still be the promoted one: a rollback reverses only what the promotion did (src/promote/reverse.ts).
+  const refreshed = promotion.catalog === null ? new Set<string>() : await checkSchemaSincePromotion(c, promotion.catalog.after, promotionId);
   // Rows of tables without a key are images with an empty key, restored as a multiset (src/promote/multiset.ts).
   const images = (await query<Image>(c, "SELECT table_schema, table_name, kind, op, key, row FROM airlock.row_images WHERE promotion_id = $1 AND key <> $2::jsonb", [promotionId, NO_KEY_IMAGE])).rows;
   const keyless = await wholeRowTables(c, promotionId);
 
+  // Each table's own rows (never those of a table inheriting from it: src/promote/rows.ts).
+  const rowsOf = await ownRowsIn(c, images.map((i) => ({ schema: i.table_schema, table: i.table_name })));
   // Every row the promotion wrote must still be as it wrote it.
   const changed: string[] = [];
   for (const img of images) {
     const params: unknown[] = [];
     const where = keyMatch(img.key, params);
-    const r = await query<{ row: unknown }>(c, `SELECT to_jsonb(r) AS row FROM ${qualified(img.table_schema, img.table_name)} r WHERE ${where} FOR UPDATE`, params);
+    const r = await query<{ row: unknown }>(c, `SELECT to_jsonb(r) AS row FROM ${rowsOf(img.table_schema, img.table_name)} r WHERE ${where} FOR UPDATE`, params);
     if (img.kind === "post" && (r.rowCount !== 1 || JSON.stringify(r.rows[0]!.row) !== JSON.stringify(img.row))) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)}`);
     if (img.kind === "pre" && img.op === "delete" && r.rowCount !== 0) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)} (deleted key re-used)`);
   }
@@ -98,14 +109,14 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   // Children first when deleting what the promotion inserted; parents first when putting rows back.
   for (const img of images.filter((i) => i.kind === "post" && i.op === "insert").sort((a, b) => rank(b) - rank(a))) {
     const params: unknown[] = [];
-    await query(c, `DELETE FROM ${qualified(img.table_schema, img.table_name)} WHERE ${keyMatch(img.key, params)}`, params);
+    await query(c, `DELETE FROM ${rowsOf(img.table_schema, img.table_name)} WHERE ${keyMatch(img.key, params)}`, params);
     restored++;
   }
   for (const img of images.filter((i) => i.kind === "pre" && i.op === "update")) {
     const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row);
     const params: unknown[] = [JSON.stringify(img.row)];
     const t = qualified(img.table_schema, img.table_name);
-    await query(c, `UPDATE ${t} SET (${cols.map(quoteIdent).join(", ")}) = (SELECT ${cols.map((x) => `p.${quoteIdent(x)}`).join(", ")} FROM jsonb_populate_record(NULL::${t}, $1::jsonb) p) WHERE ${keyMatch(img.key, params)}`, params);
+    await query(c, `UPDATE ${rowsOf(img.table_schema, img.table_name)} SET (${cols.map(quoteIdent).join(", ")}) = (SELECT ${cols.map((x) => `p.${quoteIdent(x)}`).join(", ")} FROM jsonb_populate_record(NULL::${t}, $1::jsonb) p) WHERE ${keyMatch(img.key, params)}`, params);
     restored++;
   }
   for (const img of images.filter((i) => i.kind === "pre" && i.op === "delete").sort((a, b) => rank(a) - rank(b))) {
@@ -119,11 +130,16 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   await settleChecks(c);
   await resumeTriggers(c, paused);
   // Promotions recorded before reverse schema changes were split around the data hold one list.
-  const reverse = Array.isArray(promotion.reverse_schema) ? { before: promotion.reverse_schema, after: [] } : promotion.reverse_schema;
+  const reverse: ReversePlan = Array.isArray(promotion.reverse_schema) ? { before: promotion.reverse_schema, after: [] } : promotion.reverse_schema;
   await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
+  // Tables rebuilt to get their column order back keep their rows (as restored above).
+  const rebuilt = await saveRebuiltRows(c, reverse);
   for (const sql of reverse.before) await query(c, sql);
+  await rebuilt.refill();
   const restoredTables = promotion.saved.map((x) => qualified(x.schema, x.table));
   const pausedForRefill = await pauseTriggers(c, restoredTables);
+  // Looked up again: the reverse schema changes may have made these tables anew.
+  const refillRowsOf = await ownRowsIn(c, promotion.saved);
   for (const s of promotion.saved) {
     const t = qualified(s.schema, s.table);
     const saved = `airlock.${quoteIdent(s.savedAs)}`;
@@ -133,7 +149,7 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
       await query(c, cols === "" ? `INSERT INTO ${t} SELECT FROM ${saved}` : `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${saved}`);
     } else {
       const on = s.keyColumns.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(" AND ");
-      await query(c, `UPDATE ${t} t SET ${quoteIdent(s.column!)} = s.${quoteIdent(s.column!)} FROM ${saved} s WHERE ${on}`);
+      await query(c, `UPDATE ${refillRowsOf(s.schema, s.table)} t SET ${quoteIdent(s.column!)} = s.${quoteIdent(s.column!)} FROM ${saved} s WHERE ${on}`);
     }
   }
   await settleChecks(c);
@@ -142,6 +158,9 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   for (const sql of reverse.after) await query(c, sql);
   // Sequences last, once the rows are gone: back only where nothing advanced them since (src/promote/sequences.ts).
   await restoreSequences(c, promotionId);
+  await rebuilt.restoreIdentities();
+  // Exact or not at all: the schema must now be the one production had before the promotion.
+  if (promotion.catalog !== null) await checkRestoredSchema(c, promotion.catalog.before, refreshed, promotionId);
   await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
   const entry = await recordProductionEvent(c, productionKey(secret), { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored, stagingHead: stagingHead(project) } });
   await query(c, "COMMIT");
