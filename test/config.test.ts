@@ -35,7 +35,7 @@ describe("config validation lists every problem", () => {
     const c = parseConfig({});
     expect(c.stateDir).toBe(".airlock");
     expect(c.local).toEqual({ disposable: true, settings: {}, maxConnections: 200 });
-    expect(c.masking).toEqual({ rules: {}, sampleSize: 200 });
+    expect(c.masking).toEqual({ rules: {}, allow: {}, sampleSize: 200 });
     expect(c.capture).toEqual({ statementTimeout: 3_600_000, lockTimeout: 5_000 });
     expect(c.promote).toEqual({ statementTimeout: 60_000, lockTimeout: 5_000 });
     expect(c.hazards).toEqual({ bulkRows: 50, bulkFraction: 0.1, largeInsert: 100 });
