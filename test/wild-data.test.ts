@@ -60,7 +60,12 @@ const PRODUCTION = `
   INSERT INTO ring_b VALUES (1, 1), (2, 2);
   COMMIT;
   CREATE TABLE gallery_images (id int PRIMARY KEY, title text NOT NULL, category text NOT NULL);
-  INSERT INTO gallery_images SELECT g, 'image ' || g, 'rooms' FROM generate_series(1, 40) g;`;
+  INSERT INTO gallery_images SELECT g, 'image ' || g, 'rooms' FROM generate_series(1, 40) g;
+  -- A partitioned table production keeps writing to: the snapshot holds its rows as those of its partitions.
+  CREATE TABLE readings (id int, taken date NOT NULL, value int, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
+  CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+  CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+  INSERT INTO readings VALUES (1, '2024-03-01', 10), (2, '2025-03-01', 20), (3, '2025-04-01', 30);`;
 
 let prodCluster: TestCluster;
 let prod: PgTarget;
@@ -442,5 +447,33 @@ describe("a table's inheritance children are not its rows", () => {
     } finally {
       await destroySession(project, session);
     }
+  });
+});
+
+describe("conflicts with production are detected in partitioned tables too", () => {
+  it("rows of a partitioned table production changed or deleted since the snapshot are conflicts, nothing is applied; once production is back, the promotion and its rollback go through", async () => {
+    const { session, diff } = await agentSession(
+      "partition-conflict",
+      "UPDATE readings SET value = 11 WHERE id = 1; DELETE FROM readings WHERE id = 2; UPDATE readings SET value = 31 WHERE id = 3;",
+    );
+    await destroySession(project, session);
+    expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true });
+    approveDiff(project, diff.id, { by: "reviewer", accept: diff.diff.hazards.filter((h) => h.severity === "danger").map((h) => h.code) });
+    await prodQuery(prod, "UPDATE readings SET value = 99 WHERE id = 1; DELETE FROM readings WHERE id = 2");
+    const during = await productionState();
+    const err = await caught(promote(diff.id));
+    expect([err.code, err.exitCode]).toEqual(["AIRLOCK_CONFLICT", 2]);
+    const conflicts = (err.details as { conflicts: Array<{ table: string; key: string; kind: string }> }).conflicts;
+    expect(conflicts.map((x) => [x.table, JSON.parse(x.key).id, x.kind]).sort()).toEqual([
+      ["public.readings", "1", "changed"],
+      ["public.readings", "2", "deleted"],
+    ]);
+    expect(await productionState()).toEqual(during);
+    await prodQuery(prod, "UPDATE readings SET value = 10 WHERE id = 1; INSERT INTO readings VALUES (2, '2025-03-01', 20)");
+    const before = await productionState();
+    const p = await promote(diff.id);
+    expect(await multiset(prod, "readings")).toEqual([`{"id": 1, "taken": "2024-03-01", "value": 11}`, `{"id": 3, "taken": "2025-04-01", "value": 31}`]);
+    await rollback(p.promotionId);
+    expect(await productionState()).toEqual(before);
   });
 });

@@ -16,7 +16,7 @@ import { copyLineBatches, copyOutRows } from "../pg/copy-lines.ts";
 import { copyText } from "../pg/copy-text.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import type { ManifestTable, SnapshotManifest } from "../snapshot/store.ts";
-import { keyAfter, keyBefore, keyPredicate, ownRows } from "./rows.ts";
+import { keyAfter, keyBefore, keyPredicate, ownRows, qualified } from "./rows.ts";
 
 /** One conflict. */
 export interface Conflict {
@@ -40,28 +40,52 @@ async function snapshotFingerprints(dir: string, table: ManifestTable, wanted: R
   return out;
 }
 
+/**
+ * The captured tables holding a diff table's rows: the table itself, or, for a partitioned table, its
+ * leaf partitions (the snapshot captures partitions as their leaves).
+ */
+async function capturedParts(c: pg.ClientBase, manifest: SnapshotManifest, schema: string, name: string, partitioned: boolean): Promise<ManifestTable[]> {
+  const self = manifest.tables.find((m) => m.schema === schema && m.name === name);
+  if (self !== undefined || !partitioned) return self === undefined ? [] : [self];
+  const leaves = await query<{ s: string; n: string }>(
+    c,
+    `SELECT n.nspname AS s, k.relname AS n FROM pg_partition_tree(to_regclass($1)) p JOIN pg_class k ON k.oid = p.relid
+       JOIN pg_namespace n ON n.oid = k.relnamespace WHERE p.isleaf`,
+    [qualified(schema, name)],
+  );
+  return leaves.rows.map((l) => manifest.tables.find((m) => m.schema === l.s && m.name === l.n)).filter((m): m is ManifestTable => m !== undefined);
+}
+
 /** Locks every row the diff touches in production and returns the conflicts (empty when none). */
 export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: SnapshotManifest, snapshotDirPath: string, secret: string): Promise<Conflict[]> {
   const hmac = new KeyedHmac(secret);
   const conflicts: Conflict[] = [];
   for (const t of diff.tables) {
-    const captured = manifest.tables.find((m) => m.schema === t.schema && m.name === t.name);
+    const parts = await capturedParts(c, manifest, t.schema, t.name, t.partitioned === true);
     // A table the diff creates has no production rows to conflict with.
-    if (captured === undefined || t.key === null) continue;
-    const keyText = (k: RowValues) => captured.key!.map((col) => copyText(k[col] ?? null)).join("\t");
+    if (parts.length === 0 || t.key === null) continue;
+    // Rows are matched by the key the snapshot recorded (a partition's is its parent's).
+    const key = parts.find((p) => p.key !== null)?.key ?? null;
+    const keyText = (k: RowValues) => (key ?? []).map((col) => copyText(k[col] ?? null)).join("\t");
     const rows = ownRows(t.schema, t.name, t.partitioned === true);
     const touched = t.changes.map(keyBefore).filter((k): k is RowValues => k !== null);
-    if (touched.length > 0 && captured.key !== null) {
-      await query(c, `SELECT 1 FROM ${rows} WHERE ${keyPredicate(t, captured.key, touched)} FOR UPDATE`);
-      const cols = captured.columns.map((col) => `"${col.name.replace(/"/g, '""')}"`).join(", ");
-      const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${rows} WHERE ${keyPredicate(t, captured.key, touched)}) TO STDOUT`);
-      const keyIdx = captured.key.map((k) => captured.columns.findIndex((col) => col.name === k));
-      const now = new Map(lines.map((line) => {
-        const fields = line.split("\t");
-        return [keyIdx.map((i) => fields[i]).join("\t"), hmac.digest(`${t.schema}.${t.name}\u0000${line}`).toString("base64url")] as const;
-      }));
+    if (touched.length > 0 && key !== null) {
+      await query(c, `SELECT 1 FROM ${rows} WHERE ${keyPredicate(t, key, touched)} FOR UPDATE`);
       const wanted = new Set(touched.map(keyText));
-      const then = await snapshotFingerprints(snapshotDirPath, captured, wanted);
+      // Where each touched row is now and was then, by captured table: a row moved to another partition changed.
+      const now = new Map<string, string>();
+      const then = new Map<string, string>();
+      for (const part of parts) {
+        if (part.key === null) continue;
+        const cols = part.columns.map((col) => `"${col.name.replace(/"/g, '""')}"`).join(", ");
+        const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${ownRows(part.schema, part.name, false)} WHERE ${keyPredicate(t, key, touched)}) TO STDOUT`);
+        const keyIdx = key.map((k) => part.columns.findIndex((col) => col.name === k));
+        for (const line of lines) {
+          const fields = line.split("\t");
+          now.set(keyIdx.map((i) => fields[i]).join("\t"), `${part.schema}.${part.name}:${hmac.digest(`${part.schema}.${part.name}\u0000${line}`).toString("base64url")}`);
+        }
+        for (const [k, digest] of await snapshotFingerprints(snapshotDirPath, part, wanted)) then.set(k, `${part.schema}.${part.name}:${digest}`);
+      }
       for (const k of touched) {
         const text = keyText(k);
         const current = now.get(text);
