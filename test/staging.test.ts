@@ -4,7 +4,7 @@
  * sessions that come and go without leaving anything behind.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import type pg from "pg";
@@ -343,5 +343,22 @@ describe("a killed `airlock up` leaves nothing that ls hides, gc ignores or down
     expect(await adminQuery("SELECT datname FROM pg_database WHERE datname = $1", [loading])).toEqual([]);
     await inLoading.end().catch(() => undefined);
     await destroySession(project, s.id);
+  });
+});
+
+describe("two commands starting a project's first session at once", () => {
+  it("both sessions come up: one creates the staging cluster while the other waits for it, and no lock is left behind", async () => {
+    const fresh = await createTestProject("staging-race");
+    try {
+      cpSync(project.statePath("snapshots"), fresh.statePath("snapshots"), { recursive: true });
+      const sessions = await Promise.all([createSession(fresh, { name: "race-a" }), createSession(fresh, { name: "race-b" })]);
+      for (const s of sessions) {
+        const r = await withClient(agentConnection(fresh, s.id).target, { step: "test", searchPath: "public" }, (c) => c.query("SELECT count(*)::int AS n FROM guests"));
+        expect(r.rows[0].n).toBeGreaterThan(0);
+      }
+      expect(existsSync(`${resolve(localClusterOptions(fresh).dir)}.lock`)).toBe(false);
+    } finally {
+      await removeTestProject(fresh);
+    }
   });
 });

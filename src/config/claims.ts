@@ -6,8 +6,10 @@
  * power cut) left behind can be told from what one still at work is
  * writing, and the next run can remove the first and leave the second.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AirlockError } from "../errors.ts";
 
 /** Who is at work on a piece of state. */
 export interface ProcessClaim {
@@ -57,4 +59,41 @@ export function claimState(claim: unknown): "alive" | "dead" | "unknown" {
   const { pid, pidStart, host } = claim as Partial<Record<keyof ProcessClaim, unknown>>;
   if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0 || host !== hostname()) return "unknown";
   return claimantAlive(pid, typeof pidStart === "string" ? pidStart : undefined) ? "alive" : "dead";
+}
+
+/**
+ * Runs `fn` holding a lock file (created exclusively, holding this process's claim), so two processes do
+ * not do `what` at once: the second waits for the first. A lock whose process died is taken over.
+ */
+export async function withLockFile<T>(file: string, what: string, fn: () => Promise<T>, waitMs = 180_000): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      writeFileSync(file, `${JSON.stringify(claimForThisProcess())}\n`, { flag: "wx", mode: 0o600 });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    let claim: unknown;
+    try {
+      claim = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      claim = undefined; // being written, or gone meanwhile
+    }
+    if (claim !== undefined && claimState(claim) === "dead") {
+      rmSync(file, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new AirlockError("AIRLOCK_BUSY", `another process is still busy with ${what} (it holds ${file})`, {
+        hint: "wait for it to finish and run this again; if no Airlock process is running, remove that file",
+      });
+    }
+    await sleep(100);
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

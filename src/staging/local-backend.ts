@@ -7,7 +7,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { withLockFile } from "../config/claims.ts";
 import { ensureStateRoot } from "../config/private-files.ts";
 import type pg from "pg";
 import { restoreSnapshot } from "../../seeders/restore.ts";
@@ -106,15 +107,19 @@ export class LocalBackend implements StagingBackend {
     if (this.cluster === undefined) {
       // The state root must let the server user pass through to a cluster directory inside it.
       ensureStateRoot(dirname(this.sessionsDir));
-      const cluster = await ensureCluster(this.clusterOptions);
-      const superuser = cluster.adminTarget().user;
-      writeFileSync(join(cluster.dataDir, "pg_hba.conf"), hbaConf(superuser));
-      await withClient(cluster.adminTarget(), { step: "up" }, async (c) => {
-        // Nobody but the superuser connects to the maintenance databases.
-        await query(c, "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
-        await query(c, "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC");
-        await query(c, `DO $$ BEGIN CREATE ROLE ${quoteIdent(AGENTS_GROUP)} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
-        await query(c, "SELECT pg_reload_conf()");
+      // Two commands starting at once (two `airlock up`) would both create the cluster: one does, the other waits.
+      const cluster = await withLockFile(`${resolve(this.clusterOptions.dir)}.lock`, "creating or starting the staging cluster", async () => {
+        const opened = await ensureCluster(this.clusterOptions);
+        const superuser = opened.adminTarget().user;
+        writeFileSync(join(opened.dataDir, "pg_hba.conf"), hbaConf(superuser));
+        await withClient(opened.adminTarget(), { step: "up" }, async (c) => {
+          // Nobody but the superuser connects to the maintenance databases.
+          await query(c, "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
+          await query(c, "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC");
+          await query(c, `DO $$ BEGIN CREATE ROLE ${quoteIdent(AGENTS_GROUP)} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+          await query(c, "SELECT pg_reload_conf()");
+        });
+        return opened;
       });
       this.proxyPort = await ensureSupervisor(cluster.dir, this.sessionsDir);
       this.cluster = cluster;
