@@ -54,6 +54,8 @@ const PRODUCTION = `
   CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
   CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
   INSERT INTO ev VALUES (1, '2024-05-01', 'a'), (2, '2025-05-01', 'b');
+  CREATE TABLE bag (n int, label text, note text);
+  INSERT INTO bag VALUES (1, 'one', 'x'), (1, 'one', 'y'), (2, 'two', NULL);
   CREATE TABLE wide (id int, lbl text, day date NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
   CREATE TABLE wide_all PARTITION OF wide FOR VALUES FROM ('2000-01-01') TO ('2100-01-01');
   ALTER TABLE items OWNER TO rx_app; ALTER VIEW v1 OWNER TO rx_app; ALTER VIEW v2 OWNER TO rx_app; ALTER MATERIALIZED VIEW mv_empty OWNER TO rx_app;`;
@@ -147,6 +149,17 @@ describe("rollback restores the whole schema exactly", () => {
     const err = await caught(promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester" }));
     expect([err.code, err.exitCode]).toEqual(["AIRLOCK_ROLLBACK_IMPOSSIBLE", 2]);
     expect(err.message).toContain("table public.wide");
+    expect(compareCatalogs(await model(), before, { columnOrder: true })).toEqual([]);
+    expect(await checksums()).toEqual(rows);
+  });
+
+  it("a promotion dropping a column from a table without a key is refused up front (its values could not be put back row by row), and production is unchanged", async () => {
+    const { id, session } = await approvedDiff("keyless-drop", "ALTER TABLE bag DROP COLUMN label");
+    await destroySession(project, session);
+    const [before, rows] = [await model(), await checksums()];
+    const err = await caught(promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester" }));
+    expect([err.code, err.exitCode]).toEqual(["AIRLOCK_ROLLBACK_IMPOSSIBLE", 2]);
+    expect(err.message).toContain("public.bag.label");
     expect(compareCatalogs(await model(), before, { columnOrder: true })).toEqual([]);
     expect(await checksums()).toEqual(rows);
   });

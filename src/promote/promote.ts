@@ -105,6 +105,13 @@ async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string
     const t = { schema: ch.target.schema, table: ch.target.table, column: ch.target.column ?? null };
     const savedAs = `${promotionId.replace(/-/g, "_")}_${i}`;
     const keyColumns = await keyColumnsOf(c, t.schema, t.table);
+    if (t.column !== null && keyColumns.length === 0) {
+      // Without a key, a rollback could not tell which row each saved value belongs to.
+      throw new AirlockError("AIRLOCK_ROLLBACK_IMPOSSIBLE", `this promotion could not be rolled back exactly, so it was not applied:\n  - column ${t.schema}.${t.table}.${t.column} is dropped from a table without a primary key: its values could not be put back row by row`, {
+        hint: "give the table a primary key first, or drop the column by hand (with its own backup)",
+        exitCode: EXIT_REFUSED,
+      });
+    }
     const cols = t.column === null ? "*" : [...keyColumns, t.column].map(quoteIdent).join(", ");
     // Its own rows: a table inheriting from it has its own (saved if it is dropped too).
     const rows = (await ownRowsIn(c, [t]))(t.schema, t.table);
