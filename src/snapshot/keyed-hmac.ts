@@ -1,24 +1,20 @@
 /**
  * HMAC-SHA256 keyed by the operator's AIRLOCK_SECRET: the seed of every
- * masked value and the fingerprint of every production row.
+ * masked value and the fingerprint of every production row. node:crypto's:
+ * a hand-written SHA-256 measured about 1 µs a call faster on such short
+ * messages (1.5 against 2.6 µs), a few seconds of a million-row capture,
+ * which is not worth owning a hash implementation for.
  */
 import { createHmac } from "node:crypto";
-import { Sha256Hmac } from "./sha256.ts";
 
-/** HMAC-SHA256 keyed once by a secret; see sha256.ts for why it is not node:crypto. */
+/** HMAC-SHA256 keyed once by a secret. */
 export class KeyedHmac {
-  private readonly impl: Sha256Hmac;
+  private readonly key: Buffer;
   constructor(key: string) {
-    this.impl = new Sha256Hmac(Buffer.from(key, "utf8"));
+    this.key = Buffer.from(key, "utf8");
   }
-  /** HMAC of a message. */
+  /** HMAC of a message (UTF-8). */
   digest(message: string): Buffer {
-    return this.impl.digest(message);
+    return createHmac("sha256", this.key).update(message, "utf8").digest();
   }
 }
-
-/** HMAC-SHA256(secret, message): exported for row fingerprints and tests. */
-export function hmac(secret: string, message: string): Buffer {
-  return createHmac("sha256", secret).update(message, "utf8").digest();
-}
-
