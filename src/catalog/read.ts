@@ -7,7 +7,7 @@
  * system schemas are left out; dependencies come from pg_depend.
  */
 import type pg from "pg";
-import { query } from "../pg/connect.ts";
+import { query, quoteLiteral } from "../pg/connect.ts";
 import type {
   CatalogModel,
   CatalogObject,
@@ -167,7 +167,7 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     let typtype: TypeObject["typtype"];
     if (r.typtype === "e") {
       typtype = "enum";
-      definition = `CREATE TYPE ${qname} AS ENUM (${(r.labels ?? []).map(literal).join(", ")})`;
+      definition = `CREATE TYPE ${qname} AS ENUM (${(r.labels ?? []).map(quoteLiteral).join(", ")})`;
     } else if (r.typtype === "d") {
       typtype = "domain";
       definition = [`CREATE DOMAIN ${qname} AS ${r.base}`, r.collation === null ? "" : ` COLLATE ${r.collation}`, r.default === null ? "" : ` DEFAULT ${r.default}`, r.not_null ? " NOT NULL" : "", ...(r.checks ?? []).map((k) => ` ${k}`)].join("");
@@ -636,10 +636,6 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     if (parent !== undefined && objects[parent] !== undefined) (dependsOn[o.id] ??= new Set()).add(parent);
   }
   return { objects, dependsOn: Object.fromEntries(Object.entries(dependsOn).map(([k, v]) => [k, [...v].sort()])) };
-}
-
-function literal(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }
 
 /** The functions (not built in) an object calls, by the model's dependencies. */

@@ -248,7 +248,7 @@ export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(cli
 
 /** Quotes an identifier for SQL. */
 export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
+  return pg.escapeIdentifier(name);
 }
 
 /** Quotes a string literal for SQL. */

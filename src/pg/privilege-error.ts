@@ -4,11 +4,10 @@
  * GRANT that gives it, and which role the step should run as. Postgres says
  * only "permission denied for table x"; the statement says which privilege.
  */
+import pg from "pg";
 
-/** Quotes an identifier (connect.ts has the same; importing it would make a cycle through pg-error.ts). */
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
+/** Quotes an identifier: pg's own escaping (connect.ts's quoteIdent is the same; importing it would make a cycle through pg-error.ts). */
+const quoteIdent = (name: string): string => pg.escapeIdentifier(name);
 
 /** The role each step that reaches production needs (README, "Roles and privileges"). */
 export const STEP_ROLES: Readonly<Record<string, string>> = {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import type pg from "pg";
 import type { Diff, RowValues } from "../diff/types.ts";
-import { query } from "../pg/connect.ts";
+import { query, quoteIdent } from "../pg/connect.ts";
 import { copyLineBatches, copyOutRows } from "../pg/copy-lines.ts";
 import { copyText } from "../pg/copy-text.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
@@ -77,7 +77,7 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
       const then = new Map<string, string>();
       for (const part of parts) {
         if (part.key === null) continue;
-        const cols = part.columns.map((col) => `"${col.name.replace(/"/g, '""')}"`).join(", ");
+        const cols = part.columns.map((col) => quoteIdent(col.name)).join(", ");
         const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${ownRows(part.schema, part.name, false)} WHERE ${keyPredicate(t, key, touched)}) TO STDOUT`);
         const keyIdx = key.map((k) => part.columns.findIndex((col) => col.name === k));
         for (const line of lines) {
@@ -95,7 +95,7 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
     }
     const inserted = t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)).filter((k): k is RowValues => k !== null);
     if (inserted.length > 0) {
-      const taken = await query<Record<string, string>>(c, `SELECT ${t.key.map((k) => `"${k.replace(/"/g, '""')}"::text`).join(", ")} FROM ${rows} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`);
+      const taken = await query<Record<string, string>>(c, `SELECT ${t.key.map((k) => `${quoteIdent(k)}::text`).join(", ")} FROM ${rows} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`);
       for (const row of taken.rows) conflicts.push({ table: `${t.schema}.${t.name}`, key: JSON.stringify(Object.fromEntries(t.key.map((k, i) => [k, Object.values(row)[i] ?? null]))), kind: "exists" });
     }
   }

@@ -21,7 +21,7 @@ import type { Project } from "../config/load.ts";
 import { readDiff } from "../diff/store.ts";
 import type { Diff, TableChanges } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
-import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
+import { type PgTarget, openClient, query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
 import { type SnapshotManifest, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import { type ApplyOptions, applyDiff, diffTableNames } from "./apply.ts";
 import { type Approval, checkSecretAndMac, refusalFor, requireApproval } from "./approval.ts";
@@ -124,7 +124,7 @@ async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string
 /** Stores row images (full rows as jsonb) for the given keys. */
 async function saveImages(c: pg.ClientBase, promotionId: string, t: TableChanges, kind: "pre" | "post", op: string, keys: ReadonlyArray<Readonly<Record<string, string | null>>>): Promise<void> {
   if (keys.length === 0 || t.key === null) return;
-  const keyJson = `jsonb_build_object(${t.key.map((k) => `'${k.replace(/'/g, "''")}', ${quoteIdent(k)}::text`).join(", ")})`;
+  const keyJson = `jsonb_build_object(${t.key.map((k) => `${quoteLiteral(k)}, ${quoteIdent(k)}::text`).join(", ")})`;
   await query(
     c,
     `INSERT INTO airlock.row_images (promotion_id, table_schema, table_name, kind, op, key, row)
