@@ -3,25 +3,24 @@
  * snapshot's manifest when the program runs (the image has no jq and no
  * Node): a root entrypoint that checks and stages the read-only snapshot, an
  * init script the image's own entrypoint runs once, and the SQL it feeds to
- * psql. Same order and checks as seeders/restore.ts: checksums, pre-data,
- * COPY … WITH (FREEZE) per table, sequence values, post-data, one
+ * psql. Same order, checks and statements as the local restore
+ * (src/snapshot/restore.ts, src/snapshot/restore-sql.ts): checksums,
+ * pre-data, COPY … WITH (FREEZE) per table, sequence values, post-data, one
  * transaction. No password is in any of these files: the agent's comes from
- * the container's (secret) environment.
+ * the container's (secret) environment. From src/ it takes only the
+ * snapshot's format, the SQL both restores share and the staging names
+ * (test/layers.test.ts keeps the capture and its masking code out of the
+ * program).
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { schemaSections } from "../seeders/restore.ts";
+import { quoteIdent, quoteLiteral } from "../src/pg/connect.ts";
+import { MANIFEST_FILE, SCHEMA_FILE, schemaSections } from "../src/snapshot/format.ts";
+import { copyInSql, setvalSql } from "../src/snapshot/restore-sql.ts";
 import type { SnapshotManifest } from "../src/snapshot/store.ts";
-
-/** The marker between pre-data and post-data in schema.sql (the capture writes it). */
-export { POST_DATA_MARKER } from "../src/snapshot/capture.ts";
-
-/** Names inside the staging server. */
-export const BASE_DB = "base";
-export const WORK_DB = "work";
-export const AGENT_ROLE = "agent";
-export const SUPERUSER = "postgres";
+import { AGENT_ROLE, BASE_DB, SUPERUSER, WORK_DB } from "../src/staging/container-names.ts";
+import { handOverQuery } from "../src/staging/roles.ts";
 
 /** Where things are inside the container. */
 export interface ContainerPaths {
@@ -63,16 +62,6 @@ export class SnapshotFileError extends Error {
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
-
-/** Quotes an identifier for SQL. */
-function qi(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/** Quotes a string literal for SQL (standard_conforming_strings is on: pg_dump sets it). */
-function ql(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
 
 /** Quotes a word for sh. */
 export function shellQuote(value: string): string {
@@ -126,8 +115,8 @@ export function readSnapshotForRestore(dir: string, expectedId: string): { manif
   let manifestText: string;
   let schema: Buffer;
   try {
-    manifestText = readFileSync(join(dir, "manifest.json"), "utf8");
-    schema = readFileSync(join(dir, "schema.sql"));
+    manifestText = readFileSync(join(dir, MANIFEST_FILE), "utf8");
+    schema = readFileSync(join(dir, SCHEMA_FILE));
   } catch (e) {
     throw new SnapshotFileError(`snapshot ${expectedId} is not readable in ${dir}: ${(e as Error).message} (set airlock:snapshotDir to the snapshot's directory)`);
   }
@@ -135,17 +124,17 @@ export function readSnapshotForRestore(dir: string, expectedId: string): { manif
   try {
     raw = JSON.parse(manifestText);
   } catch {
-    throw new SnapshotFileError(`${join(dir, "manifest.json")} is not valid JSON`);
+    throw new SnapshotFileError(`${join(dir, MANIFEST_FILE)} is not valid JSON`);
   }
   const manifest = checkManifest(raw, expectedId);
-  const expected = manifest.files["schema.sql"];
+  const expected = manifest.files[SCHEMA_FILE];
   if (expected === undefined || createHash("sha256").update(schema).digest("hex") !== expected) {
     throw new SnapshotFileError(`snapshot ${expectedId} is corrupt: schema.sql does not match its checksum`);
   }
   return { manifest, schemaSql: schema.toString("utf8") };
 }
 
-/** Splits schema.sql at the post-data marker, as the local restore does (seeders/restore.ts), with this program's error type. */
+/** Splits schema.sql at the post-data marker, as the local restore does (src/snapshot/format.ts), with this program's error type. */
 export function splitSchema(schemaSql: string): { pre: string; post: string } {
   try {
     return schemaSections(schemaSql);
@@ -175,12 +164,8 @@ export function restoreSql(options: RestoreOptions): string {
   const { manifest } = options;
   const paths = options.paths ?? CONTAINER_PATHS;
   const { pre, post } = splitSchema(options.schemaSql);
-  const copies = manifest.tables.map((t) => {
-    const cols = t.columns.map((c) => qi(c.name)).join(", ");
-    const program = `exec gzip -dc -- ${shellQuote(`${paths.staged}/${t.file}`)}`;
-    return `COPY ${qi(t.schema)}.${qi(t.name)} (${cols}) FROM PROGRAM ${ql(program)} WITH (FREEZE);`;
-  });
-  const sequences = manifest.sequences.map((s) => `SELECT pg_catalog.setval(${ql(`${qi(s.schema)}.${qi(s.name)}`)}, ${s.lastValue}, ${s.isCalled});`);
+  const copies = manifest.tables.map((t) => `${copyInSql(t, { program: `exec gzip -dc -- ${shellQuote(`${paths.staged}/${t.file}`)}` })};`);
+  const sequences = manifest.sequences.map((s) => `${setvalSql(s)};`);
   return [
     `-- Airlock: restores snapshot ${manifest.id} into ${BASE_DB}, in one transaction and in pg_dump's order.`,
     "\\set ON_ERROR_STOP on",
@@ -188,7 +173,7 @@ export function restoreSql(options: RestoreOptions): string {
     "-- the roles production's grants and policies name, as NOLOGIN placeholders",
     ...(manifest.catalog === undefined || manifest.catalog.roles.length === 0
       ? []
-      : [`SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY[${manifest.catalog.roles.map(ql).join(", ")}]::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec`]),
+      : [`SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY[${manifest.catalog.roles.map(quoteLiteral).join(", ")}]::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec`]),
     "-- pre-data",
     pre,
     "-- data (the tables were created in this transaction, so FREEZE applies)",
@@ -211,43 +196,24 @@ export function rolesSql(options: Pick<RestoreOptions, "maxConnections" | "state
     // A failing statement must not land in the server log with the password in it.
     "SET log_min_error_statement = panic;",
     "SET log_statement = 'none';",
-    `CREATE DATABASE ${qi(WORK_DB)} TEMPLATE ${qi(BASE_DB)};`,
+    `CREATE DATABASE ${quoteIdent(WORK_DB)} TEMPLATE ${quoteIdent(BASE_DB)};`,
     // The password comes from the environment: it is in no file, no argument and no log line.
     "\\set agent_password `printenv AIRLOCK_AGENT_PASSWORD`",
-    `CREATE ROLE ${qi(AGENT_ROLE)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${limit} PASSWORD :'agent_password';`,
+    `CREATE ROLE ${quoteIdent(AGENT_ROLE)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT ${limit} PASSWORD :'agent_password';`,
     "\\unset agent_password",
-    `ALTER ROLE ${qi(AGENT_ROLE)} SET statement_timeout = ${ql(options.statementTimeout)};`,
-    `REVOKE CONNECT, TEMPORARY ON DATABASE ${qi(BASE_DB)}, ${qi(WORK_DB)}, postgres, template1 FROM PUBLIC;`,
-    `GRANT CONNECT, TEMPORARY ON DATABASE ${qi(WORK_DB)} TO ${qi(AGENT_ROLE)};`,
-    `ALTER DATABASE ${qi(WORK_DB)} OWNER TO ${qi(AGENT_ROLE)};`,
+    `ALTER ROLE ${quoteIdent(AGENT_ROLE)} SET statement_timeout = ${quoteLiteral(options.statementTimeout)};`,
+    `REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(BASE_DB)}, ${quoteIdent(WORK_DB)}, postgres, template1 FROM PUBLIC;`,
+    `GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(WORK_DB)} TO ${quoteIdent(AGENT_ROLE)};`,
+    `ALTER DATABASE ${quoteIdent(WORK_DB)} OWNER TO ${quoteIdent(AGENT_ROLE)};`,
     "",
   ].join("\n");
 }
 
-/** handover.sql: makes the agent the owner of every object in `work`, as the local backend does (so it may run any DDL there). */
+/** handover.sql: makes the agent the owner of every object in `work`, with the local backend's query (src/staging/roles.ts). */
 export function handoverSql(): string {
-  const role = ql(AGENT_ROLE);
   return `-- Airlock: the agent owns every object in ${WORK_DB} (sequences owned by a column follow their table).
 \\set ON_ERROR_STOP on
-SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, ${role}::text) AS sql
-  FROM pg_namespace n
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
-   AND n.nspowner <> 'pg_database_owner'::regrole
-UNION ALL
-SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, ${role}::text)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
-   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
-UNION ALL
-SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, ${role}::text)
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-UNION ALL
-SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, ${role}::text)
-  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND t.typtype IN ('e', 'd', 'r', 'm')
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+${handOverQuery(AGENT_ROLE)}
 \\gexec
 `;
 }
@@ -263,7 +229,7 @@ export function initScript(manifestId: string, paths: ContainerPaths = CONTAINER
 set -Eeuo pipefail
 : "\${AIRLOCK_AGENT_PASSWORD:?the agent password is not in the environment}"
 psql=(psql -X -q -v ON_ERROR_STOP=1 --username "\${POSTGRES_USER:-${SUPERUSER}}" --no-password)
-"\${psql[@]}" --dbname postgres -c ${shellQuote(`CREATE DATABASE ${qi(BASE_DB)}`)}
+"\${psql[@]}" --dbname postgres -c ${shellQuote(`CREATE DATABASE ${quoteIdent(BASE_DB)}`)}
 "\${psql[@]}" --dbname ${BASE_DB} -f ${s("restore.sql")}
 "\${psql[@]}" --dbname postgres -f ${s("roles.sql")}
 "\${psql[@]}" --dbname ${WORK_DB} -f ${s("handover.sql")}

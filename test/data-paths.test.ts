@@ -10,7 +10,7 @@ import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { parseConfig } from "../src/config/config.ts";
 import { type Project } from "../src/config/load.ts";
-import { canonicalJson, sha256Hex } from "../src/diff/canonical.ts";
+import { canonicalJson, sha256Hex } from "../src/format/canonical.ts";
 import { computeDiff } from "../src/diff/diff.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
 import { writeDiff } from "../src/diff/store.ts";

@@ -3,7 +3,7 @@
  * write in airlock.config.ts for this schema. Emails share the "email"
  * domain, so the same address masks alike wherever it appears.
  */
-import type { MaskRuleInput } from "../../src/snapshot/rules.ts";
+import type { MaskRuleInput } from "../../src/config/masking-rules.ts";
 
 /** Rules for every column of the demo dataset that holds personal or financial data. */
 export const DEMO_MASKING_RULES: Readonly<Record<string, MaskRuleInput>> = {

@@ -9,8 +9,9 @@
  * Airlock is pre-1.0 and keeps no compatibility path for them.
  */
 import { userInfo } from "node:os";
+import { z } from "zod";
 import type { MacKey } from "../config/keys.ts";
-import { canonicalJson } from "../diff/canonical.ts";
+import { canonicalJson } from "../format/canonical.ts";
 
 /** What an entry records. */
 export interface AuditEvent {
@@ -30,6 +31,12 @@ export interface AuditEntry extends AuditEvent {
   /** HMAC of the rest under the trail's key. */
   readonly hash: string;
 }
+
+/** The fields every recorded event has (an entry of the journal, an unauthenticated event). */
+export const auditEventShape = { actor: z.string(), action: z.string(), details: z.record(z.string(), z.unknown()) };
+
+/** What each line of the staging journal is checked against when read (its MAC is the chain's to check). */
+export const auditEntrySchema: z.ZodType<AuditEntry> = z.object({ seq: z.int(), at: z.string(), ...auditEventShape, prev: z.string(), hash: z.string() });
 
 /** The hash before the first entry. */
 export const GENESIS = "0".repeat(64);

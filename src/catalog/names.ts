@@ -4,6 +4,7 @@
  * quotes.
  */
 import { quoteIdent } from "../pg/connect.ts";
+import type { CatalogModel, TableObject, ViewObject } from "./model.ts";
 
 /** An identifier as shown in ids and reviews: bare when plain, quoted otherwise. */
 export function displayName(name: string): string {
@@ -13,4 +14,14 @@ export function displayName(name: string): string {
 /** schema.name quoted for SQL. */
 export function qualifiedName(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
+}
+
+/**
+ * The table, view or materialized view `id` names in the model: what DDL on it or on one of its columns,
+ * indexes or constraints names (throws when the model has none).
+ */
+export function tableOf(model: CatalogModel, id: string): TableObject | ViewObject {
+  const o = model.objects[id];
+  if (o !== undefined && (o.kind === "table" || o.kind === "view" || o.kind === "matview")) return o;
+  throw new Error(`the catalog model has no table ${id}`);
 }

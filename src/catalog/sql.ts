@@ -5,9 +5,9 @@
  * the server wrote them.
  */
 import { quoteIdent, quoteLiteral } from "../pg/connect.ts";
-import type { CatalogModel, CatalogObject, ColumnObject, TableObject } from "./model.ts";
+import type { CatalogModel, CatalogObject, ColumnObject } from "./model.ts";
 import { OWNER } from "./model.ts";
-import { qualifiedName } from "./names.ts";
+import { qualifiedName, tableOf } from "./names.ts";
 
 /** A role as written in GRANT/OWNER TO: the owner role becomes whoever runs the SQL. */
 export function roleSql(role: string): string {
@@ -28,14 +28,8 @@ function onCurrentDatabase(template: string): string {
   return doBlock(`BEGIN EXECUTE format(${quoteLiteral(template)}, current_database()); END`);
 }
 
-function parentTable(model: CatalogModel, id: string): TableObject | { schema: string; name: string } {
-  const o = model.objects[id];
-  if (o !== undefined && (o.kind === "table" || o.kind === "view" || o.kind === "matview")) return o as TableObject;
-  throw new Error(`the catalog model has no table ${id}`);
-}
-
 function tableSql(model: CatalogModel, id: string): string {
-  const t = parentTable(model, id);
+  const t = tableOf(model, id);
   return qualifiedName(t.schema, t.name);
 }
 
@@ -65,7 +59,7 @@ export function objectSql(model: CatalogModel, o: CatalogObject): string | null 
     case "constraint":
       return `CONSTRAINT ${quoteIdent(o.name)} ON ${tableSql(model, o.on)}`;
     case "index":
-      return `INDEX ${qualifiedName(parentTable(model, o.on).schema, o.name)}`;
+      return `INDEX ${qualifiedName(tableOf(model, o.on).schema, o.name)}`;
     case "trigger":
       return `TRIGGER ${quoteIdent(o.name)} ON ${tableSql(model, o.on)}`;
     case "rule":

@@ -7,7 +7,7 @@ import type pg from "pg";
 import { query, quoteIdent } from "../pg/connect.ts";
 import { copyOutLines } from "../pg/copy-lines.ts";
 import { copyValue } from "../pg/copy-text.ts";
-import { ownRows } from "../promote/rows.ts";
+import { ownRows } from "../pg/table-names.ts";
 import type { RowChange, RowValues, TableChanges } from "./types.ts";
 
 /** A table as the diff sees it (after schema changes). */

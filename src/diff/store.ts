@@ -15,14 +15,16 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { privateDir, writePrivate } from "../config/private-files.ts";
 import { join } from "node:path";
+import { z } from "zod";
 import type { Project } from "../config/load.ts";
 import { MacKey } from "../config/keys.ts";
+import { checkState, displayPath, stateProblem } from "../config/state-file.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
-import { diffStatements, inlineStatement } from "../promote/apply.ts";
-import { canonicalJson, sha256Hex } from "./canonical.ts";
+import { diffStatements, inlineStatement } from "../apply/statements.ts";
+import { canonicalJson, sha256Hex } from "../format/canonical.ts";
 import { renderReviewHtml } from "./review-html.ts";
 import { renderReviewMarkdown } from "./review-md.ts";
-import type { Diff } from "./types.ts";
+import { type Diff, diffFileSchema } from "./types.ts";
 
 /** Where a project's diffs live. */
 export function diffsDir(project: Project): string {
@@ -66,13 +68,19 @@ function createdMessage(id: string, createdAt: string): string {
   return `airlock diff created\n${id}\n${createdAt}`;
 }
 
-function readCreated(dir: string): Created | undefined {
+const createdSchema: z.ZodType<Created> = z.object({ createdAt: z.string(), mac: z.string() });
+
+/** created.json, or why it cannot be read (missing, not JSON, a field missing or of the wrong type). */
+function readCreated(dir: string): Created | { readonly problem: string } {
+  const file = join(dir, "created.json");
+  let value: unknown;
   try {
-    const c = JSON.parse(readFileSync(join(dir, "created.json"), "utf8")) as Partial<Created>;
-    return typeof c.createdAt === "string" && typeof c.mac === "string" ? { createdAt: c.createdAt, mac: c.mac } : undefined;
-  } catch {
-    return undefined;
+    value = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    return { problem: `${displayPath(file)} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "is missing" : "is not valid JSON"}` };
   }
+  const problem = stateProblem(createdSchema, value);
+  return problem === undefined ? (value as Created) : { problem: `${displayPath(file)}: ${problem}` };
 }
 
 /** The creation time of a diff already stored with this exact content and valid MACs under this secret, if there is one. */
@@ -84,7 +92,7 @@ function storedCreatedAt(dir: string, id: string, json: string, secret: string):
     return undefined;
   }
   const created = readCreated(dir);
-  return created !== undefined && diffKey(secret).holds(createdMessage(id, created.createdAt), created.mac) ? created.createdAt : undefined;
+  return !("problem" in created) && diffKey(secret).holds(createdMessage(id, created.createdAt), created.mac) ? created.createdAt : undefined;
 }
 
 /**
@@ -123,7 +131,7 @@ export function resolveDiffId(project: Project, idOrPrefix: string): string {
   return matches[0]!;
 }
 
-/** Reads a diff and proves its content still matches its id; a tampered diff is refused (exit 2). */
+/** Reads a diff and proves its content still matches its id; a tampered diff is refused (exit 2). Its shape is checked after its MAC, by checkDiffMac. */
 export function readDiff(project: Project, idOrPrefix: string): { id: string; diff: Diff; dir: string } {
   const id = resolveDiffId(project, idOrPrefix);
   const dir = join(diffsDir(project), id);
@@ -138,7 +146,7 @@ export function readDiff(project: Project, idOrPrefix: string): { id: string; di
   try {
     diff = JSON.parse(text) as Diff;
   } catch (e) {
-    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not valid JSON`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED, cause: e });
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not valid JSON (${displayPath(join(dir, "diff.json"))})`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED, cause: e });
   }
   if (canonicalJson(diff) !== text) {
     throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not in canonical form`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED });
@@ -146,38 +154,55 @@ export function readDiff(project: Project, idOrPrefix: string): { id: string; di
   // Its creation time is beside it (checked with its MAC by checkDiffMac); a diff.json that holds one is judged by its MAC alone.
   if (typeof diff.createdAt === "string") return { id, diff, dir };
   const created = readCreated(dir);
-  if (created === undefined) {
-    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} has no readable created.json (when it was made)`, { hint: "discard it and run `airlock diff` on the session again", exitCode: EXIT_REFUSED });
+  if ("problem" in created) {
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} has no readable created.json (when it was made): ${created.problem}`, { hint: "discard it and run `airlock diff` on the session again", exitCode: EXIT_REFUSED });
   }
   return { id, diff: { ...diff, createdAt: created.createdAt }, dir };
 }
 
 /**
  * Checks the MAC of a diff read with readDiff: a diff Airlock did not make with this AIRLOCK_SECRET (forged, or its
- * verification result edited) is refused (exit 2), naming what failed.
+ * verification result edited) is refused (exit 2), naming what failed. Then its content against its schema.
+ *
+ * The MAC comes first: whether a diff is authentic must not depend on its shape, so one not made by `airlock diff`
+ * under this secret is refused as such (exit 2, in the trail as a refused attempt) however it is malformed, with
+ * the schema's finding added to the message. The MAC is over diff.json's bytes, which need no shape. Only a diff
+ * whose MAC holds but whose shape this version does not read (made by another version) is AIRLOCK_STATE_INVALID.
  */
 export function checkDiffMac(read: { id: string; dir: string }, secret: string): void {
   const file = join(read.dir, "diff.mac");
   const short = read.id.slice(0, 12);
+  const diffFile = join(read.dir, "diff.json");
+  const text = readFileSync(diffFile, "utf8");
+  const shape = (): string => {
+    let problem: string | undefined;
+    try {
+      problem = stateProblem(diffFileSchema, JSON.parse(text));
+    } catch {
+      problem = "not valid JSON";
+    }
+    return problem === undefined ? "" : `; ${displayPath(diffFile)}: ${problem}`;
+  };
   if (!existsSync(file)) {
     throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short} has no MAC (diff.mac): it was not made by \`airlock diff\` (or was made before diffs were authenticated)`, {
       hint: "discard it and run `airlock diff` on the session again",
       exitCode: EXIT_REFUSED,
     });
   }
-  if (!diffKey(secret).holds(readFileSync(join(read.dir, "diff.json"), "utf8"), readFileSync(file, "utf8").trim())) {
-    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s MAC does not hold: its content or verification result is not what \`airlock diff\` wrote under this AIRLOCK_SECRET (forged, or made under another secret)`, {
+  if (!diffKey(secret).holds(text, readFileSync(file, "utf8").trim())) {
+    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s MAC does not hold: its content or verification result is not what \`airlock diff\` wrote under this AIRLOCK_SECRET (forged, or made under another secret)${shape()}`, {
       hint: "discard it and run `airlock diff` on the session again; after rotating AIRLOCK_SECRET, take a new snapshot and diff again",
       exitCode: EXIT_REFUSED,
     });
   }
   const created = readCreated(read.dir);
-  if (created !== undefined && !diffKey(secret).holds(createdMessage(read.id, created.createdAt), created.mac)) {
+  if (!("problem" in created) && !diffKey(secret).holds(createdMessage(read.id, created.createdAt), created.mac)) {
     throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s creation time (created.json) does not carry a valid MAC: it is not what \`airlock diff\` wrote under this AIRLOCK_SECRET`, {
       hint: "discard it and run `airlock diff` on the session again",
       exitCode: EXIT_REFUSED,
     });
   }
+  checkState(diffFile, JSON.parse(text), diffFileSchema, { hint: `this diff was made by another version of Airlock; run \`airlock diff\` on the session again (diff ${short})` });
 }
 
 /** Reads a diff (readDiff) and checks its MAC (checkDiffMac). */

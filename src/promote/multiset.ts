@@ -20,8 +20,8 @@
 import type pg from "pg";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
-import type { WholeRow } from "./apply.ts";
-import { ownRowsIn, qualified } from "./rows.ts";
+import type { WholeRow } from "../apply/statements.ts";
+import { ownRowsIn, qualified } from "../pg/table-names.ts";
 
 /** Whole-row images are filed under this key: they have none. */
 export const NO_KEY_IMAGE = "{}";

@@ -9,7 +9,7 @@
 import { Faker, base, en } from "@faker-js/faker";
 import { AirlockError } from "../errors.ts";
 import { KeyedHmac } from "./keyed-hmac.ts";
-import type { FakerGenerator, MaskRule } from "./rules.ts";
+import type { FakerGenerator, MaskRule } from "../config/masking-rules.ts";
 
 /** What the masker needs to know about a column. */
 export interface MaskColumn {

@@ -6,7 +6,7 @@
 import type { Problem } from "../config/schema.ts";
 import type { CatalogColumn, CatalogTable } from "./catalog.ts";
 import { type MaskColumn, columnKey, ruleFitProblem } from "./mask.ts";
-import { type MaskRule, describeRule } from "./rules.ts";
+import { type MaskRule, describeRule } from "../config/masking-rules.ts";
 
 /** A table as capture will copy it. */
 export interface PlannedTable {

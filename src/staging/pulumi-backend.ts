@@ -13,11 +13,11 @@ import { connect } from "node:net";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Stack } from "@pulumi/pulumi/automation/index.js";
-import { BASE_DB, WORK_DB } from "../../infra/restore-files.ts";
 import { AirlockError } from "../errors.ts";
 import { type PgTarget, makeTarget, parseTarget } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import type { AgentEndpoint, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
+import { BASE_DB, WORK_DB } from "./container-names.ts";
 
 /** Options of the Pulumi backend. */
 export interface PulumiBackendOptions {

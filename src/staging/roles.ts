@@ -20,33 +20,39 @@
 import { randomBytes } from "node:crypto";
 import { type PgTarget, makeTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
 
+/**
+ * A query whose rows (`sql`) are the statements that make `role` the owner of every object in the connected
+ * database: schemas, relations, routines and types, except the system's and extensions' own (sequences owned
+ * by a column follow their table). Run by `handOver` here and, as a psql `\gexec` script, by the staging
+ * container (infra/restore-files.ts).
+ */
+export function handOverQuery(role: string): string {
+  const r = `${quoteLiteral(role)}::text`;
+  return `SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, ${r}) AS sql
+  FROM pg_namespace n
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
+   AND n.nspowner <> 'pg_database_owner'::regrole
+UNION ALL
+SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, ${r})
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, ${r})
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, ${r})
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND t.typtype IN ('e', 'd', 'r', 'm')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`;
+}
+
 /** Makes `role` the owner of every object in a staging database (so it may run any DDL there, as the agent does in work). */
 export async function handOver(target: PgTarget, role: string): Promise<void> {
   await withClient(target, { step: "up" }, async (c) => {
-    const statements = await query<{ sql: string }>(
-      c,
-      `SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, $1::text) AS sql
-         FROM pg_namespace n
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%' AND n.nspname NOT LIKE 'pg\\_toast%'
-          AND n.nspowner <> 'pg_database_owner'::regrole
-       UNION ALL
-       SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, $1::text)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
-          -- Sequences owned by a column follow their table.
-          AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
-       UNION ALL
-       SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $1::text)
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-       UNION ALL
-       SELECT format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, $1::text)
-         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND t.typtype IN ('e', 'd', 'r', 'm')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`,
-      [role],
-    );
+    const statements = await query<{ sql: string }>(c, handOverQuery(role));
     for (const s of statements.rows) await query(c, s.sql);
   });
 }

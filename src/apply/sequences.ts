@@ -29,26 +29,9 @@
 import type pg from "pg";
 import type { Diff } from "../diff/types.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
-import { qualified } from "./rows.ts";
-
-/** A sequence's counter: the last value and whether it was handed out. */
-export interface SequenceState {
-  readonly value: bigint;
-  readonly called: boolean;
-}
-
-/** A column that gets its values from a sequence. */
-export interface SequenceFeed {
-  readonly seqSchema: string;
-  readonly seqName: string;
-  readonly schema: string;
-  readonly table: string;
-  readonly column: string;
-  /** How: the column's default calls it, it is the column's identity, or only OWNED BY links them. */
-  readonly via: "default" | "identity" | "owned";
-  /** The column's type can hold the sequence's numbers (smallint, integer, bigint, numeric). */
-  readonly numeric: boolean;
-}
+import { qualified } from "../pg/table-names.ts";
+import { type SequenceFeed, feedsOfSequence, feedsOfTables } from "./sequence-feeds.ts";
+import { type SequenceState, beyond, ledgerOf, lockSequence, nextOf, readState, sameState, sequenceInfo, touch } from "./sequence-ledger.ts";
 
 /** What a rollback did with one sequence. */
 export type SequenceOutcome =
@@ -80,135 +63,6 @@ const TABLE_DDL = `CREATE TABLE IF NOT EXISTS airlock.promotion_sequences (
   before_value bigint NOT NULL, before_called boolean NOT NULL, after_value bigint NOT NULL, after_called boolean NOT NULL,
   outcome text, outcome_value bigint, outcome_called boolean, outcome_at timestamptz,
   PRIMARY KEY (promotion_id, seq_schema, seq_name))`;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Finding the sequences that feed columns.
-
-const FEEDS_SQL = `
-  WITH feeds AS (
-    SELECT d.refobjid AS seq, ad.adrelid AS rel, ad.adnum AS attnum, 'default' AS via
-      FROM pg_attrdef ad
-      JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
-    UNION
-    SELECT d.objid, d.refobjid, d.refobjsubid, CASE d.deptype WHEN 'i' THEN 'identity' ELSE 'owned' END
-      FROM pg_depend d
-     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
-  )
-  SELECT DISTINCT sn.nspname AS seq_schema, s.relname AS seq_name, tn.nspname AS schema, t.relname AS table, a.attname AS column, f.via,
-         a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype) AS numeric
-    FROM feeds f
-    JOIN pg_class s ON s.oid = f.seq AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace
-    JOIN pg_class t ON t.oid = f.rel JOIN pg_namespace tn ON tn.oid = t.relnamespace
-    JOIN pg_attribute a ON a.attrelid = f.rel AND a.attnum = f.attnum AND NOT a.attisdropped
-   WHERE `;
-
-type FeedRow = { seq_schema: string; seq_name: string; schema: string; table: string; column: string; via: SequenceFeed["via"]; numeric: boolean };
-
-function toFeed(r: FeedRow): SequenceFeed {
-  return { seqSchema: r.seq_schema, seqName: r.seq_name, schema: r.schema, table: r.table, column: r.column, via: r.via, numeric: r.numeric };
-}
-
-/** Every column of these tables (those that exist) fed by a sequence, and the sequence. */
-export async function feedsOfTables(c: pg.ClientBase, tables: ReadonlyArray<{ readonly schema: string; readonly name: string }>): Promise<SequenceFeed[]> {
-  if (tables.length === 0) return [];
-  const r = await query<FeedRow>(c, `${FEEDS_SQL} (tn.nspname, t.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
-  return r.rows.map(toFeed);
-}
-
-/** Every column, in any table, fed by this sequence. */
-async function feedsOfSequence(c: pg.ClientBase, schema: string, name: string): Promise<SequenceFeed[]> {
-  const r = await query<FeedRow>(c, `${FEEDS_SQL} sn.nspname = $1 AND s.relname = $2`, [schema, name]);
-  return r.rows.map(toFeed);
-}
-
-/** The feed that gives a column its values when several claim it: its default or identity before a bare OWNED BY. */
-export function feedOfColumn(feeds: readonly SequenceFeed[], schema: string, table: string, column: string): SequenceFeed | undefined {
-  const rank = { default: 0, identity: 0, owned: 1 } as const;
-  return feeds.filter((f) => f.schema === schema && f.table === table && f.column === column).sort((a, b) => rank[a.via] - rank[b.via])[0];
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Reading and moving one sequence.
-
-interface SequenceInfo {
-  readonly increment: bigint;
-  readonly min: bigint;
-  readonly max: bigint;
-  readonly owned: boolean;
-}
-
-async function sequenceInfo(c: pg.ClientBase, seq: string): Promise<SequenceInfo | null> {
-  const r = await query<{ increment: string; min: string; max: string; owned: boolean }>(
-    c,
-    `SELECT q.seqincrement::text AS increment, q.seqmin::text AS min, q.seqmax::text AS max, pg_has_role(current_user, s.relowner, 'USAGE') AS owned
-       FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid WHERE s.oid = to_regclass($1)`,
-    [seq],
-  );
-  const row = r.rows[0];
-  return row === undefined ? null : { increment: BigInt(row.increment), min: BigInt(row.min), max: BigInt(row.max), owned: row.owned };
-}
-
-async function readState(c: pg.ClientBase, seq: string): Promise<SequenceState> {
-  const r = await query<{ v: string; called: boolean }>(c, `SELECT last_value::text AS v, is_called AS called FROM ${seq}`);
-  return { value: BigInt(r.rows[0]!.v), called: r.rows[0]!.called };
-}
-
-/** Makes the sequence's changes in this transaction transactional, and holds off other sessions' nextval until it ends. */
-async function lockSequence(c: pg.ClientBase, seq: string, increment: bigint): Promise<void> {
-  await query(c, `ALTER SEQUENCE ${seq} INCREMENT BY ${increment.toString()}`);
-}
-
-/** The value the next nextval would return. */
-function nextOf(s: SequenceState, increment: bigint): bigint {
-  return s.called ? s.value + increment : s.value;
-}
-
-function sameState(a: SequenceState, b: SequenceState): boolean {
-  return a.value === b.value && a.called === b.called;
-}
-
-/** Is `a` strictly further along than `b` in the sequence's direction? */
-function beyond(a: bigint, b: bigint, increment: bigint): boolean {
-  return increment > 0n ? a > b : a < b;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The ledger: what this transaction did to each sequence, from the first touch to the last.
-
-interface Touched {
-  readonly schema: string;
-  readonly name: string;
-  readonly info: SequenceInfo;
-  readonly before: SequenceState;
-  after: SequenceState;
-}
-
-// Keyed by connection (and checked against its current transaction), so rekey and apply, which run on the
-// promotion's connection one after the other, share it without promote.ts threading it through.
-const ledgers = new WeakMap<pg.ClientBase, { xid: string; touched: Map<string, Touched> }>();
-
-async function ledgerOf(c: pg.ClientBase): Promise<Map<string, Touched>> {
-  const xid = (await query<{ x: string }>(c, "SELECT pg_current_xact_id()::text AS x")).rows[0]!.x;
-  const held = ledgers.get(c);
-  if (held !== undefined && held.xid === xid) return held.touched;
-  const touched = new Map<string, Touched>();
-  ledgers.set(c, { xid, touched });
-  return touched;
-}
-
-/** The ledger entry of a sequence, made (with the lock taken when we own it) at its first touch in this transaction. */
-async function touch(c: pg.ClientBase, ledger: Map<string, Touched>, schema: string, name: string): Promise<Touched | null> {
-  const seq = qualified(schema, name);
-  const held = ledger.get(seq);
-  if (held !== undefined) return held;
-  const info = await sequenceInfo(c, seq);
-  if (info === null) return null;
-  if (info.owned) await lockSequence(c, seq, info.increment);
-  const before = await readState(c, seq);
-  const entry: Touched = { schema, name, info, before, after: before };
-  ledger.set(seq, entry);
-  return entry;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Promotion: advancing past inserted values, and drawing fresh keys.

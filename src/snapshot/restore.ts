@@ -3,7 +3,9 @@
  * transaction and in pg_dump's order: pre-data schema, data (COPY FROM with
  * FREEZE, since the tables were created in the same transaction), sequence
  * values, then post-data (constraints, indexes, triggers). Every file's
- * sha256 is checked as it is read; a mismatch aborts the restore.
+ * sha256 is checked as it is read; a mismatch aborts the restore. The
+ * staging container restores the same way from a psql script built with the
+ * same statements (infra/restore-files.ts, src/snapshot/restore-sql.ts).
  */
 import { createHash } from "node:crypto";
 import { createReadStream, readFileSync, statSync } from "node:fs";
@@ -12,12 +14,13 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { from as copyFrom } from "pg-copy-streams";
-import { AirlockError } from "../src/errors.ts";
-import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../src/pg/connect.ts";
-import { toAirlockError } from "../src/pg/pg-error.ts";
-import { POST_DATA_MARKER } from "../src/snapshot/capture.ts";
-import { applyDatabaseSettings, createPlaceholderRoles, refreshPopulatedMatviews } from "../src/catalog/restore.ts";
-import { type SnapshotManifest, readSnapshotCatalog } from "../src/snapshot/store.ts";
+import { applyDatabaseSettings, createPlaceholderRoles, refreshPopulatedMatviews } from "../catalog/restore.ts";
+import { AirlockError } from "../errors.ts";
+import { type PgTarget, query, withClient } from "../pg/connect.ts";
+import { toAirlockError } from "../pg/pg-error.ts";
+import { SCHEMA_FILE, schemaSections } from "./format.ts";
+import { copyInSql, setvalSql } from "./restore-sql.ts";
+import { type SnapshotManifest, readSnapshotCatalog } from "./store.ts";
 
 /** Progress of a restore, by compressed bytes read. */
 export interface RestoreProgress {
@@ -32,39 +35,12 @@ function corrupt(id: string, file: string): AirlockError {
   });
 }
 
-/** Splits pg_dump's schema.sql into runnable SQL, dropping psql's \restrict guard lines (nothing else may be a meta-command). */
-export function schemaSections(schemaSql: string): { pre: string; post: string } {
-  const at = schemaSql.indexOf(POST_DATA_MARKER);
-  if (at < 0) throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", "schema.sql has no post-data marker", { hint: "capture the snapshot again" });
-  const clean = (sql: string) =>
-    sql
-      .split("\n")
-      .filter((line) => {
-        if (!line.startsWith("\\")) return true;
-        if (/^\\(un)?restrict\b/.test(line)) return false;
-        throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", "schema.sql holds an unexpected psql meta-command", { hint: "capture the snapshot again" });
-      })
-      .join("\n");
-  return { pre: clean(schemaSql.slice(0, at)), post: clean(schemaSql.slice(at + POST_DATA_MARKER.length)) };
-}
-
-/**
- * The COPY that loads a table's data file. A table with nothing to copy (no columns, or only generated ones)
- * has an empty line per row: COPY without a column list takes its default list, which is empty then, and
- * loads each empty line as one row (an empty list in parentheses is a syntax error).
- */
-function copyInSql(t: Pick<SnapshotManifest["tables"][number], "schema" | "name" | "columns">): string {
-  const table = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
-  const cols = t.columns.length === 0 ? "" : ` (${t.columns.map((c) => quoteIdent(c.name)).join(", ")})`;
-  return `COPY ${table}${cols} FROM STDIN WITH (FREEZE)`;
-}
-
 /** Restores the snapshot in `dir` (described by `manifest`) into the empty database `target`. */
 export async function restoreSnapshot(options: { target: PgTarget; dir: string; manifest: SnapshotManifest; onProgress?: (p: RestoreProgress) => void }): Promise<{ rows: number; elapsedMs: number }> {
   const { manifest, dir } = options;
   const started = Date.now();
-  const schemaText = readFileSync(join(dir, "schema.sql"));
-  if (createHash("sha256").update(schemaText).digest("hex") !== manifest.files["schema.sql"]) throw corrupt(manifest.id, "schema.sql");
+  const schemaText = readFileSync(join(dir, SCHEMA_FILE));
+  if (createHash("sha256").update(schemaText).digest("hex") !== manifest.files[SCHEMA_FILE]) throw corrupt(manifest.id, SCHEMA_FILE);
   const { pre, post } = schemaSections(schemaText.toString("utf8"));
   const catalog = readSnapshotCatalog(dir, manifest);
   const totalBytes = manifest.tables.reduce((n, t) => n + statSync(join(dir, t.file)).size, 0);
@@ -87,7 +63,7 @@ export async function restoreSnapshot(options: { target: PgTarget; dir: string; 
             done(null, chunk);
           },
         });
-        const sql = copyInSql(t);
+        const sql = copyInSql(t, "stdin");
         try {
           await pipeline(createReadStream(join(dir, t.file)), counter, createGunzip(), client.query(copyFrom(sql)));
         } catch (e) {
@@ -97,10 +73,7 @@ export async function restoreSnapshot(options: { target: PgTarget; dir: string; 
         if (hash.digest("hex") !== expected) throw corrupt(manifest.id, t.file);
         rows += t.rows;
       }
-      for (const s of manifest.sequences) {
-        const name = quoteLiteral(`${quoteIdent(s.schema)}.${quoteIdent(s.name)}`);
-        await query(client, `SELECT pg_catalog.setval(${name}, ${s.lastValue}, ${s.isCalled})`);
-      }
+      for (const s of manifest.sequences) await query(client, setvalSql(s));
       await query(client, post);
       if (catalog !== null) {
         await refreshPopulatedMatviews(client, catalog);
