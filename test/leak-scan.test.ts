@@ -16,8 +16,9 @@ import { parseConfig } from "../src/config/config.ts";
 import { type PgTarget, formatUrl, makeTarget, withClient } from "../src/pg/connect.ts";
 import { AllowanceHasher } from "../src/snapshot/allowances.ts";
 import { type CaptureOptions, captureSnapshot, initRules } from "../src/snapshot/capture.ts";
-import { LeakScanner, MIN_DIGITS } from "../src/snapshot/leak-scan.ts";
-import type { LeakAllowance, MaskRule } from "../src/snapshot/rules.ts";
+import { MIN_DIGITS } from "../src/snapshot/fingerprint.ts";
+import { LeakScanner } from "../src/snapshot/leak-scan.ts";
+import type { LeakAllowance, MaskRule } from "../src/config/masking-rules.ts";
 import { type TestCluster, startTestCluster, testClusterDir, testRoot } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
 

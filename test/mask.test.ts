@@ -5,9 +5,10 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/config.ts";
 import { copyText, copyValue } from "../src/pg/copy-text.ts";
-import { FingerprintSet, LeakScanner } from "../src/snapshot/leak-scan.ts";
+import { FingerprintSet } from "../src/snapshot/fingerprint.ts";
+import { LeakScanner } from "../src/snapshot/leak-scan.ts";
 import { type MaskColumn, Masker, ruleFitProblem } from "../src/snapshot/mask.ts";
-import type { MaskRule } from "../src/snapshot/rules.ts";
+import type { MaskRule } from "../src/config/masking-rules.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough";
 const col = (over: Partial<MaskColumn> = {}): MaskColumn => ({ schema: "public", table: "t", column: "c", type: "text", baseType: "text", nullable: true, unique: false, ...over });

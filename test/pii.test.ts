@@ -4,8 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgTarget, query, withClient } from "../src/pg/connect.ts";
-import { type PiiColumn, classifyByName, classifyByValues, detectPii, rulesBlock } from "../src/snapshot/pii.ts";
-import { type MaskRule, maskRule, ruleKey } from "../src/snapshot/rules.ts";
+import { classifyByName } from "../src/snapshot/pii-names.ts";
+import { rulesBlock } from "../src/snapshot/pii-render.ts";
+import { classifyByValues } from "../src/snapshot/pii-values.ts";
+import { type PiiColumn, detectPii } from "../src/snapshot/pii.ts";
+import { type MaskRule, maskRule, ruleKey } from "../src/config/masking-rules.ts";
 import type { Problem } from "../src/config/schema.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 

@@ -5,7 +5,8 @@
  * kept in the snapshot, against the restored staging copy).
  */
 import type { CatalogModel, CatalogObject } from "./model.ts";
-import { changedProperties, columnsOf } from "./plan.ts";
+import { changedProperties } from "./alter.ts";
+import { columnsOf } from "./column-order.ts";
 
 /** One object that differs. */
 export interface CatalogDifference {

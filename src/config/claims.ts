@@ -9,7 +9,9 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
 import { AirlockError } from "../errors.ts";
+import { procStat, processAlive } from "../os/processes.ts";
 
 /** Who is at work on a piece of state. */
 export interface ProcessClaim {
@@ -20,16 +22,12 @@ export interface ProcessClaim {
   readonly startedAt: string;
 }
 
-/** The state and start time of a process (Linux /proc), or undefined where /proc does not tell. */
-export function procStat(pid: number | "self"): { state: string; start: string } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0]!, start: fields[19]! };
-  } catch {
-    return undefined;
-  }
-}
+/**
+ * What a claim must hold for this host to judge it: a usable pid and a host. Tolerant by design: anything else
+ * (missing, garbled, another version's) is not an error but a claim whose process is "unknown"; a pidStart of
+ * the wrong type is left out (the pid alone is judged).
+ */
+const judgeableClaimSchema = z.object({ pid: z.int().positive(), host: z.string(), pidStart: z.string().optional().catch(undefined) });
 
 /** A claim for this process. */
 export function claimForThisProcess(now = new Date()): ProcessClaim {
@@ -37,28 +35,14 @@ export function claimForThisProcess(now = new Date()): ProcessClaim {
   return { pid: process.pid, ...(pidStart === undefined ? {} : { pidStart }), host: hostname(), startedAt: now.toISOString() };
 }
 
-/** Whether a process still runs (same pid, same start time when known, not a zombie). */
-export function claimantAlive(pid: number, pidStart: string | undefined): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  const stat = procStat(pid);
-  if (stat === undefined) return true;
-  if (stat.state === "Z" || stat.state === "X") return false;
-  return pidStart === undefined || stat.start === pidStart;
-}
-
 /**
  * What a claim says of its process: `alive`, `dead`, or `unknown` when this host cannot tell (no usable pid,
  * or another host's claim on a shared disk).
  */
 export function claimState(claim: unknown): "alive" | "dead" | "unknown" {
-  if (typeof claim !== "object" || claim === null) return "unknown";
-  const { pid, pidStart, host } = claim as Partial<Record<keyof ProcessClaim, unknown>>;
-  if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0 || host !== hostname()) return "unknown";
-  return claimantAlive(pid, typeof pidStart === "string" ? pidStart : undefined) ? "alive" : "dead";
+  const parsed = judgeableClaimSchema.safeParse(claim);
+  if (!parsed.success || parsed.data.host !== hostname()) return "unknown";
+  return processAlive(parsed.data.pid, parsed.data.pidStart) ? "alive" : "dead";
 }
 
 /**

@@ -4,7 +4,7 @@
  * before approval. Thresholds come from `hazards` in airlock.config.ts.
  */
 import type { AirlockConfig } from "../config/config.ts";
-import type { FingerprintSet } from "../snapshot/leak-scan.ts";
+import type { FingerprintSet } from "../snapshot/fingerprint.ts";
 import type { CatalogModel } from "../catalog/model.ts";
 import { callsOf } from "../catalog/read.ts";
 import { type SchemaChange, changesByObject } from "../catalog/plan.ts";

@@ -1,94 +1,44 @@
 /**
  * The embedded default backend's server: a Postgres cluster Airlock creates
- * and runs itself from the machine's binaries. Loopback only, a Unix socket
- * inside its own directory (trust, 0700), scram-sha-256 for TCP, logs beside
- * the data. Layout of a cluster directory:
- *
- *   cluster.json        port, superuser, binaries (no password)
- *   superuser.password  0600, for TCP URLs handed to tools that need one
- *   data/               PGDATA (owned by the server user)
- *   run/                the Unix socket (owned by the server user, 0700)
- *   log/postgres.log    the server log
+ * and runs itself from the machine's binaries. This file is its lifecycle:
+ * creating it (initdb), starting it (recovering from a crash, moving off a
+ * port taken meanwhile), stopping it with no server process left behind, and
+ * telling whether it runs. Its layout on disk, configuration and opening are
+ * in cluster-config.ts (re-exported here).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { AirlockError } from "../errors.ts";
-import { type PgBinaries, findPgBinaries } from "./binaries.ts";
-import { type PgTarget, makeTarget } from "./connect.ts";
-import { type ServerUser, resolveServerUser } from "./os-user.ts";
+import { processAlive } from "../os/processes.ts";
+import { findPgBinaries } from "./binaries.ts";
+import {
+  CLUSTER_SUPERUSER,
+  type ClusterFile,
+  type ClusterOptions,
+  type LocalCluster,
+  MAX_SOCKET_PATH,
+  buildCluster,
+  checkReachable,
+  chownToServer,
+  findFreePort,
+  isPortFree,
+  openCluster,
+  paths,
+  recordPort,
+  serverConf,
+  serverUserFor,
+} from "./cluster-config.ts";
 import { redactText } from "./redact.ts";
 
-/** The superuser every embedded cluster is created with. */
-export const CLUSTER_SUPERUSER = "airlock";
-
-/** Options for creating or opening a cluster. */
-export interface ClusterOptions {
-  /** The cluster directory (default `.airlock/cluster`). */
-  readonly dir: string;
-  /** Binaries to use (default: found by findPgBinaries). */
-  readonly binaries?: PgBinaries;
-  /** Extra server settings written to the cluster's config at creation. */
-  readonly settings?: Readonly<Record<string, string | number | boolean>>;
-  /** Disposable clusters skip fsync (faster; an OS crash may lose the cluster). Default true. */
-  readonly disposable?: boolean;
-  /** The OS user the server runs as when Airlock is root (default AIRLOCK_PG_USER, then postgres). */
-  readonly serverUser?: string;
-}
-
-function serverUserFor(options: ClusterOptions): ServerUser {
-  return resolveServerUser(options.serverUser === undefined ? process.env : { ...process.env, AIRLOCK_PG_USER: options.serverUser });
-}
-
-/** A cluster on disk; whether it runs is asked of `clusterStatus`. */
-export interface LocalCluster {
-  readonly dir: string;
-  readonly dataDir: string;
-  readonly socketDir: string;
-  readonly logFile: string;
-  readonly binaries: PgBinaries;
-  readonly serverUser: ServerUser;
-  /** The TCP port (127.0.0.1) the cluster listens on; may change at start if it was taken. */
-  port: number;
-  /** A superuser connection over the Unix socket (with the password, for clusters that ask for it there too). */
-  adminTarget(database?: string): PgTarget;
-  /** A superuser connection over TCP with the password (for child processes like pg_dump). */
-  tcpTarget(database?: string): PgTarget;
-}
-
-interface ClusterFile {
-  readonly version: 1;
-  readonly port: number;
-  readonly superuser: string;
-  readonly binDir: string;
-  readonly major: number;
-  readonly createdAt: string;
-}
+export { CLUSTER_SUPERUSER, type ClusterOptions, type LocalCluster, findFreePort, openCluster } from "./cluster-config.ts";
 
 /** What `clusterStatus` reports. */
 export interface ClusterState {
   readonly state: "absent" | "stopped" | "running";
   readonly pid?: number;
   readonly port?: number;
-}
-
-// Unix socket paths are limited to 107 bytes on Linux.
-const MAX_SOCKET_PATH = 107;
-
-function paths(dir: string) {
-  const abs = resolve(dir);
-  return {
-    dir: abs,
-    file: join(abs, "cluster.json"),
-    passwordFile: join(abs, "superuser.password"),
-    dataDir: join(abs, "data"),
-    socketDir: join(abs, "run"),
-    logDir: join(abs, "log"),
-    logFile: join(abs, "log", "postgres.log"),
-    confFile: join(abs, "data", "airlock.conf"),
-  };
 }
 
 /** Runs a server tool as the server user; rejects with its output (redacted) on failure. */
@@ -117,114 +67,6 @@ function runTool(cluster: Pick<LocalCluster, "serverUser" | "dir">, command: str
       else reject(Object.assign(new Error(redactText(output.trim()) || `${command} exited with ${code}`), { exitCode: code }));
     });
   });
-}
-
-/** A free TCP port on 127.0.0.1 (the kernel picks one). */
-export function findFreePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolvePromise(port));
-    });
-  });
-}
-
-function isPortFree(port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", () => resolvePromise(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolvePromise(true)));
-  });
-}
-
-function chownToServer(path: string, user: ServerUser): void {
-  if (user.switchUser) chownSync(path, user.uid, user.gid);
-}
-
-/** Fails early when the server user could not reach the cluster directory (a 0700 parent owned by root). */
-function checkReachable(dir: string, user: ServerUser): void {
-  if (!user.switchUser) return;
-  for (let p = dirname(dir); ; p = dirname(p)) {
-    const st = statSync(p);
-    const canEnter = st.uid === user.uid ? (st.mode & 0o100) !== 0 : st.gid === user.gid ? (st.mode & 0o010) !== 0 : (st.mode & 0o001) !== 0;
-    if (!canEnter) {
-      throw new AirlockError("AIRLOCK_CLUSTER_DIR_UNREACHABLE", `the server user "${user.name}" cannot enter ${p}, a parent of the cluster directory ${dir}`, {
-        hint: `allow it to pass through (\`chmod o+x ${p}\`) or put the cluster elsewhere (local.clusterDir in airlock.config.ts)`,
-      });
-    }
-    if (p === dirname(p)) return;
-  }
-}
-
-function serverConf(port: number, socketDir: string, options: ClusterOptions): string {
-  const settings: Record<string, string | number | boolean> = {
-    listen_addresses: "127.0.0.1",
-    port,
-    unix_socket_directories: socketDir,
-    unix_socket_permissions: "0700",
-    password_encryption: "scram-sha-256",
-    max_connections: 200,
-    // Statements could carry production values or passwords: never log them.
-    log_statement: "none",
-    log_min_duration_statement: -1,
-    log_min_error_statement: "panic",
-    log_connections: false,
-    log_disconnections: false,
-    // A disposable cluster may lose data on an OS crash, never on a server crash:
-    // commits still reach the OS (synchronous_commit stays on), they just skip fsync.
-    ...(options.disposable ?? true ? { fsync: false, full_page_writes: false } : {}),
-    ...options.settings,
-  };
-  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === "string" ? `'${v.replace(/'/g, "''")}'` : v === true ? "on" : v === false ? "off" : v}`);
-  return `# Written by Airlock; edits are kept until the port must change.\n${lines.join("\n")}\n`;
-}
-
-function writePortToConf(confFile: string, port: number): void {
-  const conf = readFileSync(confFile, "utf8").replace(/^port = \d+$/m, `port = ${port}`);
-  writeFileSync(confFile, conf);
-}
-
-function buildCluster(dir: string, file: ClusterFile, binaries: PgBinaries, serverUser: ServerUser, password: string): LocalCluster {
-  const p = paths(dir);
-  const cluster: LocalCluster = {
-    dir: p.dir,
-    dataDir: p.dataDir,
-    socketDir: p.socketDir,
-    logFile: p.logFile,
-    binaries,
-    serverUser,
-    port: file.port,
-    // With the password: the staging cluster asks for it even on its socket (src/staging/local-backend.ts).
-    adminTarget: (database = "postgres") => makeTarget({ host: p.socketDir, port: cluster.port, database, user: file.superuser, password }),
-    tcpTarget: (database = "postgres") => makeTarget({ host: "127.0.0.1", port: cluster.port, database, user: file.superuser, password }),
-  };
-  return cluster;
-}
-
-function readClusterFile(dir: string): ClusterFile | undefined {
-  const p = paths(dir);
-  if (!existsSync(p.file) || !existsSync(join(p.dataDir, "PG_VERSION"))) return undefined;
-  return JSON.parse(readFileSync(p.file, "utf8")) as ClusterFile;
-}
-
-/** Opens an existing cluster directory, or returns undefined when none is there. */
-export function openCluster(options: ClusterOptions): LocalCluster | undefined {
-  const p = paths(options.dir);
-  const file = readClusterFile(p.dir);
-  if (file === undefined) return undefined;
-  const binaries = options.binaries ?? findPgBinaries();
-  if (binaries.major !== file.major) {
-    throw new AirlockError("AIRLOCK_PG_VERSION_MISMATCH", `the cluster in ${p.dir} was created by Postgres ${file.major}, but the binaries found are ${binaries.major} (${binaries.dir})`, {
-      hint: `set AIRLOCK_PG_BIN to a Postgres ${file.major} bin directory, or destroy the cluster (\`airlock cluster destroy\`) to recreate it`,
-    });
-  }
-  const password = readFileSync(p.passwordFile, "utf8").trim();
-  return buildCluster(p.dir, file, binaries, serverUserFor(options), password);
 }
 
 /**
@@ -293,15 +135,6 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Postgres processes whose working directory is this cluster's data directory (postmaster and children). */
 export function serverProcesses(cluster: Pick<LocalCluster, "dataDir">): number[] {
   const out: number[] = [];
@@ -334,7 +167,7 @@ function readPidFile(dataDir: string): { pid: number; port: number } | undefined
 }
 
 function isOurPostmaster(cluster: Pick<LocalCluster, "dataDir">, pid: number): boolean {
-  if (!isAlive(pid)) return false;
+  if (!processAlive(pid)) return false;
   try {
     return readlinkSync(`/proc/${pid}/cwd`) === cluster.dataDir;
   } catch {
@@ -390,17 +223,16 @@ export async function startCluster(cluster: LocalCluster): Promise<{ alreadyRunn
     if (status.port !== undefined && status.port > 0) cluster.port = status.port;
     return { alreadyRunning: true, port: cluster.port };
   }
-  // A crashed postmaster leaves children that still hold shared memory and a
-  // pid file that may name a reused pid: wait for the orphans, then clear it.
+  // A crashed postmaster leaves children that still hold shared memory, and lock files (the pid file, the
+  // socket's) naming a pid that may be reused or still be a zombie nobody has reaped, which Postgres would take
+  // for a live postmaster: wait for the orphans, then clear them.
   await reap(() => serverProcesses(cluster), 10_000);
   rmSync(join(cluster.dataDir, "postmaster.pid"), { force: true });
-  const p = paths(cluster.dir);
+  for (const f of readdirSync(cluster.socketDir)) if (/^\.s\.PGSQL\.\d+\.lock$/.test(f)) rmSync(join(cluster.socketDir, f), { force: true });
   for (let attempt = 1; ; attempt++) {
     if (!(await isPortFree(cluster.port))) {
       cluster.port = await findFreePort();
-      writePortToConf(p.confFile, cluster.port);
-      const file = JSON.parse(readFileSync(p.file, "utf8")) as ClusterFile;
-      writeFileSync(p.file, `${JSON.stringify({ ...file, port: cluster.port }, null, 2)}\n`);
+      recordPort(cluster.dir, cluster.port);
     }
     try {
       await runTool(cluster, cluster.binaries.tool("pg_ctl"), ["-D", cluster.dataDir, "-l", cluster.logFile, "-w", "-t", "60", "start"], 90_000);

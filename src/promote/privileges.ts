@@ -38,8 +38,8 @@ import type { Diff, SchemaChangeRecord } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
 import { STEP_ROLES } from "../pg/privilege-error.ts";
-import { feedsOfTables } from "./sequences.ts";
-import { qualified } from "./rows.ts";
+import { feedsOfTables } from "../apply/sequence-feeds.ts";
+import { qualified } from "../pg/table-names.ts";
 
 /** One thing the role lacks, why a step needs it, and what an administrator runs to give it. */
 export interface PrivilegeGap {

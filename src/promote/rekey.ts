@@ -4,7 +4,7 @@
  * keys staging gave them, and every foreign key among the diff's rows that
  * pointed at an old key is rewritten to the new one. Production may have
  * used the staging keys meanwhile; this is how the insert still lands.
- * "Comes from a sequence" means any shape (src/promote/sequences.ts): a
+ * "Comes from a sequence" means any shape (src/apply/sequence-feeds.ts): a
  * serial, an identity, or a default calling `nextval` on a sequence in any
  * schema, owned or not; the values are drawn inside the promotion's
  * transaction, so a refused or rehearsed promotion gives them back.
@@ -12,7 +12,8 @@
 import type pg from "pg";
 import type { Diff, RowChange, RowValues, TableChanges } from "../diff/types.ts";
 import { query } from "../pg/connect.ts";
-import { drawValues, feedOfColumn, feedsOfTables } from "./sequences.ts";
+import { feedOfColumn, feedsOfTables } from "../apply/sequence-feeds.ts";
+import { drawValues } from "../apply/sequences.ts";
 
 /** The diff with re-keyed inserts, and how many keys changed. */
 export async function rekeyInserts(c: pg.ClientBase, diff: Diff): Promise<{ diff: Diff; remapped: number }> {

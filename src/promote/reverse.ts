@@ -13,11 +13,12 @@
 import type pg from "pg";
 import { compareCatalogs, type CatalogDifference } from "../catalog/compare.ts";
 import type { CatalogModel, CatalogObject } from "../catalog/model.ts";
-import { columnOrderRebuilds, planSchemaChanges, planStatements } from "../catalog/plan.ts";
+import { columnOrderRebuilds } from "../catalog/column-order.ts";
+import { planSchemaChanges, planStatements } from "../catalog/plan.ts";
 import { readCatalog } from "../catalog/read.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
-import { ownRowsIn, qualified } from "./rows.ts";
+import { ownRowsIn, qualified } from "../pg/table-names.ts";
 
 /** The schema part of a rollback: statements around the data, and the tables rebuilt between them. */
 export interface ReversePlan {

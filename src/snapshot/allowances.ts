@@ -20,9 +20,9 @@
  */
 import { MacKey } from "../config/keys.ts";
 import type { Problem } from "../config/schema.ts";
-import { normaliseText } from "./leak-scan.ts";
+import { normaliseText } from "./fingerprint.ts";
 import type { PlannedTable } from "./plan.ts";
-import type { LeakAllowance } from "./rules.ts";
+import type { LeakAllowance } from "../config/masking-rules.ts";
 
 /** An allowance as the manifest records it: never a value, nor its hash. */
 export interface ManifestAllowance {

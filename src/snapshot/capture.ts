@@ -4,44 +4,38 @@
  * streams every table out with COPY through the masking rules into
  * compressed files, so schema and data are one instant. At most two
  * connections to production exist at any moment: this one and pg_dump.
+ *
+ * This file checks the rules against production and assembles the snapshot;
+ * the transaction and pg_dump are in capture-source.ts, the masking stream
+ * in capture-stream.ts.
  */
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createWriteStream, renameSync, rmSync } from "node:fs";
-import { claimForThisProcess } from "../config/claims.ts";
-import { privateDir, writePrivate } from "../config/private-files.ts";
+import { renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Transform, type TransformCallback } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
+import { claimForThisProcess } from "../config/claims.ts";
+import { type LeakAllowance, type MaskRule, describeRule } from "../config/masking-rules.ts";
+import { privateDir, writePrivate } from "../config/private-files.ts";
 import type { Problem } from "../config/schema.ts";
-import { AirlockError } from "../errors.ts";
+import { AirlockError, type ErrorCode } from "../errors.ts";
 import { type PgBinaries, findPgBinaries } from "../pg/binaries.ts";
-import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
-import { CopyLineSplitter } from "../pg/copy-lines.ts";
-import { copyText, copyValue } from "../pg/copy-text.ts";
-import { toAirlockError } from "../pg/pg-error.ts";
-import { redactText } from "../pg/redact.ts";
-import { ownRows } from "../promote/rows.ts";
+import type { PgTarget } from "../pg/connect.ts";
 import { readCatalog } from "../catalog/read.ts";
 import { namedRoles, objectOwners } from "../catalog/roles.ts";
-import { readSequences, readTables } from "./catalog.ts";
-import { KeyedHmac } from "./keyed-hmac.ts";
-import { checkCapturePrivileges } from "./privileges.ts";
 import { AllowanceCheck, allowanceProblems } from "./allowances.ts";
+import { dumpSchema, openCaptureTransaction } from "./capture-source.ts";
+import { copyTable, writeError } from "./capture-stream.ts";
+import { readSequences, readTables } from "./catalog.ts";
 import { type ProposedAllowances, proposeAllowances } from "./coincidences.ts";
+import { CATALOG_FILE, MANIFEST_FILE, SCHEMA_FILE } from "./format.ts";
+import { KeyedHmac } from "./keyed-hmac.ts";
 import { LeakScanner } from "./leak-scan.ts";
 import { Masker } from "./mask.ts";
 import { type PiiSuspicion, detectPii } from "./pii.ts";
 import { type PlannedTable, planMasking } from "./plan.ts";
-import { type LeakAllowance, type MaskRule, describeRule } from "./rules.ts";
+import { checkCapturePrivileges } from "./privileges.ts";
 import { scanSnapshotForLeaks } from "./scan-snapshot.ts";
 import { CAPTURE_CLAIM, type ManifestTable, type SnapshotManifest, captureTempDir, newSnapshotId, removeStaleCaptures, sha256File } from "./store.ts";
-
-/** Marks where pg_dump's post-data section (constraints, indexes, triggers) starts in schema.sql. */
-export const POST_DATA_MARKER = "-- airlock:post-data";
 
 /** Progress events for a terminal. */
 export type CaptureProgress =
@@ -83,202 +77,14 @@ function requireSecret(secret: string | undefined): string {
   return secret;
 }
 
-function listProblems(code: string, title: string, problems: readonly Problem[], hint: string): AirlockError {
+function listProblems(code: ErrorCode, title: string, problems: readonly Problem[], hint: string): AirlockError {
   const list = problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n");
   return new AirlockError(code, `${title}:\n${list}`, { hint, details: { problems } });
 }
 
-/** The read-only transaction on production, with what capture learns from it. */
-interface OpenCapture {
-  readonly client: pg.Client;
-  readonly snapshotName: string;
-  readonly serverVersion: string;
-  readonly serverMajor: number;
-  readonly systemIdentifier: string | null;
-}
-
-async function openCaptureTransaction(options: CaptureOptions): Promise<OpenCapture> {
-  const client = await openClient(options.source, { step: "capture", readOnly: true, statementTimeoutMs: options.statementTimeoutMs, lockTimeoutMs: options.lockTimeoutMs });
-  try {
-    await query(client, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const info = await query<{ snapshot: string; version: string; num: string; sysid: string | null }>(
-      client,
-      `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS version, current_setting('server_version_num') AS num,
-              CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') THEN (SELECT system_identifier::text FROM pg_control_system()) END AS sysid`,
-    );
-    const row = info.rows[0]!;
-    return { client, snapshotName: row.snapshot, serverVersion: row.version, serverMajor: Math.floor(Number(row.num) / 10000), systemIdentifier: row.sysid };
-  } catch (e) {
-    await client.end().catch(() => undefined);
-    throw e;
-  }
-}
-
-function pgDumpEnv(source: PgTarget): NodeJS.ProcessEnv {
-  // The password goes through the environment, never the command line (visible in ps).
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    PGHOST: source.host,
-    PGPORT: String(source.port),
-    PGUSER: source.user,
-    PGDATABASE: source.database,
-    PGAPPNAME: "airlock/capture-schema",
-    PGTZ: "UTC",
-    PGCONNECT_TIMEOUT: "10",
-  };
-  if (source.password !== undefined) env.PGPASSWORD = source.password;
-  for (const [k, v] of Object.entries({ sslmode: "PGSSLMODE", sslrootcert: "PGSSLROOTCERT", sslcert: "PGSSLCERT", sslkey: "PGSSLKEY" })) {
-    const value = source.params[k];
-    if (value !== undefined) env[v] = value;
-  }
-  return env;
-}
-
-function runPgDump(binaries: PgBinaries, source: PgTarget, args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(binaries.tool("pg_dump"), [...args], { env: pgDumpEnv(source), maxBuffer: 512 * 1024 * 1024, encoding: "utf8" }, (error, stdout, stderr) => {
-      if (error === null) return resolve(stdout);
-      const secrets = source.password === undefined ? [] : [source.password];
-      reject(new AirlockError("AIRLOCK_PG_DUMP_FAILED", `pg_dump failed: ${redactText(stderr.trim() || error.message, secrets)}`, { hint: "check that the capture role may read every table's definition", cause: error }));
-    });
-  });
-}
-
-/** Dumps the schema at the exported snapshot: pre-data, the marker, post-data. */
-async function dumpSchema(binaries: PgBinaries, source: PgTarget, snapshotName: string): Promise<string> {
-  // Privileges and comments are part of the schema (their roles are recreated in staging as placeholders);
-  // owners are not (staging objects belong to the staging roles, mapped to production's owners when compared).
-  const common = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", `--snapshot=${snapshotName}`, "--exclude-schema=airlock"];
-  // One after the other: never a third connection to production.
-  const pre = await runPgDump(binaries, source, [...common, "--section=pre-data"]);
-  const post = await runPgDump(binaries, source, [...common, "--section=post-data"]);
-  // psql's \restrict guard lines carry a random key per run; dropping them keeps schema.sql deterministic.
-  const unguarded = (sql: string) => sql.replace(/^\\(un)?restrict \S+\n/gm, "");
-  return `${unguarded(pre)}\n${POST_DATA_MARKER}\n${unguarded(post)}`;
-}
-
-/** Streams COPY text lines, masks them, and writes row fingerprints beside. */
-class MaskingTransform extends Transform {
-  private readonly lines = new CopyLineSplitter();
-  // One write per input chunk: each write to a zlib stream is a thread-pool round trip.
-  private pendingFingerprints = "";
-  rows = 0;
-
-  constructor(
-    private readonly plan: PlannedTable,
-    private readonly masker: Masker,
-    private readonly rowHmac: KeyedHmac,
-    private readonly leaks: LeakScanner,
-    private readonly fingerprints: NodeJS.WritableStream | null,
-    private readonly onRows: (rows: number) => void,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    try {
-      let out = "";
-      for (const line of this.lines.push(chunk)) out += this.maskLine(line);
-      if (out !== "") this.push(out);
-      this.flushFingerprints();
-      done();
-    } catch (e) {
-      done(e as Error);
-    }
-  }
-
-  override _flush(done: TransformCallback): void {
-    try {
-      let out = "";
-      for (const line of this.lines.end()) out += this.maskLine(line);
-      if (out !== "") this.push(out);
-      this.flushFingerprints();
-      this.fingerprints?.end();
-      done();
-    } catch (e) {
-      done(e as Error);
-    }
-  }
-
-  private flushFingerprints(): void {
-    if (this.pendingFingerprints === "" || this.fingerprints === null) return;
-    this.fingerprints.write(this.pendingFingerprints);
-    this.pendingFingerprints = "";
-  }
-
-  private maskLine(line: string): string {
-    const plan = this.plan;
-    const fields = plan.masked.length === 0 && plan.keyIndexes === null ? null : line.split("\t");
-    if (fields !== null) {
-      for (const i of plan.masked) {
-        const original = copyValue(fields[i]!);
-        const masked = this.masker.mask(plan.rules[i]!, plan.columns[i]!, original);
-        const rule = plan.rules[i]!;
-        // Date shifts keep values that look like any other date: not scanned.
-        if (rule.kind !== "dateShift") {
-          this.leaks.addOriginal(original);
-          this.leaks.addProduced(masked);
-        }
-        fields[i] = copyText(masked);
-      }
-      if (plan.keyIndexes !== null && this.fingerprints !== null) {
-        // Fingerprint of the original row, filed under its (masked) key: the snapshot holds no real value.
-        const digest = this.rowHmac.digest(`${plan.table.schema}.${plan.table.name}\u0000${line}`).toString("base64url");
-        this.pendingFingerprints += `${plan.keyIndexes.map((k) => fields[k]).join("\t")}\t${digest}\n`;
-      }
-    }
-    this.rows++;
-    if (this.rows % 50_000 === 0) this.onRows(this.rows);
-    return `${fields === null ? line : fields.join("\t")}\n`;
-  }
-}
-
-async function copyTable(
-  client: pg.Client,
-  plan: PlannedTable,
-  dir: string,
-  masker: Masker,
-  rowHmac: KeyedHmac,
-  leaks: LeakScanner,
-  onRows: (rows: number) => void,
-): Promise<ManifestTable> {
-  const base = `${plan.table.schema}.${plan.table.name}`;
-  const file = `data/${base}.copy.gz`;
-  const hmacFile = plan.keyIndexes === null ? null : `hmac/${base}.tsv.gz`;
-  const cols = plan.columns.map((c) => quoteIdent(c.column)).join(", ");
-  // ONLY: a table inheriting from this one is captured as itself (captured tables are plain, partitions as their leaves).
-  const sql = `COPY (SELECT ${cols} FROM ${ownRows(plan.table.schema, plan.table.name, false)}) TO STDOUT`;
-  const fingerprintGzip = hmacFile === null ? null : createGzip({ level: 1 });
-  const fingerprintDone = hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile), { mode: 0o600 }));
-  const transform = new MaskingTransform(plan, masker, rowHmac, leaks, fingerprintGzip, onRows);
-  try {
-    await Promise.all([pipeline(client.query(copyTo(sql)), transform, createGzip({ level: 1 }), createWriteStream(join(dir, file), { mode: 0o600 })), fingerprintDone]);
-  } catch (e) {
-    fingerprintGzip?.destroy();
-    throw e instanceof AirlockError ? e : (e as NodeJS.ErrnoException).code?.startsWith("E") === true && (e as NodeJS.ErrnoException).syscall !== undefined ? writeError(dir, e) : toAirlockError(e, { sql });
-  }
-  return {
-    schema: plan.table.schema,
-    name: plan.table.name,
-    columns: plan.columns.map((c, i) => ({ name: c.column, type: c.type, rule: describeRule(plan.rules[i]!).replace(/^custom\(([^)]*)\):.*$/s, "custom($1)") })),
-    key: plan.table.key,
-    rows: transform.rows,
-    file,
-    hmacFile,
-  };
-}
-
-function writeError(dir: string, e: unknown): AirlockError {
-  const err = e as NodeJS.ErrnoException;
-  return new AirlockError("AIRLOCK_SNAPSHOT_WRITE_FAILED", `cannot write the snapshot under ${dir}: ${err.code ?? ""} ${err.message}`.trim(), {
-    hint: err.code === "ENOSPC" ? "free disk space or move the state directory (stateDir in airlock.config.ts)" : "check that the state directory is writable",
-    cause: e,
-  });
-}
-
 /** Samples production and returns the suspected-PII columns that have no rule (for `--init-rules` and the capture's check). */
 export async function suggestRules(options: Pick<CaptureOptions, "source" | "rules" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">): Promise<PiiSuspicion[]> {
-  const capture = await openCaptureTransaction({ ...options, secret: undefined, snapshotsDir: "" });
+  const capture = await openCaptureTransaction(options);
   try {
     await checkCapturePrivileges(capture.client, { sequences: false });
     const tables = await readTables(capture.client);
@@ -306,7 +112,7 @@ export interface InitRulesProposal {
 export async function initRules(
   options: Pick<CaptureOptions, "source" | "rules" | "allow" | "secret" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">,
 ): Promise<InitRulesProposal> {
-  const capture = await openCaptureTransaction({ ...options, secret: undefined, snapshotsDir: "" });
+  const capture = await openCaptureTransaction(options);
   try {
     await checkCapturePrivileges(capture.client, { sequences: false });
     const tables = await readTables(capture.client);
@@ -405,8 +211,8 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     options.onProgress?.({ phase: "schema" });
     const schemaSql = await dumpSchema(binaries, options.source, capture.snapshotName);
     try {
-      writePrivate(join(tmp, "schema.sql"), schemaSql);
-      writePrivate(join(tmp, "catalog.json"), `${JSON.stringify(catalog)}\n`);
+      writePrivate(join(tmp, SCHEMA_FILE), schemaSql);
+      writePrivate(join(tmp, CATALOG_FILE), `${JSON.stringify(catalog)}\n`);
     } catch (e) {
       throw writeError(tmp, e);
     }
@@ -436,7 +242,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
 
     options.onProgress?.({ phase: "checksums" });
     manifestTables.sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`));
-    const files: Record<string, string> = { "schema.sql": await sha256File(join(tmp, "schema.sql")), "catalog.json": await sha256File(join(tmp, "catalog.json")) };
+    const files: Record<string, string> = { [SCHEMA_FILE]: await sha256File(join(tmp, SCHEMA_FILE)), [CATALOG_FILE]: await sha256File(join(tmp, CATALOG_FILE)) };
     for (const t of manifestTables) {
       files[t.file] = await sha256File(join(tmp, t.file));
       if (t.hmacFile !== null) files[t.hmacFile] = await sha256File(join(tmp, t.hmacFile));
@@ -459,12 +265,12 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       tables: manifestTables,
       sequences,
       files,
-      catalog: { file: "catalog.json", owners, roles: namedRoles(catalog, owners) },
+      catalog: { file: CATALOG_FILE, owners, roles: namedRoles(catalog, owners) },
       leakScan,
       elapsedMs: Date.now() - started,
     };
     try {
-      writePrivate(join(tmp, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+      writePrivate(join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
       rmSync(join(tmp, CAPTURE_CLAIM));
       renameSync(tmp, join(options.snapshotsDir, id));
     } catch (e) {

@@ -22,15 +22,16 @@ import { AirlockError } from "../errors.ts";
 import { quoteIdent } from "../pg/connect.ts";
 import { copyOutLines } from "../pg/copy-lines.ts";
 import { copyValue } from "../pg/copy-text.ts";
-import { ownRows } from "../promote/rows.ts";
+import { ownRows } from "../pg/table-names.ts";
 import { AllowanceHasher } from "./allowances.ts";
 import type { CatalogTable } from "./catalog.ts";
-import { type LeakKind, LeakScanner, allowableKind, normaliseText } from "./leak-scan.ts";
+import { normaliseText } from "./fingerprint.ts";
+import { type LeakKind, LeakScanner, allowableKind } from "./leak-scan.ts";
 import { ruleFitProblem } from "./mask.ts";
 import type { PiiSuspicion } from "./pii.ts";
 import { type PlannedTable, planMasking } from "./plan.ts";
-import { ruleSource } from "./pii.ts";
-import type { LeakAllowance, MaskRule } from "./rules.ts";
+import { ruleSource } from "./pii-render.ts";
+import type { LeakAllowance, MaskRule } from "../config/masking-rules.ts";
 import { scannedColumns } from "./scan-snapshot.ts";
 
 /** A kept column whose values equal originals of masked columns. */

@@ -8,11 +8,13 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
-import { claimantAlive, procStat } from "../config/claims.ts";
+import { procStat, processAlive } from "../os/processes.ts";
 import type { Project } from "../config/load.ts";
 import { localClusterDir, localClusterOptions } from "../config/load.ts";
+import { stateError, stateProblem } from "../config/state-file.ts";
 import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
@@ -36,6 +38,18 @@ interface StoredSession extends SessionRecord {
   /** Only in the 0600 file; never printed except as part of the agent's own URL. */
   readonly agentPassword: string;
 }
+
+/** What a session record (a file with an `id`) is checked against when read; a placeholder has no `id` (see readEntry). */
+const storedSessionSchema: z.ZodType<StoredSession> = z.object({
+  id: z.string(),
+  backend: z.enum(["local", "pulumi"]),
+  snapshotId: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  agent: z.object({ host: z.string(), port: z.number(), database: z.string(), user: z.string() }),
+  backendState: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
+  agentPassword: z.string(),
+});
 
 const NAME = /^[a-z][a-z0-9-]{0,39}$/;
 
@@ -108,9 +122,13 @@ function placeholderText(p: { backend: BackendKind; snapshotId: string; expiresA
   return `${JSON.stringify({ creating }, null, 2)}\n`;
 }
 
-/** A session file as found: a complete record, or a claim of an `up` still at work ("creating") or dead ("broken"). */
+/**
+ * A session file as found: a complete record, or a claim of an `up` still at work ("creating") or dead ("broken"),
+ * or a record that does not fit its schema ("invalid": edited by hand, or damaged), which only `down` removes.
+ */
 type SessionEntry =
   | { readonly kind: "record"; readonly stored: StoredSession }
+  | { readonly kind: "invalid"; readonly id: string; readonly backend: BackendKind; readonly error: AirlockError }
   | { readonly kind: "creating" | "broken"; readonly id: string; readonly reason: string; readonly backend: BackendKind; readonly placeholder: Placeholder["creating"]; readonly since: string };
 
 function readEntry(project: Project, file: string, id: string, now = Date.now()): SessionEntry {
@@ -129,14 +147,21 @@ function readEntry(project: Project, file: string, id: string, now = Date.now())
   } catch {
     parsed = {}; // cut short while being written: judged by its age
   }
-  if (typeof parsed === "object" && parsed !== null && typeof (parsed as { id?: unknown }).id === "string") return { kind: "record", stored: parsed as StoredSession };
+  if (typeof parsed === "object" && parsed !== null && typeof (parsed as { id?: unknown }).id === "string") {
+    const problem = stateProblem(storedSessionSchema, parsed);
+    if (problem === undefined) return { kind: "record", stored: parsed as StoredSession };
+    // Never removed by gc (its databases may hold work someone wants): an error until it is restored or taken down.
+    const recorded = (parsed as { backend?: unknown }).backend;
+    const error = stateError(file, problem, { hint: `restore the record as \`airlock up\` wrote it, or remove the session with \`airlock down ${id}\`` });
+    return { kind: "invalid", id, backend: recorded === "local" || recorded === "pulumi" ? recorded : project.config.staging.backend, error };
+  }
   const c = typeof parsed === "object" && parsed !== null ? (parsed as Placeholder).creating : undefined;
   const backend = c?.backend === "local" || c?.backend === "pulumi" ? c.backend : project.config.staging.backend;
   const since = c?.startedAt ?? new Date(mtimeMs).toISOString();
   const base = { id, backend, placeholder: c, since };
   const pid = c?.pid;
   if (typeof pid === "number" && Number.isInteger(pid) && pid > 0 && c?.host === hostname()) {
-    return claimantAlive(pid, c.pidStart)
+    return processAlive(pid, c.pidStart)
       ? { kind: "creating", ...base, reason: `being created by \`airlock up\` (pid ${pid}) since ${since}` }
       : { kind: "broken", ...base, reason: `its \`airlock up\` (pid ${pid}, started ${since}) died before finishing` };
   }
@@ -270,6 +295,7 @@ export function listSessions(project: Project): SessionRecord[] {
       if (e instanceof AirlockError && e.code === "AIRLOCK_SESSION_NOT_FOUND") continue; // removed meanwhile
       throw e;
     }
+    if (entry.kind === "invalid") throw entry.error;
     out.push(entry.kind === "record" ? publicRecord(entry.stored) : incompleteRecord(entry));
   }
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
@@ -283,6 +309,7 @@ function incompleteError(e: Extract<SessionEntry, { kind: "creating" | "broken" 
 
 function readStoredSession(project: Project, id: string): StoredSession {
   const entry = readEntry(project, sessionFile(project, id), id);
+  if (entry.kind === "invalid") throw entry.error;
   if (entry.kind !== "record") throw incompleteError(entry);
   return entry.stored;
 }
@@ -317,12 +344,15 @@ export async function destroySession(project: Project, id: string): Promise<void
   const backend = await backendFor(project, kind);
   if (entry.kind === "record") {
     await backend.destroy(id, entry.stored.backendState);
+  } else if (entry.kind === "invalid") {
+    // Its recorded backend state is not to be trusted: the backend destroys by the session's id, as for a broken one.
+    await backend.destroy(id, {});
   } else {
     await backend.destroy(id, {});
     if (backend instanceof LocalBackend) await backend.dropAbandonedTemplateLoads();
   }
   rmSync(sessionFile(project, id), { force: true });
-  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: kind, ...(entry.kind === "broken" ? { broken: entry.reason } : {}) } });
+  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: kind, ...(entry.kind === "broken" ? { broken: entry.reason } : entry.kind === "invalid" ? { invalid: entry.error.message } : {}) } });
 }
 
 /** Destroys every expired session, and every broken one (its `up` died); returns their ids. */

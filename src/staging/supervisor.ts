@@ -22,7 +22,9 @@ import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "no
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { claimantAlive } from "../config/claims.ts";
+import { z } from "zod";
+import { processAlive } from "../os/processes.ts";
+import { displayPath, stateProblem } from "../config/state-file.ts";
 import { AirlockError } from "../errors.ts";
 import { findFreePort } from "../pg/cluster.ts";
 
@@ -43,6 +45,20 @@ export interface SupervisorReport {
   /** By agent role. */
   readonly sessions: Readonly<Record<string, SessionUsage>>;
 }
+
+/** status.json: the worker's last report. */
+const supervisorReportSchema: z.ZodType<SupervisorReport> = z.object({
+  updatedAt: z.string(),
+  pid: z.int(),
+  port: z.int(),
+  sessions: z.record(z.string(), z.object({ connections: z.number(), diskBytes: z.number(), quotaBytes: z.number(), stopped: z.string().nullable() })),
+});
+
+/** worker.json: the worker's pid and port, written once it listens. */
+const workerFileSchema = z.object({ pid: z.int(), port: z.int() });
+
+/** stopped.json: why a limit stopped a session, by agent role. */
+export const stoppedFileSchema = z.record(z.string(), z.string());
 
 /** Whether the supervisor runs, and its last report. */
 export interface SupervisorState {
@@ -69,14 +85,30 @@ export function supervisorPaths(clusterDir: string) {
 
 /** Whether a process runs; a zombie (killed, not yet reaped — as orphans stay in a container whose init does not reap) does not. */
 function isAlive(pid: number | undefined): boolean {
-  return pid !== undefined && Number.isInteger(pid) && pid > 0 && claimantAlive(pid, undefined);
+  return pid !== undefined && Number.isInteger(pid) && pid > 0 && processAlive(pid);
 }
 
-function readJson<T>(file: string): T | undefined {
+/**
+ * A file the supervisor rewrites as it runs, or undefined when it is missing, unreadable or not of its shape: the
+ * supervisor is then taken as down (and the next start rewrites it), as for a file not written yet.
+ */
+function readJson<S extends z.ZodType>(file: string, schema: S): z.output<S> | undefined {
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as T;
+    const value: unknown = JSON.parse(readFileSync(file, "utf8"));
+    return stateProblem(schema, value) === undefined ? (value as z.output<S>) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** What is wrong with a supervisor file that exists, for an error message ("" when nothing is). */
+function fileProblem(file: string, schema: z.ZodType): string {
+  if (!existsSync(file)) return "";
+  try {
+    const problem = stateProblem(schema, JSON.parse(readFileSync(file, "utf8")));
+    return problem === undefined ? "" : `${displayPath(file)}: ${problem}`;
+  } catch {
+    return `${displayPath(file)}: not valid JSON`;
   }
 }
 
@@ -84,8 +116,8 @@ function readJson<T>(file: string): T | undefined {
 export function supervisorState(clusterDir: string): SupervisorState {
   const p = supervisorPaths(clusterDir);
   const keeperPid = existsSync(p.keeperPid) ? Number(readFileSync(p.keeperPid, "utf8").trim()) : undefined;
-  const worker = readJson<{ pid: number; port: number }>(p.worker);
-  const report = readJson<SupervisorReport>(p.status);
+  const worker = readJson(p.worker, workerFileSchema);
+  const report = readJson(p.status, supervisorReportSchema);
   const running = isAlive(keeperPid) && isAlive(worker?.pid);
   return {
     state: running ? "running" : "down",
@@ -104,9 +136,12 @@ async function proxyPort(clusterDir: string): Promise<number> {
   return port;
 }
 
-/** The command line that runs the supervisor's entry point (TypeScript, through tsx's loader). */
+/** The command line that runs the supervisor's entry point: compiled JavaScript in the package, else TypeScript through tsx's loader. */
 export function supervisorEntryArgs(mode: "keeper" | "worker", clusterDir: string, sessionsDir: string): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
+  // The published package runs dist/, compiled by `npm run build`; a checkout runs its sources.
+  const compiled = join(here, "supervisor-main.js");
+  if (existsSync(compiled)) return [compiled, mode, clusterDir, sessionsDir];
   const loader = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve("tsx/package.json")), "dist", "loader.mjs")).href;
   return ["--import", loader, join(here, "supervisor-main.ts"), mode, clusterDir, sessionsDir];
 }
@@ -133,7 +168,9 @@ export async function ensureSupervisor(clusterDir: string, sessionsDir: string, 
     await new Promise((r) => setTimeout(r, 50));
   }
   const tail = existsSync(p.log) ? readFileSync(p.log, "utf8").split("\n").slice(-6).join("\n").trim() : "";
-  throw new AirlockError("AIRLOCK_SUPERVISOR_DOWN", `the staging supervisor did not start within ${Math.round(timeoutMs / 1000)} s${tail === "" ? "" : `:\n${tail}`}`, {
+  // A worker.json edited by hand reads as "no worker": say so rather than only that it did not start.
+  const workerFile = fileProblem(p.worker, workerFileSchema);
+  throw new AirlockError("AIRLOCK_SUPERVISOR_DOWN", `the staging supervisor did not start within ${Math.round(timeoutMs / 1000)} s${workerFile === "" ? "" : ` (${workerFile})`}${tail === "" ? "" : `:\n${tail}`}`, {
     hint: `sessions are handed out only while it runs; see ${p.log}`,
   });
 }
