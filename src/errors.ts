@@ -4,10 +4,10 @@
  * `code` or by class, never by message text.
  */
 
-/** Exit codes the CLI uses: 0 ok, 1 error, 2 refused (approval, hazard or conflict). */
-export const EXIT_OK = 0;
-export const EXIT_ERROR = 1;
-export const EXIT_REFUSED = 2;
+import { ERROR_CODES, EXIT_ERROR, type ErrorCode, type ErrorCodeInfo } from "./error-codes.ts";
+
+// The exit codes (0 ok, 1 error, 2 refused) live beside the registry that gives each code its default.
+export { EXIT_OK, EXIT_ERROR, EXIT_REFUSED, ERROR_CODES, type ErrorCode, type ErrorCodeInfo } from "./error-codes.ts";
 
 /** Fields copied from a Postgres error so nothing the server said is lost. */
 export interface PgErrorFields {
@@ -27,6 +27,7 @@ export interface PgErrorFields {
 
 export interface AirlockErrorOptions {
   readonly hint?: string;
+  /** Default: the code's exit code in the registry (src/error-codes.ts). */
   readonly exitCode?: number;
   readonly pg?: PgErrorFields;
   readonly cause?: unknown;
@@ -36,18 +37,19 @@ export interface AirlockErrorOptions {
 
 /** An error with a stable code and a hint. */
 export class AirlockError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: number;
   readonly pg: PgErrorFields | undefined;
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(code: string, message: string, options: AirlockErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: AirlockErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AirlockError";
     this.code = code;
     this.hint = options.hint;
-    this.exitCode = options.exitCode ?? EXIT_ERROR;
+    // A JavaScript caller can pass any string: an unregistered code is an error (exit 1), not a crash.
+    this.exitCode = options.exitCode ?? (ERROR_CODES as Readonly<Partial<Record<string, ErrorCodeInfo>>>)[code]?.exitCode ?? EXIT_ERROR;
     this.pg = options.pg;
     this.details = options.details;
   }
@@ -65,7 +67,7 @@ export class AirlockError extends Error {
 }
 
 /** True when `e` is an AirlockError, optionally with the given code. */
-export function isAirlockError(e: unknown, code?: string): e is AirlockError {
+export function isAirlockError(e: unknown, code?: ErrorCode): e is AirlockError {
   return e instanceof AirlockError && (code === undefined || e.code === code);
 }
 

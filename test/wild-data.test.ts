@@ -12,109 +12,27 @@
  *
  * Production is compared as a whole before and after promote + rollback:
  * every table's rows as a multiset and `pg_dump --schema-only` (outside the
- * `airlock` schema).
+ * `airlock` schema). The hazard rule for a whole-column overwrite is also
+ * tested on its own, without a cluster, in test/hazards.test.ts.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../src/config/config.ts";
-import type { Project } from "../src/config/load.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
-import { tableHazards } from "../src/diff/hazards.ts";
-import type { RowChange, TableChanges } from "../src/diff/types.ts";
-import { findPgBinaries } from "../src/pg/binaries.ts";
-import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
+import { type PgTarget, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
-import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { listSnapshots, readManifest, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
 import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
-import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { SECRET, BIN, prod, prodUrl, project, prodQuery, productionState, agentSession, promote, rollback, multiset, startWildProduction, stopWildProduction } from "./helpers/wild-production.ts";
 
-const SECRET = "wild-data-test-secret-0123456789abcdef";
-process.env.AIRLOCK_SECRET = SECRET;
-const BIN = resolve("bin/airlock.mjs");
-
-const PRODUCTION = `
-  -- No key at all, with duplicate rows and NULLs.
-  CREATE TABLE tally (n int, note text);
-  INSERT INTO tally VALUES (1, 'a'), (1, 'a'), (2, 'b'), (3, NULL), (3, NULL), (5, 'e');
-  -- Nothing to COPY: no columns, and only a generated one.
-  CREATE TABLE no_columns ();
-  INSERT INTO no_columns SELECT FROM generate_series(1, 3);
-  CREATE TABLE only_generated (g text GENERATED ALWAYS AS ('computed') STORED);
-  INSERT INTO only_generated SELECT FROM generate_series(1, 2);
-  -- A cycle of deferrable (initially immediate) foreign keys with rows in it.
-  CREATE TABLE ring_a (id int PRIMARY KEY, b_id int NOT NULL);
-  CREATE TABLE ring_b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES ring_a DEFERRABLE);
-  ALTER TABLE ring_a ADD CONSTRAINT ring_a_b_fkey FOREIGN KEY (b_id) REFERENCES ring_b DEFERRABLE;
-  BEGIN;
-  SET CONSTRAINTS ALL DEFERRED;
-  INSERT INTO ring_a VALUES (1, 1), (2, 2);
-  INSERT INTO ring_b VALUES (1, 1), (2, 2);
-  COMMIT;
-  CREATE TABLE gallery_images (id int PRIMARY KEY, title text NOT NULL, category text NOT NULL);
-  INSERT INTO gallery_images SELECT g, 'image ' || g, 'rooms' FROM generate_series(1, 40) g;
-  -- A partitioned table production keeps writing to: the snapshot holds its rows as those of its partitions.
-  CREATE TABLE readings (id int, taken date NOT NULL, value int, PRIMARY KEY (id, taken)) PARTITION BY RANGE (taken);
-  CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
-  CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
-  INSERT INTO readings VALUES (1, '2024-03-01', 10), (2, '2025-03-01', 20), (3, '2025-04-01', 30);`;
-
-let prodCluster: TestCluster;
-let prod: PgTarget;
-let prodUrl: string;
-let project: Project;
-
-async function prodQuery(target: PgTarget, sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
-  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
-}
-
-/** Production as a whole, outside the airlock schema: `pg_dump --schema-only` and every table's rows as a sorted multiset. */
-async function productionState(): Promise<{ schema: string; rows: Record<string, string> }> {
-  const dump = execFileSync(findPgBinaries().tool("pg_dump"), ["--schema-only", "--exclude-schema=airlock", `--dbname=${prodUrl}`], { encoding: "utf8" });
-  // pg_dump brackets its output with a random \restrict token each run.
-  const schema = dump.replace(/^\\(un)?restrict .*$/gm, "");
-  const rows: Record<string, string> = {};
-  const tables = await prodQuery(prod, "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1");
-  for (const { t } of tables as Array<{ t: string }>) {
-    rows[t] = String((await prodQuery(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))[0]!.h);
-  }
-  return { schema, rows };
-}
-
-/** A session where the agent runs `sql`, diffed (not destroyed: the caller compares with it). */
-async function agentSession(name: string, sql: string): Promise<{ session: string; agent: PgTarget; diff: Awaited<ReturnType<typeof diffSession>> }> {
-  const s = await createSession(project, { name });
-  const agent = agentConnection(project, s.id).target;
-  await withClient(agent, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
-  const diff = await diffSession(project, s.id);
-  return { session: s.id, agent, diff };
-}
-
-const promote = (id: string) => promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester" });
-const rollback = (promotionId: string) => rollbackPromotion(project, promotionId, { to: prod, by: "tester" });
-const multiset = async (target: PgTarget, table: string) => (await prodQuery(target, `SELECT to_jsonb(r)::text AS r FROM ${table} r ORDER BY 1`)).map((x) => x.r as string);
-
-beforeAll(async () => {
-  prodCluster = await startTestCluster("wild-data-prod");
-  prod = await prodCluster.createDatabase("production");
-  prodUrl = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
-  await prodQuery(prod, PRODUCTION);
-  project = await createTestProject("wild-data-project", `export default { promote: { lockTimeout: "2s", statementTimeout: "30s" }, hazards: { bulkRows: 50, bulkFraction: 0.1 } };\n`);
-  await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
-});
-
-afterAll(async () => {
-  await removeTestProject(project);
-  await prodCluster?.close();
-});
+beforeAll(startWildProduction);
+afterAll(stopWildProduction);
 
 describe("a keyless table's changes are a danger, and rollback restores it exactly as a multiset", () => {
   it("inserts, duplicate rows and deletes in a table without a key: NO_KEY danger; promote + rollback gives back its previous multiset", async () => {
@@ -264,21 +182,6 @@ describe("a whole-column overwrite is a danger", () => {
     expect(h!.message).toContain("title");
     expect(diff.diff.hazards.map((x) => x.code)).not.toContain("BULK_UPDATE");
     expect((await caught(() => approveDiff(project, diff.id, { by: "reviewer" }))).code).toBe("AIRLOCK_HAZARD_NOT_ACCEPTED");
-  });
-
-  it("counts rows per column: past bulkRows or bulkFraction in one column is danger; many rows each in other columns, or few rows, is not", () => {
-    const limits = parseConfig({ hazards: { bulkRows: 50, bulkFraction: 0.1 } }).hazards;
-    const table = (rowsBefore: number, changes: RowChange[]): TableChanges => ({ schema: "public", name: "t", columns: [], key: ["id"], keyKind: "primary", rowsBefore, changes });
-    const update = (i: number, col: string): RowChange => ({ kind: "update", key: { id: String(i) }, old: { [col]: "a" }, new: { [col]: "b" } });
-    const codes = (t: TableChanges) => tableHazards(t, limits, null).map((h) => `${h.severity}:${h.code}`);
-    // 51 rows of 10,000 in one column: past bulkRows.
-    expect(codes(table(10_000, Array.from({ length: 51 }, (_, i) => update(i, "title"))))).toEqual(["danger:BULK_OVERWRITE"]);
-    // 11 of 100 rows: past bulkFraction.
-    expect(codes(table(100, Array.from({ length: 11 }, (_, i) => update(i, "title"))))).toEqual(["danger:BULK_OVERWRITE"]);
-    // 10 of 100: at the fraction, not past it.
-    expect(codes(table(100, Array.from({ length: 10 }, (_, i) => update(i, "title"))))).toEqual([]);
-    // 60 rows of 10,000, 30 in each of two columns: many updates, no column overwritten.
-    expect(codes(table(10_000, Array.from({ length: 60 }, (_, i) => update(i, i % 2 === 0 ? "title" : "category"))))).toEqual(["warn:BULK_UPDATE"]);
   });
 });
 

@@ -3,7 +3,8 @@
  * is found in the wild, owned by an application role that is not a
  * superuser, driven end to end through the `airlock` CLI as a user runs it
  * (a project directory with `.env` and airlock.config.ts): one snapshot,
- * then, for every agent edit in EDITS, its own session (`up`), the agent's
+ * then, for every agent edit in EDITS
+ * (test/fixtures/wild/zoo-edits.ts), its own session (`up`), the agent's
  * SQL on its work database, `diff`, `approve` (every danger hazard accepted
  * by name), `promote --to` and `rollback --to`.
  *
@@ -36,11 +37,10 @@ import { execFile } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compareCatalogs } from "../src/catalog/compare.ts";
-import type { CatalogModel, CatalogObject } from "../src/catalog/model.ts";
-import { readCatalog } from "../src/catalog/read.ts";
 import { type PgTarget, formatUrl, quoteIdent, withClient } from "../src/pg/connect.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { rows, checksums, relations, indexes, catalog, ownersOf, type State, stateOf, sequenceValues, differences, recordDiff, ownerless, rowsWithout, without } from "./helpers/database-state.ts";
+import { NEXT_INSERT, type Edit, EDITS } from "./fixtures/wild/zoo-edits.ts";
 
 const BIN = resolve("bin/airlock.mjs");
 const SECRET = "zoo-test-secret-0123456789abcdef";
@@ -77,253 +77,6 @@ function airlockAsync(...args: string[]): Promise<CliResult> {
 const said = (r: CliResult) => `exit ${r.code}\n${r.stderr}${r.stdout}`;
 
 // ---------------------------------------------------------------------------
-// Reading a database.
-
-const USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock') AND n.nspname NOT LIKE 'pg\\_%'";
-
-async function rows(target: PgTarget | string, sql: string, values: unknown[] = []): Promise<Record<string, any>[]> {
-  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
-}
-
-/**
- * Every table's rows as `count:md5` of its rows' text, sorted (so a multiset; in column order, so a moved column
- * shows), and the rows of every populated materialized view (as "matview <name>").
- */
-async function checksums(target: PgTarget | string): Promise<Record<string, string>> {
-  return withClient(target, { step: "test", searchPath: "public" }, async (c) => {
-    const relations = (
-      await c.query(`SELECT quote_ident(n.nspname) || '.' || quote_ident(k.relname) AS t, k.relkind = 'm' AS matview FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace
-                      WHERE (k.relkind IN ('r', 'p') OR (k.relkind = 'm' AND k.relispopulated)) AND ${USER_SCHEMAS} ORDER BY 1`)
-    ).rows as Array<{ t: string; matview: boolean }>;
-    const out: Record<string, string> = {};
-    for (const { t, matview } of relations) out[`${matview ? "matview " : ""}${t}`] = (await c.query(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') AS h FROM ${t} t`)).rows[0].h;
-    return out;
-  });
-}
-
-/** Every relation: kind, owner, its columns in attnum order (dropped ones left out), and whether a matview is populated. */
-async function relations(target: PgTarget | string): Promise<Record<string, string>> {
-  const r = await rows(
-    target,
-    `SELECT quote_ident(n.nspname) || '.' || quote_ident(k.relname) AS rel,
-            k.relkind::text || ' owner=' || pg_get_userbyid(k.relowner)
-              || ' columns=' || coalesce((SELECT string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = k.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
-              || CASE WHEN k.relkind = 'm' THEN ' populated=' || k.relispopulated::text ELSE '' END AS what
-       FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace
-      WHERE k.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${USER_SCHEMAS} ORDER BY 1`,
-  );
-  return Object.fromEntries(r.map((x) => [x.rel, x.what]));
-}
-
-/** Every index, by name, with its definition. */
-async function indexes(target: PgTarget | string): Promise<Record<string, string>> {
-  const r = await rows(target, `SELECT quote_ident(schemaname) || '.' || quote_ident(indexname) AS i, indexdef AS d FROM pg_indexes n WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1`);
-  return Object.fromEntries(r.map((x) => [x.i, x.d]));
-}
-
-/** The catalog model; `owners` are the roles mapped to the owner (none: every role keeps its name). */
-async function catalog(target: PgTarget | string, owners: readonly string[] = []): Promise<CatalogModel> {
-  return withClient(target, { step: "test" }, (c) => readCatalog(c, { owners: new Set(owners) }));
-}
-
-/** Roles that own objects in the database (the application role or the agent, and whoever created the extension). */
-async function ownersOf(target: PgTarget | string): Promise<string[]> {
-  const r = await rows(
-    target,
-    `SELECT DISTINCT pg_get_userbyid(o) AS r FROM (
-       SELECT k.relowner AS o FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE ${USER_SCHEMAS}
-       UNION SELECT extowner FROM pg_extension WHERE extname <> 'plpgsql') x`,
-  );
-  return r.map((x) => x.r as string);
-}
-
-/** The whole state a rollback must give back. */
-interface State {
-  readonly catalog: CatalogModel;
-  readonly relations: Record<string, string>;
-  readonly indexes: Record<string, string>;
-  readonly checksums: Record<string, string>;
-}
-
-async function stateOf(target: PgTarget): Promise<State> {
-  return { catalog: await catalog(target), relations: await relations(target), indexes: await indexes(target), checksums: await checksums(target) };
-}
-
-/** Values of every sequence (last_value, is_called), to put back after probing inserts. */
-async function sequenceValues(target: PgTarget): Promise<Array<{ seq: string; v: string; called: boolean }>> {
-  const names = await rows(target, `SELECT quote_ident(n.nspname) || '.' || quote_ident(k.relname) AS seq FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.relkind = 'S' AND ${USER_SCHEMAS}`);
-  const out: Array<{ seq: string; v: string; called: boolean }> = [];
-  for (const { seq } of names) {
-    const [s] = await rows(target, `SELECT last_value::text AS v, is_called AS called FROM ${seq}`);
-    out.push({ seq, v: s!.v, called: s!.called });
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// The edits.
-
-/** The next insert an application makes into each table: every key and default left to the table. */
-const NEXT_INSERT: Record<string, string> = {
-  "shop.products": "INSERT INTO shop.products (sku, title, price) VALUES ('ZZ-999', 'Probe', 1.00)",
-  "shop.product_history": "INSERT INTO shop.product_history (product_id, op) VALUES (1, 'PROBE')",
-  "shop.orders": "INSERT INTO shop.orders (placed_on) VALUES ('2025-06-01')",
-  '"Sales"."Order Lines"': `INSERT INTO "Sales"."Order Lines" (order_id, product_id, unit_price) VALUES (1, 1, 1.00)`,
-  "shop.events": "INSERT INTO shop.events (happened_on, detail) VALUES ('2025-06-01', 'probe')",
-  "shop.events_2024": "INSERT INTO shop.events_2024 (happened_on, detail) VALUES ('2024-06-01', 'probe')",
-  "shop.events_2025": "INSERT INTO shop.events_2025 (happened_on, detail) VALUES ('2025-06-01', 'probe')",
-  "shop.events_2026": "INSERT INTO shop.events_2026 (happened_on, detail) VALUES ('2026-06-01', 'probe')",
-  "shop.events_other": "INSERT INTO shop.events_other (happened_on, detail) VALUES ('2027-06-01', 'probe')",
-  "shop.notes": "INSERT INTO shop.notes (written_on) VALUES ('2025-06-01')",
-  "shop.order_notes": "INSERT INTO shop.order_notes (written_on, order_id) VALUES ('2025-06-01', 1)",
-  "shop.stock_moves": "INSERT INTO shop.stock_moves (product_id, delta, moved_on) VALUES (1, 1, '2025-06-01')",
-};
-
-interface Edit {
-  /** Session name (lowercase, dashes). */
-  readonly name: string;
-  /** What the agent does, in words (for test names). */
-  readonly title: string;
-  /** The agent's SQL in its work database. */
-  readonly sql: string;
-  /** Tables whose rows or shape the edit changes (production's next insert into each must succeed). */
-  readonly touched: readonly string[];
-  /** Run in production after the snapshot, before promotion (production moving on meanwhile). */
-  readonly production?: string;
-  /** `promote --rekey`; the columns of each touched table whose values are keys (compared apart). */
-  readonly rekey?: Readonly<Record<string, readonly string[]>>;
-  /** The promotion must be refused up front with this code (its rollback could not be exact), production unchanged. */
-  readonly refused?: string;
-}
-
-const EDITS: readonly Edit[] = [
-  {
-    name: "update",
-    title: "update rows (triggers stamp updated_at and write history; the mixed-case schema, a keyless table, a partition)",
-    sql: `UPDATE shop.products SET price = 13.50, title = 'Hammer 500 g (neu) ✓' WHERE id = 1;
-          UPDATE "Sales"."Order Lines" SET "Qty" = 3, "Line Remark" = 'geändert — 変更' WHERE line_id = 1003;
-          UPDATE shop.orders SET status = 'closed' WHERE id = 2;
-          UPDATE shop.stock_moves SET reason = 'Bruch' WHERE product_id = 7 AND delta = -10;
-          UPDATE shop.events SET detail = 'Lieferung 📦' WHERE id = 4;`,
-    touched: ["shop.products", "shop.product_history", '"Sales"."Order Lines"', "shop.orders", "shop.stock_moves", "shop.events", "shop.events_2025"],
-  },
-  {
-    name: "insert",
-    title: "insert rows (identity, serial, a nextval default without OWNED BY, a cycle of deferred keys, partitions, a keyless table)",
-    sql: `INSERT INTO shop.products (sku, title, category, price, qty, updated_at) VALUES ('KI-002', 'Teekanne 急須 🍵', 'kitchen', 32.00, 5, '2025-03-10 09:00+01');
-          BEGIN;
-          INSERT INTO shop.orders (placed_on, channel, remark, first_line_id, updated_at) VALUES ('2025-03-10', 'partner', 'Neu — 新規 ✨', 1007, '2025-03-10 09:05+01');
-          INSERT INTO "Sales"."Order Lines" (order_id, product_id, "Qty", unit_price, "Line Remark") VALUES (5, 8, 2, 32.00, 'zweimal'), (5, 1, 1, 12.90, NULL);
-          COMMIT;
-          INSERT INTO shop.events (happened_on, kind, detail) VALUES ('2025-03-10', 'order', 'Bestellung 5'), ('2024-06-01', 'backfill', 'nachgetragen');
-          INSERT INTO shop.stock_moves VALUES (8, 5, '2025-03-10', 'Wareneingang 入荷'), (8, 5, '2025-03-10', 'Wareneingang 入荷');`,
-    touched: ["shop.products", "shop.orders", '"Sales"."Order Lines"', "shop.events", "shop.events_2024", "shop.events_2025", "shop.stock_moves"],
-  },
-  {
-    name: "delete",
-    title: "delete rows (a line of an order, one of two equal keyless rows, a product with history, a row of the default partition)",
-    sql: `DELETE FROM "Sales"."Order Lines" WHERE line_id = 1004;
-          DELETE FROM shop.stock_moves WHERE ctid = (SELECT min(ctid) FROM shop.stock_moves WHERE product_id = 3 AND delta = -1);
-          DELETE FROM shop.products WHERE id = 4;
-          DELETE FROM shop.events WHERE id = 5;`,
-    touched: ['"Sales"."Order Lines"', "shop.stock_moves", "shop.products", "shop.product_history", "shop.events", "shop.events_other"],
-  },
-  {
-    name: "inheritance",
-    title: "insert, update and delete rows of a parent table and of the table inheriting from it",
-    sql: `INSERT INTO shop.notes (body) VALUES ('Neue Notiz — メモ');
-          INSERT INTO shop.order_notes (body, order_id) VALUES ('Bitte klingeln 🔔', 2);
-          UPDATE shop.notes SET body = 'Regal 3 umgeräumt ✓' WHERE id = 1;
-          UPDATE shop.order_notes SET body = 'Rückruf erledigt ☎' WHERE id = 3;
-          DELETE FROM shop.order_notes WHERE id = 4;`,
-    touched: ["shop.notes", "shop.order_notes"],
-  },
-  {
-    name: "add-column",
-    title: "add a column to the table with views over it",
-    sql: `ALTER TABLE shop.products ADD COLUMN weight_g integer NOT NULL DEFAULT 0;
-          UPDATE shop.products SET weight_g = 500 WHERE id = 1;`,
-    touched: ["shop.products", "shop.product_history"],
-  },
-  {
-    name: "add-column-views",
-    title: "add a column and show it in two of the views over the table",
-    sql: `ALTER TABLE shop.products ADD COLUMN origin text;
-          CREATE OR REPLACE VIEW shop.product_list AS SELECT id, sku, title, category, price, origin FROM shop.products;
-          CREATE OR REPLACE VIEW "Sales"."Product Catalog" AS SELECT p.id, p.title AS "Title", p.category, p.origin FROM shop.products p;
-          UPDATE shop.products SET origin = 'DE' WHERE id IN (1, 2);`,
-    touched: ["shop.products", "shop.product_history"],
-  },
-  {
-    name: "add-column-partitioned",
-    title: "add a column to the partitioned table and to the inheritance parent, and add a partition",
-    sql: `ALTER TABLE shop.events ADD COLUMN source text NOT NULL DEFAULT 'manual';
-          CREATE TABLE shop.events_2026 PARTITION OF shop.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-          INSERT INTO shop.events (happened_on, kind, detail, source) VALUES ('2026-02-01', 'stocktake', 'Inventur 2026', 'scanner');
-          ALTER TABLE shop.notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;`,
-    touched: ["shop.events", "shop.events_2024", "shop.events_2025", "shop.events_2026", "shop.events_other", "shop.notes", "shop.order_notes"],
-  },
-  {
-    name: "drop-column",
-    title: "drop a column from the middle of the table (it has a comment and a column grant)",
-    sql: `ALTER TABLE shop.products DROP COLUMN legacy_ref;`,
-    touched: ["shop.products"],
-  },
-  {
-    name: "drop-column-partitioned",
-    title: "drop an indexed column (with a default) from the middle of the partitioned table",
-    sql: `ALTER TABLE shop.events DROP COLUMN kind;`,
-    touched: ["shop.events", "shop.events_2024", "shop.events_2025", "shop.events_other"],
-    // Putting the column back in its place would mean rebuilding the partitioned table and every partition.
-    refused: "AIRLOCK_ROLLBACK_IMPOSSIBLE",
-  },
-  {
-    name: "drop-column-inherited",
-    title: "drop a column (NOT NULL, with a default) from the middle of the inheritance parent",
-    sql: `ALTER TABLE shop.notes DROP COLUMN body;`,
-    touched: ["shop.notes", "shop.order_notes"],
-    refused: "AIRLOCK_ROLLBACK_IMPOSSIBLE",
-  },
-  {
-    name: "add-index",
-    title: "add an index, and a partial one with a quoted name in the mixed-case schema",
-    sql: `CREATE INDEX products_category_price_idx ON shop.products (category, price);
-          CREATE INDEX "Order Lines by product" ON "Sales"."Order Lines" (product_id) WHERE "Qty" > 1;`,
-    touched: ["shop.products", '"Sales"."Order Lines"'],
-  },
-  {
-    name: "change-view",
-    title: "change a view (with an INSTEAD OF trigger, a column comment and grants) that a view and two materialized views read, and a view that calls a user function",
-    sql: `CREATE OR REPLACE VIEW shop.product_list AS SELECT id, sku, title, category, price, qty FROM shop.products;
-          CREATE OR REPLACE VIEW shop.priced_products AS SELECT id, title, price, shop.gross(price) AS gross_price FROM shop.products WHERE qty > 1;`,
-    touched: ["shop.products"],
-  },
-  {
-    name: "rekey",
-    title: "rekeyed inserts (promote --rekey) after production used the same keys: a product, an order and its lines pointing at each other",
-    production: `INSERT INTO shop.products (sku, title, price, updated_at) VALUES ('TL-900', 'Zange', 9.90, '2025-03-09 12:00+01');
-                 BEGIN;
-                 INSERT INTO shop.orders (placed_on, remark, first_line_id, updated_at) VALUES ('2025-03-09', 'direkt in Produktion', 1007, '2025-03-09 12:00+01');
-                 INSERT INTO "Sales"."Order Lines" (order_id, product_id, unit_price) VALUES (5, 8, 9.90);
-                 COMMIT;`,
-    sql: `INSERT INTO shop.products (sku, title, category, price, qty, updated_at) VALUES ('KI-003', 'Reiskocher 炊飯器', 'kitchen', 59.00, 2, '2025-03-10 09:00+01');
-          BEGIN;
-          INSERT INTO shop.orders (placed_on, channel, remark, first_line_id, updated_at) VALUES ('2025-03-10', 'web', 'vom Agenten 🤖', 1007, '2025-03-10 09:05+01');
-          INSERT INTO "Sales"."Order Lines" (order_id, product_id, "Qty", unit_price, "Line Remark") VALUES (5, 8, 1, 59.00, 'neu'), (5, 2, 2, 19.50, NULL);
-          COMMIT;`,
-    touched: ["shop.products", "shop.orders", '"Sales"."Order Lines"'],
-    rekey: { "shop.products": ["id"], "shop.orders": ["id", "first_line_id"], '"Sales"."Order Lines"': ["line_id", "order_id", "product_id"] },
-  },
-  {
-    name: "partition-move",
-    title: "move rows between partitions (2024 → 2025, 2025 → the default partition)",
-    sql: `UPDATE shop.events SET happened_on = '2025-02-01' WHERE id = 2;
-          UPDATE shop.events SET happened_on = '2026-06-30' WHERE id = 4;`,
-    touched: ["shop.events", "shop.events_2024", "shop.events_2025", "shop.events_other"],
-  },
-];
-
-// ---------------------------------------------------------------------------
 // One edit, start to end.
 
 /** What one step found: its problems (none: the invariant holds), or why it was not reached. */
@@ -352,45 +105,6 @@ function serially<T>(fn: () => Promise<T>): Promise<T> {
   const next = queue.then(fn, fn);
   queue = next.catch(() => undefined);
   return next;
-}
-
-/** Catalog differences, ignoring what staging changes on purpose: the database's own privileges and role-level settings. */
-function differences(actual: CatalogModel, expected: CatalogModel, sequenceValues = false): string[] {
-  const ignore = (o: CatalogObject, property: string) => (o.kind === "database" && property !== "comment") || (o.kind === "setting" && o.scope === "role");
-  return compareCatalogs(actual, expected, { ignore, sequenceValues }).map(
-    (d) => `${d.id}: ${d.difference}${d.difference === "missing" || d.difference === "extra" ? "" : ` — expected ${describeObject(expected.objects[d.id])}, got ${describeObject(actual.objects[d.id])}`}`,
-  );
-}
-
-function describeObject(o: CatalogObject | undefined): string {
-  if (o === undefined) return "(none)";
-  const { id: _id, ...rest } = o as CatalogObject & Record<string, unknown>;
-  return JSON.stringify(rest);
-}
-
-/** Entries of two records that differ, as "key: expected → actual". */
-function recordDiff(actual: Record<string, string>, expected: Record<string, string>): string[] {
-  const keys = [...new Set([...Object.keys(actual), ...Object.keys(expected)])].sort();
-  return keys.filter((k) => actual[k] !== expected[k]).map((k) => `${k}: ${expected[k] ?? "(none)"} → ${actual[k] ?? "(none)"}`);
-}
-
-/** Relations without their owners (staging's are the agent's). */
-const ownerless = (r: Record<string, string>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.replace(/ owner=\S+/, "")]));
-
-/** Rows of a table as a sorted multiset of JSON with the given columns left out. */
-async function rowsWithout(target: PgTarget | string, table: string, leaveOut: readonly string[]): Promise<string[]> {
-  const minus = leaveOut.map((c) => ` - '${c}'`).join("");
-  return (await rows(target, `SELECT (to_jsonb(t)${minus})::text AS r FROM ${table} t ORDER BY 1`)).map((x) => x.r as string);
-}
-
-/** `a` less one of each element of `b` (multisets of strings), sorted. */
-function without(a: readonly string[], b: readonly string[]): string[] {
-  const left = [...a];
-  for (const x of b) {
-    const i = left.indexOf(x);
-    if (i >= 0) left.splice(i, 1);
-  }
-  return left.sort();
 }
 
 /** After promotion: production equals work on the touched objects, and nothing else changed. */

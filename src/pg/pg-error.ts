@@ -2,7 +2,7 @@
  * Mapping of `pg` and socket errors to AirlockErrors that keep every field the
  * server sent (sqlstate, detail, hint, position) and never the password.
  */
-import { AirlockError, type PgErrorFields } from "../errors.ts";
+import { AirlockError, type ErrorCode, type PgErrorFields } from "../errors.ts";
 import { describePermissionDenied } from "./privilege-error.ts";
 import { redactText } from "./redact.ts";
 
@@ -21,7 +21,7 @@ interface PgDatabaseErrorLike {
 }
 
 /** A sqlstate we give a stable Airlock code of its own; others become AIRLOCK_PG_ERROR. */
-const CODES_BY_SQLSTATE: Readonly<Record<string, { code: string; hint: string }>> = {
+const CODES_BY_SQLSTATE: Readonly<Record<string, { code: ErrorCode; hint: string }>> = {
   "28P01": { code: "AIRLOCK_AUTH_FAILED", hint: "check the user and password in the connection URL" },
   "28000": { code: "AIRLOCK_AUTH_FAILED", hint: "the server refused this user (pg_hba.conf); check the user and host" },
   "3D000": { code: "AIRLOCK_DB_NOT_FOUND", hint: "check the database name in the connection URL" },
