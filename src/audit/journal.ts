@@ -16,11 +16,13 @@
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
+import { z } from "zod";
 import type { Project } from "../config/load.ts";
 import { MacKey, requireSecret, secretFromEnv } from "../config/keys.ts";
 import { appendPrivate, privateDir, writePrivate } from "../config/private-files.ts";
+import { checkState } from "../config/state-file.ts";
 import { AirlockError } from "../errors.ts";
-import { type AuditEntry, type AuditEvent, type ChainCheck, GENESIS, entryHolds, nextEntry, verifyChain } from "./chain.ts";
+import { type AuditEntry, type AuditEvent, type ChainCheck, GENESIS, auditEntrySchema, auditEventShape, entryHolds, nextEntry, verifyChain } from "./chain.ts";
 
 /** The journal file of a project. */
 export function journalFile(project: Project): string {
@@ -41,20 +43,30 @@ export function stagingTrailId(project: Project): string {
   return `${hostname()}:${project.statePath()}`;
 }
 
-/** Every entry in the journal, in order. */
-export function readJournal(project: Project): AuditEntry[] {
-  const file = journalFile(project);
+/**
+ * The lines of a JSONL audit file, each parsed and checked against `schema`: a line that is not JSON, or not of
+ * the schema's shape (edited: a seq that is text would be chained onto as text), is AIRLOCK_AUDIT_CORRUPT naming the
+ * line and the field. What an entry says is its MAC's to vouch for (verifyJournal), not the schema's.
+ */
+function readAuditLines<S extends z.ZodType>(file: string, schema: S, hint: string): Array<z.output<S>> {
   if (!existsSync(file)) return [];
   return readFileSync(file, "utf8")
     .split("\n")
     .filter((l) => l.trim() !== "")
     .map((l, i) => {
+      let value: unknown;
       try {
-        return JSON.parse(l) as AuditEntry;
+        value = JSON.parse(l);
       } catch (e) {
-        throw new AirlockError("AIRLOCK_AUDIT_CORRUPT", `line ${i + 1} of ${file} is not valid JSON`, { hint: "the audit trail was edited; restore it from a backup", cause: e });
+        throw new AirlockError("AIRLOCK_AUDIT_CORRUPT", `line ${i + 1} of ${file} is not valid JSON`, { hint, cause: e });
       }
+      return checkState(file, value, schema, { code: "AIRLOCK_AUDIT_CORRUPT", where: `line ${i + 1}`, hint });
     });
+}
+
+/** Every entry in the journal, in order. */
+export function readJournal(project: Project): AuditEntry[] {
+  return readAuditLines(journalFile(project), auditEntrySchema, "the audit trail was edited; restore it from a backup");
 }
 
 // The last hash, kept beside the journal: a chain alone cannot show that its last entries were cut off.
@@ -104,24 +116,15 @@ export interface UnauthenticatedEvent extends AuditEvent {
   readonly reason: string;
 }
 
+const unauthenticatedEventSchema: z.ZodType<UnauthenticatedEvent> = z.object({ at: z.string(), ...auditEventShape, reason: z.string() });
+
 function unauthenticatedFile(project: Project): string {
   return project.statePath("audit.unauthenticated.jsonl");
 }
 
 /** Events recorded without AIRLOCK_SECRET or under another one (see the header), in order. */
 export function readUnauthenticated(project: Project): UnauthenticatedEvent[] {
-  const file = unauthenticatedFile(project);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as UnauthenticatedEvent];
-      } catch {
-        return [];
-      }
-    });
+  return readAuditLines(unauthenticatedFile(project), unauthenticatedEventSchema, "restore the file from a backup, or remove that line (the file holds only events that were never authenticated)");
 }
 
 /**

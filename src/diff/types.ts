@@ -3,6 +3,8 @@
  * base and work, as a readonly discriminated structure with a canonical JSON
  * form whose sha256 is the diff's id.
  */
+import { z } from "zod";
+import { OBJECT_KINDS } from "../catalog/model-schema.ts";
 import type { SchemaChange } from "../catalog/plan.ts";
 
 /** A row's values by column name, in Postgres text form (null is SQL NULL). */
@@ -25,7 +27,7 @@ export interface TableChanges {
   readonly keyKind: "primary" | "unique" | null;
   /**
    * A partitioned table: its rows are its partitions', read and written through it. Absent for a plain table,
-   * whose own rows are written `ONLY` it (never its inheritance children's: src/promote/rows.ts, ownRows).
+   * whose own rows are written `ONLY` it (never its inheritance children's: src/pg/table-names.ts, ownRows).
    */
   readonly partitioned?: true;
   /** Rows in the table before the change (base), for hazard ratios. */
@@ -93,6 +95,70 @@ export interface Diff {
   readonly verification: Verification;
   readonly summary: { readonly inserts: number; readonly updates: number; readonly deletes: number; readonly ddl: number };
 }
+
+const strings = z.array(z.string());
+const rowValues = z.record(z.string(), z.string().nullable());
+
+const schemaChangeRecordSchema: z.ZodType<SchemaChangeRecord> = z.object({
+  id: z.string(),
+  kind: z.enum(OBJECT_KINDS),
+  action: z.enum(["create", "drop", "alter", "recreate"]),
+  changed: strings,
+  forcedBy: z.string().optional(),
+  sql: strings,
+  afterData: strings,
+  serverWide: z.literal(true).optional(),
+  target: z.object({ schema: z.string(), table: z.string(), column: z.string().optional() }).optional(),
+  runsCode: z.object({ calls: strings, as: z.object({ kind: z.enum(["relation", "type"]), schema: z.string(), name: z.string() }) }).optional(),
+});
+
+const tableChangesSchema: z.ZodType<TableChanges> = z.object({
+  schema: z.string(),
+  name: z.string(),
+  columns: z.array(z.object({ name: z.string(), type: z.string() })),
+  key: strings.nullable(),
+  keyKind: z.enum(["primary", "unique"]).nullable(),
+  partitioned: z.literal(true).optional(),
+  rowsBefore: z.number(),
+  changes: z.array(
+    z.discriminatedUnion("kind", [
+      z.object({ kind: z.literal("insert"), row: rowValues }),
+      z.object({ kind: z.literal("update"), key: rowValues, old: rowValues, new: rowValues }),
+      z.object({ kind: z.literal("delete"), key: rowValues, old: rowValues }),
+    ]),
+  ),
+});
+
+/**
+ * What diff.json is checked against once its MAC holds (src/diff/store.ts). Its `createdAt` is optional: a diff's
+ * creation time is kept beside it in created.json, not in its content.
+ */
+export const diffFileSchema: z.ZodType<Omit<Diff, "createdAt"> & { readonly createdAt?: string }> = z.object({
+  formatVersion: z.literal(2),
+  session: z.string(),
+  snapshot: z.string(),
+  createdAt: z.string().optional(),
+  schemaChanges: z.array(schemaChangeRecordSchema),
+  reverseSchema: z.object({ before: strings, after: strings }),
+  tables: z.array(tableChangesSchema),
+  hazards: z.array(
+    z.object({
+      code: z.string(),
+      severity: z.enum(["info", "warn", "danger"]),
+      object: z.string(),
+      message: z.string(),
+      count: z.number().optional(),
+      definition: z.string().optional(),
+    }),
+  ),
+  verification: z.object({
+    verified: z.boolean(),
+    mismatches: z.array(z.object({ table: z.string(), keys: strings })),
+    schemaDifference: strings,
+    error: z.string().optional(),
+  }),
+  summary: z.object({ inserts: z.number(), updates: z.number(), deletes: z.number(), ddl: z.number() }),
+});
 
 /** The forward SQL of a diff: what runs before the data, and after it (server-wide changes left out of a replay). */
 export function forwardSchema(diff: Pick<Diff, "schemaChanges">, options: { replay?: boolean } = {}): { before: string[]; after: string[] } {

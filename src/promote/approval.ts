@@ -13,15 +13,17 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { z } from "zod";
 import { recordEvent } from "../audit/journal.ts";
 import { MacKey, requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { writePrivate } from "../config/private-files.ts";
-import { canonicalJson } from "../diff/canonical.ts";
+import { checkState, displayPath, stateProblem } from "../config/state-file.ts";
+import { canonicalJson } from "../format/canonical.ts";
 import { checkDiffMac, readDiff } from "../diff/store.ts";
 import type { Diff } from "../diff/types.ts";
 import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
-import { AirlockError, EXIT_REFUSED, isAirlockError } from "../errors.ts";
+import { AirlockError, EXIT_REFUSED, isAirlockError, type ErrorCode } from "../errors.ts";
 
 /** An approval as recorded. */
 export interface Approval {
@@ -35,6 +37,17 @@ export interface Approval {
   /** HMAC of everything above under the approval key. */
   readonly mac: string;
 }
+
+/** What an approval whose MAC holds is checked against (see requireApproval). */
+export const approvalSchema: z.ZodType<Approval> = z.object({
+  id: z.string(),
+  diffId: z.string(),
+  approvedBy: z.string(),
+  approvedAt: z.string(),
+  accepted: z.array(z.string()),
+  note: z.string().nullable(),
+  mac: z.string(),
+});
 
 /** The key that authenticates approvals. */
 export function approvalKey(secret: string): MacKey {
@@ -119,13 +132,19 @@ export function approveDiff(project: Project, idOrPrefix: string, options: Appro
   return approval;
 }
 
-function approvalRefusal(code: string, message: string, hint: string): AirlockError {
+function approvalRefusal(code: ErrorCode, message: string, hint: string): AirlockError {
   return new AirlockError(code, message, { hint, exitCode: EXIT_REFUSED });
 }
 
 /**
  * The approval beside a diff, checked: its MAC holds under AIRLOCK_SECRET and it binds exactly this diff's sha256.
  * Refuses (exit 2) otherwise, naming what failed. Whether it was used already is production's to say.
+ *
+ * The MAC is checked before the schema: whether the file is authentic must not depend on its shape, so anything
+ * not written by `airlock approve` under this secret is refused as such (exit 2, in the trail as a refused
+ * attempt), however it is malformed; the schema's finding, if any, is added to the message. The MAC is over the
+ * canonical JSON of the fields, which any JSON value has. Only an approval whose MAC holds but whose shape this
+ * version does not read (written by another version) is AIRLOCK_STATE_INVALID.
  */
 export function requireApproval(dir: string, id: string, secret: string): Approval {
   const short = id.slice(0, 12);
@@ -133,22 +152,25 @@ export function requireApproval(dir: string, id: string, secret: string): Approv
   if (!existsSync(file)) {
     throw approvalRefusal("AIRLOCK_NOT_APPROVED", `diff ${short} is not approved`, `review it, then \`airlock approve ${short} --by <your name>\``);
   }
+  const again = `approve this exact diff again: \`airlock approve ${short} --by <your name>\``;
   let approval: Approval;
   try {
     approval = JSON.parse(readFileSync(file, "utf8")) as Approval;
   } catch (e) {
-    throw new AirlockError("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval of diff ${short} is not valid JSON`, { hint: "approve the diff again", exitCode: EXIT_REFUSED, cause: e });
+    throw new AirlockError("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval of diff ${short} (${displayPath(file)}) is not valid JSON`, { hint: again, exitCode: EXIT_REFUSED, cause: e });
   }
   if (typeof approval !== "object" || approval === null || typeof approval.mac !== "string") {
-    throw approvalRefusal("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval beside diff ${short} has no MAC: it was not written by \`airlock approve\` (or was written before approvals were authenticated)`, `approve this exact diff again: \`airlock approve ${short} --by <your name>\``);
+    throw approvalRefusal("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval beside diff ${short} has no MAC: it was not written by \`airlock approve\` (or was written before approvals were authenticated)`, again);
   }
   if (!approvalKey(secret).holds(approvalContent(approval), approval.mac)) {
+    const problem = stateProblem(approvalSchema, approval);
     throw approvalRefusal(
       "AIRLOCK_APPROVAL_NOT_AUTHENTIC",
-      `the approval beside diff ${short} does not carry a valid MAC: its id, diff, approver, time, accepted hazards or note is not what \`airlock approve\` wrote under this AIRLOCK_SECRET (forged, or edited)`,
-      `approve this exact diff again: \`airlock approve ${short} --by <your name>\``,
+      `the approval beside diff ${short} does not carry a valid MAC: its id, diff, approver, time, accepted hazards or note is not what \`airlock approve\` wrote under this AIRLOCK_SECRET (forged, or edited)${problem === undefined ? "" : `; ${displayPath(file)}: ${problem}`}`,
+      again,
     );
   }
+  checkState(file, approval, approvalSchema, { hint: again });
   if (approval.diffId !== id) {
     throw approvalRefusal("AIRLOCK_APPROVAL_MISMATCH", `the approval beside diff ${short} is for another diff (${String(approval.diffId).slice(0, 12)})`, "approve this exact diff again");
   }

@@ -10,10 +10,14 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { z } from "zod";
 import type { CatalogModel } from "../catalog/model.ts";
+import { catalogModelSchema } from "../catalog/model-schema.ts";
 import { claimState } from "../config/claims.ts";
+import { parseStateText, readStateFile } from "../config/state-file.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import type { ManifestAllowance } from "./allowances.ts";
+import { MANIFEST_FILE } from "./format.ts";
 import { KeyedHmac } from "./keyed-hmac.ts";
 
 /** One captured table in the manifest. */
@@ -71,6 +75,35 @@ export interface SnapshotManifest {
   readonly elapsedMs: number;
 }
 
+const manifestAllowanceSchema: z.ZodType<ManifestAllowance> = z.object({ column: z.string(), reason: z.string(), values: z.number(), valuesMatched: z.number(), fieldsMatched: z.number() });
+
+const manifestTableSchema = z.object({
+  schema: z.string(),
+  name: z.string(),
+  columns: z.array(z.object({ name: z.string(), type: z.string(), rule: z.string() })),
+  key: z.array(z.string()).nullable(),
+  rows: z.number(),
+  file: z.string(),
+  hmacFile: z.string().nullable(),
+});
+
+/** What readManifest checks a manifest against; fields added after the first format are optional, so older manifests read. */
+export const snapshotManifestSchema: z.ZodType<SnapshotManifest> = z.object({
+  formatVersion: z.literal(1),
+  id: z.string(),
+  createdAt: z.string(),
+  source: z.object({ serverVersion: z.string(), systemIdentifier: z.string().nullable(), database: z.string(), host: z.string(), port: z.number(), user: z.string() }),
+  pgDumpVersion: z.string(),
+  rulesHash: z.string(),
+  secretFingerprint: z.string(),
+  tables: z.array(manifestTableSchema),
+  sequences: z.array(z.object({ schema: z.string(), name: z.string(), lastValue: z.string(), isCalled: z.boolean() })),
+  files: z.record(z.string(), z.string()),
+  catalog: z.object({ file: z.string(), owners: z.array(z.string()), roles: z.array(z.string()) }).optional(),
+  leakScan: z.object({ ok: z.literal(true), originalsChecked: z.number(), fieldsScanned: z.number(), elapsedMs: z.number(), allowed: z.array(manifestAllowanceSchema).optional() }),
+  elapsedMs: z.number(),
+});
+
 /** The snapshots directory of a project state directory. */
 export function snapshotsDir(stateDir: string): string {
   return join(stateDir, "snapshots");
@@ -94,15 +127,12 @@ export function snapshotDir(dir: string, id: string): string {
 
 /** Reads a snapshot's manifest, or fails with AIRLOCK_SNAPSHOT_NOT_FOUND. */
 export function readManifest(dir: string, id: string): SnapshotManifest {
-  const file = join(snapshotDir(dir, id), "manifest.json");
+  const file = join(snapshotDir(dir, id), MANIFEST_FILE);
   if (!existsSync(file)) {
     throw new AirlockError("AIRLOCK_SNAPSHOT_NOT_FOUND", `no snapshot ${id}`, { hint: "list snapshots with `airlock snapshot ls`" });
   }
-  try {
-    return JSON.parse(readFileSync(file, "utf8")) as SnapshotManifest;
-  } catch (e) {
-    throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `the manifest of snapshot ${id} is not valid JSON`, { hint: "remove it (`airlock snapshot rm`) and capture again", cause: e });
-  }
+  // A snapshot whose manifest does not read is a corrupt snapshot: its own code, naming the file and the field.
+  return readStateFile(file, snapshotManifestSchema, { code: "AIRLOCK_SNAPSHOT_CORRUPT", hint: `restore the manifest from a backup, or remove the snapshot (\`airlock snapshot rm ${id}\`) and capture again` });
 }
 
 /** Identifies a secret without revealing it: HMAC(secret, "airlock/secret-fingerprint"), 16 hex digits. */
@@ -169,7 +199,7 @@ export function removeStaleCaptures(dir: string, now = Date.now()): string[] {
 export function listSnapshots(dir: string): SnapshotManifest[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((d) => ID.test(d) && existsSync(join(dir, d, "manifest.json")))
+    .filter((d) => ID.test(d) && existsSync(join(dir, d, MANIFEST_FILE)))
     .sort()
     .reverse()
     .map((id) => readManifest(dir, id));
@@ -218,5 +248,7 @@ export function readSnapshotCatalog(dir: string, manifest: SnapshotManifest): Ca
   if (createHash("sha256").update(text).digest("hex") !== manifest.files[manifest.catalog.file]) {
     throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `snapshot ${manifest.id} is corrupt: ${manifest.catalog.file} does not match its checksum`, { hint: `check it with \`airlock snapshot verify ${manifest.id}\`, then capture a new one` });
   }
-  return JSON.parse(text.toString("utf8")) as CatalogModel;
+  // Its bytes match the manifest's sha256 (so it is as the capture wrote it); the schema names a field of a model this version does not read.
+  const hint = `capture a new snapshot (\`airlock snapshot rm ${manifest.id}\` removes this one)`;
+  return parseStateText(join(dir, manifest.catalog.file), text.toString("utf8"), catalogModelSchema, { code: "AIRLOCK_SNAPSHOT_CORRUPT", hint });
 }

@@ -20,10 +20,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { z } from "zod";
+import { stateProblem } from "../config/state-file.ts";
 import { clusterStatus, openCluster } from "../pg/cluster.ts";
 import { openClient, quoteIdent } from "../pg/connect.ts";
 import { type Proxy, type ProxySession, startProxy } from "./proxy.ts";
-import { type SessionUsage, supervisorEntryArgs, supervisorPaths } from "./supervisor.ts";
+import { type SessionUsage, stoppedFileSchema, supervisorEntryArgs, supervisorPaths } from "./supervisor.ts";
 
 const [mode, clusterDir, sessionsDir] = process.argv.slice(2) as ["keeper" | "worker", string, string];
 const files = supervisorPaths(clusterDir);
@@ -85,20 +87,30 @@ function dirMtime(): number {
   }
 }
 
+/** The fields of a local session's record (src/staging/sessions.ts) the worker needs. */
+const watchedRecordSchema = z.object({
+  id: z.string(),
+  backend: z.literal("local"),
+  agent: z.object({ user: z.string(), database: z.string() }),
+  agentPassword: z.string(),
+  backendState: z.object({ connectionLimit: z.number().optional(), statementTimeoutMs: z.number().optional(), diskQuotaBytes: z.number().optional() }).optional(),
+});
+
 function readSessions(): Map<string, Watched> {
   const out = new Map<string, Watched>();
   if (!existsSync(sessionsDir)) return out;
   for (const f of readdirSync(sessionsDir)) {
     if (!f.endsWith(".json")) continue;
     try {
-      const s = JSON.parse(readFileSync(join(sessionsDir, f), "utf8")) as {
-        id?: string;
-        backend?: string;
-        agent?: { user: string; database: string };
-        agentPassword?: string;
-        backendState?: { connectionLimit?: number; statementTimeoutMs?: number; diskQuotaBytes?: number };
-      };
-      if (s.id === undefined || s.backend !== "local" || s.agent === undefined || s.agentPassword === undefined) continue;
+      const value: unknown = JSON.parse(readFileSync(join(sessionsDir, f), "utf8"));
+      // A placeholder (no id: `up` at work) or another backend's session is not the worker's.
+      if (typeof value !== "object" || value === null || !("id" in value) || (value as { backend?: unknown }).backend !== "local") continue;
+      const problem = stateProblem(watchedRecordSchema, value);
+      if (problem !== undefined) {
+        log(`not serving the session in ${f}: ${problem}`);
+        continue;
+      }
+      const s = value as z.output<typeof watchedRecordSchema>;
       const b = s.backendState ?? {};
       out.set(s.agent.user, {
         id: s.id,
@@ -116,6 +128,24 @@ function readSessions(): Map<string, Watched> {
   return out;
 }
 
+/**
+ * The sessions a limit stopped. A stopped.json that does not read is started over, logged: a session still over its
+ * disk quota is stopped again on the next check, and a stopped session's role cannot log in anyway (NOLOGIN).
+ */
+function readStopped(): Record<string, string> {
+  if (!existsSync(files.stopped)) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(files.stopped, "utf8"));
+  } catch {
+    value = undefined;
+  }
+  const problem = value === undefined ? "not valid JSON" : stateProblem(stoppedFileSchema, value);
+  if (problem === undefined) return value as Record<string, string>;
+  log(`${files.stopped}: ${problem}; starting from no stopped sessions`);
+  return {};
+}
+
 async function runWorker(): Promise<void> {
   if (cluster === undefined || !clusterRunning()) {
     log("the cluster does not run; nothing to supervise");
@@ -123,7 +153,7 @@ async function runWorker(): Promise<void> {
   }
   const keeper = process.ppid;
   const port = Number(readFileSync(files.port, "utf8").trim());
-  const stopped: Record<string, string> = existsSync(files.stopped) ? (JSON.parse(readFileSync(files.stopped, "utf8")) as Record<string, string>) : {};
+  const stopped = readStopped();
   let sessions = readSessions();
   let sessionsMtime = dirMtime();
   const sessionsChanged = () => {
