@@ -5,9 +5,7 @@
  */
 import type { Command } from "commander";
 import type { AuditEntry } from "../src/audit/chain.ts";
-import { auditTrails } from "../src/audit/verify.ts";
-import { AirlockError } from "../src/errors.ts";
-import { parseTarget } from "../src/pg/connect.ts";
+import { assertTrailsIntact, auditTrails, verifyAudit } from "../src/audit/verify.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
@@ -39,8 +37,8 @@ Example:
     )
     .action(async (opts: { to?: string; verify?: boolean }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const url = opts.to ?? (opts.verify === true ? process.env.PROD_DATABASE_URL : undefined);
-      const report = await auditTrails(project, { ...(url === undefined || url === "" ? {} : { to: parseTarget(url) }), verify: opts.verify === true });
+      // Verifying reads production from --to, else PROD_DATABASE_URL; listing reads it only when --to names it.
+      const report = opts.verify === true ? await verifyAudit(project, { to: opts.to }) : await auditTrails(project, { to: opts.to });
       if (globalFlags(cmd).json) sayJson(report);
       else {
         say(`staging trail, ${report.staging.trail} (${report.staging.entries.length} entries):`);
@@ -56,12 +54,7 @@ Example:
         for (const n of report.notes) say(`note: ${n}`);
       }
       if (opts.verify !== true) return;
-      if (report.problems.length > 0) {
-        throw new AirlockError("AIRLOCK_AUDIT_TAMPERED", `the audit trails are not intact:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`, {
-          hint: "the trails were edited, cut or deleted outside Airlock; compare them with your backups",
-          details: { problems: report.problems },
-        });
-      }
+      assertTrailsIntact(report);
       if (!globalFlags(cmd).json) {
         const prod = report.production;
         say(

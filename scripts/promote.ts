@@ -5,21 +5,15 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { defaultActor } from "../src/audit/chain.ts";
+import { productionTarget } from "../src/config/production.ts";
 import { readDiff } from "../src/diff/store.ts";
 import { AirlockError, EXIT_REFUSED } from "../src/errors.ts";
-import { parseTarget } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { countsText } from "../src/diff/run-diff.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
-
-function productionTarget(to: string | undefined) {
-  const url = to ?? process.env.PROD_DATABASE_URL;
-  if (url === undefined || url === "") throw new AirlockError("AIRLOCK_NO_PRODUCTION_URL", "no production database given", { hint: "pass --to postgres://… or set PROD_DATABASE_URL in .env" });
-  return parseTarget(url);
-}
 
 async function confirmOnTerminal(id: string): Promise<void> {
   if (process.stdin.isTTY !== true) {
@@ -68,7 +62,7 @@ export function registerPromote(program: Command): void {
     .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; rekey?: boolean; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
       const r = await promoteDiff(project, idArg, {
-        to: productionTarget(opts.to),
+        to: productionTarget(opts.to, "to"),
         secret: process.env.AIRLOCK_SECRET,
         ...(opts.dryRun === true ? { dryRun: true } : {}),
         ...(opts.rekey === true ? { rekey: true } : {}),
@@ -92,7 +86,7 @@ export function registerPromote(program: Command): void {
     .addHelpText("after", "\nRefused (exit 2) when a row the promotion wrote changed since, or it was rolled back already.\n\nExample:\n  airlock rollback p-20261124101500-3fa2c1")
     .action(async (promotion: string, opts: { to?: string; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to), by: opts.by ?? defaultActor(), ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }) });
+      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to, "to"), by: opts.by ?? defaultActor(), ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }) });
       if (globalFlags(cmd).json) return sayJson(r);
       say(`rolled back ${r.promotionId}: ${r.restored} rows restored, schema changes reversed`);
     });

@@ -5,32 +5,14 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { defaultActor } from "../src/audit/chain.ts";
-import { recordEvent } from "../src/audit/journal.ts";
-import type { Project } from "../src/config/load.ts";
-import { AirlockError, EXIT_ERROR } from "../src/errors.ts";
-import { parseTarget } from "../src/pg/connect.ts";
-import { captureSnapshot, initRules } from "../src/snapshot/capture.ts";
+import { productionTarget } from "../src/config/production.ts";
+import { EXIT_ERROR } from "../src/errors.ts";
 import { allowBlock } from "../src/snapshot/coincidences.ts";
-import { rulesBlock } from "../src/snapshot/pii.ts";
+import { rulesBlock } from "../src/snapshot/pii-render.ts";
 import { listSnapshots, readManifest, removeSnapshot, removeStaleCaptures, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
+import { proposeSnapshotRules, takeSnapshot } from "../src/snapshot/take.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { progress, say, sayJson, table, warn } from "./output.ts";
-
-function productionUrl(from: string | undefined): string {
-  const url = from ?? process.env.PROD_DATABASE_URL;
-  if (url === undefined || url === "") {
-    throw new AirlockError("AIRLOCK_NO_PRODUCTION_URL", "no production database given", {
-      hint: "pass --from postgres://… or set PROD_DATABASE_URL in .env",
-    });
-  }
-  return url;
-}
-
-function captureOptions(project: Project) {
-  const c = project.config;
-  return { rules: c.masking.rules, allow: c.masking.allow, statementTimeoutMs: c.capture.statementTimeout, lockTimeoutMs: c.capture.lockTimeout, sampleSize: c.masking.sampleSize };
-}
 
 /** Registers the command. */
 export function registerSnapshot(program: Command): void {
@@ -56,9 +38,9 @@ Examples:
     .action(async (opts: { from?: string; initRules?: boolean }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const project = await projectFor(cmd);
-      const source = parseTarget(productionUrl(opts.from));
+      const source = productionTarget(opts.from, "from");
       if (opts.initRules === true) {
-        const { suspicions: pii, allowances } = await initRules({ source, secret: process.env.AIRLOCK_SECRET, ...captureOptions(project) });
+        const { suspicions: pii, allowances } = await proposeSnapshotRules(project, { from: source });
         const key = (s: (typeof pii)[number]) => `${s.column.schema}.${s.column.table}.${s.column.column}`;
         const suspicions = [...pii, ...allowances.masked].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
         const allow = allowBlock(allowances);
@@ -89,15 +71,12 @@ Examples:
         return say(block);
       }
       const bar = progress(!json);
-      const manifest = await captureSnapshot({
-        source,
-        secret: process.env.AIRLOCK_SECRET,
-        snapshotsDir: snapshotsDir(project.statePath()),
-        ...captureOptions(project),
+      // The library records the snapshot in the audit trail, as it does for a program calling it.
+      const manifest = await takeSnapshot(project, {
+        from: source,
         onProgress: (e) => bar.update(e.phase === "table" ? `[${e.index}/${e.of}] ${e.table}: ${e.rows.toLocaleString("en-US")} rows` : `${e.phase}…`),
       });
       bar.done();
-      recordEvent(project, { actor: defaultActor(), action: "snapshot", details: { snapshot: manifest.id, source: `${manifest.source.database}@${manifest.source.host}:${manifest.source.port}`, tables: manifest.tables.length, rulesHash: manifest.rulesHash } });
       const masked = manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0);
       const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
       if (json) return sayJson({ id: manifest.id, tables: manifest.tables.length, rows, maskedColumns: masked, leakScan: manifest.leakScan, elapsedMs: manifest.elapsedMs });

@@ -7,7 +7,9 @@
  */
 import type { Project } from "../config/load.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
-import { type PgTarget, withClient } from "../pg/connect.ts";
+import { optionalProductionTarget } from "../config/production.ts";
+import { AirlockError } from "../errors.ts";
+import { type PgTarget, parseTarget, withClient } from "../pg/connect.ts";
 import { type ProductionLog, productionIdentity, productionTrail, readProductionLog, verifyProductionLog } from "../promote/production-schema.ts";
 import { checkAuditPrivileges } from "../promote/privileges.ts";
 import { type AnchorCheck, checkAnchors, productionAnchorOf } from "./anchors.ts";
@@ -38,13 +40,14 @@ async function readProduction(target: PgTarget): Promise<{ database: string; dis
   });
 }
 
-/** Reads the staging trail and, given a target, production's; with `verify`, checks chains, heads and anchors. */
-export async function auditTrails(project: Project, options: { to?: PgTarget; verify?: boolean; secret?: string }): Promise<TrailsReport> {
+/** Reads the staging trail and, given a target (only then), production's; with `verify`, checks chains, heads and anchors. */
+export async function auditTrails(project: Project, options: { to?: PgTarget | string; verify?: boolean; secret?: string }): Promise<TrailsReport> {
   const secret = options.verify === true ? requireSecret(secretFromEnv(options.secret), "airlock audit --verify") : undefined;
   const trail = stagingTrailId(project);
   const entries = readJournal(project);
   const stagingCheck = secret === undefined ? undefined : verifyJournal(project, secret);
-  const read = options.to === undefined ? undefined : await readProduction(options.to);
+  const to = typeof options.to === "string" ? (options.to === "" ? undefined : parseTarget(options.to)) : options.to;
+  const read = to === undefined ? undefined : await readProduction(to);
   const productionCheck = read === undefined || secret === undefined ? undefined : verifyProductionLog(read.log, secret);
   const production = read === undefined ? undefined : { database: read.database, display: read.display, exists: read.log.exists, entries: read.log.entries, ...(productionCheck === undefined ? {} : { check: productionCheck }) };
   const staging = { trail, entries, ...(stagingCheck === undefined ? {} : { check: stagingCheck }) };
@@ -69,4 +72,31 @@ export async function auditTrails(project: Project, options: { to?: PgTarget; ve
     if (anchors.otherDatabases.length > 0) notes.push(`the staging trail also records entries in ${anchors.otherDatabases.join(", ")}: check those with --to`);
   }
   return { staging, unauthenticated, ...(production === undefined ? {} : { production }), ...(anchors === undefined ? {} : { anchors }), productionChecked: read !== undefined, problems, notes };
+}
+
+/** Options of verifyAudit. */
+export interface VerifyAuditOptions {
+  /** Production, whose airlock.audit_log is checked too (default: PROD_DATABASE_URL; without either it is not checked, and the report says so). */
+  readonly to?: PgTarget | string;
+  /** AIRLOCK_SECRET (default: the environment); verifying needs it. */
+  readonly secret?: string;
+}
+
+/**
+ * `airlock audit --verify`: reads both trails (production's from `to`, else PROD_DATABASE_URL) and checks their
+ * keyed chains, heads and anchors. The report's `problems` name whatever is missing or altered; `assertTrailsIntact`
+ * turns them into the error the CLI exits with.
+ */
+export async function verifyAudit(project: Project, options: VerifyAuditOptions = {}): Promise<TrailsReport> {
+  const to = optionalProductionTarget(options.to);
+  return auditTrails(project, { ...(to === undefined ? {} : { to }), verify: true, ...(options.secret === undefined ? {} : { secret: options.secret }) });
+}
+
+/** Throws AIRLOCK_AUDIT_TAMPERED, listing every problem, unless a verified report found the trails intact. */
+export function assertTrailsIntact(report: TrailsReport): void {
+  if (report.problems.length === 0) return;
+  throw new AirlockError("AIRLOCK_AUDIT_TAMPERED", `the audit trails are not intact:\n${report.problems.map((p) => `  - ${p}`).join("\n")}`, {
+    hint: "the trails were edited, cut or deleted outside Airlock; compare them with your backups",
+    details: { problems: report.problems },
+  });
 }

@@ -6,7 +6,6 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import dotenv from "dotenv";
-import { tsImport } from "tsx/esm/api";
 import { AirlockError } from "../errors.ts";
 import { type AirlockConfig, parseConfig } from "./config.ts";
 import { findPgBinaries } from "../pg/binaries.ts";
@@ -35,8 +34,10 @@ export function loadEnvFile(dir: string): void {
 export async function loadConfigFile(file: string): Promise<AirlockConfig> {
   let mod: { default?: unknown };
   try {
-    // tsImport loads TypeScript as ESM whatever the user's package.json says (a CJS project included).
-    mod = (/\.m?ts$/.test(file) ? await tsImport(pathToFileURL(file).href, import.meta.url) : await import(pathToFileURL(file).href)) as { default?: unknown };
+    // tsImport loads TypeScript as ESM whatever the user's package.json says (a CJS project included). It is
+    // imported only here: the compiled CLI starts without loading tsx unless a config file needs it.
+    const ts = /\.m?ts$/.test(file) ? (await import("tsx/esm/api")).tsImport : undefined;
+    mod = (ts !== undefined ? await ts(pathToFileURL(file).href, import.meta.url) : await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (e) {
     throw new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: ${(e as Error).message}`, {
       hint: "fix the syntax error, or check the file's imports",

@@ -16,7 +16,8 @@ import { copyLineBatches, copyOutRows } from "../pg/copy-lines.ts";
 import { copyText } from "../pg/copy-text.ts";
 import { KeyedHmac } from "../snapshot/keyed-hmac.ts";
 import type { ManifestTable, SnapshotManifest } from "../snapshot/store.ts";
-import { keyAfter, keyBefore, keyPredicate, ownRows, qualified } from "./rows.ts";
+import { ownRows, qualified } from "../pg/table-names.ts";
+import { keyAfter, keyBefore, keyPredicate } from "./rows.ts";
 
 /** One conflict. */
 export interface Conflict {
