@@ -237,6 +237,23 @@ export async function withClient<T>(target: PgTarget | string, options: ConnectO
   }
 }
 
+/**
+ * Runs `fn` in one transaction on `client`: BEGIN (or `begin`, e.g. with an isolation level), then COMMIT,
+ * or ROLLBACK when `fn` throws (the error is rethrown) or when `commit` says no to its result (a dry run).
+ */
+export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>, options: { begin?: string; commit?: (result: T) => boolean } = {}): Promise<T> {
+  await query(client, options.begin ?? "BEGIN");
+  let result: T;
+  try {
+    result = await fn();
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw e;
+  }
+  await query(client, options.commit === undefined || options.commit(result) ? "COMMIT" : "ROLLBACK");
+  return result;
+}
+
 /** Runs one statement and maps any error to an AirlockError that carries the SQL (for the caret). */
 export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.ClientBase, sql: string, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
   try {

@@ -14,7 +14,7 @@ import type { AuditEntry } from "../audit/chain.ts";
 import { recordEvent, stagingHead } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { AirlockError, EXIT_REFUSED, isAirlockError } from "../errors.ts";
-import { query } from "../pg/connect.ts";
+import { inTransaction } from "../pg/connect.ts";
 import { type ProductionIdentity, anchorFor, ensureAuditTables, hasAirlockSchema, hasAuditTables, productionKey, recordProductionEvent } from "./production-schema.ts";
 
 /** Who attempts what: the facts every entry of the attempt carries (ids, never a production value). */
@@ -56,14 +56,14 @@ export function recordOutcome(attempt: Attempt, act: string, details: Record<str
 async function recordRefusalInProduction(c: pg.ClientBase, attempt: Attempt, e: AirlockError): Promise<{ entry: AuditEntry; created: "schema" | "tables" | null } | { failed: string }> {
   if (attempt.secret === undefined) return { failed: "no AIRLOCK_SECRET" };
   try {
-    await query(c, "BEGIN");
-    const created = !(await hasAirlockSchema(c)) ? "schema" : !(await hasAuditTables(c)) ? "tables" : null;
-    await ensureAuditTables(c);
-    const entry = await recordProductionEvent(c, productionKey(attempt.secret), { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), stagingHead: stagingHead(attempt.project) } });
-    await query(c, "COMMIT");
-    return { entry, created };
+    const secret = attempt.secret;
+    return await inTransaction(c, async () => {
+      const created = !(await hasAirlockSchema(c)) ? "schema" : !(await hasAuditTables(c)) ? "tables" : null;
+      await ensureAuditTables(c);
+      const entry = await recordProductionEvent(c, productionKey(secret), { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), stagingHead: stagingHead(attempt.project) } });
+      return { entry, created };
+    });
   } catch (err) {
-    await c.query("ROLLBACK").catch(() => undefined);
     return { failed: isAirlockError(err) ? err.code : "AIRLOCK_INTERNAL" };
   }
 }

@@ -16,31 +16,34 @@ import type pg from "pg";
 import type { AuditEntry } from "../audit/chain.ts";
 import { defaultActor } from "../audit/chain.ts";
 import { stagingHead } from "../audit/journal.ts";
-import { requireSecret } from "../config/keys.ts";
+import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { readDiff } from "../diff/store.ts";
 import type { Diff, TableChanges } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
-import { type PgTarget, openClient, query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
+import { type PgTarget, inTransaction, openClient, query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
 import { type SnapshotManifest, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
-import { type ApplyOptions, applyDiff, diffTableNames } from "./apply.ts";
+import { type ApplyOptions, applyDiff } from "../apply/apply.ts";
+import { diffTableNames } from "../apply/statements.ts";
 import { type Approval, checkSecretAndMac, refusalFor, requireApproval } from "./approval.ts";
 import { type Attempt, recordFailedAttempt, recordLocalAttempt, recordOutcome } from "./attempts.ts";
 import { type Conflict, lockAndCheck } from "./conflicts.ts";
 import { type ProductionIdentity, approvalUsedBy, claimApproval, ensureProductionSchema, productionIdentity, productionKey, recordProductionEvent } from "./production-schema.ts";
-import { checkCodeOwners } from "./run-as.ts";
-import { checkCanPauseTriggers } from "./triggers.ts";
+import { checkCodeOwners } from "../apply/run-as.ts";
+import { checkCanPauseTriggers } from "../apply/triggers.ts";
 import { rekeyInserts } from "./rekey.ts";
 import { saveWholeRowImages } from "./multiset.ts";
-import { saveSequenceChanges } from "./sequences.ts";
+import { saveSequenceChanges } from "../apply/sequences.ts";
 import { type PromotionCatalog, planReverse, productionCatalog } from "./reverse.ts";
 import { checkPromotePrivileges } from "./privileges.ts";
-import { keyAfter, keyBefore, keyPredicate, ownRows, ownRowsIn, qualified } from "./rows.ts";
+import { ownRows, ownRowsIn, qualified } from "../pg/table-names.ts";
+import { keyAfter, keyBefore, keyPredicate } from "./rows.ts";
 
 /** Options of a promotion. */
 export interface PromoteOptions extends ApplyOptions {
   readonly to: PgTarget;
-  readonly secret: string | undefined;
+  /** AIRLOCK_SECRET (default: the environment). */
+  readonly secret?: string | undefined;
   readonly dryRun?: boolean;
   /** Give rows inserted into sequence-keyed tables fresh keys from production (and follow foreign keys). */
   readonly rekey?: boolean;
@@ -182,12 +185,11 @@ function approvalUsedError(approval: Approval, promotion: string | undefined): A
   });
 }
 
-/** The promotion's transaction; commits (or, for a dry run, rolls back) and returns the production entry it committed. */
+/** The promotion's steps, in the caller's transaction; returns the production entry it wrote (none for a dry run, which is rolled back). */
 async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepared, options: PromoteOptions, ids: { promotionId: string; by: string }): Promise<{ diff: Diff; remapped: number; entry: AuditEntry | undefined }> {
   const { id, approval, manifest, secret } = p;
   const { promotionId, by } = ids;
   const dryRun = options.dryRun === true;
-  await query(c, "BEGIN");
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [PROMOTION_LOCK]);
   if (locked.rows[0]?.ok !== true) {
     throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
@@ -245,12 +247,7 @@ async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepa
     action: dryRun ? "promote-dry-run" : "promote",
     details: { promotion: promotionId, diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary, rekeyed: remapped, stagingHead: stagingHead(project) },
   });
-  if (dryRun) {
-    await query(c, "ROLLBACK");
-    return { diff, remapped, entry: undefined };
-  }
-  await query(c, "COMMIT");
-  return { diff, remapped, entry };
+  return { diff, remapped, entry: dryRun ? undefined : entry };
 }
 
 /** Promotes an approved, verified diff to production (or rehearses it with dryRun); every attempt is recorded. */
@@ -258,12 +255,13 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
   const by = options.by ?? defaultActor();
   const dryRun = options.dryRun === true;
   const facts: Record<string, unknown> = { diff: idOrPrefix, dryRun };
-  const attempt = (): Attempt => ({ project, secret: options.secret, actor: by, kind: "promote", details: { ...facts } });
+  const secret = secretFromEnv(options.secret);
+  const attempt = (): Attempt => ({ project, secret, actor: by, kind: "promote", details: { ...facts } });
   let prepared: Prepared;
   let c: pg.Client;
   const promotionId = `p-${new Date().toISOString().replace(/[-:TZ.]/g, "").slice(0, 14)}-${randomBytes(3).toString("hex")}`;
   try {
-    prepared = preparePromotion(project, idOrPrefix, options.secret, (f) => Object.assign(facts, f));
+    prepared = preparePromotion(project, idOrPrefix, secret, (f) => Object.assign(facts, f));
     c = await openClient(options.to, { step: "promote", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
   } catch (e) {
     recordLocalAttempt(attempt(), e);
@@ -274,7 +272,7 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
     let done: Awaited<ReturnType<typeof promoteInTransaction>>;
     try {
       identity = await productionIdentity(c, options.to);
-      done = await promoteInTransaction(c, project, prepared, options, { promotionId, by });
+      done = await inTransaction(c, () => promoteInTransaction(c, project, prepared, options, { promotionId, by }), { commit: () => !dryRun });
     } catch (e) {
       await c.query("ROLLBACK").catch(() => undefined);
       throw await recordFailedAttempt(c, identity, attempt(), e);

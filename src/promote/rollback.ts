@@ -15,17 +15,17 @@ import { stagingHead } from "../audit/journal.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
-import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
+import { type PgTarget, inTransaction, openClient, query, quoteIdent } from "../pg/connect.ts";
 import { type Attempt, recordFailedAttempt, recordLocalAttempt, recordOutcome } from "./attempts.ts";
 import { type ProductionIdentity, ensureProductionSchema, productionIdentity, productionKey, recordProductionEvent } from "./production-schema.ts";
-import { deferChecks, settleChecks } from "./deferred.ts";
+import { deferChecks, settleChecks } from "../apply/deferred.ts";
 import { NO_KEY_IMAGE, missingWholeRows, removeInsertedWholeRows, restoreDeletedWholeRows, wholeRowTables } from "./multiset.ts";
-import { restoreSequences } from "./sequences.ts";
+import { restoreSequences } from "../apply/sequences.ts";
 import { type PromotionCatalog, type ReversePlan, checkRestoredSchema, checkSchemaSincePromotion, saveRebuiltRows } from "./reverse.ts";
 import { checkRollbackPrivileges } from "./privileges.ts";
-import { pauseTriggers, resumeTriggers } from "./triggers.ts";
+import { pauseTriggers, resumeTriggers } from "../apply/triggers.ts";
 import type { SavedData } from "./promote.ts";
-import { ownRowsIn, qualified } from "./rows.ts";
+import { ownRowsIn, qualified } from "../pg/table-names.ts";
 
 interface Image {
   readonly table_schema: string;
@@ -51,9 +51,8 @@ async function copiedColumns(c: pg.ClientBase, schema: string, table: string): P
   return r.rows.map((x) => x.a);
 }
 
-/** The rollback's transaction: restores, reverses, records the keyed production entry, commits. */
+/** The rollback's steps, in the caller's transaction: restores, reverses, records the keyed production entry. */
 async function rollbackInTransaction(c: pg.ClientBase, project: Project, promotionId: string, by: string, secret: string): Promise<{ restored: number; diffId: string; entry: AuditEntry }> {
-  await query(c, "BEGIN");
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
   if (locked.rows[0]?.ok !== true) throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
   await ensureProductionSchema(c);
@@ -76,7 +75,7 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   const images = (await query<Image>(c, "SELECT table_schema, table_name, kind, op, key, row FROM airlock.row_images WHERE promotion_id = $1 AND key <> $2::jsonb", [promotionId, NO_KEY_IMAGE])).rows;
   const keyless = await wholeRowTables(c, promotionId);
 
-  // Each table's own rows (never those of a table inheriting from it: src/promote/rows.ts).
+  // Each table's own rows (never those of a table inheriting from it: src/pg/table-names.ts).
   const rowsOf = await ownRowsIn(c, images.map((i) => ({ schema: i.table_schema, table: i.table_name })));
   // Every row the promotion wrote must still be as it wrote it.
   const changed: string[] = [];
@@ -100,7 +99,7 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   // stamp, say) are paused for the restore and put back before commit, as a promotion does.
   const touched = [...new Set([...images.map((i) => qualified(i.table_schema, i.table_name)), ...keyless.map((t) => qualified(t.schema, t.table)), ...promotion.saved.map((x) => qualified(x.schema, x.table))])];
   const paused = await pauseTriggers(c, touched);
-  // Rows of a cycle of deferrable foreign keys go and come back in any order (src/promote/deferred.ts).
+  // Rows of a cycle of deferrable foreign keys go and come back in any order (src/apply/deferred.ts).
   await deferChecks(c);
   const order = promotion.tables;
   const rank = (img: Image) => order.indexOf(`${img.table_schema}.${img.table_name}`);
@@ -156,14 +155,13 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   await resumeTriggers(c, pausedForRefill);
   // What only holds on the restored data (NOT NULL, constraints) and code (triggers) comes back last.
   for (const sql of reverse.after) await query(c, sql);
-  // Sequences last, once the rows are gone: back only where nothing advanced them since (src/promote/sequences.ts).
+  // Sequences last, once the rows are gone: back only where nothing advanced them since (src/apply/sequences.ts).
   await restoreSequences(c, promotionId);
   await rebuilt.restoreIdentities();
   // Exact or not at all: the schema must now be the one production had before the promotion.
   if (promotion.catalog !== null) await checkRestoredSchema(c, promotion.catalog.before, refreshed, promotionId);
   await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
   const entry = await recordProductionEvent(c, productionKey(secret), { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored, stagingHead: stagingHead(project) } });
-  await query(c, "COMMIT");
   return { restored, diffId: promotion.diff_id, entry };
 }
 
@@ -186,7 +184,7 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
     let done: Awaited<ReturnType<typeof rollbackInTransaction>>;
     try {
       identity = await productionIdentity(c, options.to);
-      done = await rollbackInTransaction(c, project, promotionId, by, key);
+      done = await inTransaction(c, () => rollbackInTransaction(c, project, promotionId, by, key));
     } catch (e) {
       await c.query("ROLLBACK").catch(() => undefined);
       throw await recordFailedAttempt(c, identity, attempt, e);
