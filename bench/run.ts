@@ -41,7 +41,10 @@ interface Row {
 }
 
 function step(name: string, args: Record<string, string>): { ms: number; maxRssMb: number; [k: string]: unknown } {
-  const out = execFileSync(process.execPath, ["--import", "tsx", join("bench", "step.ts"), name, JSON.stringify(args)], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 });
+  const out = execFileSync(process.execPath, ["--import", "tsx", join("bench", "step.ts"), name, JSON.stringify(args)], {
+    encoding: "utf8",
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return JSON.parse(out.trim().split("\n").pop()!) as { ms: number; maxRssMb: number };
 }
 
@@ -96,11 +99,17 @@ try {
     const db = `restore_${i}`;
     await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`CREATE DATABASE ${db}`));
     // The staging cluster asks for the superuser's password even on its socket.
-    const ms = timed(() => execFileSync(staging.binaries.tool("pg_restore"), ["-h", staging.socketDir, "-p", String(staging.port), "-U", "airlock", "-d", db, dumpFile], { env: { ...process.env, PGPASSWORD: staging.adminTarget().password ?? "" } }));
+    const ms = timed(() =>
+      execFileSync(staging.binaries.tool("pg_restore"), ["-h", staging.socketDir, "-p", String(staging.port), "-U", "airlock", "-d", db, dumpFile], {
+        env: { ...process.env, PGPASSWORD: staging.adminTarget().password ?? "" },
+      }),
+    );
     await withClient(staging.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query(`DROP DATABASE ${db}`));
     if (i > 0) restoreMs.push(ms);
     ups.push(step("up", { project: projectDir, snapshot, name: `bench-${i}` }));
-    console.error(`up run ${i + 1}: pg_restore ${ms.toFixed(0)} ms, airlock up ${ups[i]!.ms.toFixed(0)} ms${i === 0 ? " (first session: restores the template)" : ""}`);
+    console.error(
+      `up run ${i + 1}: pg_restore ${ms.toFixed(0)} ms, airlock up ${ups[i]!.ms.toFixed(0)} ms${i === 0 ? " (first session: restores the template)" : ""}`,
+    );
   }
   for (let i = 0; i < runs + 1; i++) await destroySession(project, `bench-${i}`);
   const warm = median(ups.slice(1).map((u) => u.ms));
@@ -129,7 +138,9 @@ try {
   await withClient(agentConnection(project, session.id).target, { step: "bench", searchPath: "public" }, async (c) => {
     await c.query("UPDATE bookings SET status = 'cancelled' WHERE id IN (SELECT id FROM bookings ORDER BY id LIMIT 600 OFFSET 10)");
     await c.query("DELETE FROM reviews WHERE id IN (SELECT id FROM reviews ORDER BY id LIMIT 200)");
-    await c.query("INSERT INTO gallery_images (title, url, category) SELECT 'bench ' || g, 'https://example.com/' || g, 'bench' FROM generate_series(1, 200) g");
+    await c.query(
+      "INSERT INTO gallery_images (title, url, category) SELECT 'bench ' || g, 'https://example.com/' || g, 'bench' FROM generate_series(1, 200) g",
+    );
   });
   const copyBoth = async () => {
     const t = performance.now();
@@ -169,8 +180,18 @@ try {
   const psqlMs: number[] = [];
   const promotions: Array<{ ms: number; maxRssMb: number; promotion?: unknown }> = [];
   for (let i = 0; i < runs; i++) {
-    await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("CREATE DATABASE production_copy TEMPLATE production STRATEGY FILE_COPY"));
-    psqlMs.push(timed(() => execFileSync(prod.binaries.tool("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", prod.socketDir, "-p", String(prod.port), "-U", "airlock", "-d", "production_copy", "-f", promoteSql], { stdio: "ignore" })));
+    await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) =>
+      c.query("CREATE DATABASE production_copy TEMPLATE production STRATEGY FILE_COPY"),
+    );
+    psqlMs.push(
+      timed(() =>
+        execFileSync(
+          prod.binaries.tool("psql"),
+          ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", prod.socketDir, "-p", String(prod.port), "-U", "airlock", "-d", "production_copy", "-f", promoteSql],
+          { stdio: "ignore" },
+        ),
+      ),
+    );
     await withClient(prod.adminTarget(), { step: "bench", searchPath: "public" }, (c) => c.query("DROP DATABASE production_copy"));
     // An approval authorises one promotion: each run is approved anew.
     approveDiff(project, diffId, { by: "bench", accept: ["BULK_DELETE", "BULK_OVERWRITE"], secret: SECRET });
@@ -195,7 +216,15 @@ try {
 }
 
 const rssLimit = 300;
-rows.push({ measured: `peak RSS of every Airlock step above`, airlockMs: 0, baseline: "—", baselineMs: null, target: `< ${rssLimit} MB, flat as scale grows`, met: rows.every((r) => r.maxRssMb < rssLimit), maxRssMb: Math.max(...rows.map((r) => r.maxRssMb)) });
+rows.push({
+  measured: `peak RSS of every Airlock step above`,
+  airlockMs: 0,
+  baseline: "—",
+  baselineMs: null,
+  target: `< ${rssLimit} MB, flat as scale grows`,
+  met: rows.every((r) => r.maxRssMb < rssLimit),
+  maxRssMb: Math.max(...rows.map((r) => r.maxRssMb)),
+});
 const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`);
 const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? "?"}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, Postgres ${prod.binaries.version}`;
 const lines = [

@@ -110,20 +110,24 @@ export function airlockStack(): AirlockStack {
   const expiresAt = settings.expiresAt ?? (settings.ttlMs === null ? "never" : new Date(Date.now() + settings.ttlMs).toISOString());
   const name = `airlock-${settings.session}`;
 
-  const network = new docker.Network("network", {
-    name,
-    driver: "bridge",
-    // Not `internal`: Docker publishes no port of a container whose only network is internal
-    // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
-    // it cannot talk to each other, and anything published on it defaults to loopback.
-    internal: false,
-    options: {
-      "com.docker.network.bridge.enable_icc": "false",
-      "com.docker.network.bridge.enable_ip_masquerade": "false",
-      "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+  const network = new docker.Network(
+    "network",
+    {
+      name,
+      driver: "bridge",
+      // Not `internal`: Docker publishes no port of a container whose only network is internal
+      // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
+      // it cannot talk to each other, and anything published on it defaults to loopback.
+      internal: false,
+      options: {
+        "com.docker.network.bridge.enable_icc": "false",
+        "com.docker.network.bridge.enable_ip_masquerade": "false",
+        "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+      },
+      labels: [{ label: "airlock.session", value: settings.session }],
     },
-    labels: [{ label: "airlock.session", value: settings.session }],
-  }, { deleteBeforeReplace: true });
+    { deleteBeforeReplace: true },
+  );
 
   const image = new docker.RemoteImage("postgres", { name: settings.image, keepLocally: true });
 
@@ -134,7 +138,15 @@ export function airlockStack(): AirlockStack {
       image: image.imageId,
       entrypoints: [`${CONTAINER_PATHS.scripts}/entrypoint.sh`],
       // A custom entrypoint drops the image's CMD, so the server command is spelled out.
-      command: ["postgres", "-c", `max_connections=${Math.max(100, settings.maxConnections + 20)}`, "-c", `shared_buffers=${Math.max(32, Math.floor(settings.memoryMb / 4))}MB`, "-c", "log_statement=none"],
+      command: [
+        "postgres",
+        "-c",
+        `max_connections=${Math.max(100, settings.maxConnections + 20)}`,
+        "-c",
+        `shared_buffers=${Math.max(32, Math.floor(settings.memoryMb / 4))}MB`,
+        "-c",
+        "log_statement=none",
+      ],
       // The order matters: stickyPaths names envs[0], envs[1] and labels[1].
       envs: [pulumi.interpolate`${ADMIN_ENV}=${adminPassword}`, pulumi.interpolate`${AGENT_ENV}=${agentPassword}`, `POSTGRES_USER=${SUPERUSER}`],
       labels: [
@@ -170,7 +182,11 @@ export function airlockStack(): AirlockStack {
     },
     {
       additionalSecretOutputs: ["envs"],
-      ignoreChanges: stickyPaths({ adminPassword: adminConfigured === undefined, agentPassword: agentConfigured === undefined, expiresAt: settings.expiresAt === null }),
+      ignoreChanges: stickyPaths({
+        adminPassword: adminConfigured === undefined,
+        agentPassword: agentConfigured === undefined,
+        expiresAt: settings.expiresAt === null,
+      }),
       // Fixed names (and maybe a fixed port): the old container must go before its replacement starts.
       deleteBeforeReplace: true,
     },
@@ -197,4 +213,3 @@ export function airlockStack(): AirlockStack {
 export function main(): AirlockOutputs {
   return airlockStack().outputs;
 }
-

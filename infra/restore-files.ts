@@ -50,7 +50,13 @@ export interface ContainerFile {
 
 /** The part of a manifest the restore needs. */
 export type RestoreManifest = Pick<SnapshotManifest, "id" | "sequences" | "files" | "catalog"> & {
-  readonly tables: ReadonlyArray<{ readonly schema: string; readonly name: string; readonly columns: ReadonlyArray<{ readonly name: string }>; readonly file: string; readonly rows?: number }>;
+  readonly tables: ReadonlyArray<{
+    readonly schema: string;
+    readonly name: string;
+    readonly columns: ReadonlyArray<{ readonly name: string }>;
+    readonly file: string;
+    readonly rows?: number;
+  }>;
 };
 
 /** A snapshot that cannot be restored as it is (missing, corrupt, or not the configured one). */
@@ -89,7 +95,8 @@ export function checkManifest(raw: unknown, expectedId: string): RestoreManifest
   for (const t of Array.isArray(m.tables) ? m.tables : []) {
     const name = `${String(t?.schema)}.${String(t?.name)}`;
     if (typeof t?.schema !== "string" || typeof t.name !== "string") problems.push(`a table has no schema or name (${name})`);
-    if (!Array.isArray(t?.columns) || t.columns.length === 0 || t.columns.some((c: { name?: unknown } | null) => typeof c?.name !== "string")) problems.push(`table ${name} has no column list`);
+    if (!Array.isArray(t?.columns) || t.columns.length === 0 || t.columns.some((c: { name?: unknown } | null) => typeof c?.name !== "string"))
+      problems.push(`table ${name} has no column list`);
     if (typeof t?.file !== "string") {
       problems.push(`table ${name} has no data file`);
       continue;
@@ -105,7 +112,8 @@ export function checkManifest(raw: unknown, expectedId: string): RestoreManifest
     }
   }
   const roles = (m.catalog as { roles?: unknown } | undefined)?.roles;
-  if (m.catalog !== undefined && (!Array.isArray(roles) || roles.some((r) => typeof r !== "string"))) problems.push("manifest.json's catalog has no list of role names");
+  if (m.catalog !== undefined && (!Array.isArray(roles) || roles.some((r) => typeof r !== "string")))
+    problems.push("manifest.json's catalog has no list of role names");
   if (problems.length > 0) throw new SnapshotFileError(`snapshot ${expectedId} cannot be restored:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   return m as RestoreManifest;
 }
@@ -118,7 +126,9 @@ export function readSnapshotForRestore(dir: string, expectedId: string): { manif
     manifestText = readFileSync(join(dir, MANIFEST_FILE), "utf8");
     schema = readFileSync(join(dir, SCHEMA_FILE));
   } catch (e) {
-    throw new SnapshotFileError(`snapshot ${expectedId} is not readable in ${dir}: ${(e as Error).message} (set airlock:snapshotDir to the snapshot's directory)`);
+    throw new SnapshotFileError(
+      `snapshot ${expectedId} is not readable in ${dir}: ${(e as Error).message} (set airlock:snapshotDir to the snapshot's directory)`,
+    );
   }
   let raw: unknown;
   try {
@@ -173,7 +183,9 @@ export function restoreSql(options: RestoreOptions): string {
     "-- the roles production's grants and policies name, as NOLOGIN placeholders",
     ...(manifest.catalog === undefined || manifest.catalog.roles.length === 0
       ? []
-      : [`SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY[${manifest.catalog.roles.map(quoteLiteral).join(", ")}]::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec`]),
+      : [
+          `SELECT format('CREATE ROLE %I NOLOGIN', r) FROM unnest(ARRAY[${manifest.catalog.roles.map(quoteLiteral).join(", ")}]::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec`,
+        ]),
     "-- pre-data",
     pre,
     "-- data (the tables were created in this transaction, so FREEZE applies)",

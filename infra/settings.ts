@@ -126,12 +126,18 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
   if (!NAME.test(session)) problems.push(`airlock:session "${session}" must be letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)`);
 
   const snapshot = config.get("snapshot");
-  if (snapshot === undefined || snapshot === "") problems.push("airlock:snapshot is required: the id of the snapshot to restore (`pulumi config set airlock:snapshot snap-…`)");
+  if (snapshot === undefined || snapshot === "")
+    problems.push("airlock:snapshot is required: the id of the snapshot to restore (`pulumi config set airlock:snapshot snap-…`)");
   else if (!NAME.test(snapshot)) problems.push(`airlock:snapshot "${snapshot}" is not a snapshot id`);
   const snapshotId = snapshot ?? "";
 
   const dirRaw = config.get("snapshotDir");
-  const snapshotDir = dirRaw === undefined || dirRaw === "" ? resolve(cwd, ".airlock", "snapshots", snapshotId) : isAbsolute(dirRaw) ? resolve(dirRaw) : resolve(join(cwd, dirRaw));
+  const snapshotDir =
+    dirRaw === undefined || dirRaw === ""
+      ? resolve(cwd, ".airlock", "snapshots", snapshotId)
+      : isAbsolute(dirRaw)
+        ? resolve(dirRaw)
+        : resolve(join(cwd, dirRaw));
 
   const image = config.get("image") ?? DEFAULT_IMAGE;
   const pin = imagePinProblem(image);
@@ -151,7 +157,8 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
   }
 
   const statementTimeout = (config.get("statementTimeout") ?? "5min").trim();
-  if (!PG_DURATION.test(statementTimeout)) problems.push(`airlock:statementTimeout must be a Postgres duration such as 5min, 30s or 300000ms (got "${statementTimeout}")`);
+  if (!PG_DURATION.test(statementTimeout))
+    problems.push(`airlock:statementTimeout must be a Postgres duration such as 5min, 30s or 300000ms (got "${statementTimeout}")`);
 
   const ttlRaw = config.get("ttl") ?? "2h";
   const ttl = parseTtl(ttlRaw);
@@ -166,5 +173,18 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
   }
 
   if (problems.length > 0) throw new StackConfigError(problems);
-  return { session, snapshot: snapshotId, snapshotDir, image, memoryMb, cpus, maxConnections, statementTimeout, ttlMs: ttl ?? null, expiresAt, port, readyTimeoutSeconds };
+  return {
+    session,
+    snapshot: snapshotId,
+    snapshotDir,
+    image,
+    memoryMb,
+    cpus,
+    maxConnections,
+    statementTimeout,
+    ttlMs: ttl ?? null,
+    expiresAt,
+    port,
+    readyTimeoutSeconds,
+  };
 }

@@ -10,7 +10,9 @@ import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
 function line(e: AuditEntry): string {
-  const ids = ["session", "snapshot", "diff", "approval", "promotion"].filter((k) => typeof e.details[k] === "string").map((k) => `${k}=${k === "diff" ? String(e.details[k]).slice(0, 12) : String(e.details[k])}`);
+  const ids = ["session", "snapshot", "diff", "approval", "promotion"]
+    .filter((k) => typeof e.details[k] === "string")
+    .map((k) => `${k}=${k === "diff" ? String(e.details[k]).slice(0, 12) : String(e.details[k])}`);
   return `${String(e.seq).padStart(4)}  ${e.at}  ${e.actor.padEnd(12)} ${e.action.padEnd(16)} ${ids.join(" ")}`;
 }
 
@@ -44,7 +46,9 @@ Example:
         say(`staging trail, ${report.staging.trail} (${report.staging.entries.length} entries):`);
         for (const e of report.staging.entries) say(line(e));
         if (report.production !== undefined) {
-          say(`production trail, airlock.audit_log of ${report.production.display} (${report.production.exists ? `${report.production.entries.length} entries` : "none: no airlock.audit_log"}):`);
+          say(
+            `production trail, airlock.audit_log of ${report.production.display} (${report.production.exists ? `${report.production.entries.length} entries` : "none: no airlock.audit_log"}):`,
+          );
           for (const e of report.production.entries) say(line(e));
         }
         if (report.unauthenticated.length > 0) {

@@ -27,7 +27,15 @@ export function registerCluster(program: Command): void {
       const wasRunning = clusterStatus(openCluster(options)).state === "running";
       const c = await new LocalBackend(options, project.statePath("sessions")).ensureCluster();
       const sup = supervisorState(c.dir);
-      const info = { dir: c.dir, port: c.port, socketDir: c.socketDir, alreadyRunning: wasRunning, postgres: c.binaries.version, serverUser: c.serverUser.name, proxyPort: sup.port };
+      const info = {
+        dir: c.dir,
+        port: c.port,
+        socketDir: c.socketDir,
+        alreadyRunning: wasRunning,
+        postgres: c.binaries.version,
+        serverUser: c.serverUser.name,
+        proxyPort: sup.port,
+      };
       if (globalFlags(cmd).json) return sayJson(info);
       say(`${wasRunning ? "already running" : "started"}: Postgres ${info.postgres} on its Unix socket in ${c.socketDir} (as ${info.serverUser})`);
       say(`  agents connect through the supervisor on 127.0.0.1:${sup.port ?? "?"}`);
@@ -55,12 +63,27 @@ export function registerCluster(program: Command): void {
       const c = openCluster(options);
       const s = clusterStatus(c);
       const sup = c === undefined ? undefined : supervisorState(c.dir);
-      const supervisor = sup === undefined ? undefined : { state: sup.state, ...(sup.port === undefined ? {} : { port: sup.port }), ...(sup.workerPid === undefined ? {} : { pid: sup.workerPid }), ...(sup.report === undefined ? {} : { updatedAt: sup.report.updatedAt }) };
-      const info = { dir: options.dir, ...s, ...(c === undefined ? {} : { port: c.port, postgres: c.binaries.version, socketDir: c.socketDir, logFile: c.logFile }), ...(supervisor === undefined ? {} : { supervisor }) };
+      const supervisor =
+        sup === undefined
+          ? undefined
+          : {
+              state: sup.state,
+              ...(sup.port === undefined ? {} : { port: sup.port }),
+              ...(sup.workerPid === undefined ? {} : { pid: sup.workerPid }),
+              ...(sup.report === undefined ? {} : { updatedAt: sup.report.updatedAt }),
+            };
+      const info = {
+        dir: options.dir,
+        ...s,
+        ...(c === undefined ? {} : { port: c.port, postgres: c.binaries.version, socketDir: c.socketDir, logFile: c.logFile }),
+        ...(supervisor === undefined ? {} : { supervisor }),
+      };
       if (globalFlags(cmd).json) return sayJson(info);
       say(`${s.state}${c === undefined ? "" : `: Postgres ${c.binaries.version}, port ${c.port}${s.pid === undefined ? "" : `, pid ${s.pid}`}`}`);
       if (supervisor !== undefined) {
-        say(`  supervisor: ${supervisor.state}${supervisor.state === "running" ? `, proxy on 127.0.0.1:${supervisor.port}, pid ${supervisor.pid}` : s.state === "running" ? " — no agent can connect until it runs again (any airlock command that opens the cluster starts it)" : ""}`);
+        say(
+          `  supervisor: ${supervisor.state}${supervisor.state === "running" ? `, proxy on 127.0.0.1:${supervisor.port}, pid ${supervisor.pid}` : s.state === "running" ? " — no agent can connect until it runs again (any airlock command that opens the cluster starts it)" : ""}`,
+        );
       }
       say(`  dir: ${options.dir}`);
     });

@@ -27,9 +27,13 @@ export function registerDemo(program: Command): void {
       if (json) sayJson(r);
       else {
         say(`\n== Summary`);
-        say(`${r.ok ? "demo passed" : "demo FAILED"}: ${r.checks.filter((c) => c.ok).length}/${r.checks.length} checks held in ${(r.elapsedMs / 1000).toFixed(1)} s`);
+        say(
+          `${r.ok ? "demo passed" : "demo FAILED"}: ${r.checks.filter((c) => c.ok).length}/${r.checks.length} checks held in ${(r.elapsedMs / 1000).toFixed(1)} s`,
+        );
         for (const c of r.checks.filter((x) => !x.ok)) say(`  FAILED (${c.step}): ${c.name}`);
-        say(`  the incident's diff ${r.incidentDiff.slice(0, 12)} was refused; the fix ${r.fixDiff.slice(0, 12)} was promoted as ${r.promotion} and rolled back`);
+        say(
+          `  the incident's diff ${r.incidentDiff.slice(0, 12)} was refused; the fix ${r.fixDiff.slice(0, 12)} was promoted as ${r.promotion} and rolled back`,
+        );
         say(`  review pages: .airlock/diffs/<id>/review.html; audit: airlock audit --verify`);
       }
       if (!r.ok) process.exitCode = 1;

@@ -30,12 +30,24 @@ Example:
     .action(async (session: string, _opts, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const bar = progress(!json);
-      const r = await diffSession(await projectFor(cmd), session, { onProgress: (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`) });
+      const r = await diffSession(await projectFor(cmd), session, {
+        onProgress: (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`),
+      });
       bar.done();
       // A diff that is not verified cannot be approved: say so with the exit code too.
       if (!r.diff.verification.verified) process.exitCode = EXIT_REFUSED;
       if (json) {
-        return sayJson({ id: r.id, dir: r.dir, session: r.diff.session, snapshot: r.diff.snapshot, verified: r.diff.verification.verified, verification: r.diff.verification, summary: r.diff.summary, hazards: r.diff.hazards, elapsedMs: r.elapsedMs });
+        return sayJson({
+          id: r.id,
+          dir: r.dir,
+          session: r.diff.session,
+          snapshot: r.diff.snapshot,
+          verified: r.diff.verification.verified,
+          verification: r.diff.verification,
+          summary: r.diff.summary,
+          hazards: r.diff.hazards,
+          elapsedMs: r.elapsedMs,
+        });
       }
       for (const line of summaryLines(r)) say(line);
     });

@@ -17,34 +17,49 @@ import { say, sayJson } from "./output.ts";
 
 async function confirmOnTerminal(id: string): Promise<void> {
   if (process.stdin.isTTY !== true) {
-    throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "approving needs a confirmation typed on a terminal", { hint: "run it on a terminal, or pass --yes once you have reviewed the diff", exitCode: EXIT_REFUSED });
+    throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "approving needs a confirmation typed on a terminal", {
+      hint: "run it on a terminal, or pass --yes once you have reviewed the diff",
+      exitCode: EXIT_REFUSED,
+    });
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   const answer = (await rl.question(`type the first 8 characters of the diff id (${id.slice(0, 8)}…) to approve it: `)).trim();
   rl.close();
-  if (answer !== id.slice(0, 8)) throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "the confirmation did not match; nothing was approved", { hint: "try again", exitCode: EXIT_REFUSED });
+  if (answer !== id.slice(0, 8))
+    throw new AirlockError("AIRLOCK_CONFIRMATION_REQUIRED", "the confirmation did not match; nothing was approved", {
+      hint: "try again",
+      exitCode: EXIT_REFUSED,
+    });
 }
 
 /** Registers the commands. */
 export function registerPromote(program: Command): void {
   program
     .command("approve <diff>")
-    .description("approve a verified diff by its id, accepting each danger hazard by name (never reads production); the approval is MAC'd and authorises one promotion")
+    .description(
+      "approve a verified diff by its id, accepting each danger hazard by name (never reads production); the approval is MAC'd and authorises one promotion",
+    )
     .requiredOption("--by <name>", "who approves (recorded in the audit trail)")
     .option("--accept <hazard...>", "danger hazard codes you accept, e.g. BULK_DELETE MASKED_VALUE")
     .option("--note <text>", "why it is fine")
     .option("--yes", "skip the typed confirmation (for scripts, after review)")
     .addHelpText(
       "after",
-      "\nNeeds AIRLOCK_SECRET: the diff's MAC must hold (exit 2 otherwise), and the approval (a random id, the diff id, approver, time,\naccepted hazards, note) is written with a MAC of its own. One approval authorises one promotion.\n\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note \"cleanup agreed in #412\"",
+      '\nNeeds AIRLOCK_SECRET: the diff\'s MAC must hold (exit 2 otherwise), and the approval (a random id, the diff id, approver, time,\naccepted hazards, note) is written with a MAC of its own. One approval authorises one promotion.\n\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note "cleanup agreed in #412"',
     )
     .action(async (idArg: string, opts: { by: string; accept?: string[]; note?: string; yes?: boolean }, cmd: Command) => {
       const project = await projectFor(cmd);
       const { id } = readDiff(project, idArg);
       if (opts.yes !== true) await confirmOnTerminal(id);
-      const a = approveDiff(project, id, { by: opts.by, ...(opts.accept === undefined ? {} : { accept: opts.accept }), ...(opts.note === undefined ? {} : { note: opts.note }) });
+      const a = approveDiff(project, id, {
+        by: opts.by,
+        ...(opts.accept === undefined ? {} : { accept: opts.accept }),
+        ...(opts.note === undefined ? {} : { note: opts.note }),
+      });
       if (globalFlags(cmd).json) return sayJson(a);
-      say(`approved diff ${id} by ${a.approvedBy}${a.accepted.length > 0 ? `, accepting ${a.accepted.join(", ")}` : ""} (approval ${a.id}, good for one promotion)`);
+      say(
+        `approved diff ${id} by ${a.approvedBy}${a.accepted.length > 0 ? `, accepting ${a.accepted.join(", ")}` : ""} (approval ${a.id}, good for one promotion)`,
+      );
       say(`next: \`airlock promote ${id.slice(0, 12)} --dry-run\`, then without --dry-run`);
     });
 
@@ -70,9 +85,14 @@ export function registerPromote(program: Command): void {
       });
       if (globalFlags(cmd).json) return sayJson(r);
       const s = r.summary;
-      if (r.dryRun) say(`dry run of diff ${r.diffId.slice(0, 12)}: would apply ${countsText(s)} without conflict; rolled back, production unchanged (approval ${r.approvalId} not used up)`);
+      if (r.dryRun)
+        say(
+          `dry run of diff ${r.diffId.slice(0, 12)}: would apply ${countsText(s)} without conflict; rolled back, production unchanged (approval ${r.approvalId} not used up)`,
+        );
       else {
-        say(`promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${countsText(s)}${r.rekeyed > 0 ? ` (${r.rekeyed} inserted rows re-keyed)` : ""}; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`);
+        say(
+          `promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${countsText(s)}${r.rekeyed > 0 ? ` (${r.rekeyed} inserted rows re-keyed)` : ""}; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`,
+        );
         say(`undo with: airlock rollback ${r.promotionId}`);
         if (!r.confirmed) process.exitCode = 1;
       }
@@ -83,10 +103,17 @@ export function registerPromote(program: Command): void {
     .description("undo a promotion in one transaction from the pre-images it saved in production")
     .option("--to <url>", "the production database (default: PROD_DATABASE_URL)")
     .option("--by <name>", "who rolls back (default: the OS user)")
-    .addHelpText("after", "\nRefused (exit 2) when a row the promotion wrote changed since, or it was rolled back already.\n\nExample:\n  airlock rollback p-20261124101500-3fa2c1")
+    .addHelpText(
+      "after",
+      "\nRefused (exit 2) when a row the promotion wrote changed since, or it was rolled back already.\n\nExample:\n  airlock rollback p-20261124101500-3fa2c1",
+    )
     .action(async (promotion: string, opts: { to?: string; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const r = await rollbackPromotion(project, promotion, { to: productionTarget(opts.to, "to"), by: opts.by ?? defaultActor(), ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }) });
+      const r = await rollbackPromotion(project, promotion, {
+        to: productionTarget(opts.to, "to"),
+        by: opts.by ?? defaultActor(),
+        ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }),
+      });
       if (globalFlags(cmd).json) return sayJson(r);
       say(`rolled back ${r.promotionId}: ${r.restored} rows restored, schema changes reversed`);
     });

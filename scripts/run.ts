@@ -34,33 +34,52 @@ Example:
   airlock run --name fix-gallery -- node agent.js --task "fix the gallery"`,
     )
     .addOption(new Option("--sandbox <kind>", "how the agent is contained (default from config: bubblewrap)").choices(["bubblewrap", "none"]))
-    .action(async (command: string[], opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi"; sandbox?: "bubblewrap" | "none" }, cmd: Command) => {
-      const json = globalFlags(cmd).json;
-      const project = await projectFor(cmd);
-      const result = await runAgent(project, command, {
-        ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
-        ...(opts.name === undefined ? {} : { name: opts.name }),
-        ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
-        ...(opts.keep === true ? { keep: true } : {}),
-        ...(opts.backend === undefined ? {} : { backend: opts.backend }),
-        ...(opts.sandbox === undefined ? {} : { sandbox: opts.sandbox }),
-        onUnsandboxed: () => warn("airlock: WARNING: the agent runs WITHOUT a sandbox (--sandbox none): it can read .env, .airlock/ and everything this user can; recorded in the audit trail"),
-        onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
-      });
-      // What the agent did becomes a verified diff at once; the session stays for review. A diff is authenticated
-      // with AIRLOCK_SECRET: without it there is none yet, and the agent's exit code is still Airlock's.
-      if (secretFromEnv() === undefined) {
-        if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: null });
-        else warn(`airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review. No diff was made: AIRLOCK_SECRET is not set (run \`airlock diff ${result.session.id}\` with it)`);
+    .action(
+      async (
+        command: string[],
+        opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi"; sandbox?: "bubblewrap" | "none" },
+        cmd: Command,
+      ) => {
+        const json = globalFlags(cmd).json;
+        const project = await projectFor(cmd);
+        const result = await runAgent(project, command, {
+          ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
+          ...(opts.name === undefined ? {} : { name: opts.name }),
+          ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
+          ...(opts.keep === true ? { keep: true } : {}),
+          ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+          ...(opts.sandbox === undefined ? {} : { sandbox: opts.sandbox }),
+          onUnsandboxed: () =>
+            warn(
+              "airlock: WARNING: the agent runs WITHOUT a sandbox (--sandbox none): it can read .env, .airlock/ and everything this user can; recorded in the audit trail",
+            ),
+          onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
+        });
+        // What the agent did becomes a verified diff at once; the session stays for review. A diff is authenticated
+        // with AIRLOCK_SECRET: without it there is none yet, and the agent's exit code is still Airlock's.
+        if (secretFromEnv() === undefined) {
+          if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: null });
+          else
+            warn(
+              `airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review. No diff was made: AIRLOCK_SECRET is not set (run \`airlock diff ${result.session.id}\` with it)`,
+            );
+          process.exitCode = result.exitCode;
+          return;
+        }
+        const diff = await diffSession(project, result.session.id);
+        if (json)
+          sayJson({
+            session: result.session.id,
+            exitCode: result.exitCode,
+            diff: { id: diff.id, verified: diff.diff.verification.verified, summary: diff.diff.summary, hazards: diff.diff.hazards },
+          });
+        else {
+          warn(
+            `airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review (\`airlock down ${result.session.id}\` removes it)`,
+          );
+          for (const line of summaryLines(diff)) say(line);
+        }
         process.exitCode = result.exitCode;
-        return;
-      }
-      const diff = await diffSession(project, result.session.id);
-      if (json) sayJson({ session: result.session.id, exitCode: result.exitCode, diff: { id: diff.id, verified: diff.diff.verification.verified, summary: diff.diff.summary, hazards: diff.diff.hazards } });
-      else {
-        warn(`airlock: the agent exited with ${result.exitCode}; session ${result.session.id} is kept for review (\`airlock down ${result.session.id}\` removes it)`);
-        for (const line of summaryLines(diff)) say(line);
-      }
-      process.exitCode = result.exitCode;
-    });
+      },
+    );
 }

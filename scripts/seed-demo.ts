@@ -29,6 +29,11 @@ export function registerSeedDemo(program: Command): void {
       bar.done();
       if (json) return sayJson({ target: target.display, ...result });
       say(`loaded the demo dataset (scale ${result.scale}) into ${target.display} in ${(result.elapsedMs / 1000).toFixed(1)} s`);
-      say(table(["table", "rows"], Object.entries(result.tables).map(([t, n]) => [t, n])));
+      say(
+        table(
+          ["table", "rows"],
+          Object.entries(result.tables).map(([t, n]) => [t, n]),
+        ),
+      );
     });
 }

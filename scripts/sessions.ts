@@ -38,7 +38,10 @@ export function sessionFlags(cmd: Command): Command {
 /** Registers the commands. */
 export function registerSessions(program: Command): void {
   sessionFlags(program.command("up").description("create an agent session: a disposable staging database cloned from a snapshot"))
-    .addHelpText("after", "\nPrints the session id and the agent's connection URL (the agent's own, never production's).\n\nExample:\n  airlock up --name fix-gallery --ttl 4h")
+    .addHelpText(
+      "after",
+      "\nPrints the session id and the agent's connection URL (the agent's own, never production's).\n\nExample:\n  airlock up --name fix-gallery --ttl 4h",
+    )
     .action(async (opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi" }, cmd: Command) => {
       const project = await projectFor(cmd);
       const started = Date.now();
@@ -51,14 +54,19 @@ export function registerSessions(program: Command): void {
       });
       const { url } = agentConnection(project, s.id);
       if (globalFlags(cmd).json) return sayUnredacted(JSON.stringify({ ...s, url, elapsedMs: Date.now() - started }, null, 2));
-      say(`session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) ready in ${Date.now() - started} ms, ${s.expiresAt === null ? "kept until `airlock down`" : `expires ${s.expiresAt}`}`);
+      say(
+        `session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) ready in ${Date.now() - started} ms, ${s.expiresAt === null ? "kept until `airlock down`" : `expires ${s.expiresAt}`}`,
+      );
       sayUnredacted(url);
     });
 
   program
     .command("ls")
     .description("list sessions with backend, snapshot, age, expiry, connections and disk against their limits, and state")
-    .addHelpText("after", "\nA session a limit stopped (its disk quota) shows why in STATE; its work is still there for `airlock diff`.\n\nExamples:\n  airlock ls\n  airlock ls --json")
+    .addHelpText(
+      "after",
+      "\nA session a limit stopped (its disk quota) shows why in STATE; its work is still there for `airlock diff`.\n\nExamples:\n  airlock ls\n  airlock ls --json",
+    )
     .action(async (_opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const sessions = listSessions(project);
@@ -67,7 +75,14 @@ export function registerSessions(program: Command): void {
         // An unfinished `airlock up`: "creating" while it runs, "broken" once it died (`down`/`gc` remove it).
         if (isIncomplete(s)) return { ...s, state: s.incomplete, limits: undefined };
         const limits = sessionLimits(project, s);
-        const state = limits?.stopped !== null && limits?.stopped !== undefined ? "stopped" : limits !== undefined && !limits.supervised ? "supervisor down" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now ? "expired" : "ready";
+        const state =
+          limits?.stopped !== null && limits?.stopped !== undefined
+            ? "stopped"
+            : limits !== undefined && !limits.supervised
+              ? "supervisor down"
+              : s.expiresAt !== null && Date.parse(s.expiresAt) <= now
+                ? "expired"
+                : "ready";
         return { ...s, state, ...(limits === undefined ? {} : { limits }) };
       });
       if (globalFlags(cmd).json) return sayJson(rows);
@@ -114,7 +129,7 @@ export function registerSessions(program: Command): void {
   program
     .command("url <session>")
     .description("print the agent's connection URL of a session again")
-    .addHelpText("after", "\nThe URL carries the agent's password: hand it to the agent, not to a log.\n\nExample:\n  psql \"$(airlock url fix-gallery)\"")
+    .addHelpText("after", '\nThe URL carries the agent\'s password: hand it to the agent, not to a log.\n\nExample:\n  psql "$(airlock url fix-gallery)"')
     .action(async (id: string, _opts, cmd: Command) => {
       const project = await projectFor(cmd);
       const s = readSession(project, id);

@@ -20,7 +20,10 @@ export function registerSnapshot(program: Command): void {
     .command("snapshot")
     .description("capture a consistent, masked snapshot of production (read-only), or manage snapshots")
     .option("--from <url>", "the production database (default: PROD_DATABASE_URL)")
-    .option("--init-rules", "detect personal data and leak-scan coincidences, and write (or print) starting masking.rules and masking.allow blocks; captures nothing")
+    .option(
+      "--init-rules",
+      "detect personal data and leak-scan coincidences, and write (or print) starting masking.rules and masking.allow blocks; captures nothing",
+    )
     .addHelpText(
       "after",
       `
@@ -49,7 +52,11 @@ Examples:
         const something = suspicions.length > 0 || allow !== "";
         const written = something && project.configFile === undefined && !existsSync(file);
         // The block is `// comment` + `rules: { … },` (+ `allow: { … },`): it goes inside `masking`.
-        if (written) writeFileSync(file, `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n});\n`);
+        if (written)
+          writeFileSync(
+            file,
+            `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n});\n`,
+          );
         // Column names, counts and keyed hashes only: no production value is printed.
         const coincidences = allowances.coincidences.map((c) => ({ column: c.column, equals: c.equals, values: c.values, fields: c.fields, kinds: c.kinds }));
         if (json) {
@@ -64,10 +71,19 @@ Examples:
         }
         if (!something) return say("no unruled column looks like personal data, and the leak scan finds no kept column equal to a masked one");
         for (const c of allowances.coincidences) {
-          warn(`${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} (${c.fields} row${c.fields === 1 ? "" : "s"}) equal values of ${c.equals.join(", ") || "masked columns"}; allowed below with a reason to review, or mask the column instead`);
+          warn(
+            `${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} (${c.fields} row${c.fields === 1 ? "" : "s"}) equal values of ${c.equals.join(", ") || "masked columns"}; allowed below with a reason to review, or mask the column instead`,
+          );
         }
-        for (const u of allowances.unresolved) warn(`${u.column}: holds original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no rule fits its type; mask it with a custom rule or fix production`);
-        say(written ? `wrote ${file} with rules for ${suspicions.length} columns and ${allowances.coincidences.length} allowance${allowances.coincidences.length === 1 ? "" : "s"}; review each before capturing:` : `add these to masking in ${project.configFile ?? file}:`);
+        for (const u of allowances.unresolved)
+          warn(
+            `${u.column}: holds original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no rule fits its type; mask it with a custom rule or fix production`,
+          );
+        say(
+          written
+            ? `wrote ${file} with rules for ${suspicions.length} columns and ${allowances.coincidences.length} allowance${allowances.coincidences.length === 1 ? "" : "s"}; review each before capturing:`
+            : `add these to masking in ${project.configFile ?? file}:`,
+        );
         return say(block);
       }
       const bar = progress(!json);
@@ -79,8 +95,18 @@ Examples:
       bar.done();
       const masked = manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0);
       const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
-      if (json) return sayJson({ id: manifest.id, tables: manifest.tables.length, rows, maskedColumns: masked, leakScan: manifest.leakScan, elapsedMs: manifest.elapsedMs });
-      say(`snapshot ${manifest.id}: ${manifest.tables.length} tables, ${rows.toLocaleString("en-US")} rows, ${masked} masked columns, leak scan clean (${manifest.leakScan.originalsChecked.toLocaleString("en-US")} originals) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`);
+      if (json)
+        return sayJson({
+          id: manifest.id,
+          tables: manifest.tables.length,
+          rows,
+          maskedColumns: masked,
+          leakScan: manifest.leakScan,
+          elapsedMs: manifest.elapsedMs,
+        });
+      say(
+        `snapshot ${manifest.id}: ${manifest.tables.length} tables, ${rows.toLocaleString("en-US")} rows, ${masked} masked columns, leak scan clean (${manifest.leakScan.originalsChecked.toLocaleString("en-US")} originals) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`,
+      );
       const allowed = (manifest.leakScan.allowed ?? []).filter((a) => a.fieldsMatched > 0);
       if (allowed.length > 0) say(`allowed by masking.allow: ${allowed.map((a) => `${a.column} (${a.fieldsMatched} fields)`).join(", ")}`);
       say(`next: \`airlock up --snapshot ${manifest.id}\` or \`airlock run -- <agent>\``);
@@ -93,11 +119,26 @@ Examples:
     .action(async (_opts, cmd: Command) => {
       const dir = snapshotsDir((await projectFor(cmd)).statePath());
       const removed = removeStaleCaptures(dir);
-      if (removed.length > 0) warn(`removed ${removed.length} temporary director${removed.length === 1 ? "y" : "ies"} left by interrupted captures: ${removed.join(", ")}`);
+      if (removed.length > 0)
+        warn(`removed ${removed.length} temporary director${removed.length === 1 ? "y" : "ies"} left by interrupted captures: ${removed.join(", ")}`);
       const all = listSnapshots(dir);
-      if (globalFlags(cmd).json) return sayJson(all.map((m) => ({ id: m.id, createdAt: m.createdAt, tables: m.tables.length, rows: m.tables.reduce((n, t) => n + t.rows, 0), source: m.source })));
+      if (globalFlags(cmd).json)
+        return sayJson(
+          all.map((m) => ({ id: m.id, createdAt: m.createdAt, tables: m.tables.length, rows: m.tables.reduce((n, t) => n + t.rows, 0), source: m.source })),
+        );
       if (all.length === 0) return say("no snapshots yet: `airlock snapshot --from $PROD_DATABASE_URL`");
-      say(table(["id", "created", "tables", "rows", "source"], all.map((m) => [m.id, m.createdAt, m.tables.length, m.tables.reduce((n, t) => n + t.rows, 0), `${m.source.database}@${m.source.host} (Postgres ${m.source.serverVersion})`])));
+      say(
+        table(
+          ["id", "created", "tables", "rows", "source"],
+          all.map((m) => [
+            m.id,
+            m.createdAt,
+            m.tables.length,
+            m.tables.reduce((n, t) => n + t.rows, 0),
+            `${m.source.database}@${m.source.host} (Postgres ${m.source.serverVersion})`,
+          ]),
+        ),
+      );
     });
 
   snapshot
@@ -109,8 +150,22 @@ Examples:
       if (globalFlags(cmd).json) return sayJson(m);
       say(`${m.id} taken ${m.createdAt} from ${m.source.database}@${m.source.host}:${m.source.port} (Postgres ${m.source.serverVersion})`);
       say(`rules ${m.rulesHash.slice(0, 12)}, leak scan clean over ${m.leakScan.fieldsScanned.toLocaleString("en-US")} fields`);
-      for (const a of m.leakScan.allowed ?? []) say(`allowed in ${a.column}: ${a.valuesMatched} of ${a.values} listed values (${a.fieldsMatched} fields), because: ${a.reason}`);
-      say(table(["table", "rows", "key", "masked columns"], m.tables.map((t) => [`${t.schema}.${t.name}`, t.rows, t.key?.join(", ") ?? "(none)", t.columns.filter((c) => c.rule !== "keep").map((c) => `${c.name}=${c.rule}`).join(", ")])));
+      for (const a of m.leakScan.allowed ?? [])
+        say(`allowed in ${a.column}: ${a.valuesMatched} of ${a.values} listed values (${a.fieldsMatched} fields), because: ${a.reason}`);
+      say(
+        table(
+          ["table", "rows", "key", "masked columns"],
+          m.tables.map((t) => [
+            `${t.schema}.${t.name}`,
+            t.rows,
+            t.key?.join(", ") ?? "(none)",
+            t.columns
+              .filter((c) => c.rule !== "keep")
+              .map((c) => `${c.name}=${c.rule}`)
+              .join(", "),
+          ]),
+        ),
+      );
     });
 
   snapshot
@@ -120,7 +175,12 @@ Examples:
     .action(async (id: string, _opts, cmd: Command) => {
       const r = await verifySnapshot(snapshotsDir((await projectFor(cmd)).statePath()), id);
       if (globalFlags(cmd).json) sayJson({ id, ...r });
-      else say(r.ok ? `${id}: all ${r.files} files match their checksums` : `${id}: ${r.file} is ${r.problem === "missing" ? "missing" : "corrupt (checksum mismatch)"}`);
+      else
+        say(
+          r.ok
+            ? `${id}: all ${r.files} files match their checksums`
+            : `${id}: ${r.file} is ${r.problem === "missing" ? "missing" : "corrupt (checksum mismatch)"}`,
+        );
       if (!r.ok) process.exitCode = EXIT_ERROR;
     });
 

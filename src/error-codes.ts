@@ -30,7 +30,9 @@ export const ERROR_CODES = {
   AIRLOCK_APPROVAL_NOT_AUTHENTIC: refused("the approval is unreadable, has no MAC, or its MAC does not hold (forged or edited)"),
   AIRLOCK_APPROVAL_USED: refused("the approval has authorised a promotion already (one approval, one promotion)"),
   AIRLOCK_AUDIT_BUSY: error("another Airlock command holds the staging audit journal's lock"),
-  AIRLOCK_AUDIT_CORRUPT: error("a line of the staging audit journal (or of its unauthenticated events) is not valid JSON or not an audit entry; the message names the line and the field"),
+  AIRLOCK_AUDIT_CORRUPT: error(
+    "a line of the staging audit journal (or of its unauthenticated events) is not valid JSON or not an audit entry; the message names the line and the field",
+  ),
   AIRLOCK_AUDIT_PRIVILEGES: error("the audit role cannot read production's audit trail"),
   AIRLOCK_AUDIT_TAMPERED: error("`airlock audit --verify` found entries edited, removed, reordered or missing"),
   AIRLOCK_AUTH_FAILED: error("Postgres refused the login (password, pg_hba.conf, or no password given)"),
@@ -105,7 +107,9 @@ export const ERROR_CODES = {
   AIRLOCK_SNAPSHOT_WRITE_FAILED: error("the snapshot cannot be written (disk full or state directory not writable)"),
   AIRLOCK_STAGING_FULL: error("the staging cluster has no room for another session's connections"),
   AIRLOCK_STATEMENT_TIMEOUT: error("a statement ran past statement_timeout (sqlstate 57014)"),
-  AIRLOCK_STATE_INVALID: error("a state file (session record, cluster file, a diff or approval whose MAC holds) is not valid JSON or not in the shape Airlock writes; the message names the file and the field"),
+  AIRLOCK_STATE_INVALID: error(
+    "a state file (session record, cluster file, a diff or approval whose MAC holds) is not valid JSON or not in the shape Airlock writes; the message names the file and the field",
+  ),
   AIRLOCK_SUPERVISOR_DOWN: error("the staging supervisor did not start in time"),
   AIRLOCK_TOO_MANY_CONNECTIONS: error("the server's or role's connection limit is reached (sqlstate 53300)"),
   AIRLOCK_UNKNOWN_HAZARD: refused("`--accept` names a hazard the diff does not have"),

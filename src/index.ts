@@ -21,7 +21,18 @@ export { captureSnapshot, initRules, type CaptureOptions, type CaptureProgress, 
 export { listSnapshots, readManifest, verifySnapshot, removeSnapshot, snapshotsDir, type SnapshotManifest, type ManifestTable } from "./snapshot/store.ts";
 
 // Sessions: disposable staging databases cloned from a snapshot, and an agent run in one.
-export { createSession, destroySession, listSessions, readSession, gcSessions, agentConnection, sessionLimits, type SessionRecord, type UpOptions, type SessionLimitsView } from "./staging/sessions.ts";
+export {
+  createSession,
+  destroySession,
+  listSessions,
+  readSession,
+  gcSessions,
+  agentConnection,
+  sessionLimits,
+  type SessionRecord,
+  type UpOptions,
+  type SessionLimitsView,
+} from "./staging/sessions.ts";
 export { runAgent, type RunOptions, type RunResult } from "./staging/run.ts";
 export { defaultSandbox, type SandboxKind } from "./staging/sandbox.ts";
 

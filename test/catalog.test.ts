@@ -46,7 +46,15 @@ beforeAll(async () => {
   prod = await prodCluster.createDatabase("zoo");
   await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query(ZOO));
   project = await createTestProject("catalog-project");
-  const manifest = await captureSnapshot({ source: prod, secret: "catalog-test-secret-0123456789", rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  const manifest = await captureSnapshot({
+    source: prod,
+    secret: "catalog-test-secret-0123456789",
+    rules: {},
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
   snapshotId = manifest.id;
 }, 120_000);
 
@@ -61,15 +69,41 @@ describe("a restored snapshot has production's catalog", () => {
     const expected = readSnapshotCatalog(snapshotDir(snapshotsDir(project.statePath()), snapshotId), manifest)!;
     // Production's model holds an object of every kind the model reads.
     const kinds = new Set(Object.values(expected.objects).map((o) => o.kind));
-    for (const k of ["schema", "extension", "type", "sequence", "function", "table", "column", "constraint", "index", "view", "matview", "trigger", "rule", "policy", "cast", "operator", "event_trigger", "default_acl", "setting", "database"]) {
+    for (const k of [
+      "schema",
+      "extension",
+      "type",
+      "sequence",
+      "function",
+      "table",
+      "column",
+      "constraint",
+      "index",
+      "view",
+      "matview",
+      "trigger",
+      "rule",
+      "policy",
+      "cast",
+      "operator",
+      "event_trigger",
+      "default_acl",
+      "setting",
+      "database",
+    ]) {
       expect(kinds, k).toContain(k);
     }
     expect(manifest.catalog?.roles).toContain("zoo_reporting");
     const session = await createSession(project, { name: "restored" });
     try {
       const base = await sessionAdminTarget(project, session.id, "base");
-      const actual = await withClient(base, { step: "test", searchPath: "public" }, (c) => readCatalog(c, { owners: new Set([base.user, ...(manifest.catalog?.owners ?? [])]) }));
-      const differences = compareCatalogs(actual, expected, { sequenceValues: true, ignore: (o, p) => (o.kind === "database" && p !== "comment") || (o.kind === "setting" && o.scope === "role") });
+      const actual = await withClient(base, { step: "test", searchPath: "public" }, (c) =>
+        readCatalog(c, { owners: new Set([base.user, ...(manifest.catalog?.owners ?? [])]) }),
+      );
+      const differences = compareCatalogs(actual, expected, {
+        sequenceValues: true,
+        ignore: (o, p) => (o.kind === "database" && p !== "comment") || (o.kind === "setting" && o.scope === "role"),
+      });
       expect(differences).toEqual([]);
       expect(actual.objects["table zoo.species"]?.acl).toContain("zoo_reporting:SELECT");
       expect(actual.objects["column billing.accounts.label"]?.acl).toContain("zoo_reporting:SELECT");
@@ -77,7 +111,9 @@ describe("a restored snapshot has production's catalog", () => {
       expect(actual.objects["matview zoo.visit_totals"]).toMatchObject({ populated: false });
       expect(actual.objects["trigger zoo.animals.animals_stamp_updated_at"]).toMatchObject({ enabled: "D" });
       // The role exists in staging only as a placeholder nobody can log in as.
-      const role = await withClient(base, { step: "test", searchPath: "public" }, (c) => c.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'zoo_reporting'"));
+      const role = await withClient(base, { step: "test", searchPath: "public" }, (c) =>
+        c.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'zoo_reporting'"),
+      );
       expect(role.rows).toEqual([{ rolcanlogin: false }]);
     } finally {
       await destroySession(project, session.id);
@@ -148,7 +184,9 @@ describe("nothing in work escapes the diff", () => {
       expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true });
       expect(r.diff.hazards.find((h) => h.code === "ROLE_SETTING")).toMatchObject({ severity: "danger" });
       const base = await sessionAdminTarget(project, session.id, "base");
-      const settings = await withClient(base, { step: "test", searchPath: "public" }, (c) => c.query("SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"));
+      const settings = await withClient(base, { step: "test", searchPath: "public" }, (c) =>
+        c.query("SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"),
+      );
       expect(settings.rows).toEqual([]);
     } finally {
       await destroySession(project, session.id);
@@ -170,11 +208,19 @@ describe("nothing in work escapes the diff", () => {
       // None of these changes a row: the data diff alone would see nothing.
       expect(r.diff.tables).toEqual([]);
       const hidden = ["view zoo.arctic_species", "table zoo.enclosures", "trigger zoo.species.species_stamp_updated_at", "matview zoo.visit_totals"];
-      for (const id of hidden) expect(r.diff.schemaChanges.map((c) => c.id), id).toContain(id);
+      for (const id of hidden)
+        expect(
+          r.diff.schemaChanges.map((c) => c.id),
+          id,
+        ).toContain(id);
       const edited = { ...r.diff, schemaChanges: r.diff.schemaChanges.filter((c) => !hidden.includes(c.id)) };
       const v = await verifyDiff(project, session.id, edited);
       expect(v.verified).toBe(false);
-      for (const id of hidden) expect(v.schemaDifference.some((d) => d.startsWith(`${id}:`)), `${id} in ${JSON.stringify(v.schemaDifference)}`).toBe(true);
+      for (const id of hidden)
+        expect(
+          v.schemaDifference.some((d) => d.startsWith(`${id}:`)),
+          `${id} in ${JSON.stringify(v.schemaDifference)}`,
+        ).toBe(true);
     } finally {
       await destroySession(project, session.id);
     }

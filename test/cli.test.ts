@@ -88,7 +88,11 @@ describe("airlock CLI", () => {
 });
 
 /** Runs the CLI without blocking the test process, so that many runs can go at once. */
-function airlockAsync(args: readonly string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function airlockAsync(
+  args: readonly string[],
+  cwd = process.cwd(),
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     execFile(process.execPath, [BIN, ...args], { cwd, encoding: "utf8", env: { ...process.env, ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
       done({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stdout, stderr });
@@ -135,7 +139,11 @@ describe("no password reaches stdout or stderr, whatever the shape of a rejected
 describe("output into a pipe that closes early", () => {
   /** Runs `airlock <args> | <reader>` in a shell; the CLI's exit code is appended to stderr. */
   function piped(args: string, reader: string, cwd = process.cwd()) {
-    const r = spawnSync("sh", ["-c", `{ "${process.execPath}" "${BIN}" ${args}; echo "exit=$?" >&2; } | ${reader}`], { cwd, encoding: "utf8", timeout: 120_000 });
+    const r = spawnSync("sh", ["-c", `{ "${process.execPath}" "${BIN}" ${args}; echo "exit=$?" >&2; } | ${reader}`], {
+      cwd,
+      encoding: "utf8",
+      timeout: 120_000,
+    });
     return { stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -149,7 +157,15 @@ describe("output into a pipe that closes early", () => {
     mkdirSync(sessions, { recursive: true });
     for (let i = 0; i < 3000; i++) {
       const id = `pipe-${String(i).padStart(4, "0")}`;
-      const record = { id, backend: "pulumi", snapshotId: "snap-20260101-000000-abcdef", createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i % 60)).toISOString(), expiresAt: null, agent: { host: "127.0.0.1", port: 5432, database: id, user: id }, backendState: {} };
+      const record = {
+        id,
+        backend: "pulumi",
+        snapshotId: "snap-20260101-000000-abcdef",
+        createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i % 60)).toISOString(),
+        expiresAt: null,
+        agent: { host: "127.0.0.1", port: 5432, database: id, user: id },
+        backendState: {},
+      };
       writeFileSync(join(sessions, `${id}.json`), JSON.stringify({ ...record, agentPassword: "x" }), { mode: 0o600 });
     }
     try {
@@ -193,7 +209,9 @@ describe("every command's --help teaches by example", () => {
     };
     walk([], help([]));
     // The walk found the commands (a broken parse must not pass by finding none).
-    expect(seen).toEqual(expect.arrayContaining(["up", "run", "diff", "approve", "promote", "rollback", "audit", "ls", "cluster", "cluster status", "snapshot", "snapshot ls"]));
+    expect(seen).toEqual(
+      expect.arrayContaining(["up", "run", "diff", "approve", "promote", "rollback", "audit", "ls", "cluster", "cluster status", "snapshot", "snapshot ls"]),
+    );
     expect(missing).toEqual([]);
   }, 180_000);
 });

@@ -46,7 +46,9 @@ function processesUnder(roots: readonly string[]): number[] {
 }
 
 function uidOf(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("Uid:"));
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("Uid:"));
   return Number(line?.split(/\s+/)[1]);
 }
 
@@ -69,7 +71,11 @@ describe("local cluster", () => {
     expect(serverUid).not.toBe(0);
     expect(serverUid).toBe(resolveServerUser().uid);
     // Loopback only.
-    const listen = await withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("show listen_addresses")).rows[0].listen_addresses);
+    const listen = await withClient(
+      cluster.adminTarget(),
+      { step: "test", searchPath: "public" },
+      async (c) => (await c.query("show listen_addresses")).rows[0].listen_addresses,
+    );
     expect(listen).toBe("127.0.0.1");
 
     expect(await stopCluster(cluster)).toEqual({ wasRunning: true });
@@ -122,7 +128,11 @@ describe("local cluster", () => {
     await Promise.all([startCluster(a), startCluster(b)]);
     expect(a.port).not.toBe(b.port);
     await withClient(a.adminTarget(), { step: "test", searchPath: "public" }, (c) => c.query("create database only_in_a"));
-    const inB = await withClient(b.tcpTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("select count(*)::int as n from pg_database where datname = 'only_in_a'")).rows[0].n);
+    const inB = await withClient(
+      b.tcpTarget(),
+      { step: "test", searchPath: "public" },
+      async (c) => (await c.query("select count(*)::int as n from pg_database where datname = 'only_in_a'")).rows[0].n,
+    );
     expect(inB).toBe(0);
     await Promise.all([stopCluster(a), stopCluster(b)]);
   });

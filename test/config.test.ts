@@ -80,7 +80,9 @@ describe("config validation lists every problem", () => {
   });
 
   it("refuses a duration without its unit instead of reading it as milliseconds, and parses sizes", () => {
-    expect(problemsOf(() => parseConfig({ staging: { ttl: 5 } }))).toEqual([{ path: "staging.ttl", message: 'expected a duration with its unit, got the bare number 5: write "5ms", "5s", "5m" or "5h"' }]);
+    expect(problemsOf(() => parseConfig({ staging: { ttl: 5 } }))).toEqual([
+      { path: "staging.ttl", message: 'expected a duration with its unit, got the bare number 5: write "5ms", "5s", "5m" or "5h"' },
+    ]);
     expect(parseConfig({ staging: { ttl: "5m" } }).staging.ttl).toBe(300_000);
     expect(parseConfig({ staging: { diskQuota: "50MB" } }).staging.diskQuota).toBe(50 * 1024 * 1024);
     expect(problemsOf(() => parseConfig({ staging: { diskQuota: "lots" } }))[0]!.path).toBe("staging.diskQuota");

@@ -24,7 +24,6 @@ function tcp(password: string, database = "connect_test") {
   return makeTarget({ host: "127.0.0.1", port: tc.cluster.port, database, user: "app", password });
 }
 
-
 describe("every Airlock connection pins its session", () => {
   it("pins TimeZone, DateStyle, IntervalStyle, extra_float_digits and bytea_output, and names the step", async () => {
     await withClient(tcp(PASSWORD), { step: "capture" }, async (c) => {
@@ -107,7 +106,9 @@ describe("Postgres errors become Airlock errors that keep the server's fields", 
   });
 
   it("maps a refused connection, an unknown database and a wrong password to stable codes", async () => {
-    expect((await caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/x`, { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_UNREACHABLE");
+    expect((await caught(() => openClient(`postgres://app:${PASSWORD}@127.0.0.1:1/x`, { step: "test", searchPath: "public" }))).code).toBe(
+      "AIRLOCK_UNREACHABLE",
+    );
     expect((await caught(() => openClient(tcp(PASSWORD, "no_such_db"), { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_DB_NOT_FOUND");
     expect((await caught(() => openClient(tcp("wrong-password-value"), { step: "test", searchPath: "public" }))).code).toBe("AIRLOCK_AUTH_FAILED");
     expect((await caught(() => Promise.resolve(parseTarget("http://example.com/")))).code).toBe("AIRLOCK_BAD_URL");

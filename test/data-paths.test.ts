@@ -61,7 +61,12 @@ describe("COPY lines are decoded whole, however the stream is chunked", () => {
   });
 
   it("gives the same lines when every byte is its own chunk, and keeps an unterminated last line", () => {
-    expect(splitAll(new CopyLineSplitter(), [...bytes].map((b) => Buffer.from([b])))).toEqual(lines);
+    expect(
+      splitAll(
+        new CopyLineSplitter(),
+        [...bytes].map((b) => Buffer.from([b])),
+      ),
+    ).toEqual(lines);
     const unterminated = Buffer.from("a\nb€", "utf8");
     expect(splitAll(new CopyLineSplitter(), [unterminated.subarray(0, 4), unterminated.subarray(4)])).toEqual(["a", "b€"]);
   });
@@ -97,9 +102,21 @@ beforeAll(async () => {
   });
   project = await createTestProject("data-paths-project", `export default { promote: { lockTimeout: "2s", statementTimeout: "60s" } };\n`);
   const rules = parseConfig({
-    masking: { rules: { ...DEMO_MASKING_RULES, "public.intl.label": "keep", "public.intl.note": "keep", "public.contacts.email": { faker: "email", domain: "email" } } },
+    masking: {
+      rules: { ...DEMO_MASKING_RULES, "public.intl.label": "keep", "public.intl.note": "keep", "public.contacts.email": { faker: "email", domain: "email" } },
+    },
   }).masking.rules;
-  await timed("capture", () => captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 }));
+  await timed("capture", () =>
+    captureSnapshot({
+      source: prod,
+      secret: SECRET,
+      rules,
+      snapshotsDir: project.statePath("snapshots"),
+      statementTimeoutMs: 60_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 200,
+    }),
+  );
   timings.push(`set-up (cluster, demo, ${ROWS} rows, capture): ${((Date.now() - started) / 1000).toFixed(2)} s`);
 });
 
@@ -158,12 +175,18 @@ describe("tables with no copyable columns", () => {
     const session = await createSession(project, { name: "no-columns" });
     try {
       const agent = agentConnection(project, session.id).target;
-      expect(await rows(agent, "SELECT (SELECT count(*)::int FROM no_columns) AS none, (SELECT count(*)::int FROM only_generated) AS generated, (SELECT string_agg(DISTINCT g, ',') FROM only_generated) AS g")).toEqual([
-        { none: 3, generated: 2, g: "computed" },
-      ]);
+      expect(
+        await rows(
+          agent,
+          "SELECT (SELECT count(*)::int FROM no_columns) AS none, (SELECT count(*)::int FROM only_generated) AS generated, (SELECT string_agg(DISTINCT g, ',') FROM only_generated) AS g",
+        ),
+      ).toEqual([{ none: 3, generated: 2, g: "computed" }]);
       // The masked column kept its empty string and its NULL, and masked the address.
       const contacts = await rows(agent, "SELECT id, email FROM contacts ORDER BY id");
-      expect(contacts.slice(0, 2)).toEqual([{ id: 1, email: "" }, { id: 2, email: null }]);
+      expect(contacts.slice(0, 2)).toEqual([
+        { id: 1, email: "" },
+        { id: 2, email: null },
+      ]);
       expect(contacts[2]!.email).toMatch(/@example\.com$/);
 
       await rows(agent, "UPDATE bookings SET status = 'cancelled' WHERE id = 21");
@@ -182,7 +205,10 @@ describe("tables with no copyable columns", () => {
     const session = await createSession(project, { name: "no-columns-rows" });
     try {
       const agent = agentConnection(project, session.id).target;
-      await rows(agent, "INSERT INTO no_columns DEFAULT VALUES; INSERT INTO no_columns DEFAULT VALUES; DELETE FROM only_generated WHERE ctid = (SELECT min(ctid) FROM only_generated)");
+      await rows(
+        agent,
+        "INSERT INTO no_columns DEFAULT VALUES; INSERT INTO no_columns DEFAULT VALUES; DELETE FROM only_generated WHERE ctid = (SELECT min(ctid) FROM only_generated)",
+      );
       // Before, these tables were invisible to the diff and to its verification: the agent's rows were lost
       // from a diff that still said "verified". (Their replay, promotion and rollback: test/wild-data.test.ts.)
       const d = await computeDiff(project, session.id);

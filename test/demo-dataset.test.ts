@@ -22,7 +22,11 @@ const clients = new Map<string, pg.Client>();
 
 beforeAll(async () => {
   tc = await startTestCluster("demo-dataset");
-  [first, second, scratch] = await Promise.all(["demo_first", "demo_second", "demo_scratch"].map((db) => tc.createDatabase(db))) as [PgTarget, PgTarget, PgTarget];
+  [first, second, scratch] = (await Promise.all(["demo_first", "demo_second", "demo_scratch"].map((db) => tc.createDatabase(db)))) as [
+    PgTarget,
+    PgTarget,
+    PgTarget,
+  ];
   // One after the other: the point is two independent loads, not a race between them.
   firstLoad = await seedDemo({ target: first });
   await seedDemo({ target: second, scale: 1 });
@@ -63,7 +67,6 @@ async function rowCounts(target: PgTarget): Promise<Record<string, number>> {
   for (const table of DEMO_TABLES) counts[table] = Number(await one<string>(target, `SELECT count(*) AS v FROM ${table}`));
   return counts;
 }
-
 
 describe("determinism", () => {
   it("two loads of the same scale give identical md5s of every table's ordered rows", async () => {
@@ -117,7 +120,9 @@ describe("scale", () => {
 describe("schema features", () => {
   it("has the booking_status enum, used by bookings.status", async () => {
     expect(await one(first, "SELECT enum_range(NULL::booking_status)::text AS v")).toBe("{pending,confirmed,checked_in,checked_out,cancelled,no_show}");
-    expect(await one(first, "SELECT udt_name AS v FROM information_schema.columns WHERE table_name = 'bookings' AND column_name = 'status'")).toBe("booking_status");
+    expect(await one(first, "SELECT udt_name AS v FROM information_schema.columns WHERE table_name = 'bookings' AND column_name = 'status'")).toBe(
+      "booking_status",
+    );
     const statuses = await sql<{ status: string }>(first, "SELECT DISTINCT status::text FROM bookings ORDER BY 1");
     expect(statuses.length).toBeGreaterThanOrEqual(4);
   });
@@ -129,7 +134,9 @@ describe("schema features", () => {
     );
     expect(identity).toEqual([{ data_type: "bigint", is_identity: "YES", identity_generation: "BY DEFAULT" }]);
     for (const table of ["gallery_images", "guests", "payments", "reviews"]) {
-      expect(await one<string>(first, `SELECT column_default AS v FROM information_schema.columns WHERE table_name = '${table}' AND column_name = 'id'`)).toBe(`nextval('${table}_id_seq'::regclass)`);
+      expect(await one<string>(first, `SELECT column_default AS v FROM information_schema.columns WHERE table_name = '${table}' AND column_name = 'id'`)).toBe(
+        `nextval('${table}_id_seq'::regclass)`,
+      );
     }
     // The next default id follows the largest id (608 for the gallery), instead of colliding with id 1.
     const inserts: Record<string, string> = {
@@ -163,7 +170,10 @@ describe("schema features", () => {
   });
 
   it("has a table without a primary key and keys on all the others", async () => {
-    const keyed = await sql<{ table: string }>(first, "SELECT conrelid::regclass::text AS table FROM pg_constraint WHERE contype = 'p' AND connamespace = 'public'::regnamespace ORDER BY 1");
+    const keyed = await sql<{ table: string }>(
+      first,
+      "SELECT conrelid::regclass::text AS table FROM pg_constraint WHERE contype = 'p' AND connamespace = 'public'::regnamespace ORDER BY 1",
+    );
     expect(keyed.map((r) => r.table)).toEqual(["bookings", "gallery_images", "guests", "payments", "reviews"]);
     expect(Number(await one(first, "SELECT count(*) AS v FROM booking_events"))).toBe(2000);
   });
@@ -183,8 +193,14 @@ describe("schema features", () => {
       { name: "reviews_booking_id_fkey", type: "f", valid: true },
       { name: "reviews_rating_check", type: "c", valid: true },
     ]);
-    expect(await one(first, "SELECT indexdef AS v FROM pg_indexes WHERE indexname = 'bookings_check_in_idx'")).toMatch(/ON public\.bookings USING btree \(check_in\)/);
-    const sqlstate = async (text: string) => sql(scratch, text).then(() => "ok", (e: { code?: string }) => e.code);
+    expect(await one(first, "SELECT indexdef AS v FROM pg_indexes WHERE indexname = 'bookings_check_in_idx'")).toMatch(
+      /ON public\.bookings USING btree \(check_in\)/,
+    );
+    const sqlstate = async (text: string) =>
+      sql(scratch, text).then(
+        () => "ok",
+        (e: { code?: string }) => e.code,
+      );
     expect(await sqlstate("INSERT INTO guests (full_name, email) SELECT 'Twin', email FROM guests WHERE id = 7")).toBe("23505");
     expect(await sqlstate("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES (999999, '2024-07-01', '2024-07-02', 1)")).toBe("23503");
     expect(await sqlstate("INSERT INTO reviews (booking_id, rating) VALUES (1, 6)")).toBe("23514");
@@ -223,8 +239,11 @@ describe("schema features", () => {
       )
     )[0];
     expect(facts?.party).toBe("1000");
-    for (const key of ["utm", "quoted", "null_notes", "empty_notes", "tabs", "newlines", "returns", "backslashes", "emoji"]) expect(Number(facts?.[key]), key).toBeGreaterThan(0);
-    expect(await one(first, "SELECT notes AS v FROM bookings WHERE strpos(notes, chr(92)) > 0 LIMIT 1")).toBe("Paid deposit by phone \\ confirm with front desk");
+    for (const key of ["utm", "quoted", "null_notes", "empty_notes", "tabs", "newlines", "returns", "backslashes", "emoji"])
+      expect(Number(facts?.[key]), key).toBeGreaterThan(0);
+    expect(await one(first, "SELECT notes AS v FROM bookings WHERE strpos(notes, chr(92)) > 0 LIMIT 1")).toBe(
+      "Paid deposit by phone \\ confirm with front desk",
+    );
     expect(Number(await one(first, "SELECT count(*) AS v FROM guests WHERE phone IS NULL"))).toBeGreaterThan(0);
     expect(Number(await one(first, "SELECT count(*) AS v FROM guests WHERE full_name ~ '[^ -~]'"))).toBeGreaterThan(0);
     expect(Number(await one(first, "SELECT count(*) AS v FROM guests WHERE full_name LIKE '%''%'"))).toBeGreaterThan(0);
@@ -243,7 +262,14 @@ describe("schema features", () => {
            (SELECT count(*) FROM guests WHERE email !~ '^[a-z0-9]+\\.[a-z0-9]+[0-9]+@') AS odd_emails`,
       )
     )[0];
-    expect(checks).toEqual({ amount_mismatch: "0", bad_reviews: "0", bad_methods: "0", event_mismatch: "0", latest: "2024-06-30 12:00:00+00", odd_emails: "0" });
+    expect(checks).toEqual({
+      amount_mismatch: "0",
+      bad_reviews: "0",
+      bad_methods: "0",
+      event_mismatch: "0",
+      latest: "2024-06-30 12:00:00+00",
+      odd_emails: "0",
+    });
   });
 });
 
@@ -279,7 +305,14 @@ describe("errors", () => {
 
   it("after a failed load removes what it created, so the same command can run again", async () => {
     const target = await tc.createDatabase("demo_retry");
-    await expect(seedDemo({ target, onProgress: (e) => { if (e.done) throw new Error("interrupted by the test"); } })).rejects.toThrow("interrupted by the test");
+    await expect(
+      seedDemo({
+        target,
+        onProgress: (e) => {
+          if (e.done) throw new Error("interrupted by the test");
+        },
+      }),
+    ).rejects.toThrow("interrupted by the test");
     expect(await one(target, "SELECT count(*)::int AS v FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(0);
     expect(await one(target, "SELECT to_regtype('booking_status')::text AS v")).toBeNull();
     await seedDemo({ target });
@@ -292,7 +325,7 @@ describe("COPY text", () => {
     expect(copyText("a\\b\tc\nd\re")).toBe("a\\\\b\\tc\\nd\\re");
     expect(copyText(null)).toBe("\\N");
     expect(copyText("\\N")).toBe("\\\\N");
-    expect(copyText("Zoë \"O'Brien\" 🍾")).toBe("Zoë \"O'Brien\" 🍾");
+    expect(copyText('Zoë "O\'Brien" 🍾')).toBe('Zoë "O\'Brien" 🍾');
   });
 
   it("formats timestamps in UTC to the millisecond", () => {

@@ -73,7 +73,15 @@ beforeAll(async () => {
   });
   project = await createTestProject("diff-project");
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({ source: prod, secret: "diff-test-secret-0123456789", rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: "diff-test-secret-0123456789",
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 });
 
 afterAll(async () => {
@@ -95,7 +103,10 @@ describe("every kind of change replays to work and is verified", () => {
         expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
         expect(r.diff.summary, "summary").toEqual(expected.summary);
         expect(Object.fromEntries(r.diff.tables.map((t) => [`${t.schema}.${t.name}`, changeCounts(t)])), "tables").toEqual(expected.tables);
-        expect(r.diff.schemaChanges.map((c) => c.id), "schema changes").toEqual(expected.schemaChanges);
+        expect(
+          r.diff.schemaChanges.map((c) => c.id),
+          "schema changes",
+        ).toEqual(expected.schemaChanges);
         expect(r.diff.hazards.map((h) => `${h.severity}:${h.code}:${h.object}`).sort(), "hazards").toEqual(expected.hazards);
         // The id is the sha256 of the canonical diff.json.
         expect(sha256Hex(readFileSync(join(r.dir, "diff.json"), "utf8"))).toBe(r.id);
@@ -149,12 +160,19 @@ describe("the diff artifact", () => {
   it("flags the incident: bulk delete (danger), large insert, and a masked value written back", async () => {
     const session = await createSession(project, { name: "incident" });
     try {
-      const fakeEmail = await withClient(agentConnection(project, session.id).target, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT email FROM guests WHERE id = 4")).rows[0].email as string);
+      const fakeEmail = await withClient(
+        agentConnection(project, session.id).target,
+        { step: "test", searchPath: "public" },
+        async (c) => (await c.query("SELECT email FROM guests WHERE id = 4")).rows[0].email as string,
+      );
       await asAgent(
         session.id,
         `DELETE FROM gallery_images WHERE id >= 439;
          INSERT INTO gallery_images (title, url, category, published) SELECT 'Imported ' || g, 'file:///tmp/img' || g || '.jpg', 'imported', true FROM generate_series(1, 282) g;
-         UPDATE guests SET email = '${fakeEmail.replace(/'/g, "''")}', updated_at = '2024-07-01 00:00:00+00' WHERE id = 5;`.replace(/UPDATE guests SET email = '[^']*'/, `UPDATE guests SET email = (SELECT email FROM guests WHERE id = 4) || ''`),
+         UPDATE guests SET email = '${fakeEmail.replace(/'/g, "''")}', updated_at = '2024-07-01 00:00:00+00' WHERE id = 5;`.replace(
+          /UPDATE guests SET email = '[^']*'/,
+          `UPDATE guests SET email = (SELECT email FROM guests WHERE id = 4) || ''`,
+        ),
       ).catch(async () => {
         // guests.email is unique: copy another guest's fake email into a new guest instead.
         await asAgent(
@@ -190,7 +208,9 @@ describe("the diff artifact", () => {
       );
       const r = await diffSession(project, session.id);
       expect(r.diff.verification, JSON.stringify(r.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
-      expect(r.diff.hazards.map((h) => `${h.severity}:${h.code}:${h.object}`)).toEqual(expect.arrayContaining(["danger:TRIGGER:trigger public.stamped.stamped_at", "danger:FUNCTION:function public.stamp()"]));
+      expect(r.diff.hazards.map((h) => `${h.severity}:${h.code}:${h.object}`)).toEqual(
+        expect.arrayContaining(["danger:TRIGGER:trigger public.stamped.stamped_at", "danger:FUNCTION:function public.stamp()"]),
+      );
       const trigger = r.diff.schemaChanges.find((c) => c.id === "trigger public.stamped.stamped_at")!;
       expect(trigger.sql).toEqual([]);
       expect(trigger.afterData.join("\n")).toContain("CREATE TRIGGER stamped_at");
@@ -199,4 +219,3 @@ describe("the diff artifact", () => {
     }
   });
 });
-

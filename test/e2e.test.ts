@@ -34,7 +34,10 @@ async function checksums(): Promise<string> {
   return withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     const parts: string[] = [];
     for (const t of ["gallery_images", "guests", "bookings", "payments", "reviews", "booking_events"]) {
-      parts.push((await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0].h);
+      parts.push(
+        (await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))
+          .rows[0].h,
+      );
     }
     return parts.join(" ");
   });
@@ -90,7 +93,9 @@ describe("the workflow through the CLI", () => {
     expect(d1.code, d1.stderr).toBe(0);
     const incidentDiff = d1.json();
     expect(incidentDiff.verified).toBe(true);
-    expect(incidentDiff.hazards.map((h: { code: string; severity: string }) => `${h.severity}:${h.code}`)).toEqual(expect.arrayContaining(["danger:BULK_DELETE", "warn:LARGE_INSERT"]));
+    expect(incidentDiff.hazards.map((h: { code: string; severity: string }) => `${h.severity}:${h.code}`)).toEqual(
+      expect.arrayContaining(["danger:BULK_DELETE", "warn:LARGE_INSERT"]),
+    );
 
     const unapproved = airlock("promote", incidentDiff.id.slice(0, 12));
     expect(unapproved.code).toBe(2);
@@ -115,13 +120,19 @@ describe("the workflow through the CLI", () => {
     const promotion = promoted.json();
     expect(promotion.confirmed).toBe(true);
     expect(await checksums()).not.toBe(original);
-    const status = await withClient(prod, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'bookings_check_in_status_idx'")).rows[0].n);
+    const status = await withClient(
+      prod,
+      { step: "test", searchPath: "public" },
+      async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'bookings_check_in_status_idx'")).rows[0].n,
+    );
     expect(status).toBe(1);
 
     const audit = airlock("audit", "--verify", "--json");
     expect(audit.code, audit.stderr).toBe(0);
     const trail = audit.json();
-    expect(trail.staging.entries.map((e: { action: string }) => e.action)).toEqual(expect.arrayContaining(["snapshot", "up", "run", "diff", "approve", "promote"]));
+    expect(trail.staging.entries.map((e: { action: string }) => e.action)).toEqual(
+      expect.arrayContaining(["snapshot", "up", "run", "diff", "approve", "promote"]),
+    );
     expect(trail.production.entries.map((e: { action: string }) => e.action)).toContain("promote");
 
     const rollback = airlock("rollback", promotion.promotionId);

@@ -91,7 +91,12 @@ describe("the error-code registry", () => {
     const rows = section
       .split("\n")
       .filter((line) => /^\|\s*`AIRLOCK_/.test(line))
-      .map((line) => line.split("|").slice(1, -1).map((cell) => cell.trim()));
+      .map((line) =>
+        line
+          .split("|")
+          .slice(1, -1)
+          .map((cell) => cell.trim()),
+      );
     const expected = Object.entries(ERROR_CODES).map(([code, info]) => [`\`${code}\``, String(info.exitCode), info.meaning]);
     expect(rows).toEqual(expected);
   });

@@ -40,7 +40,11 @@ describe("the container's restore, run against a real cluster", () => {
   }
 
   function bash(script: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", [script, ...args], { env: { PATH: `${fakeBin}:${pgBin}:${process.env.PATH ?? ""}`, PGDATA: pgdata, HOME: root, ...env }, encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync("bash", [script, ...args], {
+      env: { PATH: `${fakeBin}:${pgBin}:${process.env.PATH ?? ""}`, PGDATA: pgdata, HOME: root, ...env },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -66,7 +70,15 @@ describe("the container's restore, run against a real cluster", () => {
       `);
     });
     const snapshotsDir = openDir("infra-snapshots");
-    manifest = await captureSnapshot({ source: prod, secret: "infra-test-secret-0123456789", rules: {}, snapshotsDir, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 100 });
+    manifest = await captureSnapshot({
+      source: prod,
+      secret: "infra-test-secret-0123456789",
+      rules: {},
+      snapshotsDir,
+      statementTimeoutMs: 60_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 100,
+    });
     snapDir = join(snapshotsDir, manifest.id);
     root = openDir("infra-container");
     paths = { snapshotMount: snapDir, staged: join(root, "staged"), scripts: join(root, "scripts"), initHook: join(root, "initdb.d", "50-airlock.sh") };
@@ -163,7 +175,11 @@ describe("the container's restore, run against a real cluster", () => {
       const r = bash(join(paths.scripts, "init.sh"), [], env);
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain("AIRLOCK_AGENT_PASSWORD");
-      const dbs = await withClient(cluster.cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT datname FROM pg_database WHERE datname IN ('base', 'work')")).rowCount);
+      const dbs = await withClient(
+        cluster.cluster.adminTarget(),
+        { step: "test", searchPath: "public" },
+        async (c) => (await c.query("SELECT datname FROM pg_database WHERE datname IN ('base', 'work')")).rowCount,
+      );
       expect(dbs).toBe(0);
     });
 
@@ -174,7 +190,11 @@ describe("the container's restore, run against a real cluster", () => {
       expect(existsSync(join(pgdata, "airlock-ready"))).toBe(true);
       expect(existsSync(paths.staged)).toBe(false);
 
-      const prodRows = await withClient(cluster.cluster.adminTarget("production"), { step: "test", searchPath: "public" }, async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows);
+      const prodRows = await withClient(
+        cluster.cluster.adminTarget("production"),
+        { step: "test", searchPath: "public" },
+        async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows,
+      );
       for (const db of ["base", "work"]) {
         await withClient(cluster.cluster.adminTarget(db), { step: "test", searchPath: "public" }, async (c) => {
           for (const t of manifest.tables) {
@@ -183,7 +203,10 @@ describe("the container's restore, run against a real cluster", () => {
           }
           expect((await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows).toEqual(prodRows);
           const seq = manifest.sequences.find((s) => s.name === "items_id_seq")!;
-          expect((await c.query("SELECT last_value::text, is_called FROM shop.items_id_seq")).rows[0]).toEqual({ last_value: seq.lastValue, is_called: seq.isCalled });
+          expect((await c.query("SELECT last_value::text, is_called FROM shop.items_id_seq")).rows[0]).toEqual({
+            last_value: seq.lastValue,
+            is_called: seq.isCalled,
+          });
           // Post-data ran: the index and the foreign key exist.
           expect((await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'items_price'")).rows[0].n).toBe(1);
           await expect(c.query("INSERT INTO shop.stock VALUES (9999, 1)")).rejects.toMatchObject({ code: "23503" });

@@ -59,7 +59,10 @@ function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
 /** Runs the program under mocks with `config`; returns what reached the "engine" and the program's handles. */
 let lastResources: Registered[] = [];
 
-async function runProgram(config: Record<string, string>, options: { stack?: string; secretKeys?: string[] } = {}): Promise<{ resources: Registered[]; stack: AirlockStack }> {
+async function runProgram(
+  config: Record<string, string>,
+  options: { stack?: string; secretKeys?: string[] } = {},
+): Promise<{ resources: Registered[]; stack: AirlockStack }> {
   const resources: Registered[] = [];
   lastResources = resources;
   await pulumi.runtime.setMocks(
@@ -106,7 +109,11 @@ describe("the program under Pulumi's mocks", () => {
 
     expect(network.name).toBe("airlock-sess-one");
     expect(network.driver).toBe("bridge");
-    expect(network.options).toMatchObject({ "com.docker.network.bridge.enable_ip_masquerade": "false", "com.docker.network.bridge.enable_icc": "false", "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1" });
+    expect(network.options).toMatchObject({
+      "com.docker.network.bridge.enable_ip_masquerade": "false",
+      "com.docker.network.bridge.enable_icc": "false",
+      "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+    });
 
     expect(image.name).toBe("postgres:15.10-bookworm");
     expect(imagePinProblem(String(image.name))).toBeNull();
@@ -138,7 +145,9 @@ describe("the program under Pulumi's mocks", () => {
     expect(container.entrypoints).toEqual(["/airlock/scripts/entrypoint.sh"]);
     expect(container.command[0]).toBe("postgres");
     const restore = uploads.find((u) => u.file === "/airlock/scripts/restore.sql")?.content ?? "";
-    expect(restore).toContain(`COPY "public"."t" ("id") FROM PROGRAM 'exec gzip -dc -- ''/var/lib/postgresql/airlock-snapshot/data/public.t.copy.gz''' WITH (FREEZE);`);
+    expect(restore).toContain(
+      `COPY "public"."t" ("id") FROM PROGRAM 'exec gzip -dc -- ''/var/lib/postgresql/airlock-snapshot/data/public.t.copy.gz''' WITH (FREEZE);`,
+    );
     const roles = uploads.find((u) => u.file === "/airlock/scripts/roles.sql")?.content ?? "";
     expect(roles).toContain("CONNECTION LIMIT 20 ");
     expect(roles).toContain(`ALTER ROLE "agent" SET statement_timeout = '5min';`);
@@ -163,7 +172,13 @@ describe("the program under Pulumi's mocks", () => {
     expect(await pulumi.isSecret(stack.outputs.session)).toBe(false);
 
     const agentUrl = new URL(await valueOf(stack.outputs.agentUrl));
-    expect([agentUrl.hostname, agentUrl.port, agentUrl.pathname, agentUrl.username, decodeURIComponent(agentUrl.password)]).toEqual(["127.0.0.1", String(MOCK_PORT), "/work", "agent", agent]);
+    expect([agentUrl.hostname, agentUrl.port, agentUrl.pathname, agentUrl.username, decodeURIComponent(agentUrl.password)]).toEqual([
+      "127.0.0.1",
+      String(MOCK_PORT),
+      "/work",
+      "agent",
+      agent,
+    ]);
     const adminUrl = new URL(await valueOf(stack.outputs.adminUrl));
     expect([adminUrl.hostname, adminUrl.username, decodeURIComponent(adminUrl.password)]).toEqual(["127.0.0.1", "postgres", admin]);
     expect(await valueOf(stack.outputs.port)).toBe(MOCK_PORT);
@@ -237,7 +252,9 @@ describe("the program under Pulumi's mocks", () => {
     await expect(runProgram({ ...baseConfig, "airlock:image": "postgres" })).rejects.toThrow(/neither name:tag/);
     await expect(runProgram({ ...baseConfig, "airlock:image": "postgres:15-bookworm" })).rejects.toThrow(/floats/);
     await expect(runProgram({ "airlock:snapshotDir": dirA })).rejects.toThrow(/airlock:snapshot is required/);
-    await expect(runProgram({ "airlock:snapshot": SNAP_B, "airlock:snapshotDir": dirA })).rejects.toThrow(/manifest.json is snapshot snap-20260101-000000-aaaaaa, but airlock:snapshot is snap-20260202-000000-bbbbbb/);
+    await expect(runProgram({ "airlock:snapshot": SNAP_B, "airlock:snapshotDir": dirA })).rejects.toThrow(
+      /manifest.json is snapshot snap-20260101-000000-aaaaaa, but airlock:snapshot is snap-20260202-000000-bbbbbb/,
+    );
     await expect(runProgram({ ...baseConfig, "airlock:snapshotdir": "/typo" })).rejects.toThrow(/airlock:snapshotdir is not a setting/);
     await expect(runProgram({ ...baseConfig, "airlock:snapshotDir": dirB })).rejects.toThrow(/is snapshot snap-20260202-000000-bbbbbb/);
     expect(lastResources).toEqual([]);
@@ -270,17 +287,29 @@ describe("stack settings", () => {
   it("reports every problem at once", () => {
     let error: unknown;
     try {
-      readSettings(source({ image: "postgres:latest", memoryMb: "lots", cpus: "-1", maxConnections: "0", ttl: "soon", statementTimeout: "5 minutes", port: "70000" }), "bad name!", "/p");
+      readSettings(
+        source({ image: "postgres:latest", memoryMb: "lots", cpus: "-1", maxConnections: "0", ttl: "soon", statementTimeout: "5 minutes", port: "70000" }),
+        "bad name!",
+        "/p",
+      );
     } catch (e) {
       error = e;
     }
     expect(error).toBeInstanceOf(StackConfigError);
     const problems = (error as StackConfigError).problems.join("\n");
-    for (const key of ["session", "snapshot is required", "image", "memoryMb", "cpus", "maxConnections", "ttl", "statementTimeout", "port"]) expect(problems).toContain(key);
+    for (const key of ["session", "snapshot is required", "image", "memoryMb", "cpus", "maxConnections", "ttl", "statementTimeout", "port"])
+      expect(problems).toContain(key);
   });
 
   it("reads TTLs and pins", () => {
-    expect([parseTtl("2h"), parseTtl("30m"), parseTtl("90s"), parseTtl("1d"), parseTtl("never"), parseTtl("later")]).toEqual([7_200_000, 1_800_000, 90_000, 86_400_000, null, undefined]);
+    expect([parseTtl("2h"), parseTtl("30m"), parseTtl("90s"), parseTtl("1d"), parseTtl("never"), parseTtl("later")]).toEqual([
+      7_200_000,
+      1_800_000,
+      90_000,
+      86_400_000,
+      null,
+      undefined,
+    ]);
     expect(imagePinProblem("postgres:15.10-bookworm")).toBeNull();
     expect(imagePinProblem("registry.example.com:5000/team/postgres:16.4")).toBeNull();
     expect(imagePinProblem(`postgres:15.10@sha256:${"0".repeat(64)}`)).toBeNull();
@@ -321,12 +350,24 @@ const types = [];
   console.log(JSON.stringify({ types, outputs: masked }));
 })().catch((e) => { console.error("FAILED:", e && e.stack); process.exitCode = 1; });
 `;
-    const result = spawnSync(process.execPath, ["-e", script], { cwd: REPO, env: { ...process.env, PULUMI_NODEJS_TYPESCRIPT: "true" }, encoding: "utf8", timeout: 60_000 });
+    const result = spawnSync(process.execPath, ["-e", script], {
+      cwd: REPO,
+      env: { ...process.env, PULUMI_NODEJS_TYPESCRIPT: "true" },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     expect(result.status, result.stderr).toBe(0);
     const line = result.stdout.split("\n").find((l) => l.startsWith("{"));
     expect(line, result.stdout + result.stderr).toBeDefined();
     const { types, outputs } = JSON.parse(line!) as { types: string[]; outputs: Record<string, unknown> };
     expect(types).toEqual(expect.arrayContaining(["pulumi:pulumi:Stack", NETWORK, IMAGE, CONTAINER]));
-    expect(outputs).toMatchObject({ agentUrl: "postgres://agent:***@127.0.0.1:40001/work", adminUrl: "postgres://postgres:***@127.0.0.1:40001/postgres", session: "loader-test", snapshot: SNAP_A, port: 40001, image: "postgres:15.10-bookworm" });
+    expect(outputs).toMatchObject({
+      agentUrl: "postgres://agent:***@127.0.0.1:40001/work",
+      adminUrl: "postgres://postgres:***@127.0.0.1:40001/postgres",
+      session: "loader-test",
+      snapshot: SNAP_A,
+      port: 40001,
+      image: "postgres:15.10-bookworm",
+    });
   });
 });

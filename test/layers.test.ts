@@ -143,7 +143,7 @@ describe("imports run one way", () => {
       'export * from "./e.ts";',
       'let f: import("./f.ts").F;',
       '// import { x } from "../seeders/restore.ts";',
-      'const s = \'from "../infra/index.ts"\';',
+      "const s = 'from \"../infra/index.ts\"';",
       'const g = await import("./g.ts");',
     ].join("\n");
     const specifiers = importsOf("sample.ts", sample);

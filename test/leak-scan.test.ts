@@ -35,9 +35,39 @@ let stateDir: string;
 const projects: string[] = [];
 
 // Cities named like people (and so like masked first names), regions named like cities.
-const FIRST_NAMES = ["Austin", "Madison", "Charlotte", "Florence", "Jackson", "Lincoln", "Victoria", "Savannah", "Dallas", "Eugene", "Olivia", "Harper", "Amelia", "Oliver", "Theodore"];
+const FIRST_NAMES = [
+  "Austin",
+  "Madison",
+  "Charlotte",
+  "Florence",
+  "Jackson",
+  "Lincoln",
+  "Victoria",
+  "Savannah",
+  "Dallas",
+  "Eugene",
+  "Olivia",
+  "Harper",
+  "Amelia",
+  "Oliver",
+  "Theodore",
+];
 const LAST_NAMES = ["Whitfield", "Brennan", "Okafor", "Lindqvist", "Moreau", "Castellano", "Harrington", "Nakamura", "Fitzgerald", "Abernathy", "Kowalczyk"];
-const CITIES = ["Springfield", "Portland", "Riverside", "Fairview", "Greenville", "Austin", "Madison", "Charlotte", "Florence", "Jackson", "Lincoln", "Victoria", "Savannah"];
+const CITIES = [
+  "Springfield",
+  "Portland",
+  "Riverside",
+  "Fairview",
+  "Greenville",
+  "Austin",
+  "Madison",
+  "Charlotte",
+  "Florence",
+  "Jackson",
+  "Lincoln",
+  "Victoria",
+  "Savannah",
+];
 const REGIONS = ["Springfield", "Portland", "Riverside", "Fairview", "Greenville", "Northern Uplands", "Coastal Plain"];
 
 /** A small schema as found in the wild: PII, a region column named like cities, short numeric references. */
@@ -107,7 +137,16 @@ function parseRules(input: Record<string, unknown>): Record<string, MaskRule> {
 }
 
 function options(over: Partial<CaptureOptions> = {}): CaptureOptions {
-  return { source: wildReader, secret: SECRET, rules: parseRules(WILD_RULES), snapshotsDir: join(stateDir, "snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200, ...over };
+  return {
+    source: wildReader,
+    secret: SECRET,
+    rules: parseRules(WILD_RULES),
+    snapshotsDir: join(stateDir, "snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+    ...over,
+  };
 }
 
 async function one<T>(target: PgTarget, sql: string, params: unknown[] = []): Promise<T> {
@@ -165,7 +204,17 @@ afterAll(async () => {
 
 describe("the leak scan compares normal forms", () => {
   const scanner = new LeakScanner();
-  for (const v of ["ada@lovelace.org", "+44 20 7946 0958", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111", "Springfield", "555-0123", "123456", "AB123456C"]) scanner.addOriginal(v);
+  for (const v of [
+    "ada@lovelace.org",
+    "+44 20 7946 0958",
+    "DE89 3704 0044 0532 0130 00",
+    "4111 1111 1111 1111",
+    "Springfield",
+    "555-0123",
+    "123456",
+    "AB123456C",
+  ])
+    scanner.addOriginal(v);
 
   it.each([
     ["ADA@LOVELACE.ORG", "email"],
@@ -182,9 +231,12 @@ describe("the leak scan compares normal forms", () => {
     expect(scanner.find(value)?.kind).toBe(kind);
   });
 
-  it.each([["123456"], ["order 123456"], ["0958"], ["ref 207946"], ["Springfield Gardens"], ["20 79"], ["nothing to see here"]])("does not match %j: short numbers and other words are not originals", (value) => {
-    expect(scanner.find(value)).toBeUndefined();
-  });
+  it.each([["123456"], ["order 123456"], ["0958"], ["ref 207946"], ["Springfield Gardens"], ["20 79"], ["nothing to see here"]])(
+    "does not match %j: short numbers and other words are not originals",
+    (value) => {
+      expect(scanner.find(value)).toBeUndefined();
+    },
+  );
 
   it(`counts a number only from ${MIN_DIGITS} digits`, () => {
     const s = new LeakScanner();
@@ -200,7 +252,15 @@ describe("the leak scan agrees with its rules: a masked value rewritten into a k
 
   beforeAll(async () => {
     // The region coincidence is allowed as --init-rules proposes, so only the planted values can fail a capture.
-    const proposal = await initRules({ source: wildReader, rules: parseRules(WILD_RULES), allow: {}, secret: SECRET, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+    const proposal = await initRules({
+      source: wildReader,
+      rules: parseRules(WILD_RULES),
+      allow: {},
+      secret: SECRET,
+      statementTimeoutMs: 60_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 200,
+    });
     allow = { ...proposal.allowances.allow };
     expect(Object.keys(allow)).toEqual(["public.stores.region"]);
     await captureSnapshot(options({ allow }));
@@ -254,7 +314,9 @@ describe("the leak scan agrees with its rules: a masked value rewritten into a k
     try {
       const rules = parseRules(WILD_RULES);
       const proposal = await initRules({ source: wildReader, rules, allow, secret: SECRET, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
-      const masked = proposal.allowances.masked.map((s) => [`${s.column.schema}.${s.column.table}.${s.column.column}`, s.suggested, s.reasons.join(" ")] as const);
+      const masked = proposal.allowances.masked.map(
+        (s) => [`${s.column.schema}.${s.column.table}.${s.column.column}`, s.suggested, s.reasons.join(" ")] as const,
+      );
       expect(masked).toEqual([["public.stores.notes", { kind: "faker", generator: "text" }, expect.stringContaining("public.customers.email")]]);
       expect(JSON.stringify(proposal).toLowerCase()).not.toContain(email.toLowerCase());
       await captureSnapshot(options({ rules: { ...rules, "public.stores.notes": masked[0]![1] }, allow: { ...allow, ...proposal.allowances.allow } }));
@@ -264,7 +326,10 @@ describe("the leak scan agrees with its rules: a masked value rewritten into a k
   });
 
   it("never matches short numeric ids: references equal to a masked PIN or to the last digits of a masked phone pass", async () => {
-    const { equal } = await one<{ equal: number }>(wild, "SELECT count(*)::int AS equal FROM orders o JOIN customers c ON o.reference IN (c.pin, right(regexp_replace(c.phone, '\\D', '', 'g'), 4), right(regexp_replace(c.phone, '\\D', '', 'g'), 6))");
+    const { equal } = await one<{ equal: number }>(
+      wild,
+      "SELECT count(*)::int AS equal FROM orders o JOIN customers c ON o.reference IN (c.pin, right(regexp_replace(c.phone, '\\D', '', 'g'), 4), right(regexp_replace(c.phone, '\\D', '', 'g'), 6))",
+    );
     expect(equal).toBeGreaterThan(500);
     const m = await captureSnapshot(options({ allow }));
     expect(m.tables.find((t) => t.name === "orders")!.columns.find((c) => c.name === "reference")!.rule).toBe("keep");
@@ -274,7 +339,10 @@ describe("the leak scan agrees with its rules: a masked value rewritten into a k
     const entry = { reason: "a region named like a city", values: ["0123456789abcdef"] };
     const err = await caught(captureSnapshot(options({ allow: { ...allow, "public.customers.city": entry, "public.stores.nosuch": entry } })));
     expect(err.code).toBe("AIRLOCK_RULES_INVALID");
-    expect((err.details!.problems as Array<{ path: string }>).map((p) => p.path).sort()).toEqual(["masking.allow.public.customers.city", "masking.allow.public.stores.nosuch"]);
+    expect((err.details!.problems as Array<{ path: string }>).map((p) => p.path).sort()).toEqual([
+      "masking.allow.public.customers.city",
+      "masking.allow.public.stores.nosuch",
+    ]);
   });
 });
 
@@ -284,7 +352,9 @@ describe("the leak scan agrees with its rules: coincidences allowed with a reaso
     expect(err.code).toBe("AIRLOCK_LEAK_DETECTED");
     expect(err.message).toContain("public.stores.region");
     expect(err.hint).toContain("--init-rules");
-    const regions = (await withClient(wild, STEP, (c) => c.query("SELECT DISTINCT region FROM stores WHERE region IN (SELECT city FROM customers)"))).rows.map((r) => r.region as string);
+    const regions = (await withClient(wild, STEP, (c) => c.query("SELECT DISTINCT region FROM stores WHERE region IN (SELECT city FROM customers)"))).rows.map(
+      (r) => r.region as string,
+    );
     expect(regions.length).toBeGreaterThan(0);
     for (const r of regions) expect(err.message + err.hint).not.toContain(r);
 
@@ -292,14 +362,18 @@ describe("the leak scan agrees with its rules: coincidences allowed with a reaso
     const reason = "region names are places shared with customer cities by chance";
     const allow = { "public.stores.region": { reason, values: regions.map((r) => hasher.hash(r)) } };
     const manifest = await captureSnapshot(options({ allow }));
-    expect(manifest.leakScan.allowed).toEqual([{ column: "public.stores.region", reason, values: regions.length, valuesMatched: regions.length, fieldsMatched: expect.any(Number) }]);
+    expect(manifest.leakScan.allowed).toEqual([
+      { column: "public.stores.region", reason, values: regions.length, valuesMatched: regions.length, fieldsMatched: expect.any(Number) },
+    ]);
     expect(manifest.leakScan.allowed![0]!.fieldsMatched).toBeGreaterThanOrEqual(regions.length);
     const stored = readFileSync(join(stateDir, "snapshots", manifest.id, "manifest.json"), "utf8");
     for (const r of regions) expect(stored).not.toContain(r);
 
     // One value short: the value left out fails the capture again.
     const partial = { "public.stores.region": { reason, values: regions.slice(1).map((r) => hasher.hash(r)) } };
-    expect((await caught(captureSnapshot(options({ allow: partial })))).details?.columns).toEqual([{ column: "public.stores.region", fields: expect.any(Number), kinds: ["word"] }]);
+    expect((await caught(captureSnapshot(options({ allow: partial })))).details?.columns).toEqual([
+      { column: "public.stores.region", fields: expect.any(Number), kinds: ["word"] },
+    ]);
     // Another secret, other hashes: nothing is allowed.
     expect((await caught(captureSnapshot(options({ allow, secret: `${SECRET}-rotated` })))).code).toBe("AIRLOCK_LEAK_DETECTED");
   });
@@ -324,9 +398,15 @@ describe("the leak scan agrees with its rules: `--init-rules` then `snapshot` su
     expect(init.code, init.stderr).toBe(0);
     const proposal = JSON.parse(init.stdout);
     // Rules for the personal data only: no kept column had to be masked to pass the scan.
-    expect(proposal.columns.map((c: { column: string }) => c.column)).toEqual(Object.keys(WILD_RULES).map((k) => `public.${k}`).sort());
+    expect(proposal.columns.map((c: { column: string }) => c.column)).toEqual(
+      Object.keys(WILD_RULES)
+        .map((k) => `public.${k}`)
+        .sort(),
+    );
     expect(proposal.unresolved).toEqual([]);
-    expect(proposal.coincidences).toEqual([{ column: "public.stores.region", equals: ["public.customers.city"], values: 5, fields: expect.any(Number), kinds: ["word"] }]);
+    expect(proposal.coincidences).toEqual([
+      { column: "public.stores.region", equals: ["public.customers.city"], values: 5, fields: expect.any(Number), kinds: ["word"] },
+    ]);
     expect(Object.keys(proposal.allow)).toEqual(["public.stores.region"]);
     // Never a value: the regions, cities and names appear neither in the output nor in the rules file.
     let config = pointConfigAtCheckout(dir);
@@ -338,7 +418,9 @@ describe("the leak scan agrees with its rules: `--init-rules` then `snapshot` su
     expect(snap.code, snap.stderr + snap.stdout).toBe(0);
     const { id } = JSON.parse(snap.stdout);
     const show = JSON.parse(airlock(["snapshot", "show", id, "--json"], dir).stdout);
-    expect(show.leakScan.allowed).toEqual([expect.objectContaining({ column: "public.stores.region", values: 5, valuesMatched: 5, reason: expect.stringContaining("public.customers.city") })]);
+    expect(show.leakScan.allowed).toEqual([
+      expect.objectContaining({ column: "public.stores.region", values: 5, valuesMatched: 5, reason: expect.stringContaining("public.customers.city") }),
+    ]);
 
     // The person keeps the borderline city column: its cities named like people now equal masked first names.
     config = config.replace('"public.customers.city": "city",', '"public.customers.city": "keep",');
@@ -354,7 +436,9 @@ describe("the leak scan agrees with its rules: `--init-rules` then `snapshot` su
     expect(again.code, again.stderr).toBe(0);
     const second = JSON.parse(again.stdout);
     expect(second.written).toBeNull();
-    expect(second.coincidences).toEqual([{ column: "public.customers.city", equals: ["public.customers.first_name"], values: expect.any(Number), fields: expect.any(Number), kinds: ["word"] }]);
+    expect(second.coincidences).toEqual([
+      { column: "public.customers.city", equals: ["public.customers.first_name"], values: expect.any(Number), fields: expect.any(Number), kinds: ["word"] },
+    ]);
     const entry = `"public.customers.city": ${JSON.stringify(second.allow["public.customers.city"])},`;
     writeFileSync(join(dir, "airlock.config.ts"), config.replace(/\n(\s*)allow: \{\n/, `\n$1allow: {\n$1  ${entry}\n`));
     const passed = airlock(["snapshot", "--from", url, "--json"], dir);

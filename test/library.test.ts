@@ -43,7 +43,11 @@ let project: Project;
 const saved = { secret: process.env.AIRLOCK_SECRET, url: process.env.PROD_DATABASE_URL };
 
 async function items(target: PgTarget): Promise<string> {
-  return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT string_agg(id || ':' || sku || ':' || qty, ',' ORDER BY id) AS s FROM items")).rows[0].s as string);
+  return withClient(
+    target,
+    { step: "test", searchPath: "public" },
+    async (c) => (await c.query("SELECT string_agg(id || ':' || sku || ':' || qty, ',' ORDER BY id) AS s FROM items")).rows[0].s as string,
+  );
 }
 
 const actions = (entries: readonly AuditEntry[]) => entries.map((e) => e.action);
@@ -62,7 +66,10 @@ beforeAll(async () => {
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o755);
   // The project's airlock.config.ts uses the library's defineConfig (from the checkout: "airlock" is not installed here).
-  writeFileSync(join(dir, "airlock.config.ts"), `import { defineConfig } from ${JSON.stringify(resolve("src/index.ts"))};\n\nexport default defineConfig({ masking: { sampleSize: 100 } });\n`);
+  writeFileSync(
+    join(dir, "airlock.config.ts"),
+    `import { defineConfig } from ${JSON.stringify(resolve("src/index.ts"))};\n\nexport default defineConfig({ masking: { sampleSize: 100 } });\n`,
+  );
   project = await loadProject({ dir });
 });
 
@@ -73,7 +80,10 @@ afterAll(async () => {
     rmSync(project.dir, { recursive: true, force: true });
   }
   await prodCluster?.close();
-  for (const [name, value] of [["AIRLOCK_SECRET", saved.secret], ["PROD_DATABASE_URL", saved.url]] as const) {
+  for (const [name, value] of [
+    ["AIRLOCK_SECRET", saved.secret],
+    ["PROD_DATABASE_URL", saved.url],
+  ] as const) {
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;
   }
@@ -90,7 +100,11 @@ describe("the workflow through the library alone", () => {
 
     const psql = findPgBinaries().tool("psql");
     const sql = "UPDATE items SET qty = 99 WHERE sku = 'sku-3'; INSERT INTO items (sku, qty) VALUES ('sku-new', 1);";
-    const run = await runAgent(project, [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], { name: "library", sandbox: defaultSandbox() ?? "none", stdio: "ignore" });
+    const run = await runAgent(project, [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], {
+      name: "library",
+      sandbox: defaultSandbox() ?? "none",
+      stdio: "ignore",
+    });
     expect(run.exitCode).toBe(0);
     expect(listSessions(project).map((s) => s.id)).toContain(run.session.id);
     // The agent's change is in its staging database, and only there.

@@ -33,7 +33,14 @@ let project: Project;
 /** A raw node-pg client as the agent (no Airlock pins: the agent's own session). */
 function agentClient(sessionId: string, database?: string): pg.Client {
   const t = agentConnection(project, sessionId).target;
-  const c = new pg.Client({ host: t.host, port: t.port, user: t.user, password: t.password, database: database ?? t.database, connectionTimeoutMillis: 10_000 });
+  const c = new pg.Client({
+    host: t.host,
+    port: t.port,
+    user: t.user,
+    password: t.password,
+    database: database ?? t.database,
+    connectionTimeoutMillis: 10_000,
+  });
   // A backend the supervisor ends reports it on the query; the client's late error event is expected.
   c.on("error", () => undefined);
   return c;
@@ -71,9 +78,20 @@ beforeAll(async () => {
   prodCluster = await startTestCluster("limits-prod");
   const prod: PgTarget = await prodCluster.createDatabase("production");
   await seedDemo({ target: prod, scale: 1 });
-  project = await createTestProject("limits-project", `export default { staging: { connectionLimit: 20, statementTimeout: "${STATEMENT_LIMIT_MS}ms", diskQuota: "${QUOTA_MB}MB" } };\n`);
+  project = await createTestProject(
+    "limits-project",
+    `export default { staging: { connectionLimit: 20, statementTimeout: "${STATEMENT_LIMIT_MS}ms", diskQuota: "${QUOTA_MB}MB" } };\n`,
+  );
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -129,7 +147,10 @@ describe("13. one session cannot lift its own limits or starve another session (
             while (!stop) {
               const c = agentClient(a.id);
               c.on("error", () => undefined);
-              await c.connect().then(() => c.end()).catch(() => undefined);
+              await c
+                .connect()
+                .then(() => c.end())
+                .catch(() => undefined);
             }
           })(),
         );
@@ -148,12 +169,14 @@ describe("13. one session cannot lift its own limits or starve another session (
       const failures = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
       expect(failures).toEqual([]);
       // A's own cap held during the storm, whatever its database's limit says.
-      const extra = await Promise.allSettled(Array.from({ length: 25 }, async () => {
-        const c = agentClient(a.id);
-        c.on("error", () => undefined);
-        await c.connect();
-        held.push(c);
-      }));
+      const extra = await Promise.allSettled(
+        Array.from({ length: 25 }, async () => {
+          const c = agentClient(a.id);
+          c.on("error", () => undefined);
+          await c.connect();
+          held.push(c);
+        }),
+      );
       expect(extra.filter((r) => r.status === "fulfilled").length).toBeLessThanOrEqual(20);
       await Promise.all(held.map((c) => c.end().catch(() => undefined)));
     } finally {
@@ -170,16 +193,26 @@ describe("13. one session cannot lift its own limits or starve another session (
     const b = await createSession(project, { name: "visitor" });
     try {
       await agentQuery(a.id, `GRANT CONNECT ON DATABASE ${a.agent.database} TO PUBLIC; GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC`);
-      const viaProxy = await errorOf(agentQuery(b.id, "SELECT 1").then(() => undefined).then(async () => {
-        const c = agentClient(b.id, a.agent.database);
-        await c.connect();
-        await c.end();
-      }));
+      const viaProxy = await errorOf(
+        agentQuery(b.id, "SELECT 1")
+          .then(() => undefined)
+          .then(async () => {
+            const c = agentClient(b.id, a.agent.database);
+            await c.connect();
+            await c.end();
+          }),
+      );
       expect(viaProxy.message).toMatch(/may only connect|no pg_hba|not permitted|denied/i);
       // Straight to the server's socket, with B's password: pg_hba.conf refuses it.
       const cluster = openCluster(localClusterOptions(project))!;
       const t = agentConnection(project, b.id).target;
-      const direct = await errorOf(withClient(makeTarget({ host: cluster.socketDir, port: cluster.port, database: a.agent.database, user: t.user, password: t.password! }), { step: "test" }, (c) => c.query("SELECT 1")));
+      const direct = await errorOf(
+        withClient(
+          makeTarget({ host: cluster.socketDir, port: cluster.port, database: a.agent.database, user: t.user, password: t.password! }),
+          { step: "test" },
+          (c) => c.query("SELECT 1"),
+        ),
+      );
       expect(direct.message).toMatch(/pg_hba\.conf|rejects connection/);
     } finally {
       await destroySession(project, a.id);
@@ -228,10 +261,14 @@ describe("13. one session cannot lift its own limits or starve another session (
       const before = supervisorState(dir);
       expect(before.state).toBe("running");
       process.kill(before.workerPid!, "SIGKILL");
-      const back = await waitFor("a new worker", () => {
-        const now = supervisorState(dir);
-        return now.state === "running" && now.workerPid !== before.workerPid;
-      }, 10_000);
+      const back = await waitFor(
+        "a new worker",
+        () => {
+          const now = supervisorState(dir);
+          return now.state === "running" && now.workerPid !== before.workerPid;
+        },
+        10_000,
+      );
       console.log(`a killed worker was replaced in ${back} ms`);
       expect((await agentQuery(s.id, "SELECT 1 AS one")).rows[0].one).toBe(1);
 

@@ -11,7 +11,16 @@ import { type MaskColumn, Masker, ruleFitProblem } from "../src/snapshot/mask.ts
 import type { MaskRule } from "../src/config/masking-rules.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough";
-const col = (over: Partial<MaskColumn> = {}): MaskColumn => ({ schema: "public", table: "t", column: "c", type: "text", baseType: "text", nullable: true, unique: false, ...over });
+const col = (over: Partial<MaskColumn> = {}): MaskColumn => ({
+  schema: "public",
+  table: "t",
+  column: "c",
+  type: "text",
+  baseType: "text",
+  nullable: true,
+  unique: false,
+  ...over,
+});
 const email: MaskRule = { kind: "faker", generator: "email", domain: "email" };
 
 describe("masking is deterministic", () => {
@@ -42,8 +51,29 @@ describe("masking is deterministic", () => {
 
   it("keeps an empty string empty under every rule that makes values, as it keeps NULL", () => {
     const m = new Masker(SECRET);
-    const generators = ["email", "fullName", "firstName", "lastName", "phone", "streetAddress", "city", "postcode", "iban", "cardNumber", "ipv4", "username", "company", "text", "uuid"] as const;
-    const rules: MaskRule[] = [email, { kind: "hash" }, ...generators.map((generator): MaskRule => ({ kind: "faker", generator })), { kind: "custom", fn: () => "fake" }];
+    const generators = [
+      "email",
+      "fullName",
+      "firstName",
+      "lastName",
+      "phone",
+      "streetAddress",
+      "city",
+      "postcode",
+      "iban",
+      "cardNumber",
+      "ipv4",
+      "username",
+      "company",
+      "text",
+      "uuid",
+    ] as const;
+    const rules: MaskRule[] = [
+      email,
+      { kind: "hash" },
+      ...generators.map((generator): MaskRule => ({ kind: "faker", generator })),
+      { kind: "custom", fn: () => "fake" },
+    ];
     for (const rule of rules) {
       expect(m.mask(rule, col(), ""), JSON.stringify(rule)).toBe("");
       expect(m.mask(rule, col({ unique: true, column: "u" }), ""), `${JSON.stringify(rule)} on a unique column`).toBe("");
@@ -100,8 +130,22 @@ describe("a rule must fit its column", () => {
 
   it("validates rules in airlock.config.ts, listing every bad one", () => {
     expect(() =>
-      parseConfig({ masking: { rules: { "guests.email": "emial", "bad key": "keep", "t.c": { faker: "email", hash: true }, "t.d": { dateShift: { maxDays: 0 } } } } }),
-    ).toThrow(expect.objectContaining({ code: "AIRLOCK_CONFIG_INVALID", details: { problems: expect.arrayContaining([expect.objectContaining({ path: "masking.rules.guests.email" }), expect.objectContaining({ path: "masking.rules.bad key" }), expect.objectContaining({ path: "masking.rules.t.c" }), expect.objectContaining({ path: "masking.rules.t.d.dateShift.maxDays" })]) } }));
+      parseConfig({
+        masking: { rules: { "guests.email": "emial", "bad key": "keep", "t.c": { faker: "email", hash: true }, "t.d": { dateShift: { maxDays: 0 } } } },
+      }),
+    ).toThrow(
+      expect.objectContaining({
+        code: "AIRLOCK_CONFIG_INVALID",
+        details: {
+          problems: expect.arrayContaining([
+            expect.objectContaining({ path: "masking.rules.guests.email" }),
+            expect.objectContaining({ path: "masking.rules.bad key" }),
+            expect.objectContaining({ path: "masking.rules.t.c" }),
+            expect.objectContaining({ path: "masking.rules.t.d.dateShift.maxDays" }),
+          ]),
+        },
+      }),
+    );
     const ok = parseConfig({ masking: { rules: { "guests.email": { faker: "email", domain: "email" }, "crm.people.dob": { dateShift: { maxDays: 10 } } } } });
     expect(Object.keys(ok.masking.rules)).toEqual(["public.guests.email", "crm.people.dob"]);
   });

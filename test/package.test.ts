@@ -52,16 +52,33 @@ beforeAll(() => {
   const tarball = `file:../${packed.filename}`;
   const packages: Record<string, unknown> = {
     "": { name: "consumer", version: "1.0.0", dependencies: { airlock: tarball } },
-    "node_modules/airlock": { version: manifest.version, resolved: tarball, integrity: packed.integrity, license: manifest.license, dependencies: manifest.dependencies, bin: manifest.bin, engines: manifest.engines },
+    "node_modules/airlock": {
+      version: manifest.version,
+      resolved: tarball,
+      integrity: packed.integrity,
+      license: manifest.license,
+      dependencies: manifest.dependencies,
+      bin: manifest.bin,
+      engines: manifest.engines,
+    },
   };
   for (const [path, entry] of Object.entries(repoLock.packages)) if (path !== "" && entry.dev !== true) packages[path] = entry;
   mkdirSync(app, { mode: 0o755 });
-  writeFileSync(join(app, "package.json"), `${JSON.stringify({ name: "consumer", version: "1.0.0", private: true, dependencies: { airlock: tarball } }, null, 2)}\n`);
-  writeFileSync(join(app, "package-lock.json"), `${JSON.stringify({ name: "consumer", version: "1.0.0", lockfileVersion: 3, requires: true, packages }, null, 2)}\n`);
+  writeFileSync(
+    join(app, "package.json"),
+    `${JSON.stringify({ name: "consumer", version: "1.0.0", private: true, dependencies: { airlock: tarball } }, null, 2)}\n`,
+  );
+  writeFileSync(
+    join(app, "package-lock.json"),
+    `${JSON.stringify({ name: "consumer", version: "1.0.0", lockfileVersion: 3, requires: true, packages }, null, 2)}\n`,
+  );
   const install = run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], app, 300_000);
   if (install.code === 0) installed = { ok: true };
   else if (/ENOTCACHED|only-if-cached/.test(install.stderr)) {
-    installed = { ok: false, reason: `skipped: the npm cache lacks a dependency's tarball and the install may not use the network (${(install.stderr.split("\n").find((l) => /only-if-cached/.test(l)) ?? "ENOTCACHED").replace(/^npm error /, "").trim()})` };
+    installed = {
+      ok: false,
+      reason: `skipped: the npm cache lacks a dependency's tarball and the install may not use the network (${(install.stderr.split("\n").find((l) => /only-if-cached/.test(l)) ?? "ENOTCACHED").replace(/^npm error /, "").trim()})`,
+    };
   } else throw new Error(`npm ci of the packed tarball failed:\n${install.stderr}`);
 }, 600_000);
 
@@ -80,7 +97,20 @@ function requireInstall(ctx: { skip: (note?: string) => void }): void {
 describe("the packed package", () => {
   it("holds only what users run: the compiled code with its types, the executable, the README; no tests, fixtures or bench results", () => {
     const files = packed.files.map((f) => f.path).sort();
-    expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "bin/airlock.mjs", "dist/src/index.js", "dist/src/index.d.ts", "dist/scripts/cli.js", "dist/Pulumi.yaml", "dist/infra/index.mjs", "dist/seeders/demo/agent.mjs", "dist/seeders/demo/schema.sql"]));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        "package.json",
+        "README.md",
+        "bin/airlock.mjs",
+        "dist/src/index.js",
+        "dist/src/index.d.ts",
+        "dist/scripts/cli.js",
+        "dist/Pulumi.yaml",
+        "dist/infra/index.mjs",
+        "dist/seeders/demo/agent.mjs",
+        "dist/seeders/demo/schema.sql",
+      ]),
+    );
     expect(files.filter((f) => /(^|\/)(test|tests|fixtures|bench|node_modules|\.airlock)\//.test(f) || /results\.json$/.test(f))).toEqual([]);
     // TypeScript ships as declarations only: sources stay in the repository.
     expect(files.filter((f) => /\.[cm]?ts$/.test(f) && !f.endsWith(".d.ts"))).toEqual([]);
@@ -99,13 +129,19 @@ describe("the packed package", () => {
     expect(help.stdout).toContain("Exit codes: 0 ok, 1 error, 2 refused");
   }, 180_000);
 
-  it("loads an airlock.config.ts that imports defineConfig from \"airlock\"", (ctx) => {
+  it('loads an airlock.config.ts that imports defineConfig from "airlock"', (ctx) => {
     requireInstall(ctx);
     const file = join(app, "airlock.config.ts");
-    writeFileSync(file, 'import { defineConfig } from "airlock";\n\nexport default defineConfig({ masking: { sampleSize: 321 }, staging: { connectionLimit: 7 } });\n');
+    writeFileSync(
+      file,
+      'import { defineConfig } from "airlock";\n\nexport default defineConfig({ masking: { sampleSize: 321 }, staging: { connectionLimit: 7 } });\n',
+    );
     const config = run("npx", ["--offline", "airlock", "config", "--json"], app);
     expect(config.code, config.stderr).toBe(0);
-    const effective = JSON.parse(config.stdout) as { configFile: string; config: { masking: { sampleSize: number }; staging: { connectionLimit: number; backend: string } } };
+    const effective = JSON.parse(config.stdout) as {
+      configFile: string;
+      config: { masking: { sampleSize: number }; staging: { connectionLimit: number; backend: string } };
+    };
     expect(effective.configFile).toBe(file);
     expect(effective.config.masking.sampleSize).toBe(321);
     expect(effective.config.staging).toMatchObject({ connectionLimit: 7, backend: "local" });
@@ -122,11 +158,30 @@ describe("the packed package", () => {
 
   it("is a library plain Node imports: the pipeline's functions, no loader", (ctx) => {
     requireInstall(ctx);
-    const names = ["defineConfig", "loadProject", "takeSnapshot", "captureSnapshot", "createSession", "destroySession", "listSessions", "agentConnection", "runAgent", "diffSession", "computeDiff", "approveDiff", "promoteDiff", "rollbackPromotion", "verifyAudit"];
+    const names = [
+      "defineConfig",
+      "loadProject",
+      "takeSnapshot",
+      "captureSnapshot",
+      "createSession",
+      "destroySession",
+      "listSessions",
+      "agentConnection",
+      "runAgent",
+      "diffSession",
+      "computeDiff",
+      "approveDiff",
+      "promoteDiff",
+      "rollbackPromotion",
+      "verifyAudit",
+    ];
     const script = `import * as airlock from "airlock";\nconst names = ${JSON.stringify(names)};\nconsole.log(JSON.stringify(Object.fromEntries(names.map((n) => [n, typeof airlock[n]]))));\nconsole.log(JSON.stringify(airlock.defineConfig({ masking: { sampleSize: 5 } })));\n`;
     const r = run(process.execPath, ["--input-type=module", "-e", script], app);
     expect(r.code, r.stderr).toBe(0);
-    const [types, config] = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const [types, config] = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(types).toEqual(Object.fromEntries(names.map((n) => [n, "function"])));
     expect(config).toEqual({ masking: { sampleSize: 5 } });
   }, 180_000);

@@ -183,7 +183,9 @@ describe("classifyByValues", () => {
   });
 
   it("recognises street addresses", () => {
-    expect(suggestedByValues(["221B Baker Street", "350 Fifth Ave., Suite 3300", "1600 Pennsylvania Avenue NW", "12 Elm Rd", "Hauptstraße 5"])).toEqual(fake("streetAddress"));
+    expect(suggestedByValues(["221B Baker Street", "350 Fifth Ave., Suite 3300", "1600 Pennsylvania Avenue NW", "12 Elm Rd", "Hauptstraße 5"])).toEqual(
+      fake("streetAddress"),
+    );
     expect(suggestedByValues(["3 pieces", "12 red apples", "Street food", "Main St"])).toBeUndefined();
   });
 
@@ -201,8 +203,16 @@ describe("rulesBlock", () => {
     { column: col("customers", "dob", "date"), reasons: ["name looks like a date of birth column"], suggested: { kind: "dateShift", maxDays: 30 } as MaskRule },
     { column: col("customers", "ssn"), reasons: ["name looks like a national id, tax id or passport number column"], suggested: { kind: "hash" } as MaskRule },
     { column: col("users", "password_hash"), reasons: ["name looks like a password, token or other secret"], suggested: { kind: "null" } as MaskRule },
-    { column: col("sessions", "ip", "inet"), reasons: ["name looks like an IP address column"], suggested: { kind: "constant", value: "192.0.2.1" } as MaskRule },
-    { column: col("customers", "phone"), reasons: ["name looks like a phone number column", "80% of 5 sampled values are phone numbers"], suggested: fake("phone") as MaskRule },
+    {
+      column: col("sessions", "ip", "inet"),
+      reasons: ["name looks like an IP address column"],
+      suggested: { kind: "constant", value: "192.0.2.1" } as MaskRule,
+    },
+    {
+      column: col("customers", "phone"),
+      reasons: ["name looks like a phone number column", "80% of 5 sampled values are phone numbers"],
+      suggested: fake("phone") as MaskRule,
+    },
   ];
 
   it("writes one line per column, with the reasons as a comment", () => {
@@ -232,8 +242,12 @@ describe("rulesBlock", () => {
   });
 
   it("comments out a column whose name cannot be a rule key", () => {
-    const block = rulesBlock([{ column: col("Order Lines", "e-mail"), reasons: ["name looks like an email column"], suggested: fake("email", "email") as MaskRule }]);
-    expect(block).toContain('  // "public.Order Lines.e-mail": { faker: "email", domain: "email" }, // name looks like an email column (cannot be a rule key: the name needs quoting)');
+    const block = rulesBlock([
+      { column: col("Order Lines", "e-mail"), reasons: ["name looks like an email column"], suggested: fake("email", "email") as MaskRule },
+    ]);
+    expect(block).toContain(
+      '  // "public.Order Lines.e-mail": { faker: "email", domain: "email" }, // name looks like an email column (cannot be a rule key: the name needs quoting)',
+    );
     const parsed = new Function(`return {\n${block}\n};`)() as { rules: Record<string, unknown> };
     expect(parsed.rules).toEqual({});
   });
@@ -247,10 +261,50 @@ describe("detectPii against a real database", () => {
   let tc: TestCluster;
   let target: PgTarget;
   const rows = [
-    { contact: "ada.lovelace@example.com", notes: "Prefers email: ada.l@example.net", last4: "4242", email: "ada@example.org", phone: "+44 20 7946 0958", name: "Ada Lovelace", dob: "1815-12-10", ip: "203.0.113.7", code: "AX-1" },
-    { contact: "grace.hopper@example.com", notes: "Asked about invoice 1042; write to grace@example.net", last4: "1881", email: "grace@example.org", phone: "+1 (555) 123-4567", name: "Grace Hopper", dob: "1906-12-09", ip: "203.0.113.8", code: "AX-2" },
-    { contact: "alan.turing@example.com", notes: "VIP", last4: "0005", email: "alan@example.org", phone: "020 7946 0000", name: "Alan Turing", dob: "1912-06-23", ip: "2001:db8::7", code: "AX-3" },
-    { contact: "katherine.j@example.com", notes: "call back on Monday", last4: "5100", email: "kj@example.org", phone: "555.987.6543", name: "Katherine Johnson", dob: "1918-08-26", ip: "198.51.100.1", code: "AX-4" },
+    {
+      contact: "ada.lovelace@example.com",
+      notes: "Prefers email: ada.l@example.net",
+      last4: "4242",
+      email: "ada@example.org",
+      phone: "+44 20 7946 0958",
+      name: "Ada Lovelace",
+      dob: "1815-12-10",
+      ip: "203.0.113.7",
+      code: "AX-1",
+    },
+    {
+      contact: "grace.hopper@example.com",
+      notes: "Asked about invoice 1042; write to grace@example.net",
+      last4: "1881",
+      email: "grace@example.org",
+      phone: "+1 (555) 123-4567",
+      name: "Grace Hopper",
+      dob: "1906-12-09",
+      ip: "203.0.113.8",
+      code: "AX-2",
+    },
+    {
+      contact: "alan.turing@example.com",
+      notes: "VIP",
+      last4: "0005",
+      email: "alan@example.org",
+      phone: "020 7946 0000",
+      name: "Alan Turing",
+      dob: "1912-06-23",
+      ip: "2001:db8::7",
+      code: "AX-3",
+    },
+    {
+      contact: "katherine.j@example.com",
+      notes: "call back on Monday",
+      last4: "5100",
+      email: "kj@example.org",
+      phone: "555.987.6543",
+      name: "Katherine Johnson",
+      dob: "1918-08-26",
+      ip: "198.51.100.1",
+      code: "AX-4",
+    },
   ];
 
   beforeAll(async () => {
@@ -262,10 +316,15 @@ describe("detectPii against a real database", () => {
         id serial PRIMARY KEY, contact text, notes text, card_last4 character(4), email character varying(120),
         mobile character varying(40), name text, dob date, last_ip inet, code text, email_verified boolean, created_at timestamptz DEFAULT now())`);
       for (const r of rows) {
-        await c.query(`INSERT INTO crm.customers (contact, notes, card_last4, email, mobile, name, dob, last_ip, code, email_verified) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,true)`, [r.contact, r.notes, r.last4, r.email, r.phone, r.name, r.dob, r.ip, r.code]);
+        await c.query(
+          `INSERT INTO crm.customers (contact, notes, card_last4, email, mobile, name, dob, last_ip, code, email_verified) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,true)`,
+          [r.contact, r.notes, r.last4, r.email, r.phone, r.name, r.dob, r.ip, r.code],
+        );
       }
       await c.query(`CREATE TABLE public.products (id serial PRIMARY KEY, name text, category text, sku text)`);
-      await c.query(`INSERT INTO public.products (name, category, sku) VALUES ('Blue Widget', 'tools', 'W-1'), ('Red Gadget', 'toys', 'G-7'), ('Brass Lamp', 'home', 'L-3')`);
+      await c.query(
+        `INSERT INTO public.products (name, category, sku) VALUES ('Blue Widget', 'tools', 'W-1'), ('Red Gadget', 'toys', 'G-7'), ('Brass Lamp', 'home', 'L-3')`,
+      );
       await c.query(`CREATE TABLE public."Mixed Case" ("Reply To" text)`);
       await c.query(`INSERT INTO public."Mixed Case" SELECT 'user' || g || '@example.com' FROM generate_series(1, 50) g`);
     });
@@ -315,7 +374,9 @@ describe("detectPii against a real database", () => {
   });
 
   it("samples at most sampleSize values per column", async () => {
-    const findings = await withClient(target, { step: "test", searchPath: "public" }, (c) => detectPii(c, [{ schema: "public", table: "Mixed Case", column: "Reply To", type: "text" }], { sampleSize: 10 }));
+    const findings = await withClient(target, { step: "test", searchPath: "public" }, (c) =>
+      detectPii(c, [{ schema: "public", table: "Mixed Case", column: "Reply To", type: "text" }], { sampleSize: 10 }),
+    );
     expect(findings).toHaveLength(1);
     expect(findings[0]?.reasons).toEqual(["100% of 10 sampled values are email addresses"]);
   });

@@ -35,7 +35,10 @@ async function checksums(): Promise<Record<string, string>> {
   return withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
     const out: Record<string, string> = {};
     // By column name (to_jsonb), not position: a column a rollback re-adds comes back at the end of the table.
-    for (const t of TABLES) out[t] = (await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0].h;
+    for (const t of TABLES)
+      out[t] = (
+        await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)
+      ).rows[0].h;
     return out;
   });
 }
@@ -43,7 +46,6 @@ async function checksums(): Promise<Record<string, string>> {
 async function prodQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   return withClient(prod, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
 }
-
 
 /** A session where the agent runs `sql`, diffed; returns the diff id. */
 async function agentDiff(name: string, sql: string): Promise<string> {
@@ -65,7 +67,15 @@ beforeAll(async () => {
   await seedDemo({ target: prod, scale: 1 });
   project = await createTestProject("promote-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 });
 
 afterAll(async () => {
@@ -89,7 +99,9 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     let sampling = true;
     const sampler = withClient(prodCluster.cluster.adminTarget("production"), { step: "test-monitor", searchPath: "public" }, async (c) => {
       while (sampling) {
-        const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'airlock/promote%' OR application_name LIKE 'airlock/rollback%'");
+        const r = await c.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'airlock/promote%' OR application_name LIKE 'airlock/rollback%'",
+        );
         maxConnections = Math.max(maxConnections, r.rows[0].n as number);
         await new Promise((res) => setTimeout(res, 2));
       }
@@ -123,7 +135,9 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     expect(rolled.restored).toBeGreaterThanOrEqual(3);
     expect(await checksums()).toEqual(before);
     expect(await prodQuery("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'bookings_status_idx'")).toEqual([{ n: 0 }]);
-    expect(await prodQuery("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'gallery_images' AND column_name = 'alt_text'")).toEqual([{ n: 0 }]);
+    expect(
+      await prodQuery("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'gallery_images' AND column_name = 'alt_text'"),
+    ).toEqual([{ n: 0 }]);
     // Rolling back twice is refused.
     const twice = await caught(rollbackPromotion(project, result.promotionId, { to: prod }));
     expect([twice.code, twice.exitCode]).toEqual(["AIRLOCK_ALREADY_ROLLED_BACK", 2]);
@@ -135,7 +149,9 @@ describe("everything a promotion changed can be rolled back by Airlock itself", 
     const id = await agentDiff("drop-col", "ALTER TABLE guests DROP COLUMN country;");
     approveDiff(project, id, { by: "reviewer", accept: ["DROP_COLUMN"] });
     const r = await promote(id);
-    expect(await prodQuery("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'guests' AND column_name = 'country'")).toEqual([{ n: 0 }]);
+    expect(await prodQuery("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'guests' AND column_name = 'country'")).toEqual([
+      { n: 0 },
+    ]);
     await rollbackPromotion(project, r.promotionId, { to: prod });
     expect(await checksums()).toEqual(before);
   });
@@ -161,7 +177,13 @@ describe("a promotion is atomic", () => {
     const err = await caught(promote(id));
     expect([err.code, err.exitCode]).toEqual(["AIRLOCK_CONFLICT", 2]);
     const conflicts = err.details!.conflicts as Array<{ table: string; kind: string }>;
-    expect(conflicts).toEqual(expect.arrayContaining([{ table: "public.bookings", key: JSON.stringify({ id: "31" }), kind: "changed" }, { table: "public.bookings", key: JSON.stringify({ id: "32" }), kind: "deleted" }, { table: "public.gallery_images", key: JSON.stringify({ id: "950" }), kind: "exists" }]));
+    expect(conflicts).toEqual(
+      expect.arrayContaining([
+        { table: "public.bookings", key: JSON.stringify({ id: "31" }), kind: "changed" },
+        { table: "public.bookings", key: JSON.stringify({ id: "32" }), kind: "deleted" },
+        { table: "public.gallery_images", key: JSON.stringify({ id: "950" }), kind: "exists" },
+      ]),
+    );
     expect(err.message).not.toContain("changed by a human");
     expect(await checksums()).toEqual(before);
     const log = await withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
@@ -184,14 +206,19 @@ describe("a promotion is atomic", () => {
     const r = await promote(id, { rekey: true });
     expect(r.rekeyed).toBe(2);
     expect(r.confirmed).toBe(true);
-    const landed = await prodQuery("SELECT g.full_name, b.amount::text FROM bookings b JOIN guests g ON g.id = b.guest_id WHERE g.email = 'new.guest@example.net'");
+    const landed = await prodQuery(
+      "SELECT g.full_name, b.amount::text FROM bookings b JOIN guests g ON g.id = b.guest_id WHERE g.email = 'new.guest@example.net'",
+    );
     expect(landed).toEqual([{ full_name: "New Guest", amount: "210.00" }]);
     await rollbackPromotion(project, r.promotionId, { to: prod });
     expect(await prodQuery("SELECT count(*)::int AS n FROM guests WHERE email = 'new.guest@example.net'")).toEqual([{ n: 0 }]);
   });
 
   it("leaves production unchanged on a constraint violation and on a lock timeout", async () => {
-    const id = await agentDiff("constraint", "UPDATE room_rates_absent_guard SET x = 1 WHERE false;".replace(/.*/, "UPDATE bookings SET amount = 5.00 WHERE id = 41;"));
+    const id = await agentDiff(
+      "constraint",
+      "UPDATE room_rates_absent_guard SET x = 1 WHERE false;".replace(/.*/, "UPDATE bookings SET amount = 5.00 WHERE id = 41;"),
+    );
     approveDiff(project, id, { by: "reviewer" });
     await prodQuery("ALTER TABLE bookings ADD CONSTRAINT bookings_amount_min CHECK (amount >= 10) NOT VALID");
     const before = await checksums();
@@ -237,7 +264,11 @@ describe("a promotion is atomic", () => {
       await withClient(admin, { step: "test-holder", searchPath: "public" }, async (holder) => {
         await holder.query("BEGIN");
         await holder.query("SELECT 1 FROM bookings WHERE id = 57 FOR UPDATE");
-        const child = spawn(process.execPath, [BIN, "--config", killConfig, "promote", id, "--to", url], { cwd: project.dir, env: { ...process.env, AIRLOCK_SECRET: SECRET }, stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(process.execPath, [BIN, "--config", killConfig, "promote", id, "--to", url], {
+          cwd: project.dir,
+          env: { ...process.env, AIRLOCK_SECRET: SECRET },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
         let output = "";
         child.stdout.on("data", (d: Buffer) => (output += d.toString()));
         child.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -250,7 +281,8 @@ describe("a promotion is atomic", () => {
                       EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS advisory_lock
                  FROM pg_stat_activity a WHERE a.application_name = 'airlock/promote' AND a.wait_event_type = 'Lock'`,
             );
-            if (r.rows.length > 0) return r.rows[0] as { query: string; wait_event_type: string; state: string; in_transaction: boolean; advisory_lock: boolean };
+            if (r.rows.length > 0)
+              return r.rows[0] as { query: string; wait_event_type: string; state: string; in_transaction: boolean; advisory_lock: boolean };
             await new Promise((res) => setTimeout(res, 50));
           }
           throw new Error(`promote never blocked: ${output}`);
@@ -359,11 +391,21 @@ describe("every step is in the audit trail, and tampering with the trail is dete
       await prodQuery(undo);
       return check.ok;
     };
-    expect(await tamper("UPDATE airlock.audit_log SET actor = 'mallory' WHERE seq = 2", "UPDATE airlock.audit_log SET actor = (SELECT actor FROM airlock.audit_log WHERE seq = 1) WHERE seq = 2")).toBe(false);
+    expect(
+      await tamper(
+        "UPDATE airlock.audit_log SET actor = 'mallory' WHERE seq = 2",
+        "UPDATE airlock.audit_log SET actor = (SELECT actor FROM airlock.audit_log WHERE seq = 1) WHERE seq = 2",
+      ),
+    ).toBe(false);
     const row = (await prodQuery("SELECT * FROM airlock.audit_log WHERE seq = 1"))[0]!;
     expect(await tamper("DELETE FROM airlock.audit_log WHERE seq = 1", "SELECT 1")).toBe(false);
     await prodQuery("INSERT INTO airlock.audit_log SELECT * FROM jsonb_populate_record(NULL::airlock.audit_log, $1::jsonb)", [JSON.stringify(row)]);
-    expect(await tamper("UPDATE airlock.audit_log SET seq = -seq WHERE seq IN (1, 2); UPDATE airlock.audit_log SET seq = 2 WHERE seq = -1; UPDATE airlock.audit_log SET seq = 1 WHERE seq = -2", "UPDATE airlock.audit_log SET seq = -seq WHERE seq IN (1, 2); UPDATE airlock.audit_log SET seq = 2 WHERE seq = -1; UPDATE airlock.audit_log SET seq = 1 WHERE seq = -2")).toBe(false);
+    expect(
+      await tamper(
+        "UPDATE airlock.audit_log SET seq = -seq WHERE seq IN (1, 2); UPDATE airlock.audit_log SET seq = 2 WHERE seq = -1; UPDATE airlock.audit_log SET seq = 1 WHERE seq = -2",
+        "UPDATE airlock.audit_log SET seq = -seq WHERE seq IN (1, 2); UPDATE airlock.audit_log SET seq = 2 WHERE seq = -1; UPDATE airlock.audit_log SET seq = 1 WHERE seq = -2",
+      ),
+    ).toBe(false);
     const last = (await prodQuery("SELECT max(seq)::int AS m FROM airlock.audit_log"))[0]!.m as number;
     const lastRow = (await prodQuery("SELECT * FROM airlock.audit_log WHERE seq = $1", [last]))[0]!;
     expect(await tamper(`DELETE FROM airlock.audit_log WHERE seq = ${last}`, "SELECT 1")).toBe(false);

@@ -13,8 +13,41 @@ import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startProxy } from "../src/staging/proxy.ts";
-import { execFileP, sleep, tc, proxy, logs, sessions, HANDSHAKE_TIMEOUT_MS, pw, ROLES, MISMATCHED_PASSWORD, session, proxyOptions, connect, connectAs, refusal, backends, until, rawLogin, startProxyHarness, stopProxyHarness } from "./helpers/proxy-harness.ts";
-import { int32, msg, packet, startupPacket, sslRequest, gssRequest, cancelRequest, saslInitial, simpleQuery, RawClient, untilReady } from "./helpers/pg-wire.ts";
+import {
+  execFileP,
+  sleep,
+  tc,
+  proxy,
+  logs,
+  sessions,
+  HANDSHAKE_TIMEOUT_MS,
+  pw,
+  ROLES,
+  MISMATCHED_PASSWORD,
+  session,
+  proxyOptions,
+  connect,
+  connectAs,
+  refusal,
+  backends,
+  until,
+  rawLogin,
+  startProxyHarness,
+  stopProxyHarness,
+} from "./helpers/proxy-harness.ts";
+import {
+  int32,
+  msg,
+  packet,
+  startupPacket,
+  sslRequest,
+  gssRequest,
+  cancelRequest,
+  saslInitial,
+  simpleQuery,
+  RawClient,
+  untilReady,
+} from "./helpers/pg-wire.ts";
 
 beforeAll(startProxyHarness);
 afterAll(stopProxyHarness);
@@ -23,7 +56,9 @@ describe("agents reach their database through the proxy", () => {
   it("runs simple and extended queries, large results and COPY, with SCRAM on both legs", async () => {
     const c = await connectAs("agent_t", { application_name: "probe", options: "-c statement_timeout=4321" } as pg.ClientConfig);
     try {
-      const who = await c.query("SELECT current_user AS u, current_database() AS d, current_setting('application_name') AS app, current_setting('statement_timeout') AS st");
+      const who = await c.query(
+        "SELECT current_user AS u, current_database() AS d, current_setting('application_name') AS app, current_setting('statement_timeout') AS st",
+      );
       expect(who.rows[0]).toEqual({ u: "agent_t", d: "work_t", app: "probe", st: "4321ms" });
       expect((await c.query("SELECT $1::int + $2::int AS s", [40, 2])).rows[0].s).toBe(42);
       for (const v of ["a", "b"]) expect((await c.query({ name: "echo", text: "SELECT $1::text AS t", values: [v] })).rows[0].t).toBe(v);
@@ -59,7 +94,10 @@ describe("agents reach their database through the proxy", () => {
     const psql = join(tc.cluster.binaries.dir, "psql");
     const { stdout } = await execFileP(psql, [url("prefer"), "-Atc", "SELECT current_user || '|' || current_database()"], { env, timeout: 15_000 });
     expect(stdout.trim()).toBe("agent_t|work_t");
-    const failed = await execFileP(psql, [url("require"), "-Atc", "SELECT 1"], { env, timeout: 15_000 }).then(() => "", (e: { stderr: string }) => e.stderr);
+    const failed = await execFileP(psql, [url("require"), "-Atc", "SELECT 1"], { env, timeout: 15_000 }).then(
+      () => "",
+      (e: { stderr: string }) => e.stderr,
+    );
     expect(failed).toMatch(/does not support SSL/);
   });
 
@@ -100,7 +138,13 @@ describe("the proxy refuses before Postgres is involved", () => {
     expect([db.code, db.message]).toEqual(["28000", "airlock: role agent_t may only connect to database work_t"]);
     const unknown = await refusal(connect("nobody", "whatever"));
     expect([unknown.code, unknown.message]).toEqual(["28000", "airlock: no session for role nobody"]);
-    sessions.set("agent_s", { role: "agent_s", database: "work_s", password: pw(), maxConnections: 1, stopped: "session stopped: disk quota of 10 MB exceeded" });
+    sessions.set("agent_s", {
+      role: "agent_s",
+      database: "work_s",
+      password: pw(),
+      maxConnections: 1,
+      stopped: "session stopped: disk quota of 10 MB exceeded",
+    });
     const stopped = await refusal(connect("agent_s", sessions.get("agent_s")!.password));
     expect([stopped.code, stopped.message]).toEqual(["57P03", "airlock: session stopped: disk quota of 10 MB exceeded"]);
     // A role name is the client's to choose: it cannot forge log lines.
@@ -220,7 +264,9 @@ describe("per-session caps", () => {
     const total = Date.now() - started;
     expect(total).toBeLessThan(HANDSHAKE_TIMEOUT_MS + 4_000);
     await until(() => !proxy.connections().has("agent_a") && !proxy.connections().has("agent_b"));
-    console.log(`storm: B's ${ROLES.agent_b.max} connections in ${bElapsed} ms; ${loginsA} A logins, A refused with ${[...refusedCodes].join(",") || "nothing"}; peak A backends ${peakA}; all done in ${total} ms`);
+    console.log(
+      `storm: B's ${ROLES.agent_b.max} connections in ${bElapsed} ms; ${loginsA} A logins, A refused with ${[...refusedCodes].join(",") || "nothing"}; peak A backends ${peakA}; all done in ${total} ms`,
+    );
   });
 });
 
@@ -230,7 +276,10 @@ describe("cancel requests", () => {
     try {
       const keys = c as unknown as { processID: number; secretKey: number };
       const started = Date.now();
-      const sleeping = c.query("SELECT pg_sleep(30)").then(() => undefined, (e: { code: string }) => e);
+      const sleeping = c.query("SELECT pg_sleep(30)").then(
+        () => undefined,
+        (e: { code: string }) => e,
+      );
       await sleep(300);
       const raw = await RawClient.open(proxy.port);
       raw.send(cancelRequest(keys.processID, keys.secretKey));
@@ -288,7 +337,11 @@ describe("timeouts, disconnect and close", () => {
 
   it("close() stops listening, ends every connection and leaves no open handles", async () => {
     const kinds = ["TCPServerWrap", "TCPSocketWrap", "PipeWrap", "Timeout"];
-    const handles = () => process.getActiveResourcesInfo().filter((r) => kinds.includes(r)).sort();
+    const handles = () =>
+      process
+        .getActiveResourcesInfo()
+        .filter((r) => kinds.includes(r))
+        .sort();
     // Earlier tests' sockets may still be closing: start from a quiet state.
     let before = handles();
     await until(async () => {

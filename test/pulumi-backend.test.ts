@@ -113,10 +113,12 @@ describe("checkAvailable", () => {
       ...(process.env.DOCKER_HOST === undefined && !existsSync("/var/run/docker.sock") ? ["Docker engine"] : []),
       ...(process.env.PULUMI_CONFIG_PASSPHRASE === undefined && process.env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined ? ["PULUMI_CONFIG_PASSPHRASE"] : []),
     ];
-    const result = await backend(process.env).checkAvailable().then(
-      () => null,
-      (e: unknown) => e,
-    );
+    const result = await backend(process.env)
+      .checkAvailable()
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     if (result === null) {
       expect(lacks).toEqual([]);
       return;
@@ -189,7 +191,15 @@ describe("a real session stack", () => {
         );
         const snapshotsDir = join(work, "snapshots");
         mkdirSync(snapshotsDir, { recursive: true });
-        const manifest = await captureSnapshot({ source: prod, secret: "pulumi-test-secret-0123456789", rules: {}, snapshotsDir, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 100 });
+        const manifest = await captureSnapshot({
+          source: prod,
+          secret: "pulumi-test-secret-0123456789",
+          rules: {},
+          snapshotsDir,
+          statementTimeoutMs: 60_000,
+          lockTimeoutMs: 5_000,
+          sampleSize: 100,
+        });
         const provisioned = await b.provision({
           sessionId,
           snapshot: { dir: join(snapshotsDir, manifest.id), manifest },
@@ -207,8 +217,16 @@ describe("a real session stack", () => {
         const base = await b.adminTarget(sessionId, provisioned.backendState, "base");
         const workDb = await b.adminTarget(sessionId, provisioned.backendState, "work");
         expect([base.database, workDb.database]).toEqual(["base", "work"]);
-        expect(await withClient(base, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(25);
-        expect(await withClient(workDb, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n)).toBe(20);
+        expect(
+          await withClient(base, { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n),
+        ).toBe(25);
+        expect(
+          await withClient(
+            workDb,
+            { step: "test", searchPath: "public" },
+            async (c) => (await c.query("SELECT count(*)::int AS n FROM public.items")).rows[0].n,
+          ),
+        ).toBe(20);
         const denied = await openClient(makeTarget({ ...agent, password, database: "base" }), { step: "test", searchPath: "public" }).then(
           async (c) => {
             await c.end();

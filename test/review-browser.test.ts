@@ -23,7 +23,18 @@ afterAll(() => {
 function chromium(page: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const profile = mkdtempSync(join(tmpdir(), "airlock-chromium-profile-"));
   dirs.push(profile);
-  const flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", `--user-data-dir=${profile}`];
+  const flags = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    `--user-data-dir=${profile}`,
+  ];
   return new Promise((resolve, reject) => {
     // Detached: its own process group, so a hung browser's renderers die with it.
     const child = spawn(CHROMIUM, [...flags, ...args, `file://${page}`], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
@@ -66,7 +77,7 @@ function decodePng(bytes: Buffer): { width: number; height: number; rgb: (x: num
   const channels = colorType === 6 ? 4 : colorType === 2 ? 3 : 0;
   expect(channels, `PNG colour type ${colorType}`).toBeGreaterThan(0);
   const idat: Buffer[] = [];
-  for (let at = 8; at < bytes.length; ) {
+  for (let at = 8; at < bytes.length;) {
     const len = bytes.readUInt32BE(at);
     if (bytes.toString("latin1", at + 4, at + 8) === "IDAT") idat.push(bytes.subarray(at + 8, at + 8 + len));
     at += 12 + len;
@@ -110,7 +121,18 @@ describe("review.html in a browser", () => {
       expect(dump.code, dump.stderr.slice(-2000)).toBe(0);
       expect(dump.stdout).not.toMatch(/<script/i); // the browser parsed no script element out of the data
       const visible = visibleText(dump.stdout);
-      for (const text of ["✓ Verified", "282 inserts", "1 update", "290 deletes", "1 DDL statement", "BULK_DELETE", "LARGE_INSERT", "MASKED_VALUE", "NEW_INDEX", SCRIPT]) {
+      for (const text of [
+        "✓ Verified",
+        "282 inserts",
+        "1 update",
+        "290 deletes",
+        "1 DDL statement",
+        "BULK_DELETE",
+        "LARGE_INSERT",
+        "MASKED_VALUE",
+        "NEW_INDEX",
+        SCRIPT,
+      ]) {
         expect(visible).toContain(text);
       }
     },

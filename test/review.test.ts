@@ -37,15 +37,24 @@ describe("review.md", () => {
     expect(md).toContain("282 inserts · 1 update · 290 deletes · 1 DDL statement");
     expect(md).toContain("| `public.gallery_images` | 300 | 282 | 0 | 290 |");
     expect(md).toContain("| `public.guests` | 40 | 0 | 1 | 0 |");
-    expect(md).toContain("**create** `index public.gallery_images_guest_id_idx`\n\nAfter the data changes:\n\n```sql\nCREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);\n```");
+    expect(md).toContain(
+      "**create** `index public.gallery_images_guest_id_idx`\n\nAfter the data changes:\n\n```sql\nCREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id);\n```",
+    );
   });
 
   it("lists each typed schema change: action, object, what changed, what forced a recreate, its SQL", () => {
     const fmd = renderReviewMarkdown(functionDiff(), ID);
     expect(fmd).toContain("### Schema changes (3)");
     expect(fmd).toContain("**recreate** `view public.v` — forced by `column public.guests.email`");
-    const altered: Diff = { ...incidentDiff(), schemaChanges: [{ id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] }] };
-    expect(renderReviewMarkdown(altered, ID)).toContain("**alter** `view public.w` — changed: `definition`, `acl`\n\n```sql\nALTER VIEW public.w OWNER TO app;\n```");
+    const altered: Diff = {
+      ...incidentDiff(),
+      schemaChanges: [
+        { id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] },
+      ],
+    };
+    expect(renderReviewMarkdown(altered, ID)).toContain(
+      "**alter** `view public.w` — changed: `definition`, `acl`\n\n```sql\nALTER VIEW public.w OWNER TO app;\n```",
+    );
     // The schema changes come in the order they run, after the counts.
     expect(fmd).toContain("**create** `function public.run_sql(q text)`\n\n"); // nothing changed or forced to name
     expect(fmd.indexOf("**create** `function public.run_sql(q text)`")).toBeLessThan(fmd.indexOf("**create** `index public.gallery_images_guest_id_idx`"));
@@ -65,7 +74,9 @@ describe("review.md", () => {
     // FUNCTION and SECURITY_DEFINER of one function share one copy of the body; it is in full, verbatim.
     expect(fmd).toContain("**🔴 `FUNCTION` · `SECURITY_DEFINER` on `function public.run_sql(q text)`**\n\n`````sql\n" + RUN_SQL_BODY + "\n`````\n");
     expect(fmd.split(RUN_SQL_BODY).length - 1).toBe(1);
-    expect(fmd).toContain("**🔴 `GRANT_PUBLIC` on `function public.run_sql(q text)`**\n\n```sql\nGRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;\n```");
+    expect(fmd).toContain(
+      "**🔴 `GRANT_PUBLIC` on `function public.run_sql(q text)`**\n\n```sql\nGRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;\n```",
+    );
     // The hostile view comment has a triple backtick run: its fence is four long, and no line inside closes it.
     expect(fmd).toContain("**🔴 `VIEW` on `view public.v`**\n\n````sql\n" + HOSTILE_COMMENT + "\n````\n");
     for (const m of fmd.matchAll(/^(`{3,})sql\n([\s\S]*?)\n\1$/gm)) {
@@ -73,7 +84,6 @@ describe("review.md", () => {
       for (const run of m[2]!.match(/`+/g) ?? []) expect(run.length).toBeLessThan(m[1]!.length);
     }
   });
-
 
   it("samples rows with a note of how many more, updates as old → new", () => {
     expect(md).toContain("… and 270 more");
@@ -126,9 +136,18 @@ describe("review.html", () => {
   it("lists each typed schema change: action, object, what changed, what forced a recreate, its SQL", () => {
     const fhtml = renderReviewHtml(functionDiff(), ID);
     expect(fhtml).toContain("<h2>Schema changes (3)</h2>");
-    expect(fhtml).toContain('<span class="action act-recreate">recreate</span> <code>view public.v</code> <span class="forced">forced by <code>column public.guests.email</code></span>');
-    const altered: Diff = { ...incidentDiff(), schemaChanges: [{ id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] }] };
-    expect(renderReviewHtml(altered, ID)).toContain('<code>view public.w</code> <span class="changed">changed: <code>definition</code>, <code>acl</code></span></p><pre class="ddl">ALTER VIEW public.w OWNER TO app;</pre>');
+    expect(fhtml).toContain(
+      '<span class="action act-recreate">recreate</span> <code>view public.v</code> <span class="forced">forced by <code>column public.guests.email</code></span>',
+    );
+    const altered: Diff = {
+      ...incidentDiff(),
+      schemaChanges: [
+        { id: "view public.w", kind: "view", action: "alter", changed: ["definition", "acl"], sql: ["ALTER VIEW public.w OWNER TO app"], afterData: [] },
+      ],
+    };
+    expect(renderReviewHtml(altered, ID)).toContain(
+      '<code>view public.w</code> <span class="changed">changed: <code>definition</code>, <code>acl</code></span></p><pre class="ddl">ALTER VIEW public.w OWNER TO app;</pre>',
+    );
     expect(fhtml.indexOf("<h2>Summary</h2>")).toBeLessThan(fhtml.indexOf("<h2>Schema changes"));
   });
 
@@ -147,17 +166,28 @@ describe("review.html", () => {
       `<span class="pill">danger</span> <code class="code">FUNCTION</code> · <code class="code">SECURITY_DEFINER</code> on <code>function public.run_sql(q text)</code></p><pre class="definition"><code>${escapedBody}</code></pre>`,
     );
     expect(fhtml.split(escapedBody).length - 1).toBe(1);
-    expect(fhtml).toContain('<code class="code">GRANT_PUBLIC</code> on <code>function public.run_sql(q text)</code></p><pre class="definition"><code>GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;</code></pre>');
+    expect(fhtml).toContain(
+      '<code class="code">GRANT_PUBLIC</code> on <code>function public.run_sql(q text)</code></p><pre class="definition"><code>GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;</code></pre>',
+    );
     expect(fhtml).toContain("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;``` &lt;img src=x onerror=alert(2)&gt;");
   });
 
   it("shows direction-changing and invisible characters instead of obeying them", () => {
     const diff = incidentDiff();
-    const comment: SchemaChangeRecord = { id: "table public.guests", kind: "table", action: "alter", changed: ["comment"], sql: ["COMMENT ON TABLE public.guests IS 'ok\u202Egnp.exe'"], afterData: [] };
+    const comment: SchemaChangeRecord = {
+      id: "table public.guests",
+      kind: "table",
+      action: "alter",
+      changed: ["comment"],
+      sql: ["COMMENT ON TABLE public.guests IS 'ok\u202Egnp.exe'"],
+      afterData: [],
+    };
     const tricked: Diff = {
       ...diff,
       schemaChanges: [comment],
-      hazards: [{ code: "FUNCTION", severity: "danger", object: "function public.f\u202Egnp()", message: "creates it", definition: "SELECT 'ok\u202Egnp.exe'" }],
+      hazards: [
+        { code: "FUNCTION", severity: "danger", object: "function public.f\u202Egnp()", message: "creates it", definition: "SELECT 'ok\u202Egnp.exe'" },
+      ],
     };
     expect(renderReviewHtml(tricked, ID)).toContain(`ok<span class="ctl">U+202E</span>gnp.exe`);
     expect(renderReviewMarkdown(tricked, ID)).toContain("ok⟨U+202E⟩gnp.exe");

@@ -87,7 +87,10 @@ async function admin(sql: string, database = "production"): Promise<Record<strin
 async function appState(database = "production"): Promise<Record<string, unknown>> {
   return withClient(prodCluster.cluster.adminTarget(database), { step: "test", searchPath: "public" }, async (c) => {
     const out: Record<string, unknown> = {};
-    for (const t of TABLES) out[t] = (await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0].h;
+    for (const t of TABLES)
+      out[t] = (
+        await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)
+      ).rows[0].h;
     for (const s of SEQUENCES) out[s] = (await c.query(`SELECT last_value::text || ':' || is_called AS v FROM ${s}`)).rows[0].v;
     out.triggers = (await c.query("SELECT tgname || ':' || tgenabled::text AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1")).rows.map((r) => r.t);
     return out;
@@ -115,7 +118,15 @@ async function approvedDiff(name: string, sql: string): Promise<string> {
 }
 
 const capture = (source: PgTarget) =>
-  captureSnapshot({ source, secret: SECRET, rules: parseConfig({}).masking.rules, snapshotsDir: snapshotsDir(project.statePath()), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  captureSnapshot({
+    source,
+    secret: SECRET,
+    rules: parseConfig({}).masking.rules,
+    snapshotsDir: snapshotsDir(project.statePath()),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 
 beforeAll(async () => {
   prodCluster = await startTestCluster("roles-prod");
@@ -149,14 +160,22 @@ describe("the capture role needs SELECT on tables and sequences", () => {
   it("captures with the documented capture role, every sequence's position included", async () => {
     const manifest = await capture(as("airlock_reader"));
     expect(manifest.source.user).toBe("airlock_reader");
-    expect(manifest.sequences.map((s) => `${s.schema}.${s.name}=${s.lastValue}`).sort()).toEqual(["public.bookings_id_seq=10", "public.gallery_images_id_seq=10", "public.tags_id_seq=5"]);
+    expect(manifest.sequences.map((s) => `${s.schema}.${s.name}=${s.lastValue}`).sort()).toEqual([
+      "public.bookings_id_seq=10",
+      "public.gallery_images_id_seq=10",
+      "public.tags_id_seq=5",
+    ]);
   });
 });
 
 describe("the documented promote role promotes and rolls back", () => {
   it("promotes and rolls back an UPDATE, an INSERT into a serial table and a DELETE on a table with an updated_at trigger, as a member of the owner role and not a superuser", async () => {
-    expect(await admin("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'airlock_promoter'")).toEqual([{ rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false }]);
-    expect(await admin("SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = ANY(ARRAY['gallery_images', 'bookings', 'tags'])")).toEqual([{ owner: "app_owner" }]);
+    expect(await admin("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'airlock_promoter'")).toEqual([
+      { rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false },
+    ]);
+    expect(
+      await admin("SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = ANY(ARRAY['gallery_images', 'bookings', 'tags'])"),
+    ).toEqual([{ owner: "app_owner" }]);
     // Staging's sequences continue where production's were: the agent's inserts take the next keys.
     const id = await approvedDiff(
       "promoter",
@@ -228,7 +247,9 @@ describe("rollback works with the role that promoted, or the promotion is refuse
     const err = await caught(promoteDiff(project, id, { to: as("app_writer", "twin"), secret: SECRET, by: "tester" }));
     expect([err.code, err.pg?.sqlstate]).toEqual(["AIRLOCK_PERMISSION_DENIED", "42501"]);
     expect(err.message).toContain("role app_writer lacks ownership of table tags");
-    expect(err.hint).toContain("run promote with the role it needs — the role that owns the application's tables (or a member of it) and owns the airlock schema");
+    expect(err.hint).toContain(
+      "run promote with the role it needs — the role that owns the application's tables (or a member of it) and owns the airlock schema",
+    );
     expect(err.details).toMatchObject({ missing: expect.stringContaining("ownership of table tags"), object: "tags" });
     expect(await appState("twin")).toEqual(before);
   });
@@ -243,7 +264,11 @@ describe("the documented audit role verifies the trails", () => {
     expect(report.production!.entries.map((e) => e.action)).toEqual(["promote", "rollback"]);
     expect(report.anchors!.checked).toBeGreaterThanOrEqual(2);
     // The row images hold production's real values: the audit role cannot read them.
-    const readable = await withClient(as("airlock_auditor"), { step: "test", searchPath: "public" }, async (c) => (await c.query("SELECT has_table_privilege('airlock.row_images', 'SELECT') AS r")).rows[0].r);
+    const readable = await withClient(
+      as("airlock_auditor"),
+      { step: "test", searchPath: "public" },
+      async (c) => (await c.query("SELECT has_table_privilege('airlock.row_images', 'SELECT') AS r")).rows[0].r,
+    );
     expect(readable).toBe(false);
   });
 

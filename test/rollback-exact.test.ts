@@ -64,12 +64,16 @@ let cluster: TestCluster;
 let prod: PgTarget;
 let project: Project;
 
-const sql = (target: PgTarget, text: string) => withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(text)).rows as Array<Record<string, unknown>>);
+const sql = (target: PgTarget, text: string) =>
+  withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(text)).rows as Array<Record<string, unknown>>);
 const model = () => withClient(prod, { step: "test" }, (c) => readCatalog(c, { owners: new Set() }));
 async function checksums(): Promise<Record<string, string>> {
   const tables = await sql(prod, "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
   const out: Record<string, string> = {};
-  for (const { t } of tables) out[t as string] = String((await sql(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) AS h FROM ONLY ${t as string} r`))[0]!.h);
+  for (const { t } of tables)
+    out[t as string] = String(
+      (await sql(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) AS h FROM ONLY ${t as string} r`))[0]!.h,
+    );
   return out;
 }
 
@@ -88,7 +92,15 @@ beforeAll(async () => {
   prod = await cluster.createDatabase("production");
   await sql(prod, PRODUCTION);
   project = await createTestProject("rollback-exact-project");
-  await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules: {},
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 });
 
 afterAll(async () => {
@@ -98,10 +110,26 @@ afterAll(async () => {
 
 describe("rollback restores the whole schema exactly", () => {
   const edits: Array<[string, string, string]> = [
-    ["add-column", "a column added to a table under views, a view recreated over it, a WITH NO DATA matview refreshed", "ALTER TABLE items ADD COLUMN d int DEFAULT 7; DROP VIEW v2; CREATE VIEW v2 AS SELECT * FROM items WHERE b > 3; GRANT SELECT ON v2 TO rx_reporting; REFRESH MATERIALIZED VIEW mv_empty"],
-    ["drop-column", "a column dropped from the middle of a table with views, matviews, a foreign key into it, serial, identity and generated columns", "ALTER TABLE items DROP COLUMN b CASCADE; INSERT INTO items (id, a) VALUES (100, 'new')"],
-    ["change-type", "a column's type changed under views and a matview with a unique index", "DROP VIEW v2; DROP MATERIALIZED VIEW mv_empty; ALTER TABLE items ALTER COLUMN b TYPE bigint; CREATE VIEW v2 AS SELECT * FROM items WHERE b > 3; GRANT SELECT ON v2 TO rx_reporting; COMMENT ON COLUMN v2.a IS 'a column of a view'; CREATE MATERIALIZED VIEW mv_empty AS SELECT id, b FROM items WITH NO DATA; CREATE UNIQUE INDEX mv_empty_id ON mv_empty (id); GRANT SELECT ON mv_empty TO rx_reporting"],
-    ["partition", "a partition and a column added to a partitioned table, a row moved between partitions", "ALTER TABLE ev ADD COLUMN extra text; CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); INSERT INTO ev VALUES (3, '2026-02-02', 'c', 'x'); UPDATE ev SET day = '2025-06-01' WHERE id = 1"],
+    [
+      "add-column",
+      "a column added to a table under views, a view recreated over it, a WITH NO DATA matview refreshed",
+      "ALTER TABLE items ADD COLUMN d int DEFAULT 7; DROP VIEW v2; CREATE VIEW v2 AS SELECT * FROM items WHERE b > 3; GRANT SELECT ON v2 TO rx_reporting; REFRESH MATERIALIZED VIEW mv_empty",
+    ],
+    [
+      "drop-column",
+      "a column dropped from the middle of a table with views, matviews, a foreign key into it, serial, identity and generated columns",
+      "ALTER TABLE items DROP COLUMN b CASCADE; INSERT INTO items (id, a) VALUES (100, 'new')",
+    ],
+    [
+      "change-type",
+      "a column's type changed under views and a matview with a unique index",
+      "DROP VIEW v2; DROP MATERIALIZED VIEW mv_empty; ALTER TABLE items ALTER COLUMN b TYPE bigint; CREATE VIEW v2 AS SELECT * FROM items WHERE b > 3; GRANT SELECT ON v2 TO rx_reporting; COMMENT ON COLUMN v2.a IS 'a column of a view'; CREATE MATERIALIZED VIEW mv_empty AS SELECT id, b FROM items WITH NO DATA; CREATE UNIQUE INDEX mv_empty_id ON mv_empty (id); GRANT SELECT ON mv_empty TO rx_reporting",
+    ],
+    [
+      "partition",
+      "a partition and a column added to a partitioned table, a row moved between partitions",
+      "ALTER TABLE ev ADD COLUMN extra text; CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); INSERT INTO ev VALUES (3, '2026-02-02', 'c', 'x'); UPDATE ev SET day = '2025-06-01' WHERE id = 1",
+    ],
   ];
   for (const [name, what, agentSql] of edits) {
     it(what, async () => {
@@ -114,7 +142,10 @@ describe("rollback restores the whole schema exactly", () => {
         expect(compareCatalogs(await model(), before, { columnOrder: true })).toEqual([]);
         expect(await checksums()).toEqual(rows);
         // The next default insert into every table works (sequences, identity, NOT NULL and triggers as they were).
-        await sql(prod, "BEGIN; INSERT INTO items (id, a, b) VALUES (1000, 'z', 1); INSERT INTO refs VALUES (1000, 1000); INSERT INTO ev VALUES (1000, '2025-01-02'); ROLLBACK");
+        await sql(
+          prod,
+          "BEGIN; INSERT INTO items (id, a, b) VALUES (1000, 'z', 1); INSERT INTO refs VALUES (1000, 1000); INSERT INTO ev VALUES (1000, '2025-01-02'); ROLLBACK",
+        );
       } finally {
         await destroySession(project, session);
       }

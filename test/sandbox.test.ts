@@ -81,7 +81,10 @@ beforeAll(async () => {
   chmodSync(projectDir, 0o755);
   writeFileSync(join(projectDir, "airlock.config.ts"), `export default { masking: { rules: ${JSON.stringify(DEMO_MASKING_RULES)} } };\n`);
   // The secrets live in .env, as the README says to keep them; one is copied under an innocent name.
-  writeFileSync(join(projectDir, ".env"), `PROD_DATABASE_URL=${formatUrl(tcp, true)}\nAIRLOCK_SECRET=${SECRET}\nAPP_SIGNING_KEY=${SECRET}\nDEPLOY_URL=postgres://deploy:${encodeURIComponent(prodPassword)}@elsewhere:5432/x\n`);
+  writeFileSync(
+    join(projectDir, ".env"),
+    `PROD_DATABASE_URL=${formatUrl(tcp, true)}\nAIRLOCK_SECRET=${SECRET}\nAPP_SIGNING_KEY=${SECRET}\nDEPLOY_URL=postgres://deploy:${encodeURIComponent(prodPassword)}@elsewhere:5432/x\n`,
+  );
   expect(airlock("snapshot").code).toBe(0);
 }, 180_000);
 
@@ -91,38 +94,43 @@ afterAll(async () => {
 });
 
 describe("3/11. the agent in `airlock run` gets the staging URL and nothing else, and cannot read Airlock's secrets or state", () => {
-  it.skipIf(!haveSandbox)("every attempt to reach secrets, state, the superuser, production or approval fails in the sandbox; without it they succeed", () => {
-    // A verified diff for the agent to try to approve.
-    const first = airlock("run", "--name", "first", "--", "sh", "-c", "psql_unused=1; true");
-    expect(first.code, first.stderr).toBe(0);
-    const diffs = readdirSync(join(projectDir, ".airlock", "diffs")).filter((d) => /^[0-9a-f]{64}$/.test(d));
-    expect(diffs.length).toBe(1);
-    const diffId = diffs[0]!;
-    writeFileSync(join(projectDir, "attack.sh"), attackScript(diffId));
+  it.skipIf(!haveSandbox)(
+    "every attempt to reach secrets, state, the superuser, production or approval fails in the sandbox; without it they succeed",
+    () => {
+      // A verified diff for the agent to try to approve.
+      const first = airlock("run", "--name", "first", "--", "sh", "-c", "psql_unused=1; true");
+      expect(first.code, first.stderr).toBe(0);
+      const diffs = readdirSync(join(projectDir, ".airlock", "diffs")).filter((d) => /^[0-9a-f]{64}$/.test(d));
+      expect(diffs.length).toBe(1);
+      const diffId = diffs[0]!;
+      writeFileSync(join(projectDir, "attack.sh"), attackScript(diffId));
 
-    const boxed = airlock("run", "--name", "boxed", "--", "sh", "attack.sh");
-    const inBox = attempts(boxed.stdout);
-    console.log("in the sandbox:", inBox);
-    expect(Object.keys(inBox).length).toBe(8);
-    expect(Object.entries(inBox).filter(([, r]) => r === "ok")).toEqual([]);
-    expect(existsSync(join(projectDir, ".airlock", "diffs", diffId, "approval.json"))).toBe(false);
-    // The agent's environment: the session's URL, and no secret under any name.
-    const env = readFileSync(join(projectDir, "agent-env.txt"), "utf8");
-    expect(env).toContain("DATABASE_URL=postgres://");
-    expect(env).not.toContain(SECRET);
-    expect(env).not.toContain(prodPassword);
-    expect(env).not.toContain(encodeURIComponent(prodPassword));
-    expect(env).not.toMatch(/^(PROD_DATABASE_URL|APP_SIGNING_KEY|DEPLOY_URL)=/m);
+      const boxed = airlock("run", "--name", "boxed", "--", "sh", "attack.sh");
+      const inBox = attempts(boxed.stdout);
+      console.log("in the sandbox:", inBox);
+      expect(Object.keys(inBox).length).toBe(8);
+      expect(Object.entries(inBox).filter(([, r]) => r === "ok")).toEqual([]);
+      expect(existsSync(join(projectDir, ".airlock", "diffs", diffId, "approval.json"))).toBe(false);
+      // The agent's environment: the session's URL, and no secret under any name.
+      const env = readFileSync(join(projectDir, "agent-env.txt"), "utf8");
+      expect(env).toContain("DATABASE_URL=postgres://");
+      expect(env).not.toContain(SECRET);
+      expect(env).not.toContain(prodPassword);
+      expect(env).not.toContain(encodeURIComponent(prodPassword));
+      expect(env).not.toMatch(/^(PROD_DATABASE_URL|APP_SIGNING_KEY|DEPLOY_URL)=/m);
 
-    // The control: the same agent without a sandbox reads what the sandbox hid.
-    const open = airlock("run", "--name", "open", "--sandbox", "none", "--", "sh", "attack.sh");
-    expect(open.stderr).toMatch(/WITHOUT a sandbox/);
-    const outside = attempts(open.stdout);
-    console.log("without a sandbox:", outside);
-    for (const a of ["read-env", "read-cluster-password", "read-sessions", "read-snapshot", "superuser-socket", "production", "approve"]) expect(outside[a], a).toBe("ok");
-    const audit = readFileSync(join(projectDir, ".airlock", "audit.jsonl"), "utf8");
-    expect(audit).toMatch(/"sandbox":"none"/);
-  }, 240_000);
+      // The control: the same agent without a sandbox reads what the sandbox hid.
+      const open = airlock("run", "--name", "open", "--sandbox", "none", "--", "sh", "attack.sh");
+      expect(open.stderr).toMatch(/WITHOUT a sandbox/);
+      const outside = attempts(open.stdout);
+      console.log("without a sandbox:", outside);
+      for (const a of ["read-env", "read-cluster-password", "read-sessions", "read-snapshot", "superuser-socket", "production", "approve"])
+        expect(outside[a], a).toBe("ok");
+      const audit = readFileSync(join(projectDir, ".airlock", "audit.jsonl"), "utf8");
+      expect(audit).toMatch(/"sandbox":"none"/);
+    },
+    240_000,
+  );
 
   it("nothing Airlock printed or wrote holds the production password or AIRLOCK_SECRET", () => {
     const leaks: string[] = [];

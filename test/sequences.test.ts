@@ -84,7 +84,15 @@ async function production(name: string): Promise<Production> {
   const target = await prodCluster.createDatabase(name);
   await withClient(target, { step: "test", searchPath: "public" }, (c) => c.query(PRODUCTION));
   const rules = parseConfig({ masking: { rules: {} } }).masking.rules;
-  const manifest = await captureSnapshot({ source: target, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  const manifest = await captureSnapshot({
+    source: target,
+    secret: SECRET,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
   return { target, snapshot: manifest.id };
 }
 
@@ -112,7 +120,8 @@ async function outcomes(target: PgTarget, promotionId: string): Promise<Record<s
   return Object.fromEntries(rows.map((r) => [r.s as string, r.outcome as string | null]));
 }
 
-const promote = (p: Production, id: string, extra: { rekey?: boolean; dryRun?: boolean } = {}) => promoteDiff(project, id, { to: p.target, secret: SECRET, by: "tester", ...extra });
+const promote = (p: Production, id: string, extra: { rekey?: boolean; dryRun?: boolean } = {}) =>
+  promoteDiff(project, id, { to: p.target, secret: SECRET, by: "tester", ...extra });
 const rollback = (p: Production, promotionId: string) => rollbackPromotion(project, promotionId, { to: p.target, by: "tester" });
 
 beforeAll(async () => {
@@ -146,7 +155,11 @@ describe("promote followed by rollback leaves production as it was; sequences ba
       "billing.doc_numbers": { last_value: "8", is_called: true },
       "billing.invoice_refs": { last_value: "-4", is_called: true },
     });
-    const saved = await sql(p.target, "SELECT seq_schema || '.' || seq_name AS s, before_value::text AS b, after_value::text AS a FROM airlock.promotion_sequences WHERE promotion_id = $1 ORDER BY 1", [r.promotionId]);
+    const saved = await sql(
+      p.target,
+      "SELECT seq_schema || '.' || seq_name AS s, before_value::text AS b, after_value::text AS a FROM airlock.promotion_sequences WHERE promotion_id = $1 ORDER BY 1",
+      [r.promotionId],
+    );
     expect(saved).toEqual([
       { s: "billing.doc_numbers", b: "6", a: "8" },
       { s: "billing.invoice_refs", b: "-3", a: "-4" },
@@ -220,13 +233,20 @@ describe("promote followed by rollback leaves production as it was; sequences ba
     const r = await promote(p, id, { rekey: true });
     expect(r.rekeyed).toBe(5);
     expect(r.confirmed).toBe(true);
-    expect(await sql(p.target, "SELECT w.id::int, w.label FROM widget_parts c JOIN widgets w ON w.id = c.widget_id WHERE c.label = 'agent part'")).toEqual([{ id: 5, label: "agent widget" }]);
-    expect(await sql(p.target, "SELECT id::int FROM gadgets WHERE label = 'agent gadget'")).toEqual([{ id: 5 }]);
-    expect(await sql(p.target, "SELECT l.id::int AS line, i.id::int AS invoice, i.label FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id WHERE l.qty = 7")).toEqual([
-      { line: 10, invoice: 9, label: "agent invoice" },
+    expect(await sql(p.target, "SELECT w.id::int, w.label FROM widget_parts c JOIN widgets w ON w.id = c.widget_id WHERE c.label = 'agent part'")).toEqual([
+      { id: 5, label: "agent widget" },
     ]);
+    expect(await sql(p.target, "SELECT id::int FROM gadgets WHERE label = 'agent gadget'")).toEqual([{ id: 5 }]);
+    expect(
+      await sql(
+        p.target,
+        "SELECT l.id::int AS line, i.id::int AS invoice, i.label FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id WHERE l.qty = 7",
+      ),
+    ).toEqual([{ line: 10, invoice: 9, label: "agent invoice" }]);
     // The walk-ins keep theirs.
-    expect(await sql(p.target, "SELECT w.id::int FROM widget_parts c JOIN widgets w ON w.id = c.widget_id WHERE c.label = 'walk-in part'")).toEqual([{ id: 4 }]);
+    expect(await sql(p.target, "SELECT w.id::int FROM widget_parts c JOIN widgets w ON w.id = c.widget_id WHERE c.label = 'walk-in part'")).toEqual([
+      { id: 4 },
+    ]);
 
     // Production uses one of them since (a gadget); rollback leaves that one and moves the others back.
     await sql(p.target, "INSERT INTO gadgets (label) VALUES ('later gadget')");
@@ -253,7 +273,10 @@ describe("promote followed by rollback leaves production as it was; sequences ba
        ALTER TABLE billing.invoices OWNER TO seq_promoter; ALTER TABLE billing.invoice_lines OWNER TO seq_promoter; ALTER SEQUENCE billing.invoice_refs OWNER TO seq_promoter;
        GRANT SELECT, UPDATE, USAGE ON SEQUENCE billing.doc_numbers TO seq_promoter`,
     );
-    const asPromoter: Production = { ...p, target: makeTarget({ host: p.target.host, port: p.target.port, database: p.target.database, user: "seq_promoter" }) };
+    const asPromoter: Production = {
+      ...p,
+      target: makeTarget({ host: p.target.host, port: p.target.port, database: p.target.database, user: "seq_promoter" }),
+    };
     try {
       const id = await approvedDiff(p, "not-owner", AGENT_SQL);
       const before = await sequenceStates(p.target);
@@ -266,7 +289,10 @@ describe("promote followed by rollback leaves production as it was; sequences ba
       expect((await outcomes(p.target, r.promotionId))["billing.doc_numbers"]).toBe("left-not-owner");
       await sql(p.target, APP_INSERTS);
     } finally {
-      await sql(p.target, "DROP SCHEMA IF EXISTS airlock CASCADE; REASSIGN OWNED BY seq_promoter TO CURRENT_USER; DROP OWNED BY seq_promoter; DROP ROLE seq_promoter");
+      await sql(
+        p.target,
+        "DROP SCHEMA IF EXISTS airlock CASCADE; REASSIGN OWNED BY seq_promoter TO CURRENT_USER; DROP OWNED BY seq_promoter; DROP ROLE seq_promoter",
+      );
     }
   });
 });

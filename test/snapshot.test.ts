@@ -34,13 +34,21 @@ function parseRules(input: Record<string, unknown>): Record<string, MaskRule> {
 }
 
 function options(over: Partial<CaptureOptions> = {}): CaptureOptions {
-  return { source: reader, secret: SECRET, rules, snapshotsDir: join(stateDir, "snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200, ...over };
+  return {
+    source: reader,
+    secret: SECRET,
+    rules,
+    snapshotsDir: join(stateDir, "snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+    ...over,
+  };
 }
 
 async function rows(target: PgTarget, sql: string): Promise<Record<string, unknown>[]> {
   return withClient(target, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql)).rows);
 }
-
 
 function snapshotEntries(): string[] {
   const dir = join(stateDir, "snapshots");
@@ -63,8 +71,15 @@ async function restoreInto(db: string, manifest: SnapshotManifest): Promise<PgTa
 }
 
 function schemaOf(target: PgTarget): string {
-  const out = execFileSync(findPgBinaries().tool("pg_dump"), ["--schema-only", "--no-owner", "--no-privileges", "--no-comments", "-h", target.host, "-p", String(target.port), "-U", target.user, target.database], { encoding: "utf8" });
-  return out.split("\n").filter((l) => !/^\\(un)?restrict /.test(l)).join("\n");
+  const out = execFileSync(
+    findPgBinaries().tool("pg_dump"),
+    ["--schema-only", "--no-owner", "--no-privileges", "--no-comments", "-h", target.host, "-p", String(target.port), "-U", target.user, target.database],
+    { encoding: "utf8" },
+  );
+  return out
+    .split("\n")
+    .filter((l) => !/^\\(un)?restrict /.test(l))
+    .join("\n");
 }
 
 beforeAll(async () => {
@@ -85,7 +100,12 @@ beforeAll(async () => {
     await c.query("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader");
   });
   reader = makeTarget({ host: "127.0.0.1", port: tc.cluster.port, database: "production", user: "reader", password: "reader-pw-123456" });
-  rules = parseRules({ ...DEMO_MASKING_RULES, "newsletter.address": { faker: "email", domain: "email" }, "accounts.username": "username", "accounts.plan": "keep" });
+  rules = parseRules({
+    ...DEMO_MASKING_RULES,
+    "newsletter.address": { faker: "email", domain: "email" },
+    "accounts.username": "username",
+    "accounts.plan": "keep",
+  });
   stateDir = join(testRoot(), `snapshot-state-${process.pid}`);
   mkdirSync(stateDir, { recursive: true });
   first = await captureSnapshot(options());
@@ -101,7 +121,10 @@ describe("capture and restore", () => {
     const restored = await restoreInto("restored", first);
     expect(schemaOf(restored)).toBe(schemaOf(prod));
     for (const t of first.tables) {
-      const kept = t.columns.filter((c) => c.rule === "keep").map((c) => `"${c.name}"`).join(", ");
+      const kept = t.columns
+        .filter((c) => c.rule === "keep")
+        .map((c) => `"${c.name}"`)
+        .join(", ");
       const sql = `SELECT md5(string_agg(r::text, E'\\n' ORDER BY r::text)) AS h, count(*)::int AS n FROM (SELECT ${kept} FROM "${t.schema}"."${t.name}") r`;
       const [p, r] = await Promise.all([rows(prod, sql), rows(restored, sql)]);
       expect(r, t.name).toEqual(p);
@@ -152,7 +175,9 @@ describe("no original value of a masked column leaves production", () => {
 
   it("catches an original value planted in an unrelated column, names the column but never the value, and keeps no snapshot", async () => {
     const planted = (await rows(prod, "SELECT email FROM guests WHERE id = 7"))[0]!.email as string;
-    await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query("UPDATE gallery_images SET title = $1 WHERE id = 500", [`Photo by ${planted}`]));
+    await withClient(prod, { step: "test", searchPath: "public" }, (c) =>
+      c.query("UPDATE gallery_images SET title = $1 WHERE id = 500", [`Photo by ${planted}`]),
+    );
     try {
       const before = snapshotEntries();
       const err = await caught(captureSnapshot(options()));
@@ -200,12 +225,16 @@ describe("production is opened only by a read-only capture, with at most two con
       }
       expect(waiting.length, "the capture never waited for the held table").toBe(1);
       // The capture's own transaction is open and holds the snapshot it exported.
-      const open = await monitor.query("SELECT backend_xmin IS NOT NULL AS snapshot FROM pg_stat_activity WHERE datname = 'production' AND application_name = 'airlock/capture' AND xact_start IS NOT NULL");
+      const open = await monitor.query(
+        "SELECT backend_xmin IS NOT NULL AS snapshot FROM pg_stat_activity WHERE datname = 'production' AND application_name = 'airlock/capture' AND xact_start IS NOT NULL",
+      );
       expect(open.rows).toEqual([{ snapshot: true }]);
       // A guest and their booking, committed together while the capture waits.
       await withClient(admin, { step: "test", searchPath: "public" }, async (c) => {
         await c.query("BEGIN");
-        const g = await c.query("INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('Late Guest', 'late.guest@example.org', now(), now()) RETURNING id");
+        const g = await c.query(
+          "INSERT INTO guests (full_name, email, created_at, updated_at) VALUES ('Late Guest', 'late.guest@example.org', now(), now()) RETURNING id",
+        );
         await c.query("INSERT INTO bookings (guest_id, check_in, check_out, amount) VALUES ($1, '2025-01-01', '2025-01-03', 100)", [g.rows[0].id]);
         await c.query("COMMIT");
       });
@@ -256,7 +285,9 @@ describe("PII detection", () => {
       const init = spawnSync(process.execPath, [bin, "snapshot", "--init-rules", "--from", url, "--json"], { cwd: dir, encoding: "utf8", timeout: 120_000 });
       expect(init.status, init.stderr).toBe(0);
       const out = JSON.parse(init.stdout);
-      expect(out.columns.map((c: { column: string }) => c.column)).toEqual(expect.arrayContaining(["public.guests.email", "public.guests.phone", "public.payments.iban"]));
+      expect(out.columns.map((c: { column: string }) => c.column)).toEqual(
+        expect.arrayContaining(["public.guests.email", "public.guests.phone", "public.payments.iban"]),
+      );
       expect(init.stdout + init.stderr).not.toContain("reader-pw-123456");
       const file = join(dir, "airlock.config.ts");
       expect(out.written).toBe(file);
@@ -278,7 +309,9 @@ describe("PII detection", () => {
     expect(err.message).toContain("public.guests.email");
     expect(snapshotEntries()).toEqual(before);
     // Kept everywhere it appears: a masked copy elsewhere would make the kept column a leak.
-    const kept = await captureSnapshot(options({ rules: { ...withoutEmail, "public.guests.email": { kind: "keep" }, "public.newsletter.address": { kind: "keep" } } }));
+    const kept = await captureSnapshot(
+      options({ rules: { ...withoutEmail, "public.guests.email": { kind: "keep" }, "public.newsletter.address": { kind: "keep" } } }),
+    );
     expect(kept.tables.find((t) => t.name === "guests")!.columns.find((c) => c.name === "email")!.rule).toBe("keep");
   });
 });
@@ -295,11 +328,25 @@ describe("bad input fails clearly and leaves no partial snapshot", () => {
   });
 
   it("lists unknown tables and columns and rules that cannot fit, all at once", async () => {
-    const bad = parseRules({ ...DEMO_MASKING_RULES, "nosuch.email": "email", "guests.nosuch": "keep", "bookings.amount": "email", "payments.card_last4": "iban", "guests.city": { constant: "x".repeat(5) }, "bookings.check_in": { constant: "not a date" } });
+    const bad = parseRules({
+      ...DEMO_MASKING_RULES,
+      "nosuch.email": "email",
+      "guests.nosuch": "keep",
+      "bookings.amount": "email",
+      "payments.card_last4": "iban",
+      "guests.city": { constant: "x".repeat(5) },
+      "bookings.check_in": { constant: "not a date" },
+    });
     const err = await caught(captureSnapshot(options({ rules: { ...rules, ...bad } })));
     expect(err.code).toBe("AIRLOCK_RULES_INVALID");
     const paths = (err.details!.problems as Array<{ path: string }>).map((p) => p.path).sort();
-    expect(paths).toEqual(["masking.rules.public.bookings.amount", "masking.rules.public.bookings.check_in", "masking.rules.public.guests.nosuch", "masking.rules.public.nosuch.email", "masking.rules.public.payments.card_last4"]);
+    expect(paths).toEqual([
+      "masking.rules.public.bookings.amount",
+      "masking.rules.public.bookings.check_in",
+      "masking.rules.public.guests.nosuch",
+      "masking.rules.public.nosuch.email",
+      "masking.rules.public.payments.card_last4",
+    ]);
   });
 
   it("reports a target directory that cannot be written (a full disk) and keeps nothing", async (ctx) => {

@@ -32,7 +32,6 @@ let prod: PgTarget;
 let project: Project;
 let snapshot: SnapshotManifest;
 
-
 async function adminQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   const cluster = openCluster(localClusterOptions(project))!;
   return withClient(cluster.adminTarget(), { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
@@ -44,7 +43,15 @@ beforeAll(async () => {
   await seedDemo({ target: prod, scale: 1 });
   project = await createTestProject("staging-project", `export default { staging: { connectionLimit: 3, statementTimeout: "1s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  snapshot = await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  snapshot = await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 });
 
 afterAll(async () => {
@@ -64,7 +71,10 @@ describe("a session's work database belongs to the agent", () => {
     expect(readSession(project, s.id).snapshotId).toBe(snapshot.id);
     const { url } = agentConnection(project, s.id);
     await withClient(url, { step: "test", searchPath: "public" }, async (c) => {
-      expect((await c.query("SELECT current_user AS u, current_database() AS d")).rows[0]).toEqual({ u: sessionObjectNames(s.id).role, d: sessionObjectNames(s.id).work });
+      expect((await c.query("SELECT current_user AS u, current_database() AS d")).rows[0]).toEqual({
+        u: sessionObjectNames(s.id).role,
+        d: sessionObjectNames(s.id).work,
+      });
       await c.query("CREATE TABLE scratch (id int PRIMARY KEY, note text)");
       await c.query("ALTER TABLE scratch ADD COLUMN extra int");
       await c.query("INSERT INTO scratch VALUES (1, 'a', 2)");
@@ -98,8 +108,13 @@ describe("the agent cannot reach what is not its own", () => {
       expect(err.message, db).toContain(`may only connect to database ${sessionObjectNames(a.id).work}`);
     }
     await withClient(agentA, { step: "test", searchPath: "public" }, async (c) => {
-      expect((await caught(c.query("CREATE ROLE sneaky LOGIN").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
-      expect((await caught(c.query("SELECT pg_read_file('postgresql.conf')").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message).toBe("42501");
+      expect(
+        (await caught(c.query("CREATE ROLE sneaky LOGIN").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code)))))).message,
+      ).toBe("42501");
+      expect(
+        (await caught(c.query("SELECT pg_read_file('postgresql.conf')").catch((e) => Promise.reject(new AirlockError("AIRLOCK_PG_ERROR", String(e.code))))))
+          .message,
+      ).toBe("42501");
       const su = await c.query("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user");
       expect(su.rows[0]).toEqual({ rolsuper: false, rolcreaterole: false, rolcreatedb: false });
     });
@@ -118,7 +133,9 @@ describe("the agent's limits", () => {
       const err = await caught(openClient(agentConnection(project, a.id).target, { step: "test", searchPath: "public" }));
       expect(err.code).toBe("AIRLOCK_TOO_MANY_CONNECTIONS");
       // The other session still connects.
-      await withClient(agentConnection(project, b.id).target, { step: "test", searchPath: "public" }, async (c) => expect((await c.query("SELECT 1 AS x")).rows).toEqual([{ x: 1 }]));
+      await withClient(agentConnection(project, b.id).target, { step: "test", searchPath: "public" }, async (c) =>
+        expect((await c.query("SELECT 1 AS x")).rows).toEqual([{ x: 1 }]),
+      );
       const timeout = await clients[0]!.query("SELECT pg_sleep(3)").then(
         () => "finished",
         (e: { code?: string }) => e.code,
@@ -161,7 +178,15 @@ describe("sessions come and go without leaving anything behind", () => {
     expect((await caught(createSession(project, { name: "taken" }))).code).toBe("AIRLOCK_SESSION_EXISTS");
     await destroySession(project, taken.id);
 
-    const corrupt = await captureSnapshot({ source: prod, secret: SECRET, rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+    const corrupt = await captureSnapshot({
+      source: prod,
+      secret: SECRET,
+      rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules,
+      snapshotsDir: project.statePath("snapshots"),
+      statementTimeoutMs: 60_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 200,
+    });
     const file = join(project.statePath("snapshots", corrupt.id), "data/public.bookings.copy.gz");
     const bytes = readFileSync(file);
     bytes[20] = bytes[20]! ^ 0xff;
@@ -176,7 +201,10 @@ describe("sessions come and go without leaving anything behind", () => {
 
 describe("airlock run gives the agent the staging URL and nothing else", () => {
   it("passes DATABASE_URL and PG* for the session and scrubs production URLs and Airlock secrets", async () => {
-    const prodUrl = formatUrl(makeTarget({ host: "127.0.0.1", port: prodCluster.cluster.port, database: "production", user: "airlock", password: "prod-Secret-pw-77" }), true);
+    const prodUrl = formatUrl(
+      makeTarget({ host: "127.0.0.1", port: prodCluster.cluster.port, database: "production", user: "airlock", password: "prod-Secret-pw-77" }),
+      true,
+    );
     const agent = "const e = process.env; console.log('ENV=' + JSON.stringify(e));";
     const sandbox = defaultSandbox() === undefined ? ["--sandbox", "none"] : [];
     const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-env", ...sandbox, "--", process.execPath, "-e", agent], {
@@ -209,12 +237,18 @@ describe("airlock run gives the agent the staging URL and nothing else", () => {
     for (const secret of ["prod-Secret-pw-77", SECRET, "pulumi-passphrase-123", `127.0.0.1:${prodCluster.cluster.port}`]) expect(all).not.toContain(secret);
     // The session is kept for review, and its URL works.
     expect(readSession(project, "run-env").id).toBe("run-env");
-    await withClient(url, { step: "test", searchPath: "public" }, async (c) => expect((await c.query("SELECT count(*)::int AS n FROM guests")).rows[0].n).toBe(400));
+    await withClient(url, { step: "test", searchPath: "public" }, async (c) =>
+      expect((await c.query("SELECT count(*)::int AS n FROM guests")).rows[0].n).toBe(400),
+    );
     await destroySession(project, "run-env");
   });
 
   it("returns the agent's exit code and keeps the session", () => {
-    const r = spawnSync(process.execPath, [BIN, "run", "--name", "run-exit", ...(defaultSandbox() === undefined ? ["--sandbox", "none"] : []), "--", process.execPath, "-e", "process.exit(7)"], { cwd: project.dir, encoding: "utf8", timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      [BIN, "run", "--name", "run-exit", ...(defaultSandbox() === undefined ? ["--sandbox", "none"] : []), "--", process.execPath, "-e", "process.exit(7)"],
+      { cwd: project.dir, encoding: "utf8", timeout: 120_000 },
+    );
     expect(r.status).toBe(7);
     expect(r.stderr).toContain("session run-exit is kept");
     const down = spawnSync(process.execPath, [BIN, "down", "run-exit"], { cwd: project.dir, encoding: "utf8" });
@@ -353,7 +387,9 @@ describe("two commands starting a project's first session at once", () => {
       cpSync(project.statePath("snapshots"), fresh.statePath("snapshots"), { recursive: true });
       const sessions = await Promise.all([createSession(fresh, { name: "race-a" }), createSession(fresh, { name: "race-b" })]);
       for (const s of sessions) {
-        const r = await withClient(agentConnection(fresh, s.id).target, { step: "test", searchPath: "public" }, (c) => c.query("SELECT count(*)::int AS n FROM guests"));
+        const r = await withClient(agentConnection(fresh, s.id).target, { step: "test", searchPath: "public" }, (c) =>
+          c.query("SELECT count(*)::int AS n FROM guests"),
+        );
         expect(r.rows[0].n).toBeGreaterThan(0);
       }
       expect(existsSync(`${resolve(localClusterOptions(fresh).dir)}.lock`)).toBe(false);

@@ -65,7 +65,17 @@ describe("a snapshot's manifest and catalog", () => {
     pgDumpVersion: "17.0",
     rulesHash: "r",
     secretFingerprint: "f",
-    tables: [{ schema: "public", name: "t", columns: [{ name: "id", type: "integer", rule: "keep" }], key: ["id"], rows: 2, file: "data/public.t.copy.gz", hmacFile: null }],
+    tables: [
+      {
+        schema: "public",
+        name: "t",
+        columns: [{ name: "id", type: "integer", rule: "keep" }],
+        key: ["id"],
+        rows: 2,
+        file: "data/public.t.copy.gz",
+        hmacFile: null,
+      },
+    ],
     sequences: [],
     files: {},
     leakScan: { ok: true, originalsChecked: 0, fieldsScanned: 0, elapsedMs: 1 },
@@ -91,9 +101,16 @@ describe("a snapshot's manifest and catalog", () => {
   });
 
   it("checks catalog.json against its checksum first, then against its schema", async () => {
-    const catalogFile = put(join(dir(), id, "catalog.json"), JSON.stringify({ objects: { "schema public": { kind: "shema", id: "schema public" } }, dependsOn: {} }));
+    const catalogFile = put(
+      join(dir(), id, "catalog.json"),
+      JSON.stringify({ objects: { "schema public": { kind: "shema", id: "schema public" } }, dependsOn: {} }),
+    );
     const text = readFileSync(catalogFile);
-    const m = { ...manifest(), catalog: { file: "catalog.json", owners: [], roles: [] }, files: { "catalog.json": sha256Hex(text.toString("utf8")) } } as unknown as SnapshotManifest;
+    const m = {
+      ...manifest(),
+      catalog: { file: "catalog.json", owners: [], roles: [] },
+      files: { "catalog.json": sha256Hex(text.toString("utf8")) },
+    } as unknown as SnapshotManifest;
     await expectNamed(() => readSnapshotCatalog(join(dir(), id), m), "AIRLOCK_SNAPSHOT_CORRUPT", catalogFile, "objects.schema public.kind");
     const wrongSum = { ...m, files: { "catalog.json": "0".repeat(64) } };
     expect((await caught(() => readSnapshotCatalog(join(dir(), id), wrongSum))).message).toContain("does not match its checksum");
@@ -101,7 +118,16 @@ describe("a snapshot's manifest and catalog", () => {
 });
 
 describe("a session record", () => {
-  const record = { id: "edited", backend: "local", snapshotId: "snap-x", createdAt: "2026-01-01T00:00:00.000Z", expiresAt: null, agent: { host: "127.0.0.1", port: 6000, database: "w", user: "u" }, backendState: {}, agentPassword: "pw-never-printed" };
+  const record = {
+    id: "edited",
+    backend: "local",
+    snapshotId: "snap-x",
+    createdAt: "2026-01-01T00:00:00.000Z",
+    expiresAt: null,
+    agent: { host: "127.0.0.1", port: 6000, database: "w", user: "u" },
+    backendState: {},
+    agentPassword: "pw-never-printed",
+  };
   const file = () => project.statePath("sessions", "edited.json");
 
   it("names the file and the field (AIRLOCK_STATE_INVALID), never the value, for readSession and ls", async () => {
@@ -171,7 +197,10 @@ describe("a diff and its approval: the MAC first, then the schema", () => {
     const e = await caught(() => readAuthenticDiff(project, wellFormed.id, SECRET));
     expect([e.code, e.exitCode]).toEqual(["AIRLOCK_DIFF_NOT_AUTHENTIC", 2]);
     expect(e.message).not.toContain("diff.json:");
-    const malformed = handMade({ ...base, schemaChanges: [{ id: "role forged", kind: "role", action: "create", changed: [], sql: ["CREATE ROLE forged SUPERUSER"], afterData: [] }] }, false);
+    const malformed = handMade(
+      { ...base, schemaChanges: [{ id: "role forged", kind: "role", action: "create", changed: [], sql: ["CREATE ROLE forged SUPERUSER"], afterData: [] }] },
+      false,
+    );
     const m = await caught(() => readAuthenticDiff(project, malformed.id, SECRET));
     expect([m.code, m.exitCode]).toEqual(["AIRLOCK_DIFF_NOT_AUTHENTIC", 2]);
     expect(m.message).toContain(`${malformed.file}: schemaChanges[0].kind: `);
@@ -204,9 +233,21 @@ describe("a diff and its approval: the MAC first, then the schema", () => {
       const forged = await caught(() => requireApproval(dir, id, SECRET));
       expect([forged.code, forged.message.includes(`${file}:`)]).toEqual(["AIRLOCK_APPROVAL_NOT_AUTHENTIC", false]);
       // Written under the secret, in a shape this version does not read.
-      for (const [change, field] of [[{ accepted: "BULK_DELETE" }, "accepted"], [{ note: undefined }, "note"]] as const) {
+      for (const [change, field] of [
+        [{ accepted: "BULK_DELETE" }, "accepted"],
+        [{ note: undefined }, "note"],
+      ] as const) {
         const content: Record<string, unknown> = { ...original, mac: undefined, ...change };
-        const mac = approvalKey(SECRET).mac(canonicalJson({ id: content.id, diffId: content.diffId, approvedBy: content.approvedBy, approvedAt: content.approvedAt, accepted: content.accepted, note: content.note }));
+        const mac = approvalKey(SECRET).mac(
+          canonicalJson({
+            id: content.id,
+            diffId: content.diffId,
+            approvedBy: content.approvedBy,
+            approvedAt: content.approvedAt,
+            accepted: content.accepted,
+            note: content.note,
+          }),
+        );
         writeFileSync(file, JSON.stringify({ ...content, mac }));
         await expectNamed(() => requireApproval(dir, id, SECRET), "AIRLOCK_STATE_INVALID", file, field);
       }
@@ -278,7 +319,8 @@ describe("the cluster file", () => {
 
 describe("files that stay tolerant by design", () => {
   it("a claim that is missing, garbled or of another shape is 'unknown'; a pidStart of the wrong type is left out", () => {
-    for (const claim of [undefined, null, "x", {}, { pid: "1", host: hostname() }, { pid: -1, host: hostname() }, { pid: process.pid }]) expect(claimState(claim)).toBe("unknown");
+    for (const claim of [undefined, null, "x", {}, { pid: "1", host: hostname() }, { pid: -1, host: hostname() }, { pid: process.pid }])
+      expect(claimState(claim)).toBe("unknown");
     expect(claimState({ pid: process.pid, host: hostname(), pidStart: 42 })).toBe("alive");
     expect(claimState({ pid: process.pid, host: "another-host" })).toBe("unknown");
   });
@@ -289,7 +331,10 @@ describe("files that stay tolerant by design", () => {
     put(p.worker, JSON.stringify({ pid: "1", port: 5 }));
     put(p.status, JSON.stringify({ updatedAt: "now", pid: process.pid, port: 5, sessions: { u: { connections: "many" } } }));
     expect(supervisorState(clusterDir)).toEqual({ state: "down" });
-    put(p.status, JSON.stringify({ updatedAt: "now", pid: process.pid, port: 5, sessions: { u: { connections: 1, diskBytes: 2, quotaBytes: 3, stopped: null } } }));
+    put(
+      p.status,
+      JSON.stringify({ updatedAt: "now", pid: process.pid, port: 5, sessions: { u: { connections: 1, diskBytes: 2, quotaBytes: 3, stopped: null } } }),
+    );
     expect(supervisorState(clusterDir).report?.sessions.u?.connections).toBe(1);
   });
 });

@@ -22,7 +22,22 @@ import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
 import { testClusterDir } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { SECRET, prodCluster, prod, prodUrl, project, prodQuery, productionState, airlock, agentDiff, approveAccepting, promote, tallyCount, startTrustProduction, stopTrustProduction } from "./helpers/trust-production.ts";
+import {
+  SECRET,
+  prodCluster,
+  prod,
+  prodUrl,
+  project,
+  prodQuery,
+  productionState,
+  airlock,
+  agentDiff,
+  approveAccepting,
+  promote,
+  tallyCount,
+  startTrustProduction,
+  stopTrustProduction,
+} from "./helpers/trust-production.ts";
 
 beforeAll(startTrustProduction);
 afterAll(stopTrustProduction);
@@ -35,7 +50,10 @@ describe("every attempt is recorded, and a refusal says exactly what it wrote to
     const unapproved = await caught(promote(id));
     expect([unapproved.code, unapproved.exitCode]).toEqual(["AIRLOCK_NOT_APPROVED", 2]);
     expect(await productionState()).toEqual(before);
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "promote-refused", details: { diff: id, code: "AIRLOCK_NOT_APPROVED", production: "not reached" } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "promote-refused",
+      details: { diff: id, code: "AIRLOCK_NOT_APPROVED", production: "not reached" },
+    });
 
     // Refused in production (a conflict): recorded there in its own small transaction, and the message says so.
     approveDiff(project, id, { by: "reviewer" });
@@ -43,13 +61,21 @@ describe("every attempt is recorded, and a refusal says exactly what it wrote to
     const conflicted = await productionState();
     const refused = await caught(promote(id));
     expect([refused.code, refused.exitCode]).toEqual(["AIRLOCK_CONFLICT", 2]);
-    expect(refused.message).toContain("recorded there as entry 1 of airlock.audit_log (which created the airlock schema with its audit tables, airlock.audit_log and airlock.audit_head), and nothing else was written");
-    expect(await prodQuery("SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'airlock' ORDER BY 1")).toEqual([{ t: "audit_head" }, { t: "audit_log" }]);
+    expect(refused.message).toContain(
+      "recorded there as entry 1 of airlock.audit_log (which created the airlock schema with its audit tables, airlock.audit_log and airlock.audit_head), and nothing else was written",
+    );
+    expect(await prodQuery("SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'airlock' ORDER BY 1")).toEqual([
+      { t: "audit_head" },
+      { t: "audit_log" },
+    ]);
     const after = await productionState({ withoutAuditLog: true });
     expect(after.rows).toEqual(conflicted.rows);
     const log = await withClient(prod, { step: "test", searchPath: "public" }, (c) => readProductionLog(c));
     expect(log.entries.map((e) => e.action)).toEqual(["promote-refused"]);
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "promote-refused", details: { code: "AIRLOCK_CONFLICT", productionEntry: { seq: 1, hash: log.entries[0]!.hash } } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "promote-refused",
+      details: { code: "AIRLOCK_CONFLICT", productionEntry: { seq: 1, hash: log.entries[0]!.hash } },
+    });
     await prodQuery("UPDATE items SET qty = 1 WHERE id = 1");
     // The conflict did not use the approval up.
     const ok = await promote(id);
@@ -62,7 +88,10 @@ describe("every attempt is recorded, and a refusal says exactly what it wrote to
     approveDiff(project, id, { by: "reviewer" });
     const dry = await promote(id, { dryRun: true });
     expect(dry.dryRun).toBe(true);
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "promote-dry-run", details: { diff: id, approval: dry.approvalId, production: "rolled back" } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "promote-dry-run",
+      details: { diff: id, approval: dry.approvalId, production: "rolled back" },
+    });
     // Someone holds the row: the promotion gives up after lock_timeout.
     await withClient(prodCluster.cluster.adminTarget("production"), { step: "test-holder", searchPath: "public" }, async (holder) => {
       await holder.query("BEGIN");
@@ -71,16 +100,25 @@ describe("every attempt is recorded, and a refusal says exactly what it wrote to
       expect(err.code).toBe("AIRLOCK_LOCK_TIMEOUT");
       await holder.query("ROLLBACK");
     });
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "promote-failed", details: { diff: id, approval: dry.approvalId, code: "AIRLOCK_LOCK_TIMEOUT", sqlstate: "55P03", production: "rolled back" } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "promote-failed",
+      details: { diff: id, approval: dry.approvalId, code: "AIRLOCK_LOCK_TIMEOUT", sqlstate: "55P03", production: "rolled back" },
+    });
     // Neither the dry run nor the failure used the approval up; the promotion does, and a second one is refused.
     const ok = await promote(id);
     const used = await caught(promote(id));
     expect([used.code, used.exitCode]).toEqual(["AIRLOCK_APPROVAL_USED", 2]);
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "promote-refused", details: { code: "AIRLOCK_APPROVAL_USED", productionEntry: expect.objectContaining({ seq: expect.any(Number) }) } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "promote-refused",
+      details: { code: "AIRLOCK_APPROVAL_USED", productionEntry: expect.objectContaining({ seq: expect.any(Number) }) },
+    });
     await rollbackPromotion(project, ok.promotionId, { to: prod, by: "tester" });
     const twice = await caught(rollbackPromotion(project, ok.promotionId, { to: prod, by: "tester" }));
     expect(twice.code).toBe("AIRLOCK_ALREADY_ROLLED_BACK");
-    expect(readJournal(project).at(-1)).toMatchObject({ action: "rollback-refused", details: { promotion: ok.promotionId, code: "AIRLOCK_ALREADY_ROLLED_BACK" } });
+    expect(readJournal(project).at(-1)).toMatchObject({
+      action: "rollback-refused",
+      details: { promotion: ok.promotionId, code: "AIRLOCK_ALREADY_ROLLED_BACK" },
+    });
     expect(verifyJournal(project).ok).toBe(true);
   });
 });
@@ -90,7 +128,9 @@ describe("a diff or an approval that Airlock did not make is refused, and produc
     const real = readDiff(project, await agentDiff("forge-base", "INSERT INTO items (id, label) VALUES (900, 'real');"));
     const forged = {
       ...real.diff,
-      schemaChanges: [{ id: "role forged", kind: "role", action: "create", changed: [], sql: ["CREATE ROLE forged LOGIN SUPERUSER PASSWORD 'f'"], afterData: [] }],
+      schemaChanges: [
+        { id: "role forged", kind: "role", action: "create", changed: [], sql: ["CREATE ROLE forged LOGIN SUPERUSER PASSWORD 'f'"], afterData: [] },
+      ],
       hazards: [],
       verification: { ...real.diff.verification, verified: true },
     };
@@ -170,14 +210,21 @@ describe("a diff or an approval that Airlock did not make is refused, and produc
     const id = await agentDiff("no-secret", "UPDATE items SET qty = 13 WHERE id = 13;");
     const env = { ...process.env };
     delete env.AIRLOCK_SECRET;
-    for (const args of [["diff", "whatever"], ["approve", id, "--by", "x", "--yes"], ["promote", id, "--to", prodUrl]]) {
+    for (const args of [
+      ["diff", "whatever"],
+      ["approve", id, "--by", "x", "--yes"],
+      ["promote", id, "--to", prodUrl],
+    ]) {
       const r = await airlock(args, env);
       expect(r.code, args[0]).toBe(2);
       expect(r.stderr).toMatch(/^AIRLOCK_SECRET_MISSING: .*needs AIRLOCK_SECRET/m);
       expect(r.stderr).toContain("hint: set AIRLOCK_SECRET");
     }
     const other = { ...process.env, AIRLOCK_SECRET: "another-secret-0123456789abcdef" };
-    for (const args of [["approve", id, "--by", "x", "--yes"], ["promote", id, "--to", prodUrl]]) {
+    for (const args of [
+      ["approve", id, "--by", "x", "--yes"],
+      ["promote", id, "--to", prodUrl],
+    ]) {
       const r = await airlock(args, other);
       expect(r.code, args[0]).toBe(2);
       expect(r.stderr).toMatch(/^AIRLOCK_SECRET_MISMATCH/m);
@@ -323,7 +370,10 @@ describe("tampering with either audit trail is detected from the other", () => {
     const saved = stagingFiles();
     await detects(
       () => {
-        const entries = saved.journal.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+        const entries = saved.journal
+          .trimEnd()
+          .split("\n")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
         const kept = entries.filter((_, i) => i !== 1);
         kept[1] = { ...kept[1], actor: "mallory" };
         let prev = GENESIS;
@@ -356,7 +406,10 @@ describe("tampering with either audit trail is detected from the other", () => {
 
   it("dropping the production audit tables", async () => {
     await detects(
-      () => prodQuery("CREATE TABLE public.kept_log AS TABLE airlock.audit_log; CREATE TABLE public.kept_head AS TABLE airlock.audit_head; DROP TABLE airlock.audit_log, airlock.audit_head").then(() => undefined),
+      () =>
+        prodQuery(
+          "CREATE TABLE public.kept_log AS TABLE airlock.audit_log; CREATE TABLE public.kept_head AS TABLE airlock.audit_head; DROP TABLE airlock.audit_log, airlock.audit_head",
+        ).then(() => undefined),
       /records production entry \d+ in production@127\.0\.0\.1:\d+, which has no airlock\.audit_log: production's trail was dropped, or the airlock schema renamed/,
       () =>
         prodQuery(
@@ -379,7 +432,14 @@ describe("tampering with either audit trail is detected from the other", () => {
   it("attempts without AIRLOCK_SECRET, or under another one, are kept apart as unauthenticated and leave the trail verifiable", async () => {
     // The refusals of the missing- and wrong-secret test above.
     const apart = readUnauthenticated(project);
-    expect(apart.map((e) => `${e.action}:${String(e.details.code)}`)).toEqual(expect.arrayContaining(["approve-refused:AIRLOCK_SECRET_MISSING", "promote-refused:AIRLOCK_SECRET_MISSING", "approve-refused:AIRLOCK_SECRET_MISMATCH", "promote-refused:AIRLOCK_SECRET_MISMATCH"]));
+    expect(apart.map((e) => `${e.action}:${String(e.details.code)}`)).toEqual(
+      expect.arrayContaining([
+        "approve-refused:AIRLOCK_SECRET_MISSING",
+        "promote-refused:AIRLOCK_SECRET_MISSING",
+        "approve-refused:AIRLOCK_SECRET_MISMATCH",
+        "promote-refused:AIRLOCK_SECRET_MISMATCH",
+      ]),
+    );
     expect(apart.every((e) => e.reason.length > 0)).toBe(true);
     const r = await verifyCli();
     expect(r.code, r.stderr).toBe(0);

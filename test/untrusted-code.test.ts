@@ -20,7 +20,31 @@ import { diffSession } from "../src/diff/run-diff.ts";
 import { makeTarget, quoteIdent } from "../src/pg/connect.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { caught } from "./helpers/errors.ts";
-import { SECRET, prod, project, markerDir, superuserRuns, ifSuperuserTouch, callLogger, asAgent, agentRows, prodQuery, inSession, diffWatching, expectVerified, approveAccepting, promote, tableChanges, callRows, callsSince, NOTES, ACCOUNTS, HISTORY, startUntrustedProduction, stopUntrustedProduction } from "./helpers/untrusted-production.ts";
+import {
+  SECRET,
+  prod,
+  project,
+  markerDir,
+  superuserRuns,
+  ifSuperuserTouch,
+  callLogger,
+  asAgent,
+  agentRows,
+  prodQuery,
+  inSession,
+  diffWatching,
+  expectVerified,
+  approveAccepting,
+  promote,
+  tableChanges,
+  callRows,
+  callsSince,
+  NOTES,
+  ACCOUNTS,
+  HISTORY,
+  startUntrustedProduction,
+  stopUntrustedProduction,
+} from "./helpers/untrusted-production.ts";
 
 beforeAll(startUntrustedProduction);
 afterAll(stopUntrustedProduction);
@@ -57,7 +81,9 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
         expect(superuserRuns(marker), "databases where agent code ran as a superuser").toEqual([]);
         expect(await prodQuery("SELECT rolname FROM pg_roles WHERE rolname = 'backdoor'")).toEqual([]);
         expect(await prodQuery("SELECT id FROM public.guests WHERE country = 'PWNED'")).toEqual([]);
-        expect(await prodQuery("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.gallery_images'::regclass AND tgname = 'gallery_audit'")).toEqual([{ tgname: "gallery_audit" }]);
+        expect(await prodQuery("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.gallery_images'::regclass AND tgname = 'gallery_audit'")).toEqual([
+          { tgname: "gallery_audit" },
+        ]);
         expect(await prodQuery("SELECT title FROM public.gallery_images WHERE id = 439")).toEqual([{ title: "Retitled by the agent" }]);
       } finally {
         // The agent's trigger now sits in production: take it out before any later UPDATE of the table fires it.
@@ -90,7 +116,9 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       });
       // The hijacked checksum (always 0) must not hide the change either.
       const gallery = tableChanges(r, "public.gallery_images");
-      expect(gallery?.changes.map((c) => (c.kind === "update" ? { key: c.key, title: c.new.title } : c.kind))).toEqual([{ key: { id: "441" }, title: "Seen whatever the search_path" }]);
+      expect(gallery?.changes.map((c) => (c.kind === "update" ? { key: c.key, title: c.new.title } : c.kind))).toEqual([
+        { key: { id: "441" }, title: "Seen whatever the search_path" },
+      ]);
       expectVerified(r);
     });
 
@@ -134,7 +162,9 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       });
       // Exactly the one update: no rows hidden by the policy show up as deleted.
       const reviews = tableChanges(r, "public.reviews");
-      expect(reviews?.changes.map((c) => (c.kind === "update" ? { kind: c.kind, key: c.key, rating: c.new.rating } : { kind: c.kind }))).toEqual([{ kind: "update", key: { id: review }, rating }]);
+      expect(reviews?.changes.map((c) => (c.kind === "update" ? { kind: c.kind, key: c.key, rating: c.new.rating } : { kind: c.kind }))).toEqual([
+        { kind: "update", key: { id: review }, rating },
+      ]);
       expectVerified(r);
     });
   });
@@ -143,8 +173,11 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
     it("a column default calling agent code on a table owned by an ordinary role runs as that role in production", async () => {
       const marker = markerDir("default-owned");
       const r = await inSession("default-owned", async (id) => {
-        await asAgent(id, `${callLogger("item_default", marker)}
-          ALTER TABLE public.owned_items ADD COLUMN extra int DEFAULT public.item_default();`);
+        await asAgent(
+          id,
+          `${callLogger("item_default", marker)}
+          ALTER TABLE public.owned_items ADD COLUMN extra int DEFAULT public.item_default();`,
+        );
         return diffWatching(id, marker);
       });
       expectVerified(r);
@@ -153,16 +186,25 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       await promote(r.id);
       expect(superuserRuns(marker), "databases where agent code ran as a superuser").toEqual([]);
       const gained = await callsSince(before);
-      expect(gained.filter((c) => c.super !== false), "calls made as a superuser").toEqual([]);
-      expect(gained.filter((c) => c.who !== "app_owner"), "calls made as anyone but the table's owner").toEqual([]);
+      expect(
+        gained.filter((c) => c.super !== false),
+        "calls made as a superuser",
+      ).toEqual([]);
+      expect(
+        gained.filter((c) => c.who !== "app_owner"),
+        "calls made as anyone but the table's owner",
+      ).toEqual([]);
       expect(await prodQuery("SELECT id, extra FROM public.owned_items ORDER BY id")).toEqual([1, 2, 3].map((id) => ({ id, extra: 1 })));
     });
 
     it("a column default calling agent code on a superuser-owned table is refused at promotion, and production is unchanged", async () => {
       const marker = markerDir("default-superuser");
       const r = await inSession("default-superuser", async (id) => {
-        await asAgent(id, `${callLogger("gallery_default", marker)}
-          ALTER TABLE public.gallery_images ADD COLUMN extra int DEFAULT public.gallery_default();`);
+        await asAgent(
+          id,
+          `${callLogger("gallery_default", marker)}
+          ALTER TABLE public.gallery_images ADD COLUMN extra int DEFAULT public.gallery_default();`,
+        );
         return diffWatching(id, marker);
       });
       expectVerified(r);
@@ -170,7 +212,11 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       const before = await callRows();
       const err = await caught(promote(r.id));
       expect(err.code).toBe("AIRLOCK_USER_CODE_AS_SUPERUSER");
-      expect(await prodQuery("SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'gallery_images' AND column_name = 'extra'")).toEqual([]);
+      expect(
+        await prodQuery(
+          "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'gallery_images' AND column_name = 'extra'",
+        ),
+      ).toEqual([]);
       expect(await prodQuery("SELECT proname FROM pg_proc WHERE proname = 'gallery_default'")).toEqual([]);
       expect(await callsSince(before)).toEqual([]);
       expect(superuserRuns(marker), "databases where agent code ran as a superuser").toEqual([]);
@@ -179,10 +225,13 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
     it("a CHECK constraint and a materialized view calling agent code run as their table's and schema's owner in production", async () => {
       const marker = markerDir("check-matview");
       const r = await inSession("check-matview", async (id) => {
-        await asAgent(id, `${callLogger("item_check", marker, { args: "int", returns: "boolean", value: "true" })}
+        await asAgent(
+          id,
+          `${callLogger("item_check", marker, { args: "int", returns: "boolean", value: "true" })}
           ${callLogger("mv_value", marker)}
           ALTER TABLE public.owned_items ADD CONSTRAINT items_checked CHECK (public.item_check(id));
-          CREATE MATERIALIZED VIEW app.mv AS SELECT public.mv_value() AS x;`);
+          CREATE MATERIALIZED VIEW app.mv AS SELECT public.mv_value() AS x;`,
+        );
         return diffWatching(id, marker);
       });
       expectVerified(r);
@@ -190,9 +239,14 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       const before = await callRows();
       await promote(r.id);
       expect(superuserRuns(marker), "databases where agent code ran as a superuser").toEqual([]);
-      expect((await callsSince(before)).filter((c) => c.super !== false), "calls made as a superuser").toEqual([]);
+      expect(
+        (await callsSince(before)).filter((c) => c.super !== false),
+        "calls made as a superuser",
+      ).toEqual([]);
       expect(await prodQuery("SELECT x FROM app.mv")).toEqual([{ x: 1 }]);
-      expect(await prodQuery("SELECT conname FROM pg_constraint WHERE conrelid = 'public.owned_items'::regclass AND conname = 'items_checked'")).toEqual([{ conname: "items_checked" }]);
+      expect(await prodQuery("SELECT conname FROM pg_constraint WHERE conrelid = 'public.owned_items'::regclass AND conname = 'items_checked'")).toEqual([
+        { conname: "items_checked" },
+      ]);
     });
   });
 
@@ -272,7 +326,10 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
         return { accounts: await agentRows(id, ACCOUNTS), history: await agentRows(id, HISTORY), r: await diffSession(project, id) };
       });
       // The trigger did write one history row per updated account in work.
-      expect(history.map((h) => [h.account_id, h.balance])).toEqual([[1, 110], [2, 210]]);
+      expect(history.map((h) => [h.account_id, h.balance])).toEqual([
+        [1, 110],
+        [2, 210],
+      ]);
       expectVerified(r);
       approveAccepting(r);
       await promote(r.id);
@@ -295,7 +352,9 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       expect(err.pg?.sqlstate, err.message).toBe("23503");
       expect(await prodQuery(ACCOUNTS)).toEqual(accounts);
       expect(await prodQuery(HISTORY)).toEqual(history);
-      expect(await prodQuery("SELECT h.id FROM public.account_history h WHERE NOT EXISTS (SELECT 1 FROM public.accounts a WHERE a.id = h.account_id)")).toEqual([]);
+      expect(await prodQuery("SELECT h.id FROM public.account_history h WHERE NOT EXISTS (SELECT 1 FROM public.accounts a WHERE a.id = h.account_id)")).toEqual(
+        [],
+      );
     });
   });
 
@@ -319,7 +378,9 @@ describe("agent-written code never runs with Airlock's privileges: not while dif
       ]);
       // Updates made directly in production still run production's triggers.
       const [before] = await prodQuery("SELECT updated_at::text AS t FROM public.notes WHERE id = 5");
-      const [after] = await prodQuery("UPDATE public.notes SET body = 'edited in production' WHERE id = 5 RETURNING updated_at::text AS t, updated_at >= now() AS stamped");
+      const [after] = await prodQuery(
+        "UPDATE public.notes SET body = 'edited in production' WHERE id = 5 RETURNING updated_at::text AS t, updated_at >= now() AS stamped",
+      );
       expect(after!.t).not.toBe(before!.t);
       expect(after!.stamped).toBe(true);
       const historyBefore = (await prodQuery("SELECT count(*)::int AS n FROM public.account_history WHERE account_id = 4"))[0]!.n as number;

@@ -29,7 +29,21 @@ import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { listSnapshots, readManifest, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
 import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { caught } from "./helpers/errors.ts";
-import { SECRET, BIN, prod, prodUrl, project, prodQuery, productionState, agentSession, promote, rollback, multiset, startWildProduction, stopWildProduction } from "./helpers/wild-production.ts";
+import {
+  SECRET,
+  BIN,
+  prod,
+  prodUrl,
+  project,
+  prodQuery,
+  productionState,
+  agentSession,
+  promote,
+  rollback,
+  multiset,
+  startWildProduction,
+  stopWildProduction,
+} from "./helpers/wild-production.ts";
 
 beforeAll(startWildProduction);
 afterAll(stopWildProduction);
@@ -129,7 +143,9 @@ describe("tables with no copyable columns take inserts and deletes through verif
       approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY"] });
       const before = await productionState();
       const p = await promote(diff.id);
-      expect(await prodQuery(prod, "SELECT (SELECT count(*)::int FROM no_columns) AS none, (SELECT count(*)::int FROM only_generated) AS generated")).toEqual([{ none: 4, generated: 1 }]);
+      expect(await prodQuery(prod, "SELECT (SELECT count(*)::int FROM no_columns) AS none, (SELECT count(*)::int FROM only_generated) AS generated")).toEqual([
+        { none: 4, generated: 1 },
+      ]);
       expect(await multiset(prod, "only_generated")).toEqual(await multiset(agent, "only_generated"));
       await rollback(p.promotionId);
       expect(await productionState()).toEqual(before);
@@ -215,7 +231,11 @@ describe("an interrupted snapshot leaves nothing behind that the next run does n
     mkdirSync(live);
     writeFileSync(join(live, "capturing.json"), JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }));
 
-    const ls = spawnSync(process.execPath, [BIN, "snapshot", "ls", "--json"], { cwd: project.dir, encoding: "utf8", env: { ...process.env, PROD_DATABASE_URL: "" } });
+    const ls = spawnSync(process.execPath, [BIN, "snapshot", "ls", "--json"], {
+      cwd: project.dir,
+      encoding: "utf8",
+      env: { ...process.env, PROD_DATABASE_URL: "" },
+    });
     expect(ls.status, ls.stderr).toBe(0);
     expect(JSON.parse(ls.stdout)).toHaveLength(listSnapshots(dir).length);
     expect(ls.stderr).toContain(`removed 1 temporary directory left by interrupted captures: ${left[0]}`);
@@ -237,7 +257,9 @@ describe("diffing the same session twice gives the same diff id", () => {
   it("two diffSession runs on an unchanged session: one id, one directory, the first creation time kept, the approval kept", async () => {
     const s = await createSession(project, { name: "twice" });
     try {
-      await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, (c) => c.query("UPDATE gallery_images SET title = 'renamed' WHERE id = 3"));
+      await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, (c) =>
+        c.query("UPDATE gallery_images SET title = 'renamed' WHERE id = 3"),
+      );
       const first = await diffSession(project, s.id);
       approveDiff(project, first.id, { by: "reviewer" });
       await new Promise((res) => setTimeout(res, 20));
@@ -286,7 +308,17 @@ describe("a table's inheritance children are not its rows", () => {
        INSERT INTO inh_log VALUES (1, 'a'), (2, 'b');
        INSERT INTO inh_log_kid VALUES (1, 'a', 9), (3, 'c', 9);`,
     );
-    snapshotId = (await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 })).id;
+    snapshotId = (
+      await captureSnapshot({
+        source: prod,
+        secret: SECRET,
+        rules: {},
+        snapshotsDir: project.statePath("snapshots"),
+        statementTimeoutMs: 60_000,
+        lockTimeoutMs: 5_000,
+        sampleSize: 200,
+      })
+    ).id;
   });
 
   it("a parent and its child, keys shared: each snapshotted, diffed, promoted and rolled back with only its own rows", async () => {
@@ -300,18 +332,24 @@ describe("a table's inheritance children are not its rows", () => {
     );
     try {
       const base = await sessionAdminTarget(project, session, "base");
-      expect(await prodQuery(base, "SELECT (SELECT count(*)::int FROM ONLY inh_par) AS par, (SELECT count(*)::int FROM inh_kid) AS kid")).toEqual([{ par: 3, kid: 3 }]);
+      expect(await prodQuery(base, "SELECT (SELECT count(*)::int FROM ONLY inh_par) AS par, (SELECT count(*)::int FROM inh_kid) AS kid")).toEqual([
+        { par: 3, kid: 3 },
+      ]);
       expect(await own(base, "inh_par")).toEqual(await own(prod, "inh_par"));
       expect(await own(base, "inh_kid")).toEqual(await own(prod, "inh_kid"));
 
       expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
       expect(diff.diff.schemaChanges).toEqual([]);
       expect(diff.diff.tables.map((t) => [t.name, t.rowsBefore, t.changes])).toEqual([
-        ["inh_kid", 3, [
-          { kind: "delete", key: { id: "2" }, old: { id: "2", x: "200", y: "two" } },
-          { kind: "insert", row: { id: "3", x: "300", y: "three" } },
-          { kind: "insert", row: { id: "6", x: "600", y: "six" } },
-        ]],
+        [
+          "inh_kid",
+          3,
+          [
+            { kind: "delete", key: { id: "2" }, old: { id: "2", x: "200", y: "two" } },
+            { kind: "insert", row: { id: "3", x: "300", y: "three" } },
+            { kind: "insert", row: { id: "6", x: "600", y: "six" } },
+          ],
+        ],
         ["inh_par", 3, [{ kind: "update", key: { id: "1" }, old: { x: "10" }, new: { x: "11" } }]],
       ]);
       expect(readFileSync(join(diff.dir, "promote.sql"), "utf8")).toContain('UPDATE ONLY "public"."inh_par" SET "x" = \'11\'');
@@ -323,7 +361,7 @@ describe("a table's inheritance children are not its rows", () => {
       for (const t of ["inh_par", "inh_kid"]) expect(await own(prod, t), t).toEqual(await own(agent, t));
       await rollback(p.promotionId);
       expect(await productionState()).toEqual(before);
-      expect(await own(prod, "inh_par")).toEqual(["{\"x\": 10, \"id\": 1}", "{\"x\": 20, \"id\": 2}", "{\"x\": 30, \"id\": 3}"]);
+      expect(await own(prod, "inh_par")).toEqual(['{"x": 10, "id": 1}', '{"x": 20, "id": 2}', '{"x": 30, "id": 3}']);
     } finally {
       await destroySession(project, session);
     }
@@ -334,10 +372,14 @@ describe("a table's inheritance children are not its rows", () => {
     try {
       expect(diff.diff.verification, JSON.stringify(diff.diff.verification)).toMatchObject({ verified: true, mismatches: [], schemaDifference: [] });
       expect(diff.diff.tables.map((t) => [t.name, t.rowsBefore, t.changes])).toEqual([
-        ["inh_log", 2, [
-          { kind: "delete", key: { n: "1", note: "a" }, old: { n: "1", note: "a" } },
-          { kind: "insert", row: { n: "3", note: "c" } },
-        ]],
+        [
+          "inh_log",
+          2,
+          [
+            { kind: "delete", key: { n: "1", note: "a" }, old: { n: "1", note: "a" } },
+            { kind: "insert", row: { n: "3", note: "c" } },
+          ],
+        ],
       ]);
       approveDiff(project, diff.id, { by: "reviewer", accept: ["NO_KEY"] });
       const before = await productionState();
@@ -346,7 +388,7 @@ describe("a table's inheritance children are not its rows", () => {
       const r = await rollback(p.promotionId);
       expect(r.restored).toBe(2);
       expect(await productionState()).toEqual(before);
-      expect(await own(prod, "inh_log_kid")).toEqual(["{\"n\": 1, \"note\": \"a\", \"extra\": 9}", "{\"n\": 3, \"note\": \"c\", \"extra\": 9}"]);
+      expect(await own(prod, "inh_log_kid")).toEqual(['{"n": 1, "note": "a", "extra": 9}', '{"n": 3, "note": "c", "extra": 9}']);
     } finally {
       await destroySession(project, session);
     }

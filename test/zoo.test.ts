@@ -39,7 +39,22 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgTarget, formatUrl, quoteIdent, withClient } from "../src/pg/connect.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
-import { rows, checksums, relations, indexes, catalog, ownersOf, type State, stateOf, sequenceValues, differences, recordDiff, ownerless, rowsWithout, without } from "./helpers/database-state.ts";
+import {
+  rows,
+  checksums,
+  relations,
+  indexes,
+  catalog,
+  ownersOf,
+  type State,
+  stateOf,
+  sequenceValues,
+  differences,
+  recordDiff,
+  ownerless,
+  rowsWithout,
+  without,
+} from "./helpers/database-state.ts";
 import { NEXT_INSERT, type Edit, EDITS } from "./fixtures/wild/zoo-edits.ts";
 
 const BIN = resolve("bin/airlock.mjs");
@@ -66,10 +81,15 @@ interface CliResult {
 /** Runs the CLI in the project directory without blocking, so that several edits can run at once. */
 function airlockAsync(...args: string[]): Promise<CliResult> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: projectDir, encoding: "utf8", env, timeout: 180_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : null;
-      done({ code, stdout, stderr, json: () => JSON.parse(stdout.slice(stdout.indexOf("{"))) });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: projectDir, encoding: "utf8", env, timeout: 180_000, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : null;
+        done({ code, stdout, stderr, json: () => JSON.parse(stdout.slice(stdout.indexOf("{"))) });
+      },
+    );
   });
 }
 
@@ -118,12 +138,17 @@ async function promotionProblems(edit: Edit, prod: PgTarget, work: string, befor
   problems.push(...recordDiff(ownerless(prodRel), ownerless(await relations(work))).map((x) => `relation ${x}`));
   problems.push(...recordDiff(await indexes(prod), await indexes(work)).map((x) => `index ${x}`));
   // Every relation, recreated or not, still belongs to the application role.
-  problems.push(...Object.entries(prodRel).filter(([, v]) => !v.includes(" owner=zoo_app ")).map(([k, v]) => `owner of ${k} is not zoo_app: ${v}`));
+  problems.push(
+    ...Object.entries(prodRel)
+      .filter(([, v]) => !v.includes(" owner=zoo_app "))
+      .map(([k, v]) => `owner of ${k} is not zoo_app: ${v}`),
+  );
   // Rows: every touched table equals work (with --rekey: its rows before plus the agent's, keys aside); every other table is as it was.
   const [prodSums, workSums] = [await checksums(prod), await checksums(work)];
   for (const t of Object.keys({ ...prodSums, ...before.checksums }).filter((x) => !x.startsWith("matview "))) {
     if (!edit.touched.includes(t)) {
-      if (prodSums[t] !== before.checksums[t]) problems.push(`rows of ${t} changed although the edit did not touch it: ${before.checksums[t]} → ${prodSums[t]}`);
+      if (prodSums[t] !== before.checksums[t])
+        problems.push(`rows of ${t} changed although the edit did not touch it: ${before.checksums[t]} → ${prodSums[t]}`);
     } else if (edit.rekey === undefined && prodSums[t] !== workSums[t]) {
       problems.push(`rows of ${t} differ from work: work ${workSums[t]}, production ${prodSums[t]}`);
     }
@@ -133,9 +158,15 @@ async function promotionProblems(edit: Edit, prod: PgTarget, work: string, befor
       const inserted = without(await rowsWithout(work, table, keys), await rowsWithout(production, table, keys));
       const expected = [...rekeyBefore[table]!, ...inserted].sort();
       const actual = await rowsWithout(prod, table, keys);
-      if (JSON.stringify(actual) !== JSON.stringify(expected)) problems.push(`rows of ${table} (keys aside): missing ${JSON.stringify(without(expected, actual))}, extra ${JSON.stringify(without(actual, expected))}`);
+      if (JSON.stringify(actual) !== JSON.stringify(expected))
+        problems.push(
+          `rows of ${table} (keys aside): missing ${JSON.stringify(without(expected, actual))}, extra ${JSON.stringify(without(actual, expected))}`,
+        );
     }
-    const linked = await rows(prod, `SELECT count(*)::int AS n FROM shop.orders o JOIN "Sales"."Order Lines" l ON l.line_id = o.first_line_id AND l.order_id = o.id JOIN shop.products p ON p.id = l.product_id WHERE o.remark = 'vom Agenten 🤖' AND p.sku = 'KI-003'`);
+    const linked = await rows(
+      prod,
+      `SELECT count(*)::int AS n FROM shop.orders o JOIN "Sales"."Order Lines" l ON l.line_id = o.first_line_id AND l.order_id = o.id JOIN shop.products p ON p.id = l.product_id WHERE o.remark = 'vom Agenten 🤖' AND p.sku = 'KI-003'`,
+    );
     if (linked[0]!.n !== 1) problems.push("the rekeyed order, its first line and the new product do not point at each other");
   }
   return problems;
@@ -205,13 +236,18 @@ async function runEdit(edit: Edit): Promise<EditResult> {
     const before = await stateOf(prod.target);
     const rekeyBefore: Record<string, string[]> = {};
     for (const [table, keys] of Object.entries(edit.rekey ?? {})) rekeyBefore[table] = await rowsWithout(prod.target, table, keys);
-    const promote = approve.code !== 0 ? approve : await airlockAsync("promote", diffId, "--to", prod.url, "--by", "zoo-test", "--json", ...(edit.rekey === undefined ? [] : ["--rekey"]));
+    const promote =
+      approve.code !== 0
+        ? approve
+        : await airlockAsync("promote", diffId, "--to", prod.url, "--by", "zoo-test", "--json", ...(edit.rekey === undefined ? [] : ["--rekey"]));
     if (edit.refused !== undefined && approve.code === 0) {
       // Refused up front: exit 2 with the code, and production (outside the airlock schema) exactly as before.
       const now = await stateOf(prod.target);
       promoted = {
         problems: [
-          ...(promote.code === 2 && said(promote).includes(edit.refused) ? [] : [`expected ${edit.refused} (exit 2), got exit ${promote.code}: ${said(promote)}`]),
+          ...(promote.code === 2 && said(promote).includes(edit.refused)
+            ? []
+            : [`expected ${edit.refused} (exit 2), got exit ${promote.code}: ${said(promote)}`]),
           ...differences(now.catalog, before.catalog, true).map((x) => `catalog ${x}`),
           ...recordDiff(now.relations, before.relations).map((x) => `relation ${x}`),
           ...recordDiff(now.checksums, before.checksums).map((x) => `rows of ${x}`),
@@ -225,7 +261,12 @@ async function runEdit(edit: Edit): Promise<EditResult> {
       return result();
     }
     const promotion = promote.json();
-    promoted = { problems: [...(promotion.confirmed === true ? [] : ["the promoted rows did not read back as the diff wrote them (confirmed: false)"]), ...(await promotionProblems(edit, prod.target, work, before, rekeyBefore))] };
+    promoted = {
+      problems: [
+        ...(promotion.confirmed === true ? [] : ["the promoted rows did not read back as the diff wrote them (confirmed: false)"]),
+        ...(await promotionProblems(edit, prod.target, work, before, rekeyBefore)),
+      ],
+    };
     nextInsert = { problems: await nextInsertProblems(edit, prod.target) };
 
     // Rollback, and production as it was before the promotion.
@@ -249,7 +290,13 @@ async function runEdit(edit: Edit): Promise<EditResult> {
     const why = `error: ${(e as Error).stack ?? String(e)}`;
     const r = result();
     const fill = (o: Outcome): Outcome => ("notReached" in o ? { problems: [why] } : o);
-    return { verified: fill(r.verified), promoted: fill(r.promoted), nextInsert: fill(r.nextInsert), rollbackSchema: fill(r.rollbackSchema), rollbackRows: fill(r.rollbackRows) };
+    return {
+      verified: fill(r.verified),
+      promoted: fill(r.promoted),
+      nextInsert: fill(r.nextInsert),
+      rollbackSchema: fill(r.rollbackSchema),
+      rollbackRows: fill(r.rollbackRows),
+    };
   } finally {
     await airlockAsync("down", edit.name);
   }
@@ -350,12 +397,28 @@ for (const edit of EDITS) {
     const result = () => results.get(edit.name)!;
     it(`the diff is verified: ${edit.name}`, async () => holds((await result()).verified), WAIT);
     if (edit.refused !== undefined) {
-      it(`a promotion whose rollback could not be exact is refused up front (${edit.refused}), production unchanged: ${edit.name}`, async () => holds((await result()).promoted), WAIT);
+      it(
+        `a promotion whose rollback could not be exact is refused up front (${edit.refused}), production unchanged: ${edit.name}`,
+        async () => holds((await result()).promoted),
+        WAIT,
+      );
       return;
     }
-    it(`promotion makes production equal work on the touched objects and changes nothing else: ${edit.name}`, async () => holds((await result()).promoted), WAIT);
-    it(`production's next default insert into every touched table succeeds after promotion: ${edit.name}`, async () => holds((await result()).nextInsert), WAIT);
-    it(`rollback restores the whole schema exactly (catalog model, column order, populated state, indexes): ${edit.name}`, async () => holds((await result()).rollbackSchema), WAIT);
+    it(
+      `promotion makes production equal work on the touched objects and changes nothing else: ${edit.name}`,
+      async () => holds((await result()).promoted),
+      WAIT,
+    );
+    it(
+      `production's next default insert into every touched table succeeds after promotion: ${edit.name}`,
+      async () => holds((await result()).nextInsert),
+      WAIT,
+    );
+    it(
+      `rollback restores the whole schema exactly (catalog model, column order, populated state, indexes): ${edit.name}`,
+      async () => holds((await result()).rollbackSchema),
+      WAIT,
+    );
     it(`rollback restores every table's rows exactly: ${edit.name}`, async () => holds((await result()).rollbackRows), WAIT);
   });
 }

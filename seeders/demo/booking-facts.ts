@@ -22,7 +22,28 @@ const LAST_BOOKING = REFERENCE_NOW - 30 * DAY;
 export const BOOKING_STATUSES = ["pending", "confirmed", "checked_in", "checked_out", "cancelled", "no_show"] as const;
 export type BookingStatus = (typeof BOOKING_STATUSES)[number];
 
-const CURRENCIES = ["EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "GBP", "GBP", "GBP", "USD", "USD", "CHF", "SEK", "DKK"] as const;
+const CURRENCIES = [
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "EUR",
+  "GBP",
+  "GBP",
+  "GBP",
+  "USD",
+  "USD",
+  "CHF",
+  "SEK",
+  "DKK",
+] as const;
 
 const SALT = {
   guest: seedFor(`${DEMO_SEED}:booking:guest`),
@@ -96,7 +117,7 @@ export function guestCreatedAt(id: number, guests: number): number {
 export function bookingFacts(id: number, bookings: number, guests: number): BookingFacts {
   // Ids follow creation time, as an identity column does in production.
   const slot = (LAST_BOOKING - BOOKINGS_START) / bookings;
-  const createdAt = Math.floor(BOOKINGS_START + (id - 1) * slot + (hash32(id, SALT.jitter) % 1000) / 1000 * slot);
+  const createdAt = Math.floor(BOOKINGS_START + (id - 1) * slot + ((hash32(id, SALT.jitter) % 1000) / 1000) * slot);
   const nightsHash = hash32(id, SALT.nights);
   // Mostly short stays, sometimes two weeks.
   const nights = 1 + (nightsHash % 4) + ((nightsHash >>> 8) % 8 === 0 ? (nightsHash >>> 12) % 11 : 0);

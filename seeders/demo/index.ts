@@ -100,7 +100,12 @@ async function createSchema(client: pg.Client, target: PgTarget, schemaSql: stri
 }
 
 /** Streams every table in, biggest first, over the given connections; returns the rows each COPY loaded. */
-async function loadTables(clients: readonly pg.Client[], sources: TableSource[], counts: DemoRowCounts, onProgress: SeedDemoOptions["onProgress"]): Promise<Record<DemoTable, number>> {
+async function loadTables(
+  clients: readonly pg.Client[],
+  sources: TableSource[],
+  counts: DemoRowCounts,
+  onProgress: SeedDemoOptions["onProgress"],
+): Promise<Record<DemoTable, number>> {
   const queue = [...sources].sort((a, b) => b.rows * b.columns.length - a.rows * a.columns.length);
   const loaded = {} as Record<DemoTable, number>;
   // One failed COPY cancels the others (CopyFail) instead of letting them run on for nothing.
@@ -110,7 +115,9 @@ async function loadTables(clients: readonly pg.Client[], sources: TableSource[],
       const table = source.table;
       const rows = await copyIntoNewTable(client, source, { signal: abort.signal, onRows: (n) => onProgress?.({ table, rows: n, done: false }) });
       if (rows !== counts[table]) {
-        throw new AirlockError("AIRLOCK_INTERNAL", `COPY loaded ${rows} rows into ${table}, expected ${counts[table]}`, { hint: "this is a bug in the demo seeder; please report it" });
+        throw new AirlockError("AIRLOCK_INTERNAL", `COPY loaded ${rows} rows into ${table}, expected ${counts[table]}`, {
+          hint: "this is a bug in the demo seeder; please report it",
+        });
       }
       loaded[table] = rows;
       onProgress?.({ table, rows, done: true });

@@ -69,7 +69,13 @@ export interface DemoResult {
 async function checksums(target: PgTarget): Promise<Record<string, string>> {
   return withClient(target, { step: "demo", searchPath: "public" }, async (c) => {
     const out: Record<string, string> = {};
-    for (const t of TABLES) out[t] = (await query<{ h: string }>(c, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)).rows[0]!.h;
+    for (const t of TABLES)
+      out[t] = (
+        await query<{ h: string }>(
+          c,
+          `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`,
+        )
+      ).rows[0]!.h;
     return out;
   });
 }
@@ -113,7 +119,11 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
       await query(c, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_reader");
       await query(c, "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO demo_reader");
     });
-    io.info(`Postgres ${prodCluster.binaries.version} on 127.0.0.1:${prodCluster.port}: ${Object.entries(seeded.tables).map(([t, n]) => `${t} ${n}`).join(", ")}`);
+    io.info(
+      `Postgres ${prodCluster.binaries.version} on 127.0.0.1:${prodCluster.port}: ${Object.entries(seeded.tables)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(", ")}`,
+    );
     const original = await checksums(prod);
 
     heading("2. A masked snapshot, taken by a role that can only read");
@@ -127,38 +137,71 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
       lockTimeoutMs: project.config.capture.lockTimeout,
       sampleSize: project.config.masking.sampleSize,
     });
-    io.info(`snapshot ${manifest.id}: ${manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0)} columns masked, in ${manifest.elapsedMs} ms`);
+    io.info(
+      `snapshot ${manifest.id}: ${manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0)} columns masked, in ${manifest.elapsedMs} ms`,
+    );
     check(`leak scan: none of ${manifest.leakScan.originalsChecked} original values is in the snapshot`, manifest.leakScan.ok);
 
     heading("3. The agent repeats the incident inside its own session (airlock run)");
-    const prodConnections = async () => (await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) => query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"))).rows[0]!.n;
+    const prodConnections = async () =>
+      (
+        await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) =>
+          query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'"),
+        )
+      ).rows[0]!.n;
     const connectionsBefore = await prodConnections();
     // The agent runs in the sandbox where this machine has one (bubblewrap); the demo says which.
     const sandbox = defaultSandbox() ?? "none";
-    io.info(sandbox === "none" ? "no sandbox on this machine (bubblewrap is not installed): the demo agent runs unsandboxed" : `the agent runs in a ${sandbox} sandbox: .airlock/ and .env hidden, the system read-only`);
-    const incident = await runAgent(project, [process.execPath, AGENT, "incident"], { snapshotId: manifest.id, name: "demo-incident", stdio: io.agentOutput, sandbox });
+    io.info(
+      sandbox === "none"
+        ? "no sandbox on this machine (bubblewrap is not installed): the demo agent runs unsandboxed"
+        : `the agent runs in a ${sandbox} sandbox: .airlock/ and .env hidden, the system read-only`,
+    );
+    const incident = await runAgent(project, [process.execPath, AGENT, "incident"], {
+      snapshotId: manifest.id,
+      name: "demo-incident",
+      stdio: io.agentOutput,
+      sandbox,
+    });
     check("the agent finished", incident.exitCode === 0);
     check("production untouched while the agent ran (checksum of every table)", same(await checksums(prod), original));
-    check(`production saw no connection from the agent (${await prodConnections()} client connections, as before: ${connectionsBefore})`, (await prodConnections()) === connectionsBefore);
+    check(
+      `production saw no connection from the agent (${await prodConnections()} client connections, as before: ${connectionsBefore})`,
+      (await prodConnections()) === connectionsBefore,
+    );
     const flood = incident.output.match(/AGENT_RESULT (.*)/)?.[1];
     const { opened, refused } = flood === undefined ? { opened: -1, refused: -1 } : (JSON.parse(flood) as { opened: number; refused: number });
-    check(`its ~300 connections hit the session's limit of ${project.config.staging.connectionLimit}, not production (${opened} opened, ${refused} refused)`, opened >= 1 && opened < project.config.staging.connectionLimit && refused > 0);
+    check(
+      `its ~300 connections hit the session's limit of ${project.config.staging.connectionLimit}, not production (${opened} opened, ${refused} refused)`,
+      opened >= 1 && opened < project.config.staging.connectionLimit && refused > 0,
+    );
 
     heading("4. The promotion diff exposes what the agent did");
     const d1 = await diffSession(project, "demo-incident", { secret });
     incidentDiff = d1.id;
-    io.info(`diff ${d1.id.slice(0, 12)}: ${d1.diff.summary.inserts} inserts, ${d1.diff.summary.updates} updates, ${d1.diff.summary.deletes} deletes, ${d1.diff.summary.ddl} schema statements; review: ${d1.dir}/review.html`);
+    io.info(
+      `diff ${d1.id.slice(0, 12)}: ${d1.diff.summary.inserts} inserts, ${d1.diff.summary.updates} updates, ${d1.diff.summary.deletes} deletes, ${d1.diff.summary.ddl} schema statements; review: ${d1.dir}/review.html`,
+    );
     for (const h of d1.diff.hazards) io.info(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
     check("the diff is verified by replay", d1.diff.verification.verified);
-    check("bulk delete of gallery_images flagged as danger", d1.diff.hazards.some((h) => h.code === "BULK_DELETE" && h.severity === "danger" && h.object === "public.gallery_images"));
-    check("the 282-row insert flagged as a large insert", d1.diff.hazards.some((h) => h.code === "LARGE_INSERT" && h.count === 282));
+    check(
+      "bulk delete of gallery_images flagged as danger",
+      d1.diff.hazards.some((h) => h.code === "BULK_DELETE" && h.severity === "danger" && h.object === "public.gallery_images"),
+    );
+    check(
+      "the 282-row insert flagged as a large insert",
+      d1.diff.hazards.some((h) => h.code === "LARGE_INSERT" && h.count === 282),
+    );
 
     heading("5. Promoting it without approval is refused");
     const unapproved = await promoteDiff(project, d1.id, { to: prod, secret, by: "agent" }).then(
       () => undefined,
       (e: unknown) => e,
     );
-    check("promote without approval exits 2 (AIRLOCK_NOT_APPROVED) and changes nothing", isAirlockError(unapproved, "AIRLOCK_NOT_APPROVED") && unapproved.exitCode === 2 && same(await checksums(prod), original));
+    check(
+      "promote without approval exits 2 (AIRLOCK_NOT_APPROVED) and changes nothing",
+      isAirlockError(unapproved, "AIRLOCK_NOT_APPROVED") && unapproved.exitCode === 2 && same(await checksums(prod), original),
+    );
     const noAccept = (() => {
       try {
         approveDiff(project, d1.id, { by: "reviewer", secret });
@@ -174,7 +217,9 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check("the agent finished", fix.exitCode === 0);
     const d2 = await diffSession(project, "demo-fix", { secret });
     fixDiff = d2.id;
-    io.info(`diff ${d2.id.slice(0, 12)}: ${d2.diff.summary.updates} update, ${d2.diff.summary.ddl} schema statement, hazards: ${d2.diff.hazards.map((h) => h.code).join(", ") || "none"}`);
+    io.info(
+      `diff ${d2.id.slice(0, 12)}: ${d2.diff.summary.updates} update, ${d2.diff.summary.ddl} schema statement, hazards: ${d2.diff.hazards.map((h) => h.code).join(", ") || "none"}`,
+    );
     check("the fix's diff is verified and has no danger", d2.diff.verification.verified && !d2.diff.hazards.some((h) => h.severity === "danger"));
     approveDiff(project, d2.id, { by: "reviewer", note: "paid booking confirmed; index for the front desk", secret });
     const dry = await promoteDiff(project, d2.id, { to: prod, secret, by: "reviewer", dryRun: true });
@@ -184,7 +229,10 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     io.info(`promoted as ${promoted.promotionId}`);
     check("production holds the fix, read back after commit", promoted.confirmed);
     const afterPromotion = await checksums(prod);
-    check("only bookings changed in production", TABLES.every((t) => (t === "bookings") !== (afterPromotion[t] === original[t])));
+    check(
+      "only bookings changed in production",
+      TABLES.every((t) => (t === "bookings") !== (afterPromotion[t] === original[t])),
+    );
 
     heading("7. The audit trail");
     const log = await withClient(prod, { step: "demo", searchPath: "public" }, (c) => readProductionLog(c));

@@ -42,14 +42,22 @@ export interface ApplyOptions {
  */
 async function checkTableKinds(client: pg.ClientBase, diff: Diff): Promise<void> {
   const names = diff.tables.map((t) => qualified(t.schema, t.name));
-  const r = await query<{ t: string; p: boolean }>(client, "SELECT x AS t, k.relkind = 'p' AS p FROM unnest($1::text[]) AS x JOIN pg_catalog.pg_class k ON k.oid = pg_catalog.to_regclass(x)", [names]);
+  const r = await query<{ t: string; p: boolean }>(
+    client,
+    "SELECT x AS t, k.relkind = 'p' AS p FROM unnest($1::text[]) AS x JOIN pg_catalog.pg_class k ON k.oid = pg_catalog.to_regclass(x)",
+    [names],
+  );
   const partitioned = new Map(r.rows.map((x) => [x.t, x.p]));
   for (const t of diff.tables) {
     const here = partitioned.get(qualified(t.schema, t.name));
     if (here === undefined || here === (t.partitioned === true)) continue;
-    throw new AirlockError("AIRLOCK_APPLY_TABLE_KIND", `${t.schema}.${t.name} is ${here ? "a partitioned" : "a plain"} table here, but ${t.partitioned === true ? "a partitioned" : "a plain"} one in the diff`, {
-      hint: "the diff was made by an earlier Airlock, or against another schema: diff the session again; nothing was committed",
-    });
+    throw new AirlockError(
+      "AIRLOCK_APPLY_TABLE_KIND",
+      `${t.schema}.${t.name} is ${here ? "a partitioned" : "a plain"} table here, but ${t.partitioned === true ? "a partitioned" : "a plain"} one in the diff`,
+      {
+        hint: "the diff was made by an earlier Airlock, or against another schema: diff the session again; nothing was committed",
+      },
+    );
   }
 }
 
@@ -70,7 +78,15 @@ export async function applyDiff(client: pg.ClientBase, diff: Diff, options: Appl
   const replay = options.replay === true;
   const records = diff.schemaChanges.filter((c) => !replay || c.serverWide !== true);
   // A replay runs as the replayer, who owns everything there: only production needs a change run as its owner.
-  const ddl = (c: SchemaChangeRecord) => (sql: string): Statement => ({ sql, params: [], what: `schema change ${c.id}`, kind: "schema", ...(replay || c.runsCode === undefined ? {} : { change: c }) });
+  const ddl =
+    (c: SchemaChangeRecord) =>
+    (sql: string): Statement => ({
+      sql,
+      params: [],
+      what: `schema change ${c.id}`,
+      kind: "schema",
+      ...(replay || c.runsCode === undefined ? {} : { change: c }),
+    });
   const phases = [records.flatMap((c) => c.sql.map(ddl(c))), dataStatements(diff), records.flatMap((c) => c.afterData.map(ddl(c)))] as const;
   const total = phases.reduce((n, p) => n + p.length, 0);
   // Function bodies are checked when they run, not when the schema changes create them (as pg_dump restores do).

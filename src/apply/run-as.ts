@@ -49,12 +49,18 @@ export async function codeOwner(c: pg.ClientBase, kind: SchemaChangeRecord["kind
 }
 
 function refusal(refused: ReadonlyArray<{ id: string; calls: readonly string[]; role: string }>): AirlockError {
-  const list = refused.map((x) => `  - ${x.id} calls ${x.calls.map((f) => f.replace(/^function /, "")).join(", ")}; its owner in production is ${x.role}, a superuser`);
-  return new AirlockError("AIRLOCK_USER_CODE_AS_SUPERUSER", `${refused.length} schema change${refused.length === 1 ? "" : "s"} would run functions written in staging while the DDL runs, and would run them as a superuser; nothing was changed:\n${list.join("\n")}`, {
-    hint: "have a role without superuser own those objects in production (ALTER TABLE … OWNER TO app_owner), or remove the function calls from the change",
-    exitCode: EXIT_REFUSED,
-    details: { changes: refused },
-  });
+  const list = refused.map(
+    (x) => `  - ${x.id} calls ${x.calls.map((f) => f.replace(/^function /, "")).join(", ")}; its owner in production is ${x.role}, a superuser`,
+  );
+  return new AirlockError(
+    "AIRLOCK_USER_CODE_AS_SUPERUSER",
+    `${refused.length} schema change${refused.length === 1 ? "" : "s"} would run functions written in staging while the DDL runs, and would run them as a superuser; nothing was changed:\n${list.join("\n")}`,
+    {
+      hint: "have a role without superuser own those objects in production (ALTER TABLE … OWNER TO app_owner), or remove the function calls from the change",
+      exitCode: EXIT_REFUSED,
+      details: { changes: refused },
+    },
+  );
 }
 
 /** Refuses, before anything changes, a diff whose code-running DDL would run as a superuser. */
@@ -89,7 +95,10 @@ export class OwnerRunner {
     const known = this.wrappers.get(role);
     if (known !== undefined) return known;
     const name = `pg_temp.${quoteIdent(`airlock_as_${randomBytes(4).toString("hex")}`)}`;
-    await query(this.client, `CREATE FUNCTION ${name}(sql text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $airlock$ BEGIN EXECUTE sql; END $airlock$`);
+    await query(
+      this.client,
+      `CREATE FUNCTION ${name}(sql text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $airlock$ BEGIN EXECUTE sql; END $airlock$`,
+    );
     await query(this.client, `REVOKE ALL ON FUNCTION ${name}(text) FROM PUBLIC`);
     await query(this.client, `ALTER FUNCTION ${name}(text) OWNER TO ${quoteIdent(role)}`);
     this.wrappers.set(role, name);

@@ -48,7 +48,10 @@ function toFeed(r: FeedRow): SequenceFeed {
 /** Every column of these tables (those that exist) fed by a sequence, and the sequence. */
 export async function feedsOfTables(c: pg.ClientBase, tables: ReadonlyArray<{ readonly schema: string; readonly name: string }>): Promise<SequenceFeed[]> {
   if (tables.length === 0) return [];
-  const r = await query<FeedRow>(c, `${FEEDS_SQL} (tn.nspname, t.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const r = await query<FeedRow>(c, `${FEEDS_SQL} (tn.nspname, t.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, [
+    tables.map((t) => t.schema),
+    tables.map((t) => t.name),
+  ]);
   return r.rows.map(toFeed);
 }
 

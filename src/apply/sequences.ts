@@ -160,7 +160,10 @@ export async function drawValues(c: pg.ClientBase, feed: SequenceFeed, count: nu
   const ledger = await ledgerOf(c);
   const entry = await touch(c, ledger, feed.seqSchema, feed.seqName);
   const seq = qualified(feed.seqSchema, feed.seqName);
-  const r = await query<{ v: string }>(c, "SELECT v::text FROM (SELECT nextval($1::regclass) AS v FROM generate_series(1, $2::int)) x ORDER BY x.v", [seq, count]);
+  const r = await query<{ v: string }>(c, "SELECT v::text FROM (SELECT nextval($1::regclass) AS v FROM generate_series(1, $2::int)) x ORDER BY x.v", [
+    seq,
+    count,
+  ]);
   const values = r.rows.map((x) => x.v);
   if (entry === null) return values;
   // Sorted ascending: the last handed out is the largest for an ascending sequence, the smallest otherwise.
@@ -223,7 +226,13 @@ async function rollBackSequence(c: pg.ClientBase, saved: SavedRow): Promise<Sequ
   const seq = qualified(saved.seq_schema, saved.seq_name);
   const before = { value: BigInt(saved.before_value), called: saved.before_called };
   const after = { value: BigInt(saved.after_value), called: saved.after_called };
-  const result = (outcome: SequenceOutcome, now: SequenceState | null): SequenceRollback => ({ sequence: `${saved.seq_schema}.${saved.seq_name}`, outcome, before, after, now });
+  const result = (outcome: SequenceOutcome, now: SequenceState | null): SequenceRollback => ({
+    sequence: `${saved.seq_schema}.${saved.seq_name}`,
+    outcome,
+    before,
+    after,
+    now,
+  });
   const info = await sequenceInfo(c, seq);
   if (info === null) return result("gone", null);
   const seen = await readState(c, seq);

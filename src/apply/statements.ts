@@ -84,7 +84,10 @@ function insertRow(t: TableChanges, row: RowValues): { sql: string; params: Arra
   if (cols.length === 0) return { sql: `${into} DEFAULT VALUES${returning}`, params: [] };
   const values = cols.map((c, i) => `$${i + 1}::${typeOf(t, c)}`);
   // OVERRIDING SYSTEM VALUE: the key the agent's row has is the key it gets, even for GENERATED ALWAYS identities.
-  return { sql: `${into} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})${returning}`, params: cols.map((c) => row[c] ?? null) };
+  return {
+    sql: `${into} (${cols.map(quoteIdent).join(", ")}) OVERRIDING SYSTEM VALUE VALUES (${values.join(", ")})${returning}`,
+    params: cols.map((c) => row[c] ?? null),
+  };
 }
 
 /** The statements that apply a diff's data changes, in foreign-key order. */
@@ -108,14 +111,25 @@ export function dataStatements(diff: Diff): Statement[] {
         params.push(value);
         return `${quoteIdent(col)} = $${params.length}::${typeOf(t, col)}`;
       });
-      out.push({ sql: `UPDATE ${rowsOf(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`, params, what: `update ${t.schema}.${t.name}`, kind: "update" });
+      out.push({
+        sql: `UPDATE ${rowsOf(t)} SET ${sets.join(", ")} WHERE ${match(t, ch.key, params)}`,
+        params,
+        what: `update ${t.schema}.${t.name}`,
+        kind: "update",
+      });
     }
   }
   for (const t of diff.tables) {
     for (const ch of t.changes) {
       if (ch.kind !== "insert") continue;
       const { sql, params } = insertRow(t, ch.row);
-      out.push({ sql, params, what: `insert into ${t.schema}.${t.name}`, kind: "insert", ...(t.key === null ? { wholeRow: { schema: t.schema, table: t.name } } : {}) });
+      out.push({
+        sql,
+        params,
+        what: `insert into ${t.schema}.${t.name}`,
+        kind: "insert",
+        ...(t.key === null ? { wholeRow: { schema: t.schema, table: t.name } } : {}),
+      });
     }
   }
   return out;

@@ -67,11 +67,15 @@ export async function checkCanPauseTriggers(c: pg.ClientBase, tables: readonly s
   if (blocked.length === 0) return;
   const user = (await query<{ u: string }>(c, "SELECT current_user AS u")).rows[0]!.u;
   const list = [...new Set(blocked.map((b) => b.table))];
-  throw new AirlockError("AIRLOCK_PROMOTER_NOT_OWNER", `${user} does not own ${list.join(", ")}, which ${list.length === 1 ? "has" : "have"} triggers or rules: a promotion writes the diff's rows with them paused (the diff already holds what they wrote in staging), and only a table's owner can pause them`, {
-    hint: `promote as the owner of ${list.length === 1 ? "that table" : "those tables"} (or a role that is a member of it), or as a superuser`,
-    exitCode: EXIT_REFUSED,
-    details: { tables: list, triggers: blocked.map((b) => `${b.table}.${b.name}`) },
-  });
+  throw new AirlockError(
+    "AIRLOCK_PROMOTER_NOT_OWNER",
+    `${user} does not own ${list.join(", ")}, which ${list.length === 1 ? "has" : "have"} triggers or rules: a promotion writes the diff's rows with them paused (the diff already holds what they wrote in staging), and only a table's owner can pause them`,
+    {
+      hint: `promote as the owner of ${list.length === 1 ? "that table" : "those tables"} (or a role that is a member of it), or as a superuser`,
+      exitCode: EXIT_REFUSED,
+      details: { tables: list, triggers: blocked.map((b) => `${b.table}.${b.name}`) },
+    },
+  );
 }
 
 /** Pauses every enabled user trigger and rule on the tables (and their partitions); returns what to resume. */

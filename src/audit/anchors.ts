@@ -57,7 +57,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** The staging anchor a production entry carries, if any. */
 export function stagingAnchorOf(e: AuditEntry): StagingAnchor | undefined {
   const a = e.details.stagingHead;
-  return isObject(a) && typeof a.trail === "string" && typeof a.seq === "number" && typeof a.hash === "string" ? { trail: a.trail, seq: a.seq, hash: a.hash } : undefined;
+  return isObject(a) && typeof a.trail === "string" && typeof a.seq === "number" && typeof a.hash === "string"
+    ? { trail: a.trail, seq: a.seq, hash: a.hash }
+    : undefined;
 }
 
 /** The production anchor a staging entry carries, if any. */
@@ -89,9 +91,18 @@ export function checkAnchors(staging: readonly AuditEntry[], trail: string, prod
     }
     checked++;
     const p = bySeq.get(a.seq);
-    if (!production.exists) problems.push(`staging entry ${s.seq} (${what(s)}) records production entry ${a.seq} in ${production.display}, which has no airlock.audit_log: production's trail was dropped, or the airlock schema renamed`);
-    else if (p === undefined) problems.push(`staging entry ${s.seq} (${what(s)}) records production entry ${a.seq}, which airlock.audit_log of ${production.display} is missing: production entries were deleted`);
-    else if (p.hash !== a.hash) problems.push(`staging entry ${s.seq} (${what(s)}) records production entry ${a.seq} with another hash than production holds: production's trail was rewritten`);
+    if (!production.exists)
+      problems.push(
+        `staging entry ${s.seq} (${what(s)}) records production entry ${a.seq} in ${production.display}, which has no airlock.audit_log: production's trail was dropped, or the airlock schema renamed`,
+      );
+    else if (p === undefined)
+      problems.push(
+        `staging entry ${s.seq} (${what(s)}) records production entry ${a.seq}, which airlock.audit_log of ${production.display} is missing: production entries were deleted`,
+      );
+    else if (p.hash !== a.hash)
+      problems.push(
+        `staging entry ${s.seq} (${what(s)}) records production entry ${a.seq} with another hash than production holds: production's trail was rewritten`,
+      );
   }
   for (const p of production.entries) {
     const a = stagingAnchorOf(p);
@@ -103,8 +114,12 @@ export function checkAnchors(staging: readonly AuditEntry[], trail: string, prod
     checked++;
     if (a.seq === 0) continue;
     const s = staging[a.seq - 1];
-    if (s === undefined || s.seq !== a.seq) problems.push(`production entry ${p.seq} (${what(p)}) was written when the staging trail had ${a.seq} entries; it has ${staging.length} now: the staging trail lost entries or was deleted`);
-    else if (s.hash !== a.hash) problems.push(`production entry ${p.seq} (${what(p)}) anchors staging entry ${a.seq}, which now has another hash: the staging trail was rewritten`);
+    if (s === undefined || s.seq !== a.seq)
+      problems.push(
+        `production entry ${p.seq} (${what(p)}) was written when the staging trail had ${a.seq} entries; it has ${staging.length} now: the staging trail lost entries or was deleted`,
+      );
+    else if (s.hash !== a.hash)
+      problems.push(`production entry ${p.seq} (${what(p)}) anchors staging entry ${a.seq}, which now has another hash: the staging trail was rewritten`);
   }
   return { checked, problems, otherTrails: [...otherTrails], otherDatabases: [...otherDatabases] };
 }

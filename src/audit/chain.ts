@@ -57,21 +57,35 @@ export function entryHolds(e: AuditEntry, key: MacKey): boolean {
 
 /** The next entry after `last` (or the first). */
 export function nextEntry(last: AuditEntry | undefined, event: AuditEvent, key: MacKey, at = new Date()): AuditEntry {
-  const partial = { seq: (last?.seq ?? 0) + 1, at: at.toISOString(), actor: event.actor, action: event.action, details: event.details, prev: last?.hash ?? GENESIS };
+  const partial = {
+    seq: (last?.seq ?? 0) + 1,
+    at: at.toISOString(),
+    actor: event.actor,
+    action: event.action,
+    details: event.details,
+    prev: last?.hash ?? GENESIS,
+  };
   return { ...partial, hash: entryHash(partial, key) };
 }
 
 /** Where the chain breaks, if it does. */
-export type ChainCheck = { readonly ok: true; readonly entries: number } | { readonly ok: false; readonly entries: number; readonly seq: number; readonly problem: string };
+export type ChainCheck =
+  { readonly ok: true; readonly entries: number } | { readonly ok: false; readonly entries: number; readonly seq: number; readonly problem: string };
 
 /** Checks a whole chain in order under `key`. */
 export function verifyChain(entries: readonly AuditEntry[], key: MacKey): ChainCheck {
   let prev = GENESIS;
   for (const [i, e] of entries.entries()) {
-    if (e.seq !== i + 1) return { ok: false, entries: entries.length, seq: e.seq, problem: `entry ${i + 1} has sequence number ${e.seq}: an entry was deleted or reordered` };
+    if (e.seq !== i + 1)
+      return { ok: false, entries: entries.length, seq: e.seq, problem: `entry ${i + 1} has sequence number ${e.seq}: an entry was deleted or reordered` };
     if (e.prev !== prev) return { ok: false, entries: entries.length, seq: e.seq, problem: `entry ${e.seq} does not follow the entry before it` };
     if (!entryHolds(e, key)) {
-      return { ok: false, entries: entries.length, seq: e.seq, problem: `entry ${e.seq} (${e.action}) does not carry a valid MAC: it was changed, or written without the key (under another AIRLOCK_SECRET, or before audit trails were keyed)` };
+      return {
+        ok: false,
+        entries: entries.length,
+        seq: e.seq,
+        problem: `entry ${e.seq} (${e.action}) does not carry a valid MAC: it was changed, or written without the key (under another AIRLOCK_SECRET, or before audit trails were keyed)`,
+      };
     }
     prev = e.hash;
   }

@@ -98,7 +98,10 @@ function withJournalLock<T>(project: Project, fn: () => T): T {
       } catch {
         // released meanwhile
       }
-      if (Date.now() > deadline) throw new AirlockError("AIRLOCK_AUDIT_BUSY", `the audit journal is locked by another Airlock command (${file})`, { hint: "wait for it to finish; if none is running, remove the lock file" });
+      if (Date.now() > deadline)
+        throw new AirlockError("AIRLOCK_AUDIT_BUSY", `the audit journal is locked by another Airlock command (${file})`, {
+          hint: "wait for it to finish; if none is running, remove the lock file",
+        });
       Atomics.wait(pause, 0, 0, 20);
     }
   }
@@ -124,7 +127,11 @@ function unauthenticatedFile(project: Project): string {
 
 /** Events recorded without AIRLOCK_SECRET or under another one (see the header), in order. */
 export function readUnauthenticated(project: Project): UnauthenticatedEvent[] {
-  return readAuditLines(unauthenticatedFile(project), unauthenticatedEventSchema, "restore the file from a backup, or remove that line (the file holds only events that were never authenticated)");
+  return readAuditLines(
+    unauthenticatedFile(project),
+    unauthenticatedEventSchema,
+    "restore the file from a backup, or remove that line (the file holds only events that were never authenticated)",
+  );
 }
 
 /**
@@ -139,7 +146,12 @@ export function recordEvent(project: Project, event: AuditEvent, secret?: string
     const entries = readJournal(project);
     const last = entries[entries.length - 1];
     const key = s === undefined ? undefined : stagingKey(s);
-    const reason = key === undefined ? "recorded without AIRLOCK_SECRET" : last !== undefined && !entryHolds(last, key) ? "the trail's last entry does not verify under the AIRLOCK_SECRET in use (another secret, or the trail was altered)" : undefined;
+    const reason =
+      key === undefined
+        ? "recorded without AIRLOCK_SECRET"
+        : last !== undefined && !entryHolds(last, key)
+          ? "the trail's last entry does not verify under the AIRLOCK_SECRET in use (another secret, or the trail was altered)"
+          : undefined;
     if (key === undefined || reason !== undefined) {
       appendPrivate(unauthenticatedFile(project), `${JSON.stringify({ at: new Date().toISOString(), ...event, reason })}\n`);
       return undefined;
@@ -166,6 +178,12 @@ export function verifyJournal(project: Project, secret?: string): ChainCheck {
   const head = existsSync(headFile(project)) ? readFileSync(headFile(project), "utf8").trim() : "";
   const last = entries[entries.length - 1];
   const expected = last === undefined ? "" : `${last.seq} ${last.hash}`;
-  if (head !== expected) return { ok: false, entries: entries.length, seq: last?.seq ?? 0, problem: "the journal does not end where its head says: entries were removed from its end" };
+  if (head !== expected)
+    return {
+      ok: false,
+      entries: entries.length,
+      seq: last?.seq ?? 0,
+      problem: "the journal does not end where its head says: entries were removed from its end",
+    };
   return check;
 }

@@ -21,7 +21,13 @@ export interface TrailsReport {
   readonly staging: { readonly trail: string; readonly entries: AuditEntry[]; readonly check?: ChainCheck };
   /** Events recorded without AIRLOCK_SECRET or under another one: kept apart, never verified. */
   readonly unauthenticated: UnauthenticatedEvent[];
-  readonly production?: { readonly database: string; readonly display: string; readonly exists: boolean; readonly entries: AuditEntry[]; readonly check?: ChainCheck };
+  readonly production?: {
+    readonly database: string;
+    readonly display: string;
+    readonly exists: boolean;
+    readonly entries: AuditEntry[];
+    readonly check?: ChainCheck;
+  };
   readonly anchors?: AnchorCheck;
   /** Whether a production database was read at all. */
   readonly productionChecked: boolean;
@@ -49,12 +55,25 @@ export async function auditTrails(project: Project, options: { to?: PgTarget | s
   const to = typeof options.to === "string" ? (options.to === "" ? undefined : parseTarget(options.to)) : options.to;
   const read = to === undefined ? undefined : await readProduction(to);
   const productionCheck = read === undefined || secret === undefined ? undefined : verifyProductionLog(read.log, secret);
-  const production = read === undefined ? undefined : { database: read.database, display: read.display, exists: read.log.exists, entries: read.log.entries, ...(productionCheck === undefined ? {} : { check: productionCheck }) };
+  const production =
+    read === undefined
+      ? undefined
+      : {
+          database: read.database,
+          display: read.display,
+          exists: read.log.exists,
+          entries: read.log.entries,
+          ...(productionCheck === undefined ? {} : { check: productionCheck }),
+        };
   const staging = { trail, entries, ...(stagingCheck === undefined ? {} : { check: stagingCheck }) };
   const unauthenticated = readUnauthenticated(project);
   const notes: string[] = [];
-  if (unauthenticated.length > 0) notes.push(`${unauthenticated.length} event${unauthenticated.length === 1 ? " was" : "s were"} recorded without AIRLOCK_SECRET or under another one (audit.unauthenticated.jsonl): listed, not authenticated`);
-  if (secret === undefined) return { staging, unauthenticated, ...(production === undefined ? {} : { production }), productionChecked: read !== undefined, problems: [], notes };
+  if (unauthenticated.length > 0)
+    notes.push(
+      `${unauthenticated.length} event${unauthenticated.length === 1 ? " was" : "s were"} recorded without AIRLOCK_SECRET or under another one (audit.unauthenticated.jsonl): listed, not authenticated`,
+    );
+  if (secret === undefined)
+    return { staging, unauthenticated, ...(production === undefined ? {} : { production }), productionChecked: read !== undefined, problems: [], notes };
 
   const problems: string[] = [];
   if (stagingCheck !== undefined && !stagingCheck.ok) problems.push(`staging audit trail: ${stagingCheck.problem}`);
@@ -62,16 +81,27 @@ export async function auditTrails(project: Project, options: { to?: PgTarget | s
   let anchors: AnchorCheck | undefined;
   if (read === undefined) {
     const anchored = entries.filter((e) => productionAnchorOf(e) !== undefined).length;
-    notes.push(`production was not checked (no --to and no PROD_DATABASE_URL)${anchored > 0 ? `: ${anchored} staging entries anchored in production were not compared with it` : ""}; a staging trail deleted as a whole is only detected against production`);
+    notes.push(
+      `production was not checked (no --to and no PROD_DATABASE_URL)${anchored > 0 ? `: ${anchored} staging entries anchored in production were not compared with it` : ""}; a staging trail deleted as a whole is only detected against production`,
+    );
   } else {
     anchors = checkAnchors(entries, trail, productionTrail(read, read.log));
     problems.push(...anchors.problems.map((p) => `anchors: ${p}`));
     if (!read.schema) notes.push(`${read.display} has no airlock schema yet: nothing has been promoted to it (or refused there), so it holds no audit trail`);
     else if (!read.log.exists) notes.push(`${read.display} has no airlock.audit_log`);
-    if (anchors.otherTrails.length > 0) notes.push(`production entries from other staging trails (${anchors.otherTrails.join(", ")}) were checked as a chain, not against those trails`);
+    if (anchors.otherTrails.length > 0)
+      notes.push(`production entries from other staging trails (${anchors.otherTrails.join(", ")}) were checked as a chain, not against those trails`);
     if (anchors.otherDatabases.length > 0) notes.push(`the staging trail also records entries in ${anchors.otherDatabases.join(", ")}: check those with --to`);
   }
-  return { staging, unauthenticated, ...(production === undefined ? {} : { production }), ...(anchors === undefined ? {} : { anchors }), productionChecked: read !== undefined, problems, notes };
+  return {
+    staging,
+    unauthenticated,
+    ...(production === undefined ? {} : { production }),
+    ...(anchors === undefined ? {} : { anchors }),
+    productionChecked: read !== undefined,
+    problems,
+    notes,
+  };
 }
 
 /** Options of verifyAudit. */

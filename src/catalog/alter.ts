@@ -38,7 +38,13 @@ export function alterableInPlace(a: CatalogObject, b: CatalogObject, changed: re
     case "sequence":
       return only("options", "ownedBy");
     case "function":
-      return b.kind === "function" && only("definition", "securityDefiner", "volatility", "language") && a.prokind === b.prokind && a.prokind !== "aggregate" && a.returns === b.returns;
+      return (
+        b.kind === "function" &&
+        only("definition", "securityDefiner", "volatility", "language") &&
+        a.prokind === b.prokind &&
+        a.prokind !== "aggregate" &&
+        a.returns === b.returns
+      );
     case "matview":
       return only("populated");
     case "trigger":
@@ -87,7 +93,19 @@ function viewColumnDecorations(model: CatalogModel, v: ViewObject, was: ViewObje
   for (const name of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
     const b = before[name] ?? { comment: null, acl: [] };
     const a = after[name] ?? { comment: null, acl: [] };
-    const col: ColumnObject = { kind: "column", id: `column ${v.id}.${name}`, table: v.id, name, type: "", collation: null, notNull: false, default: null, generated: null, identity: null, position: 0 };
+    const col: ColumnObject = {
+      kind: "column",
+      id: `column ${v.id}.${name}`,
+      table: v.id,
+      name,
+      type: "",
+      collation: null,
+      notNull: false,
+      default: null,
+      generated: null,
+      identity: null,
+      position: 0,
+    };
     if (JSON.stringify(b.acl) !== JSON.stringify(a.acl)) out.push(...aclSql(model, col, b.acl, a.acl));
     if (b.comment !== a.comment) out.push(...commentSql(model, col, a.comment));
   }

@@ -21,7 +21,9 @@ export function columnsOf(model: CatalogModel, table: string): ColumnObject[] {
 export function columnOrderRebuilds(from: CatalogModel, to: CatalogModel): { rebuild: Set<string>; cannot: string[] } {
   const rebuild = new Set<string>();
   const cannot: string[] = [];
-  const inherited = new Set(Object.values(to.objects).flatMap((o) => (o.kind === "table" ? [...o.inherits, ...(o.partitionOf === null ? [] : [o.partitionOf.parent])] : [])));
+  const inherited = new Set(
+    Object.values(to.objects).flatMap((o) => (o.kind === "table" ? [...o.inherits, ...(o.partitionOf === null ? [] : [o.partitionOf.parent])] : [])),
+  );
   for (const t of Object.values(to.objects)) {
     const was = from.objects[t.id];
     // A table the plan recreates anyway gets its columns in order.
@@ -36,7 +38,9 @@ export function columnOrderRebuilds(from: CatalogModel, to: CatalogModel): { reb
     const reached = [...kept.map((c) => c.name), ...target.filter((c) => !keptNames.has(c.name)).map((c) => c.name)];
     if (reached.join("\u0000") === target.map((c) => c.name).join("\u0000")) continue;
     if (t.relkind !== "table" || t.partitionOf !== null || t.inherits.length > 0 || inherited.has(t.id)) {
-      cannot.push(`${t.id}: its column order (${target.map((c) => c.name).join(", ")}) cannot be restored in place, and a ${t.relkind === "partitioned" || t.partitionOf !== null ? "partitioned table or partition" : "table in an inheritance tree"} is not rebuilt`);
+      cannot.push(
+        `${t.id}: its column order (${target.map((c) => c.name).join(", ")}) cannot be restored in place, and a ${t.relkind === "partitioned" || t.partitionOf !== null ? "partitioned table or partition" : "table in an inheritance tree"} is not rebuilt`,
+      );
       continue;
     }
     rebuild.add(t.id);

@@ -41,9 +41,13 @@ export function compareCatalogs(actual: CatalogModel, expected: CatalogModel, op
       continue;
     }
     const props = changedProperties(a, e).filter((p) => !(options.ignore?.(e, p) ?? false));
-    if (options.sequenceValues === true && a.kind === "sequence" && e.kind === "sequence" && (a.lastValue !== e.lastValue || a.isCalled !== e.isCalled)) props.push("value");
+    if (options.sequenceValues === true && a.kind === "sequence" && e.kind === "sequence" && (a.lastValue !== e.lastValue || a.isCalled !== e.isCalled))
+      props.push("value");
     if (options.columnOrder === true && a.kind === "table" && !(options.ignore?.(e, "column order") ?? false)) {
-      const order = (m: CatalogModel) => columnsOf(m, id).map((c) => c.name).join(", ");
+      const order = (m: CatalogModel) =>
+        columnsOf(m, id)
+          .map((c) => c.name)
+          .join(", ");
       if (order(actual) !== order(expected)) props.push(`column order (${order(actual)} instead of ${order(expected)})`);
     }
     if (props.length > 0) out.push({ id, difference: props.join(", ") });

@@ -175,7 +175,14 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
     const a = from.objects[id];
     const b = to.objects[id];
     if (a?.kind !== "sequence" || b?.kind !== "sequence" || a.ownedBy === null || (a.ownedBy === b.ownedBy && !ownedByRebuilt(a.ownedBy))) continue;
-    steps.push({ key: `0:${id}:release`, id, sql: [`ALTER SEQUENCE ${qualifiedName(a.schema, a.name)} OWNED BY NONE`], prefersAfterData: false, afterData: false, deps: new Set() });
+    steps.push({
+      key: `0:${id}:release`,
+      id,
+      sql: [`ALTER SEQUENCE ${qualifiedName(a.schema, a.name)} OWNED BY NONE`],
+      prefersAfterData: false,
+      afterData: false,
+      deps: new Set(),
+    });
   }
 
   // Drops: of what is gone and of what is rebuilt; parts of a dropped table, and sequences it owns, go with it.
@@ -186,7 +193,9 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
   const linksDroppedTables = (o: CatalogObject): boolean => {
     if (o.kind !== "constraint" || o.contype !== "foreign key") return false;
     // It depends on the referenced columns and key: their table.
-    const referenced = (from.dependsOn[o.id] ?? []).map((d) => from.objects[d]).map((d) => (d === undefined ? undefined : d.kind === "table" ? d.id : (parentOf(d) ?? undefined)));
+    const referenced = (from.dependsOn[o.id] ?? [])
+      .map((d) => from.objects[d])
+      .map((d) => (d === undefined ? undefined : d.kind === "table" ? d.id : (parentOf(d) ?? undefined)));
     return referenced.some((t) => t !== undefined && t !== o.on && droppedTables.has(t));
   };
   const goesWithTable = (o: CatalogObject): boolean => {
@@ -215,8 +224,18 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
     const o = from.objects[id]!;
     if (goesWithTable(o)) continue;
     // Whatever depends on it or, for a table, on its parts (and is dropped too, on its own or with its table) is dropped before it.
-    const parts = o.kind === "table" ? Object.values(from.objects).filter((p) => parentOf(p) === id).map((p) => p.id) : [];
-    const deps = new Set([id, ...parts].flatMap((x) => rdeps.get(x) ?? []).filter((d) => toDrop.has(d)).map(dropStepOf));
+    const parts =
+      o.kind === "table"
+        ? Object.values(from.objects)
+            .filter((p) => parentOf(p) === id)
+            .map((p) => p.id)
+        : [];
+    const deps = new Set(
+      [id, ...parts]
+        .flatMap((x) => rdeps.get(x) ?? [])
+        .filter((d) => toDrop.has(d))
+        .map(dropStepOf),
+    );
     deps.delete(`1:${id}`);
     dropSteps.push({ key: `1:${id}`, id, sql: dropSql(from, o), prefersAfterData: false, afterData: false, deps });
   }
@@ -266,29 +285,46 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
     const isAfter = AFTER_DATA_KINDS.has(o.kind);
     const deps = depsOf(id);
     // A created table needs what its columns need (their types, the sequences of their defaults).
-    if (o.kind === "table") for (const col of Object.values(to.objects)) if (col.kind === "column" && col.table === id) for (const d of depsOf(col.id)) deps.add(d);
+    if (o.kind === "table")
+      for (const col of Object.values(to.objects)) if (col.kind === "column" && col.table === id) for (const d of depsOf(col.id)) deps.add(d);
     deps.delete(stepKey(id));
     buildSteps.push({ key: stepKey(id), id, sql: isAfter ? [] : sql, prefersAfterData: LATE_KINDS.has(o.kind), afterData: isAfter, deps });
     if (isAfter) after.unshift(...sql);
-    if (after.length > 0) buildSteps.push({ key: `3:${id}`, id, sql: after, prefersAfterData: true, afterData: true, deps: new Set([stepKey(id), ...depsOf(id)]) });
+    if (after.length > 0)
+      buildSteps.push({ key: `3:${id}`, id, sql: after, prefersAfterData: true, afterData: true, deps: new Set([stepKey(id), ...depsOf(id)]) });
   }
   for (const [id, changed] of altered) {
     const a = from.objects[id]!;
     const b = to.objects[id]!;
     const { sql, afterData } = alterSql(to, a, b, changed);
-    buildSteps.push({ key: stepKey(id), id, sql, prefersAfterData: LATE_KINDS.has(b.kind) || AFTER_DATA_KINDS.has(b.kind), afterData: false, deps: depsOf(id) });
+    buildSteps.push({
+      key: stepKey(id),
+      id,
+      sql,
+      prefersAfterData: LATE_KINDS.has(b.kind) || AFTER_DATA_KINDS.has(b.kind),
+      afterData: false,
+      deps: depsOf(id),
+    });
     if (afterData.length > 0) buildSteps.push({ key: `3:${id}`, id, sql: afterData, prefersAfterData: true, afterData: true, deps: new Set([stepKey(id)]) });
   }
   // Sequences moved to another owning column: after that column exists.
   for (const id of ids) {
     const a = from.objects[id];
     const b = to.objects[id];
-    if (b?.kind !== "sequence" || b.ownedBy === null || (a?.kind === "sequence" && a.ownedBy === b.ownedBy && !recreated.has(id) && !ownedByRebuilt(a.ownedBy))) continue;
+    if (b?.kind !== "sequence" || b.ownedBy === null || (a?.kind === "sequence" && a.ownedBy === b.ownedBy && !recreated.has(id) && !ownedByRebuilt(a.ownedBy)))
+      continue;
     const col = to.objects[b.ownedBy];
     if (col?.kind !== "column") continue;
     const t = tableOf(to, col.table);
     const ownerStep = createdTables.has(col.table) ? stepKey(col.table) : stepKey(col.id);
-    buildSteps.push({ key: `2:${id}:owned-by`, id, sql: [`ALTER SEQUENCE ${qualifiedName(b.schema, b.name)} OWNED BY ${qualifiedName(t.schema, t.name)}.${quoteIdent(col.name)}`], prefersAfterData: false, afterData: false, deps: new Set([stepKey(id), ownerStep]) });
+    buildSteps.push({
+      key: `2:${id}:owned-by`,
+      id,
+      sql: [`ALTER SEQUENCE ${qualifiedName(b.schema, b.name)} OWNED BY ${qualifiedName(t.schema, t.name)}.${quoteIdent(col.name)}`],
+      prefersAfterData: false,
+      afterData: false,
+      deps: new Set([stepKey(id), ownerStep]),
+    });
     note(id, "alter", ["ownedBy"]);
   }
 
@@ -328,8 +364,12 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
     if (c === undefined || st.sql.length === 0) continue;
     const isLate = late.has(st.key);
     const last = records[records.length - 1];
-    if (last !== undefined && last.id === st.id && (last.afterData.length > 0) === isLate) {
-      records[records.length - 1] = { ...last, sql: isLate ? last.sql : [...last.sql, ...st.sql], afterData: isLate ? [...last.afterData, ...st.sql] : last.afterData };
+    if (last !== undefined && last.id === st.id && last.afterData.length > 0 === isLate) {
+      records[records.length - 1] = {
+        ...last,
+        sql: isLate ? last.sql : [...last.sql, ...st.sql],
+        afterData: isLate ? [...last.afterData, ...st.sql] : last.afterData,
+      };
       continue;
     }
     records.push({
@@ -348,7 +388,9 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
 }
 
 /** The records of a plan merged by object: one change per object, its SQL in running order (for hazards and review). */
-export function changesByObject<T extends { readonly id: string; readonly sql: readonly string[]; readonly afterData: readonly string[] }>(records: readonly T[]): T[] {
+export function changesByObject<T extends { readonly id: string; readonly sql: readonly string[]; readonly afterData: readonly string[] }>(
+  records: readonly T[],
+): T[] {
   const out = new Map<string, T>();
   for (const r of records) {
     const seen = out.get(r.id);

@@ -83,7 +83,13 @@ export async function readTypesAndFunctions(m: ModelBuilder): Promise<void> {
       definition = `CREATE TYPE ${qname} AS ENUM (${(r.labels ?? []).map(quoteLiteral).join(", ")})`;
     } else if (r.typtype === "d") {
       typtype = "domain";
-      definition = [`CREATE DOMAIN ${qname} AS ${r.base}`, r.collation === null ? "" : ` COLLATE ${r.collation}`, r.default === null ? "" : ` DEFAULT ${r.default}`, r.not_null ? " NOT NULL" : "", ...(r.checks ?? []).map((k) => ` ${k}`)].join("");
+      definition = [
+        `CREATE DOMAIN ${qname} AS ${r.base}`,
+        r.collation === null ? "" : ` COLLATE ${r.collation}`,
+        r.default === null ? "" : ` DEFAULT ${r.default}`,
+        r.not_null ? " NOT NULL" : "",
+        ...(r.checks ?? []).map((k) => ` ${k}`),
+      ].join("");
     } else if (r.typtype === "c") {
       typtype = "composite";
       definition = `CREATE TYPE ${qname} AS (${(r.attrs ?? []).join(", ")})`;
@@ -194,7 +200,10 @@ export async function readCastsOperatorsAndEventTriggers(m: ModelBuilder): Promi
          FROM pg_cast k WHERE k.oid >= 16384 AND ${notExtensionMember("pg_cast", "k.oid")}`,
     )
   ).rows) {
-    add({ kind: "cast", id: `cast (${r.source} AS ${r.target})`, source: r.source, target: r.target, definition: r.def, comment: r.comment }, `pg_cast:${r.oid}:0`);
+    add(
+      { kind: "cast", id: `cast (${r.source} AS ${r.target})`, source: r.source, target: r.target, definition: r.def, comment: r.comment },
+      `pg_cast:${r.oid}:0`,
+    );
   }
   for (const r of (
     await query<{ oid: number; schema: string; name: string; left: string | null; right: string | null; def: string; owner: string; comment: string | null }>(
@@ -215,7 +224,17 @@ export async function readCastsOperatorsAndEventTriggers(m: ModelBuilder): Promi
     )
   ).rows) {
     add(
-      { kind: "operator", id: `operator ${displayName(r.schema)}.${r.name}(${r.left ?? "NONE"}, ${r.right ?? "NONE"})`, schema: r.schema, name: r.name, left: r.left, right: r.right, definition: r.def, owner: mapRole(r.owner), comment: r.comment },
+      {
+        kind: "operator",
+        id: `operator ${displayName(r.schema)}.${r.name}(${r.left ?? "NONE"}, ${r.right ?? "NONE"})`,
+        schema: r.schema,
+        name: r.name,
+        left: r.left,
+        right: r.right,
+        definition: r.def,
+        owner: mapRole(r.owner),
+        comment: r.comment,
+      },
       `pg_operator:${r.oid}:0`,
     );
   }
@@ -232,6 +251,17 @@ export async function readCastsOperatorsAndEventTriggers(m: ModelBuilder): Promi
          FROM pg_event_trigger e WHERE ${notExtensionMember("pg_event_trigger", "e.oid")}`,
     )
   ).rows) {
-    add({ kind: "event_trigger", id: `event_trigger ${displayName(r.name)}`, name: r.name, definition: r.def, enabled: enabled(r.enabled), owner: mapRole(r.owner), comment: r.comment }, `pg_event_trigger:${r.oid}:0`);
+    add(
+      {
+        kind: "event_trigger",
+        id: `event_trigger ${displayName(r.name)}`,
+        name: r.name,
+        definition: r.def,
+        enabled: enabled(r.enabled),
+        owner: mapRole(r.owner),
+        comment: r.comment,
+      },
+      `pg_event_trigger:${r.oid}:0`,
+    );
   }
 }

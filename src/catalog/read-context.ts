@@ -11,9 +11,11 @@ import { OWNER } from "./model.ts";
 /** User schemas: not the system's, not Airlock's own. */
 export const USER_NS = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'`;
 /** Not part of an extension (its objects come with it). */
-export const notExtensionMember = (catalog: string, oid: string) => `NOT EXISTS (SELECT 1 FROM pg_depend xd WHERE xd.classid = '${catalog}'::regclass AND xd.objid = ${oid} AND xd.deptype = 'e')`;
+export const notExtensionMember = (catalog: string, oid: string) =>
+  `NOT EXISTS (SELECT 1 FROM pg_depend xd WHERE xd.classid = '${catalog}'::regclass AND xd.objid = ${oid} AND xd.deptype = 'e')`;
 /** The comment on an object (or one of its columns). */
-export const comment = (catalog: string, oid: string, sub = "0") => `(SELECT ds.description FROM pg_description ds WHERE ds.classoid = '${catalog}'::regclass AND ds.objoid = ${oid} AND ds.objsubid = ${sub})`;
+export const comment = (catalog: string, oid: string, sub = "0") =>
+  `(SELECT ds.description FROM pg_description ds WHERE ds.classoid = '${catalog}'::regclass AND ds.objoid = ${oid} AND ds.objsubid = ${sub})`;
 /** An ACL as "grantee:PRIVILEGE[*]" strings (grantee '' for PUBLIC), NULL meaning the default for kind and owner. */
 export const aclArray = (acl: string, kind: string, owner: string) =>
   `(SELECT coalesce(array_agg(CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END || ':' || x.privilege_type || CASE WHEN x.is_grantable THEN '*' ELSE '' END), '{}') FROM aclexplode(coalesce(${acl}, acldefault((${kind})::"char", ${owner}))) x)`;

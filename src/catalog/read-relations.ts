@@ -69,15 +69,36 @@ export async function readRelations(m: ModelBuilder): Promise<void> {
     if (r.relkind === "S") {
       if (r.identity_seq) continue;
       const id = `sequence ${name}`;
-      add({ kind: "sequence", id, schema: r.schema, name: r.name, options: r.seq ?? "", ownedBy: null, lastValue: null, isCalled: false, ...common }, `pg_class:${r.oid}:0`);
-      sequenceValues.push({ id, schema: r.schema, name: r.name, ownedBy: r.owned_by_rel === null ? null : `pg_class:${r.owned_by_rel}:${r.owned_by_col ?? 0}` });
+      add(
+        { kind: "sequence", id, schema: r.schema, name: r.name, options: r.seq ?? "", ownedBy: null, lastValue: null, isCalled: false, ...common },
+        `pg_class:${r.oid}:0`,
+      );
+      sequenceValues.push({
+        id,
+        schema: r.schema,
+        name: r.name,
+        ownedBy: r.owned_by_rel === null ? null : `pg_class:${r.owned_by_rel}:${r.owned_by_col ?? 0}`,
+      });
       relIds.set(r.oid, id);
       continue;
     }
     if (r.relkind === "v" || r.relkind === "m") {
       const kind = r.relkind === "v" ? "view" : "matview";
       const id = `${kind} ${name}`;
-      add({ kind, id, schema: r.schema, name: r.name, definition: (r.viewdef ?? "").trim(), options: [...(r.options ?? [])].sort(), populated: r.relkind === "m" ? r.populated : true, ...common }, `pg_class:${r.oid}:0`, `pg_type:${r.row_type}:0`);
+      add(
+        {
+          kind,
+          id,
+          schema: r.schema,
+          name: r.name,
+          definition: (r.viewdef ?? "").trim(),
+          options: [...(r.options ?? [])].sort(),
+          populated: r.relkind === "m" ? r.populated : true,
+          ...common,
+        },
+        `pg_class:${r.oid}:0`,
+        `pg_type:${r.row_type}:0`,
+      );
       relIds.set(r.oid, id);
       continue;
     }
@@ -104,7 +125,11 @@ export async function readRelations(m: ModelBuilder): Promise<void> {
   for (const [id, o] of Object.entries(objects)) {
     if (o.kind !== "table") continue;
     const idOf = (oid: string) => relIds.get(Number(oid)) ?? `oid ${oid}`;
-    objects[id] = { ...o, partitionOf: o.partitionOf === null ? null : { parent: idOf(o.partitionOf.parent), bound: o.partitionOf.bound }, inherits: o.inherits.map(idOf) };
+    objects[id] = {
+      ...o,
+      partitionOf: o.partitionOf === null ? null : { parent: idOf(o.partitionOf.parent), bound: o.partitionOf.bound },
+      inherits: o.inherits.map(idOf),
+    };
   }
 
   // Columns of tables (own columns only: inherited ones follow their parent) and of composite-free relations.
@@ -212,7 +237,10 @@ export async function readRelations(m: ModelBuilder): Promise<void> {
   for (const r of idx.rows) {
     // A partitioned table's index is defined ON ONLY the parent in pg_get_indexdef; created plainly it cascades to the partitions, as it did.
     const definition = r.partitioned ? r.def.replace(" ON ONLY ", " ON ") : r.def;
-    add({ kind: "index", id: `index ${displayName(r.schema)}.${displayName(r.name)}`, on: relIds.get(r.relid)!, name: r.name, definition, comment: r.comment }, `pg_class:${r.oid}:0`);
+    add(
+      { kind: "index", id: `index ${displayName(r.schema)}.${displayName(r.name)}`, on: relIds.get(r.relid)!, name: r.name, definition, comment: r.comment },
+      `pg_class:${r.oid}:0`,
+    );
   }
 
   // Triggers (user ones; not a partition's clone of its parent's).
@@ -224,7 +252,18 @@ export async function readRelations(m: ModelBuilder): Promise<void> {
   );
   for (const r of trg.rows) {
     const on = relIds.get(r.relid)!;
-    add({ kind: "trigger", id: `trigger ${on.slice(on.indexOf(" ") + 1)}.${displayName(r.name)}`, on, name: r.name, definition: r.def, enabled: enabled(r.enabled), comment: r.comment }, `pg_trigger:${r.oid}:0`);
+    add(
+      {
+        kind: "trigger",
+        id: `trigger ${on.slice(on.indexOf(" ") + 1)}.${displayName(r.name)}`,
+        on,
+        name: r.name,
+        definition: r.def,
+        enabled: enabled(r.enabled),
+        comment: r.comment,
+      },
+      `pg_trigger:${r.oid}:0`,
+    );
   }
 
   // Rules (a view's _RETURN rule is the view itself).
@@ -240,11 +279,32 @@ export async function readRelations(m: ModelBuilder): Promise<void> {
       byAddress.set(`pg_rewrite:${r.oid}:0`, on);
       continue;
     }
-    add({ kind: "rule", id: `rule ${on.slice(on.indexOf(" ") + 1)}.${displayName(r.name)}`, on, name: r.name, definition: r.def.trim().replace(/;$/, ""), enabled: enabled(r.enabled), comment: r.comment }, `pg_rewrite:${r.oid}:0`);
+    add(
+      {
+        kind: "rule",
+        id: `rule ${on.slice(on.indexOf(" ") + 1)}.${displayName(r.name)}`,
+        on,
+        name: r.name,
+        definition: r.def.trim().replace(/;$/, ""),
+        enabled: enabled(r.enabled),
+        comment: r.comment,
+      },
+      `pg_rewrite:${r.oid}:0`,
+    );
   }
 
   // Row-level security policies.
-  const pols = await query<{ oid: number; relid: number; name: string; permissive: boolean; cmd: string; roles: string[]; using: string | null; check: string | null; comment: string | null }>(
+  const pols = await query<{
+    oid: number;
+    relid: number;
+    name: string;
+    permissive: boolean;
+    cmd: string;
+    roles: string[];
+    using: string | null;
+    check: string | null;
+    comment: string | null;
+  }>(
     c,
     `SELECT p.oid::int AS oid, p.polrelid::int AS relid, p.polname AS name, p.polpermissive AS permissive, p.polcmd::text AS cmd,
             ARRAY(SELECT CASE WHEN r = 0 THEN '' ELSE pg_get_userbyid(r)::text END FROM unnest(p.polroles) r)::text[] AS roles,

@@ -54,7 +54,18 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
          FROM pg_namespace n WHERE ${USER_NS} AND ${notExtensionMember("pg_namespace", "n.oid")}`,
     )
   ).rows) {
-    add({ kind: "schema", id: `schema ${displayName(r.name)}`, name: r.name, owner: mapRole(r.owner), acl: mapAcl(r.acl), aclDefault: mapAcl(r.acl_default), comment: r.comment }, `pg_namespace:${r.oid}:0`);
+    add(
+      {
+        kind: "schema",
+        id: `schema ${displayName(r.name)}`,
+        name: r.name,
+        owner: mapRole(r.owner),
+        acl: mapAcl(r.acl),
+        aclDefault: mapAcl(r.acl_default),
+        comment: r.comment,
+      },
+      `pg_namespace:${r.oid}:0`,
+    );
   }
 
   // Extensions.
@@ -65,7 +76,10 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
          FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace WHERE x.extname <> 'plpgsql'`,
     )
   ).rows) {
-    add({ kind: "extension", id: `extension ${displayName(r.name)}`, name: r.name, schema: r.schema, version: r.version, comment: r.comment }, `pg_extension:${r.oid}:0`);
+    add(
+      { kind: "extension", id: `extension ${displayName(r.name)}`, name: r.name, schema: r.schema, version: r.version, comment: r.comment },
+      `pg_extension:${r.oid}:0`,
+    );
   }
 
   // Types and code, relations and what hangs off them, casts, operators and event triggers (read-code.ts, read-relations.ts).
@@ -87,7 +101,15 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     const objtype = OBJTYPE[r.objtype as keyof typeof OBJTYPE];
     if (objtype === undefined) continue;
     const role = mapRole(r.role);
-    const o: DefaultAclObject = { kind: "default_acl", id: `default_acl ${role}:${r.schema === null ? "*" : displayName(r.schema)}:${objtype}`, role, schema: r.schema, objtype, acl: mapAcl(r.acl), aclDefault: mapAcl(r.base) };
+    const o: DefaultAclObject = {
+      kind: "default_acl",
+      id: `default_acl ${role}:${r.schema === null ? "*" : displayName(r.schema)}:${objtype}`,
+      role,
+      schema: r.schema,
+      objtype,
+      acl: mapAcl(r.acl),
+      aclDefault: mapAcl(r.base),
+    };
     add(o);
   }
 
@@ -119,7 +141,8 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
     `SELECT d.classid::regclass::text AS cls, d.objid::int AS objid, d.objsubid AS objsubid, d.refclassid::regclass::text AS refcls, d.refobjid::int AS refobjid, d.refobjsubid AS refobjsubid
        FROM pg_depend d WHERE d.deptype IN ('n', 'a', 'i') AND d.objid >= 16384 AND d.refobjid >= 16384`,
   );
-  const resolve = (cls: string, oid: number, sub: number): string | undefined => byAddress.get(`${cls}:${oid}:${sub}`) ?? (sub !== 0 ? byAddress.get(`${cls}:${oid}:0`) : undefined);
+  const resolve = (cls: string, oid: number, sub: number): string | undefined =>
+    byAddress.get(`${cls}:${oid}:${sub}`) ?? (sub !== 0 ? byAddress.get(`${cls}:${oid}:0`) : undefined);
   const dependsOn: Record<string, Set<string>> = {};
   for (const d of deps.rows) {
     const from = resolve(d.cls, d.objid, d.objsubid);
@@ -129,7 +152,12 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
   }
   // Table-level objects depend on their table; columns on their table.
   for (const o of Object.values(objects)) {
-    const parent = o.kind === "column" ? o.table : o.kind === "constraint" || o.kind === "index" || o.kind === "trigger" || o.kind === "rule" || o.kind === "policy" ? o.on : undefined;
+    const parent =
+      o.kind === "column"
+        ? o.table
+        : o.kind === "constraint" || o.kind === "index" || o.kind === "trigger" || o.kind === "rule" || o.kind === "policy"
+          ? o.on
+          : undefined;
     if (parent !== undefined && objects[parent] !== undefined) (dependsOn[o.id] ??= new Set()).add(parent);
   }
   return { objects, dependsOn: Object.fromEntries(Object.entries(dependsOn).map(([k, v]) => [k, [...v].sort()])) };
@@ -139,4 +167,3 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
 export function callsOf(model: CatalogModel, id: string): string[] {
   return (model.dependsOn[id] ?? []).filter((d) => d.startsWith("function "));
 }
-

@@ -37,7 +37,8 @@ export async function refreshPopulatedMatviews(c: pg.ClientBase, model: CatalogM
 
 /** Gives the database `c` is connected to production's database-level settings. */
 export async function applyDatabaseSettings(c: pg.ClientBase, model: CatalogModel): Promise<void> {
-  for (const o of Object.values(model.objects)) if (o.kind === "setting" && o.scope === "database") await query(c, settingSql("database", false, o.name, o.value));
+  for (const o of Object.values(model.objects))
+    if (o.kind === "setting" && o.scope === "database") await query(c, settingSql("database", false, o.name, o.value));
 }
 
 /**
@@ -54,8 +55,15 @@ export async function checkRestoredCatalog(c: pg.ClientBase, expected: CatalogMo
     ignore: (o, property) => (o.kind === "database" && property !== "comment") || (o.kind === "setting" && o.scope === "role"),
   });
   if (differences.length === 0) return;
-  throw new AirlockError("AIRLOCK_RESTORE_MISMATCH", `snapshot ${snapshotId} restored into a schema that differs from production's in ${differences.length} object${differences.length === 1 ? "" : "s"}:\n${differences.slice(0, 20).map((d) => `  - ${d.id}: ${d.difference}`).join("\n")}`, {
-    hint: "this is an object kind or setting Airlock cannot carry yet; please report it with the list above",
-    details: { differences },
-  });
+  throw new AirlockError(
+    "AIRLOCK_RESTORE_MISMATCH",
+    `snapshot ${snapshotId} restored into a schema that differs from production's in ${differences.length} object${differences.length === 1 ? "" : "s"}:\n${differences
+      .slice(0, 20)
+      .map((d) => `  - ${d.id}: ${d.difference}`)
+      .join("\n")}`,
+    {
+      hint: "this is an object kind or setting Airlock cannot carry yet; please report it with the list above",
+      details: { differences },
+    },
+  );
 }

@@ -123,13 +123,16 @@ export function createSql(model: CatalogModel, o: CatalogObject): string[] {
       const options = o.options.length > 0 ? ` WITH (${o.options.join(", ")})` : "";
       // A partition that is partitioned itself keeps its own partition key.
       const partitionBy = o.partitionKey !== null ? ` PARTITION BY ${o.partitionKey}` : "";
-      if (o.partitionOf !== null) return [`CREATE TABLE ${name} PARTITION OF ${tableSql(model, o.partitionOf.parent)} ${o.partitionOf.bound}${partitionBy}${options}`];
+      if (o.partitionOf !== null)
+        return [`CREATE TABLE ${name} PARTITION OF ${tableSql(model, o.partitionOf.parent)} ${o.partitionOf.bound}${partitionBy}${options}`];
       const cols = Object.values(model.objects)
         .filter((c): c is ColumnObject => c.kind === "column" && c.table === o.id)
         .sort((a, b) => a.position - b.position)
         .map((c) => columnSql(c, true));
       const inherits = o.inherits.length > 0 ? ` INHERITS (${o.inherits.map((p) => tableSql(model, p)).join(", ")})` : "";
-      const out = [`CREATE ${o.unlogged ? "UNLOGGED " : ""}${o.relkind === "foreign" ? "FOREIGN " : ""}TABLE ${name} (${cols.join(", ")})${inherits}${partitionBy}${options}`];
+      const out = [
+        `CREATE ${o.unlogged ? "UNLOGGED " : ""}${o.relkind === "foreign" ? "FOREIGN " : ""}TABLE ${name} (${cols.join(", ")})${inherits}${partitionBy}${options}`,
+      ];
       if (o.rowSecurity) out.push(`ALTER TABLE ${name} ENABLE ROW LEVEL SECURITY`);
       if (o.forceRowSecurity) out.push(`ALTER TABLE ${name} FORCE ROW LEVEL SECURITY`);
       return out;
@@ -152,7 +155,9 @@ export function createSql(model: CatalogModel, o: CatalogObject): string[] {
     case "event_trigger":
       return [o.definition, ...(o.enabled === "O" ? [] : [enabledSql(model, o)])];
     case "policy": {
-      const parts = [`CREATE POLICY ${quoteIdent(o.name)} ON ${tableSql(model, o.on)} AS ${o.permissive ? "PERMISSIVE" : "RESTRICTIVE"} FOR ${o.command} TO ${o.roles.map(roleSql).join(", ")}`];
+      const parts = [
+        `CREATE POLICY ${quoteIdent(o.name)} ON ${tableSql(model, o.on)} AS ${o.permissive ? "PERMISSIVE" : "RESTRICTIVE"} FOR ${o.command} TO ${o.roles.map(roleSql).join(", ")}`,
+      ];
       if (o.using !== null) parts.push(`USING (${o.using})`);
       if (o.withCheck !== null) parts.push(`WITH CHECK (${o.withCheck})`);
       return [parts.join(" ")];
@@ -171,7 +176,10 @@ export function createSql(model: CatalogModel, o: CatalogObject): string[] {
  */
 export function settingSql(scope: "database" | "role", inDatabase: boolean, name: string, value: string | null): string {
   const target = scope === "database" ? "DATABASE %I" : inDatabase ? "ROLE CURRENT_USER IN DATABASE %I" : "ROLE CURRENT_USER";
-  if (value === null) return doBlock(`BEGIN EXECUTE format(${quoteLiteral(`ALTER ${target} RESET %I`)}, ${scope === "database" || inDatabase ? "current_database(), " : ""}${quoteLiteral(name)}); END`);
+  if (value === null)
+    return doBlock(
+      `BEGIN EXECUTE format(${quoteLiteral(`ALTER ${target} RESET %I`)}, ${scope === "database" || inDatabase ? "current_database(), " : ""}${quoteLiteral(name)}); END`,
+    );
   return doBlock(
     [
       `DECLARE previous text := current_setting(${quoteLiteral(name)}, true);`,
@@ -206,7 +214,17 @@ export function dropSql(model: CatalogModel, o: CatalogObject): string[] {
 /** ALTER … OWNER TO. */
 export function ownerSql(model: CatalogModel, o: CatalogObject, owner: string): string[] {
   const name = objectSql(model, o);
-  if (name === null || o.kind === "column" || o.kind === "constraint" || o.kind === "index" || o.kind === "trigger" || o.kind === "rule" || o.kind === "policy" || o.kind === "cast") return [];
+  if (
+    name === null ||
+    o.kind === "column" ||
+    o.kind === "constraint" ||
+    o.kind === "index" ||
+    o.kind === "trigger" ||
+    o.kind === "rule" ||
+    o.kind === "policy" ||
+    o.kind === "cast"
+  )
+    return [];
   if (o.kind === "database") return [onCurrentDatabase(`ALTER DATABASE %I OWNER TO ${roleSql(owner)}`)];
   return [`ALTER ${name} OWNER TO ${roleSql(owner)}`];
 }

@@ -7,7 +7,9 @@ import { AirlockError } from "../errors.ts";
 import { leakAllowanceSchema, maskRuleSchema, ruleKeySchema } from "./masking-rules.ts";
 import { CONFIG_ERRORS, boolean, duration, list, number, object, oneOf, problemsOf, record, section, size, string } from "./schema.ts";
 
-const serverSetting = z.union([z.string(), z.number(), z.boolean()], { error: (iss) => `expected a string, number or boolean Postgres setting, got ${typeof iss.input}` });
+const serverSetting = z.union([z.string(), z.number(), z.boolean()], {
+  error: (iss) => `expected a string, number or boolean Postgres setting, got ${typeof iss.input}`,
+});
 
 const configSchema = object({
   /** Where Airlock keeps its state (clusters, snapshots, sessions, diffs, audit log). */

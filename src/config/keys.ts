@@ -64,10 +64,14 @@ export function secretFromEnv(secret?: string): string | undefined {
 /** The secret, or a refusal (exit 2) naming the step that needs it. */
 export function requireSecret(secret: string | undefined, step: string): string {
   if (secret === undefined || secret.length < MIN_SECRET_LENGTH) {
-    throw new AirlockError("AIRLOCK_SECRET_MISSING", `${step} needs AIRLOCK_SECRET (at least ${MIN_SECRET_LENGTH} characters): diffs, approvals and audit entries are authenticated with keys derived from it`, {
-      hint: "set AIRLOCK_SECRET in .env to the secret the snapshot was taken with",
-      exitCode: EXIT_REFUSED,
-    });
+    throw new AirlockError(
+      "AIRLOCK_SECRET_MISSING",
+      `${step} needs AIRLOCK_SECRET (at least ${MIN_SECRET_LENGTH} characters): diffs, approvals and audit entries are authenticated with keys derived from it`,
+      {
+        hint: "set AIRLOCK_SECRET in .env to the secret the snapshot was taken with",
+        exitCode: EXIT_REFUSED,
+      },
+    );
   }
   return secret;
 }

@@ -46,7 +46,8 @@ export async function loadConfigFile(file: string): Promise<AirlockConfig> {
   }
   // A config compiled as CommonJS arrives wrapped once more: { default: { default: config } }.
   const inner = mod.default as Record<string, unknown> | undefined;
-  if (typeof inner === "object" && inner !== null && "default" in inner && Object.keys(inner).every((k) => k === "default" || k === "__esModule")) mod = { default: inner.default };
+  if (typeof inner === "object" && inner !== null && "default" in inner && Object.keys(inner).every((k) => k === "default" || k === "__esModule"))
+    mod = { default: inner.default };
   if (mod.default === undefined) {
     throw new AirlockError("AIRLOCK_CONFIG_INVALID", `${file} has no default export`, {
       hint: "end it with `export default defineConfig({ … })`",

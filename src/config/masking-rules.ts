@@ -68,7 +68,8 @@ type CustomMask = (value: string, ctx: CustomMaskContext) => string | null;
 const stringRule = z
   .string()
   .refine((s) => s === "keep" || s === "null" || s === "hash" || (FAKER_GENERATORS as readonly string[]).includes(s), {
-    error: (iss) => `unknown rule ${JSON.stringify(iss.input)}; use "keep", "null", "hash", a faker generator (${FAKER_GENERATORS.join(", ")}), or an object rule`,
+    error: (iss) =>
+      `unknown rule ${JSON.stringify(iss.input)}; use "keep", "null", "hash", a faker generator (${FAKER_GENERATORS.join(", ")}), or an object rule`,
   })
   .transform((s): MaskRule => (s === "keep" || s === "null" || s === "hash" ? { kind: s } : { kind: "faker", generator: s as FakerGenerator }));
 
@@ -76,16 +77,23 @@ const stringRule = z
 const OBJECT_RULES = {
   keep: object({ keep: z.literal(true) }).transform((): MaskRule => ({ kind: "keep" })),
   null: object({ null: z.literal(true) }).transform((): MaskRule => ({ kind: "null" })),
-  constant: object({ constant: z.string({ error: "expected a string (the value as Postgres text) or null" }).nullable() }).transform((o): MaskRule => ({ kind: "constant", value: o.constant })),
+  constant: object({ constant: z.string({ error: "expected a string (the value as Postgres text) or null" }).nullable() }).transform((o): MaskRule => ({
+    kind: "constant",
+    value: o.constant,
+  })),
   hash: object({ hash: z.literal(true), domain }).transform((o): MaskRule => ({ kind: "hash", ...withDomain(o) })),
   faker: object({ faker: fakerGenerator, domain }).transform((o): MaskRule => ({ kind: "faker", generator: o.faker, ...withDomain(o) })),
   dateShift: object({
-    dateShift: z.object({ maxDays: z.int({ error: MAX_DAYS }).min(1, { error: MAX_DAYS }).max(3650, { error: MAX_DAYS }) }, { error: `expected { maxDays: <${MAX_DAYS.slice("expected ".length)}> }` }),
+    dateShift: z.object(
+      { maxDays: z.int({ error: MAX_DAYS }).min(1, { error: MAX_DAYS }).max(3650, { error: MAX_DAYS }) },
+      { error: `expected { maxDays: <${MAX_DAYS.slice("expected ".length)}> }` },
+    ),
     domain,
   }).transform((o): MaskRule => ({ kind: "dateShift", maxDays: o.dateShift.maxDays, ...withDomain(o) })),
-  custom: object({ custom: z.custom<CustomMask>((v) => typeof v === "function", { error: "expected a function (value, ctx) => string | null" }), domain }).transform(
-    (o): MaskRule => ({ kind: "custom", fn: o.custom, ...withDomain(o) }),
-  ),
+  custom: object({
+    custom: z.custom<CustomMask>((v) => typeof v === "function", { error: "expected a function (value, ctx) => string | null" }),
+    domain,
+  }).transform((o): MaskRule => ({ kind: "custom", fn: o.custom, ...withDomain(o) })),
 } as const;
 const RULE_KINDS = Object.keys(OBJECT_RULES) as Array<keyof typeof OBJECT_RULES>;
 
@@ -93,12 +101,20 @@ const RULE_KINDS = Object.keys(OBJECT_RULES) as Array<keyof typeof OBJECT_RULES>
 export const maskRuleSchema = z.custom<MaskRuleInput>().transform((value: unknown, ctx): MaskRule => {
   if (typeof value === "string") return parseInto(stringRule, value, ctx);
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    ctx.issues.push({ code: "custom", input: value, message: 'expected a rule: a string such as "keep" or "email", or an object such as { faker: "email", domain: "email" }' });
+    ctx.issues.push({
+      code: "custom",
+      input: value,
+      message: 'expected a rule: a string such as "keep" or "email", or an object such as { faker: "email", domain: "email" }',
+    });
     return z.NEVER;
   }
   const kinds = RULE_KINDS.filter((k) => k in value);
   if (kinds.length !== 1) {
-    ctx.issues.push({ code: "custom", input: value, message: `a rule object needs exactly one of ${RULE_KINDS.join(", ")}; got ${kinds.length === 0 ? "none" : kinds.join(" and ")}` });
+    ctx.issues.push({
+      code: "custom",
+      input: value,
+      message: `a rule object needs exactly one of ${RULE_KINDS.join(", ")}; got ${kinds.length === 0 ? "none" : kinds.join(" and ")}`,
+    });
     return z.NEVER;
   }
   return parseInto(OBJECT_RULES[kinds[0]!], value, ctx);
@@ -132,7 +148,12 @@ export const leakAllowanceSchema = z
   .pipe(
     object(
       {
-        reason: z.string({ error: REASON }).trim().min(3, { error: REASON }).max(500, { error: REASON }).regex(/^[^\r\n]*$/, { error: REASON }),
+        reason: z
+          .string({ error: REASON })
+          .trim()
+          .min(3, { error: REASON })
+          .max(500, { error: REASON })
+          .regex(/^[^\r\n]*$/, { error: REASON }),
         values: z
           .array(z.string().regex(ALLOWANCE_HASH, { error: "expected a keyed hash: 16 lower-case hex digits" }), { error: VALUES })
           .min(1, { error: VALUES })

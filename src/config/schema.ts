@@ -23,7 +23,10 @@ function describe(value: unknown, withValue: boolean): string {
   if (value === undefined) return "nothing";
   if (Array.isArray(value)) return withValue ? "an array" : "a list";
   if (typeof value === "object") return "an object";
-  if (!withValue) return typeof value === "number" || typeof value === "string" || typeof value === "boolean" || typeof value === "function" ? `a ${typeof value}` : typeof value;
+  if (!withValue)
+    return typeof value === "number" || typeof value === "string" || typeof value === "boolean" || typeof value === "function"
+      ? `a ${typeof value}`
+      : typeof value;
   return typeof value === "string" ? `the string ${JSON.stringify(value)}` : `${typeof value} ${String(value)}`;
 }
 
@@ -63,7 +66,9 @@ function houseErrors(withValue: boolean): z.core.$ZodErrorMap {
         return `expected ${choices.length === 1 ? choices[0] : `one of ${choices.join(", ")}`}, got ${got(iss.input)}`;
       }
       case "invalid_format":
-        return iss.format === "regex" && withValue ? `${JSON.stringify(iss.input)} is not of the form ${iss.pattern ?? "expected"}` : `is not ${iss.format === "regex" ? "of the expected form" : `a valid ${iss.format}`}`;
+        return iss.format === "regex" && withValue
+          ? `${JSON.stringify(iss.input)} is not of the form ${iss.pattern ?? "expected"}`
+          : `is not ${iss.format === "regex" ? "of the expected form" : `a valid ${iss.format}`}`;
       case "unrecognized_keys":
         return iss.keys.map(() => "unknown key").join("\n");
       case "invalid_union":
@@ -217,7 +222,9 @@ export function duration() {
   return z
     .string({
       error: (iss) =>
-        typeof iss.input === "number" ? `expected a duration with its unit, got the bare number ${iss.input}: write "${iss.input}ms", "${iss.input}s", "${iss.input}m" or "${iss.input}h"` : durationExample(iss.input),
+        typeof iss.input === "number"
+          ? `expected a duration with its unit, got the bare number ${iss.input}: write "${iss.input}ms", "${iss.input}s", "${iss.input}m" or "${iss.input}h"`
+          : durationExample(iss.input),
     })
     .transform((text, ctx) => {
       const ms = parseDuration(text);

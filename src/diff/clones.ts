@@ -13,7 +13,14 @@ import { type PgTarget, inTransaction, makeTarget, query, quoteIdent, withClient
 import { type ServiceRole, createServiceRole, handOver } from "../staging/roles.ts";
 
 function withDatabase(t: PgTarget, database: string): PgTarget {
-  return makeTarget({ host: t.host, port: t.port, database, user: t.user, ...(t.password === undefined ? {} : { password: t.password }), params: { ...t.params } });
+  return makeTarget({
+    host: t.host,
+    port: t.port,
+    database,
+    user: t.user,
+    ...(t.password === undefined ? {} : { password: t.password }),
+    params: { ...t.params },
+  });
 }
 
 /** The roles a diff reads and replays with (src/staging/roles.ts), made for it and dropped after it. */
@@ -41,7 +48,9 @@ export async function cloneBase(base: PgTarget, purpose: string, roles: DiffRole
     // normally closing. Give it a moment (terminating a closing client makes it raise an
     // error nobody listens to), then end whatever is left.
     for (let i = 0; i < 40; i++) {
-      const r = await query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [base.database]);
+      const r = await query<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [
+        base.database,
+      ]);
       if (r.rows[0]!.n === 0) break;
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -53,7 +62,11 @@ export async function cloneBase(base: PgTarget, purpose: string, roles: DiffRole
     await withClient(admin, { step: "diff" }, async (c) => {
       // A copy does not inherit the database's privileges or settings: give it base's, so it compares like base.
       await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(name)} FROM PUBLIC`);
-      const settings = await query<{ config: string[] }>(c, "SELECT s.setconfig AS config FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0", [base.database]);
+      const settings = await query<{ config: string[] }>(
+        c,
+        "SELECT s.setconfig AS config FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0",
+        [base.database],
+      );
       for (const item of settings.rows[0]?.config ?? []) {
         const at = item.indexOf("=");
         await withClient(withDatabase(base, name), { step: "diff" }, (cc) => query(cc, settingSql("database", false, item.slice(0, at), item.slice(at + 1))));

@@ -66,7 +66,8 @@ export async function readShapes(c: pg.ClientBase): Promise<{ shapes: TableShape
       WHERE con.contype = 'f' AND fn.nspname NOT IN ('pg_catalog', 'information_schema', 'airlock')`,
   );
   const byTable = new Map<string, TableShape>();
-  for (const t of tables.rows) byTable.set(`${t.schema}.${t.table}`, { schema: t.schema, name: t.table, columns: [], key: null, keyKind: null, partitioned: t.partitioned });
+  for (const t of tables.rows)
+    byTable.set(`${t.schema}.${t.table}`, { schema: t.schema, name: t.table, columns: [], key: null, keyKind: null, partitioned: t.partitioned });
   for (const col of cols.rows) {
     const columns = byTable.get(`${col.schema}.${col.table}`)?.columns as Array<TableShape["columns"][number]> | undefined;
     columns?.push({ name: col.name, type: col.type, numeric: NUMERIC_TYPES.test(col.type) });
@@ -131,7 +132,8 @@ export async function diffTable(base: pg.ClientBase | null, work: pg.ClientBase,
   const columns = shape.columns;
   const names = columns.map((c) => c.name);
   const keyIdx = shape.key === null ? columns.map((_, i) => i) : shape.key.map((k) => names.indexOf(k));
-  const toValues = (fields: readonly (string | null)[], idx: readonly number[]): RowValues => Object.fromEntries(idx.map((i) => [names[i]!, fields[i] ?? null]));
+  const toValues = (fields: readonly (string | null)[], idx: readonly number[]): RowValues =>
+    Object.fromEntries(idx.map((i) => [names[i]!, fields[i] ?? null]));
   const all = columns.map((_, i) => i);
   const compareKeys = (a: readonly (string | null)[], b: readonly (string | null)[]): number => {
     for (const i of keyIdx) {

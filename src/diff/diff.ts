@@ -33,17 +33,30 @@ export type DiffProgress = { readonly phase: "schema" | "data" | "hazards" | "re
  * of base for just the candidate values.
  */
 async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId: string, tables: readonly TableChanges[]): Promise<FingerprintSet | null> {
-  const candidates = [...new Set(tables.flatMap((t) => t.changes.flatMap((c) => (c.kind === "delete" ? [] : Object.values(c.kind === "insert" ? c.row : c.new)))).filter((v): v is string => v !== null && v.length >= 4))];
+  const candidates = [
+    ...new Set(
+      tables
+        .flatMap((t) => t.changes.flatMap((c) => (c.kind === "delete" ? [] : Object.values(c.kind === "insert" ? c.row : c.new))))
+        .filter((v): v is string => v !== null && v.length >= 4),
+    ),
+  ];
   if (candidates.length === 0) return null;
   const manifest = readManifest(snapshotsDir(project.statePath()), snapshotId);
   const set = new FingerprintSet();
   for (const t of manifest.tables) {
     for (const col of t.columns) {
       if (col.rule === "keep" || col.rule === "null" || col.rule.startsWith("constant(") || col.rule.startsWith("dateShift(")) continue;
-      const exists = await query(base, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped", [`${quoteIdent(t.schema)}.${quoteIdent(t.name)}`, col.name]);
+      const exists = await query(base, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped", [
+        `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`,
+        col.name,
+      ]);
       if (exists.rowCount === 0) continue;
       // Captured tables are plain (partitions as their leaves: src/snapshot/catalog.ts).
-      const found = await query<{ v: string }>(base, `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${ownRows(t.schema, t.name, false)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`, [candidates]);
+      const found = await query<{ v: string }>(
+        base,
+        `SELECT DISTINCT ${quoteIdent(col.name)}::text AS v FROM ${ownRows(t.schema, t.name, false)} WHERE ${quoteIdent(col.name)}::text = ANY($1::text[])`,
+        [candidates],
+      );
       for (const r of found.rows) set.add(r.v);
     }
   }
@@ -51,13 +64,19 @@ async function maskedValueSet(base: pg.ClientBase, project: Project, snapshotId:
 }
 
 async function sequenceHazards(base: pg.ClientBase, work: pg.ClientBase): Promise<Hazard[]> {
-  const sql = "SELECT schemaname || '.' || sequencename AS name, last_value::text AS v FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock')";
+  const sql =
+    "SELECT schemaname || '.' || sequencename AS name, last_value::text AS v FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock')";
   const before = new Map((await query<{ name: string; v: string | null }>(base, sql)).rows.map((r) => [r.name, r.v]));
   const out: Hazard[] = [];
   for (const r of (await query<{ name: string; v: string | null }>(work, sql)).rows) {
     const b = before.get(r.name);
     if (b !== undefined && b !== null && (r.v === null || BigInt(r.v) < BigInt(b))) {
-      out.push({ code: "SEQUENCE_BACKWARDS", severity: "warn", object: r.name, message: `sequence ${r.name} moved backwards (${b} → ${r.v ?? "reset"}); new rows could reuse keys` });
+      out.push({
+        code: "SEQUENCE_BACKWARDS",
+        severity: "warn",
+        object: r.name,
+        message: `sequence ${r.name} moved backwards (${b} → ${r.v ?? "reset"}); new rows could reuse keys`,
+      });
     }
   }
   return out;
@@ -88,7 +107,13 @@ function codeRunBy(c: SchemaChange, model: CatalogModel, before: CatalogModel): 
  * production's owners (their placeholders); Airlock's own limits on the
  * agent's role are not part of the model.
  */
-export function sessionRoles(admin: PgTarget, agentRole: string, productionOwners: readonly string[], imposed: readonly string[], replayer?: string): RoleMapping {
+export function sessionRoles(
+  admin: PgTarget,
+  agentRole: string,
+  productionOwners: readonly string[],
+  imposed: readonly string[],
+  replayer?: string,
+): RoleMapping {
   return {
     owners: new Set([admin.user, agentRole, ...productionOwners, ...(replayer === undefined ? [] : [replayer])]),
     imposedRoleSettings: new Set(imposed),
@@ -102,7 +127,10 @@ async function sessionDatabases(project: Project, sessionId: string) {
   const work = await sessionAdminTarget(project, sessionId, "work");
   const manifest = readManifest(snapshotsDir(project.statePath()), session.snapshotId);
   const quota = session.backendState.diskQuotaBytes;
-  const imposed = imposedAgentSettings({ statementTimeoutMs: project.config.staging.statementTimeout, ...(typeof quota === "number" ? { diskQuotaBytes: quota } : {}) });
+  const imposed = imposedAgentSettings({
+    statementTimeoutMs: project.config.staging.statementTimeout,
+    ...(typeof quota === "number" ? { diskQuotaBytes: quota } : {}),
+  });
   const mapping = (roles: DiffRoles) => sessionRoles(base, session.agent.user, manifest.catalog?.owners ?? [], imposed, roles.replayer.name);
   return { session, base, work, mapping };
 }

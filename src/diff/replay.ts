@@ -45,7 +45,11 @@ export async function tableChecksums(c: pg.ClientBase, shapes: readonly TableSha
     const row = `ROW(${cols.join(", ")})`;
     let r = byOid.has(`${s.schema}.${s.name}`)
       ? undefined
-      : await c.query<{ n: string; h: string | null }>(`SELECT count(*)::text AS n, sum(hash_record_extended(${row}, 0)::numeric) || '.' || sum(hash_record_extended(${row}, 1)::numeric) AS h FROM ${table}`).catch(() => undefined);
+      : await c
+          .query<{ n: string; h: string | null }>(
+            `SELECT count(*)::text AS n, sum(hash_record_extended(${row}, 0)::numeric) || '.' || sum(hash_record_extended(${row}, 1)::numeric) AS h FROM ${table}`,
+          )
+          .catch(() => undefined);
     if (r === undefined) {
       r = await query<{ n: string; h: string | null }>(
         c,
@@ -64,7 +68,15 @@ export async function tableChecksums(c: pg.ClientBase, shapes: readonly TableSha
  * privileges, comment, state) and every table's rows. The replay runs as
  * the replayer; everything is read as the reader.
  */
-export async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: CatalogModel, mapping: RoleMapping, roles: DiffRoles, diff: Diff, onProgress?: (p: ReplayProgress) => void): Promise<Verification> {
+export async function verifyByReplay(
+  base: PgTarget,
+  work: PgTarget,
+  workModel: CatalogModel,
+  mapping: RoleMapping,
+  roles: DiffRoles,
+  diff: Diff,
+  onProgress?: (p: ReplayProgress) => void,
+): Promise<Verification> {
   onProgress?.({ phase: "replay" });
   const clone = await cloneBase(base, "replay", roles);
   try {
@@ -79,7 +91,9 @@ export async function verifyByReplay(base: PgTarget, work: PgTarget, workModel: 
     // The replayer's settings in this database stand for the agent's. Settings of a role everywhere are not
     // replayed on a shared server (they are applied by promotion only, as danger hazards).
     const replayed = await catalogOf(clone.read, { ...mapping, settingsRole: roles.replayer.name });
-    const schemaDifference = compareCatalogs(replayed, workModel, { ignore: (o) => o.kind === "setting" && o.scope === "role" && !o.inDatabase }).map((d) => `${d.id}: ${d.difference}`);
+    const schemaDifference = compareCatalogs(replayed, workModel, { ignore: (o) => o.kind === "setting" && o.scope === "role" && !o.inDatabase }).map(
+      (d) => `${d.id}: ${d.difference}`,
+    );
     const mismatches: Array<{ table: string; keys: string[] }> = [];
     await withClient(clone.read, { step: "diff", readOnly: true }, (cc) =>
       withClient(work, { step: "diff", readOnly: true }, async (wc) => {

@@ -48,7 +48,14 @@ ${verificationBanner(diff)}
 ${hazardSection(diff.hazards)}
 ${summarySection(diff)}
 ${schemaSection(diff.schemaChanges)}
-${diff.tables.some((t) => t.changes.length > 0) ? `<section><h2>Changed rows</h2>\n${diff.tables.filter((t) => t.changes.length > 0).map((t) => tableSection(t, maxRows)).join("\n")}</section>` : ""}
+${
+  diff.tables.some((t) => t.changes.length > 0)
+    ? `<section><h2>Changed rows</h2>\n${diff.tables
+        .filter((t) => t.changes.length > 0)
+        .map((t) => tableSection(t, maxRows))
+        .join("\n")}</section>`
+    : ""
+}
 </body>
 </html>
 `;
@@ -59,7 +66,10 @@ function verificationBanner(diff: Diff): string {
   if (v.verified) return `<div class="banner ok"><strong>✓ Verified</strong> — replaying the diff on a fresh clone of base reproduced work exactly.</div>`;
   const items = [
     ...(v.error !== undefined ? [`<li>Replay failed: ${valueText(v.error)}</li>`] : []),
-    ...v.mismatches.map((m) => `<li>Rows differ in <code>${escapeHtml(m.table)}</code>${m.keys.length > 0 ? `, e.g. keys ${m.keys.map((k) => `<code>${valueText(k)}</code>`).join(", ")}` : ""}</li>`),
+    ...v.mismatches.map(
+      (m) =>
+        `<li>Rows differ in <code>${escapeHtml(m.table)}</code>${m.keys.length > 0 ? `, e.g. keys ${m.keys.map((k) => `<code>${valueText(k)}</code>`).join(", ")}` : ""}</li>`,
+    ),
     ...v.schemaDifference.map((d) => `<li>Schema differs: <code>${valueText(d)}</code></li>`),
   ];
   return `<div class="banner bad"><strong>✗ Not verified</strong> — replaying the diff on a fresh clone of base did not reproduce work; it cannot be approved.${items.length > 0 ? `<ul>${items.join("")}</ul>` : ""}</div>`;
@@ -74,7 +84,8 @@ function hazardSection(hazards: readonly Hazard[]): string {
   if (hazards.length === 0) return `<section id="hazards"><h2>Hazards</h2><p class="none">None.</p></section>`;
   const sorted = sortHazards(hazards);
   const rows = sorted.map(
-    (h) => `<tr class="sev-${escapeHtml(h.severity)}"><td><span class="pill">${escapeHtml(h.severity)}</span></td><td><code>${escapeHtml(h.code)}</code></td><td><code>${valueText(h.object)}</code></td><td>${valueText(h.message)}</td></tr>`,
+    (h) =>
+      `<tr class="sev-${escapeHtml(h.severity)}"><td><span class="pill">${escapeHtml(h.severity)}</span></td><td><code>${escapeHtml(h.code)}</code></td><td><code>${valueText(h.object)}</code></td><td>${valueText(h.message)}</td></tr>`,
   );
   const definitions = definitionGroups(sorted).map((g) => {
     const h = g[0]!;
@@ -151,7 +162,9 @@ function updateTable(updates: ReadonlyArray<Extract<RowChange, { kind: "update" 
 }
 
 function rowTable(title: string, cls: string, sign: string, cols: readonly string[], rows: readonly RowValues[], maxRows: number): string {
-  const body = rows.slice(0, maxRows).map((r) => `<tr class="${cls}"><td class="sign">${sign}</td>${cols.map((c) => `<td${classAttr("", r[c])}>${cellValue(r[c])}</td>`).join("")}</tr>`);
+  const body = rows
+    .slice(0, maxRows)
+    .map((r) => `<tr class="${cls}"><td class="sign">${sign}</td>${cols.map((c) => `<td${classAttr("", r[c])}>${cellValue(r[c])}</td>`).join("")}</tr>`);
   return `<h4>${title} (${rows.length})</h4>
 <div class="scroll"><table class="rows"><thead><tr><th class="sign"></th>${cols.map((c) => `<th>${escapeHtml(c)}</th>`).join("")}</tr></thead><tbody>${body.join("\n")}</tbody></table></div>${moreNote(rows.length, maxRows)}`;
 }

@@ -12,7 +12,6 @@ import type { Diff, Hazard, HazardSeverity, RowValues, SchemaChangeRecord, Table
 const SEVERITY_ICON: Record<HazardSeverity, string> = { danger: "🔴", warn: "🟠", info: "🔵" };
 const MAX_VALUE_CHARS = 80;
 
-
 /** Row changes of one table, counted by kind. */
 export function tableCounts(table: TableChanges): { inserts: number; updates: number; deletes: number } {
   const counts = { inserts: 0, updates: 0, deletes: 0 };
@@ -103,7 +102,12 @@ function hazardLines(hazards: readonly Hazard[]): string[] {
   if (groups.length > 0) lines.push("", "#### Definitions to read");
   for (const g of groups) {
     const h = g[0]!;
-    lines.push("", `**${SEVERITY_ICON[h.severity]} ${g.map((x) => code(x.code)).join(" · ")} on ${code(h.object)}**`, "", ...fenced("sql", block(h.definition!)));
+    lines.push(
+      "",
+      `**${SEVERITY_ICON[h.severity]} ${g.map((x) => code(x.code)).join(" · ")} on ${code(h.object)}**`,
+      "",
+      ...fenced("sql", block(h.definition!)),
+    );
   }
   return lines;
 }
@@ -153,7 +157,10 @@ function tableLines(t: TableChanges, maxRows: number): string[] {
     }
     lines.push(...moreNote(updates.length, maxRows), "");
   }
-  for (const [title, rows] of [["Inserts", inserts], ["Deletes", deletes]] as const) {
+  for (const [title, rows] of [
+    ["Inserts", inserts],
+    ["Deletes", deletes],
+  ] as const) {
     if (rows.length === 0) continue;
     const cols = columnsOf(t, rows);
     lines.push(`**${title} (${rows.length})**`, "", `| ${cols.map(cell).join(" | ")} |`, `|${cols.map(() => "---|").join("")}`);
@@ -175,7 +182,9 @@ function moreNote(total: number, shown: number): string[] {
 }
 
 function keyText(key: RowValues): string {
-  return Object.entries(key).map(([k, v]) => `${code(k)} = ${value(v)}`).join(", ");
+  return Object.entries(key)
+    .map(([k, v]) => `${code(k)} = ${value(v)}`)
+    .join(", ");
 }
 
 /** A value as a code span; NULL and the empty string are told apart in italics. */

@@ -39,7 +39,22 @@ export async function diffSession(project: Project, sessionId: string, options: 
   // The same session diffed again is the same diff: it keeps the id, and the time it was first made.
   const { id, dir, createdAt } = writeDiff(project, computed, secret);
   const diff: Diff = { ...computed, createdAt };
-  recordEvent(project, { actor: defaultActor(), action: "diff", details: { diff: id, session: sessionId, snapshot: diff.snapshot, verified: diff.verification.verified, summary: diff.summary, hazards: diff.hazards.map((h) => `${h.severity}:${h.code}`) } }, secret);
+  recordEvent(
+    project,
+    {
+      actor: defaultActor(),
+      action: "diff",
+      details: {
+        diff: id,
+        session: sessionId,
+        snapshot: diff.snapshot,
+        verified: diff.verification.verified,
+        summary: diff.summary,
+        hazards: diff.hazards.map((h) => `${h.severity}:${h.code}`),
+      },
+    },
+    secret,
+  );
   return { id, dir, diff, elapsedMs: Date.now() - started };
 }
 
@@ -55,9 +70,14 @@ export function summaryLines(r: DiffResult): string[] {
   const danger = d.hazards.filter((h) => h.severity === "danger");
   const lines = [
     // Danger first: code, privileges and settings headed for production, each with what it would run.
-    ...danger.flatMap((h) => [`DANGER ${h.code} ${h.object}: ${h.message}`, ...(h.definition === undefined ? [] : h.definition.split("\n").map((l) => `    ${printable(l)}`))]),
+    ...danger.flatMap((h) => [
+      `DANGER ${h.code} ${h.object}: ${h.message}`,
+      ...(h.definition === undefined ? [] : h.definition.split("\n").map((l) => `    ${printable(l)}`)),
+    ]),
     `diff ${r.id} for session ${d.session}: ${countsText(s)} (${(r.elapsedMs / 1000).toFixed(1)} s)`,
-    d.verification.verified ? "verified: replaying the diff on a fresh clone of base reproduces work exactly" : `NOT verified: ${d.verification.error ?? [...d.verification.mismatches.map((m) => `${m.table} differs (e.g. ${m.keys.slice(0, 2).join(", ")})`), ...d.verification.schemaDifference.map((x) => `schema: ${x}`)].join("; ")}`,
+    d.verification.verified
+      ? "verified: replaying the diff on a fresh clone of base reproduces work exactly"
+      : `NOT verified: ${d.verification.error ?? [...d.verification.mismatches.map((m) => `${m.table} differs (e.g. ${m.keys.slice(0, 2).join(", ")})`), ...d.verification.schemaDifference.map((x) => `schema: ${x}`)].join("; ")}`,
   ];
   for (const t of d.tables) {
     const n = (k: string) => t.changes.filter((c) => c.kind === k).length;
@@ -65,7 +85,10 @@ export function summaryLines(r: DiffResult): string[] {
   }
   if (d.hazards.length === 0) lines.push("hazards: none");
   for (const h of d.hazards) if (h.severity !== "danger") lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
-  if (danger.length > 0) lines.push(`  ${danger.length} danger hazard${danger.length === 1 ? "" : "s"} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`);
+  if (danger.length > 0)
+    lines.push(
+      `  ${danger.length} danger hazard${danger.length === 1 ? "" : "s"} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`,
+    );
   for (const c of d.schemaChanges) lines.push(`  schema: ${c.action} ${c.id}${c.forcedBy === undefined ? "" : ` (forced by ${c.forcedBy})`}`);
   // A file:// URL opens in any browser on any OS (and is clickable in most terminals).
   lines.push(`review: ${pathToFileURL(join(r.dir, "review.html")).href} (also review.md, promote.sql, diff.json in ${r.dir})`);

@@ -110,7 +110,10 @@ export function writeDiff(project: Project, diff: Diff, secret: string): { id: s
   privateDir(tmp, project.statePath());
   writePrivate(join(tmp, "diff.json"), json);
   writePrivate(join(tmp, "diff.mac"), `${diffKey(secret).mac(json)}\n`);
-  writePrivate(join(tmp, "created.json"), `${JSON.stringify({ createdAt: diff.createdAt, mac: diffKey(secret).mac(createdMessage(id, diff.createdAt)) } satisfies Created)}\n`);
+  writePrivate(
+    join(tmp, "created.json"),
+    `${JSON.stringify({ createdAt: diff.createdAt, mac: diffKey(secret).mac(createdMessage(id, diff.createdAt)) } satisfies Created)}\n`,
+  );
   writePrivate(join(tmp, "promote.sql"), renderPromoteSql(diff, id));
   writePrivate(join(tmp, "review.md"), renderReviewMarkdown(diff, id));
   writePrivate(join(tmp, "review.html"), renderReviewHtml(diff, id));
@@ -122,12 +125,15 @@ export function writeDiff(project: Project, diff: Diff, secret: string): { id: s
 /** Resolves a full id or a unique prefix (at least 8 characters). */
 export function resolveDiffId(project: Project, idOrPrefix: string): string {
   if (!/^[0-9a-f]{8,64}$/.test(idOrPrefix)) {
-    throw new AirlockError("AIRLOCK_BAD_DIFF_ID", `"${idOrPrefix}" is not a diff id`, { hint: "use the id `airlock diff` printed (at least its first 8 characters)" });
+    throw new AirlockError("AIRLOCK_BAD_DIFF_ID", `"${idOrPrefix}" is not a diff id`, {
+      hint: "use the id `airlock diff` printed (at least its first 8 characters)",
+    });
   }
   const dir = diffsDir(project);
   const matches = existsSync(dir) ? readdirSync(dir).filter((d) => /^[0-9a-f]{64}$/.test(d) && d.startsWith(idOrPrefix)) : [];
   if (matches.length === 0) throw new AirlockError("AIRLOCK_DIFF_NOT_FOUND", `no diff ${idOrPrefix}`, { hint: "run `airlock diff <session>` first" });
-  if (matches.length > 1) throw new AirlockError("AIRLOCK_DIFF_AMBIGUOUS", `${idOrPrefix} matches ${matches.length} diffs`, { hint: "give more characters of the id" });
+  if (matches.length > 1)
+    throw new AirlockError("AIRLOCK_DIFF_AMBIGUOUS", `${idOrPrefix} matches ${matches.length} diffs`, { hint: "give more characters of the id" });
   return matches[0]!;
 }
 
@@ -146,16 +152,26 @@ export function readDiff(project: Project, idOrPrefix: string): { id: string; di
   try {
     diff = JSON.parse(text) as Diff;
   } catch (e) {
-    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not valid JSON (${displayPath(join(dir, "diff.json"))})`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED, cause: e });
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not valid JSON (${displayPath(join(dir, "diff.json"))})`, {
+      hint: "run `airlock diff` again",
+      exitCode: EXIT_REFUSED,
+      cause: e,
+    });
   }
   if (canonicalJson(diff) !== text) {
-    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not in canonical form`, { hint: "run `airlock diff` again", exitCode: EXIT_REFUSED });
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} is not in canonical form`, {
+      hint: "run `airlock diff` again",
+      exitCode: EXIT_REFUSED,
+    });
   }
   // Its creation time is beside it (checked with its MAC by checkDiffMac); a diff.json that holds one is judged by its MAC alone.
   if (typeof diff.createdAt === "string") return { id, diff, dir };
   const created = readCreated(dir);
   if ("problem" in created) {
-    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} has no readable created.json (when it was made): ${created.problem}`, { hint: "discard it and run `airlock diff` on the session again", exitCode: EXIT_REFUSED });
+    throw new AirlockError("AIRLOCK_DIFF_TAMPERED", `diff ${id.slice(0, 12)} has no readable created.json (when it was made): ${created.problem}`, {
+      hint: "discard it and run `airlock diff` on the session again",
+      exitCode: EXIT_REFUSED,
+    });
   }
   return { id, diff: { ...diff, createdAt: created.createdAt }, dir };
 }
@@ -184,25 +200,39 @@ export function checkDiffMac(read: { id: string; dir: string }, secret: string):
     return problem === undefined ? "" : `; ${displayPath(diffFile)}: ${problem}`;
   };
   if (!existsSync(file)) {
-    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short} has no MAC (diff.mac): it was not made by \`airlock diff\` (or was made before diffs were authenticated)`, {
-      hint: "discard it and run `airlock diff` on the session again",
-      exitCode: EXIT_REFUSED,
-    });
+    throw new AirlockError(
+      "AIRLOCK_DIFF_NOT_AUTHENTIC",
+      `diff ${short} has no MAC (diff.mac): it was not made by \`airlock diff\` (or was made before diffs were authenticated)`,
+      {
+        hint: "discard it and run `airlock diff` on the session again",
+        exitCode: EXIT_REFUSED,
+      },
+    );
   }
   if (!diffKey(secret).holds(text, readFileSync(file, "utf8").trim())) {
-    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s MAC does not hold: its content or verification result is not what \`airlock diff\` wrote under this AIRLOCK_SECRET (forged, or made under another secret)${shape()}`, {
-      hint: "discard it and run `airlock diff` on the session again; after rotating AIRLOCK_SECRET, take a new snapshot and diff again",
-      exitCode: EXIT_REFUSED,
-    });
+    throw new AirlockError(
+      "AIRLOCK_DIFF_NOT_AUTHENTIC",
+      `diff ${short}'s MAC does not hold: its content or verification result is not what \`airlock diff\` wrote under this AIRLOCK_SECRET (forged, or made under another secret)${shape()}`,
+      {
+        hint: "discard it and run `airlock diff` on the session again; after rotating AIRLOCK_SECRET, take a new snapshot and diff again",
+        exitCode: EXIT_REFUSED,
+      },
+    );
   }
   const created = readCreated(read.dir);
   if (!("problem" in created) && !diffKey(secret).holds(createdMessage(read.id, created.createdAt), created.mac)) {
-    throw new AirlockError("AIRLOCK_DIFF_NOT_AUTHENTIC", `diff ${short}'s creation time (created.json) does not carry a valid MAC: it is not what \`airlock diff\` wrote under this AIRLOCK_SECRET`, {
-      hint: "discard it and run `airlock diff` on the session again",
-      exitCode: EXIT_REFUSED,
-    });
+    throw new AirlockError(
+      "AIRLOCK_DIFF_NOT_AUTHENTIC",
+      `diff ${short}'s creation time (created.json) does not carry a valid MAC: it is not what \`airlock diff\` wrote under this AIRLOCK_SECRET`,
+      {
+        hint: "discard it and run `airlock diff` on the session again",
+        exitCode: EXIT_REFUSED,
+      },
+    );
   }
-  checkState(diffFile, JSON.parse(text), diffFileSchema, { hint: `this diff was made by another version of Airlock; run \`airlock diff\` on the session again (diff ${short})` });
+  checkState(diffFile, JSON.parse(text), diffFileSchema, {
+    hint: `this diff was made by another version of Airlock; run \`airlock diff\` on the session again (diff ${short})`,
+  });
 }
 
 /** Reads a diff (readDiff) and checks its MAC (checkDiffMac). */

@@ -65,7 +65,10 @@ export type SchemaChangeRecord = Omit<SchemaChange, "before" | "after"> & {
    * column filled in for existing rows, a CHECK or domain constraint checked against them, an index expression,
    * a materialized view's query): the functions, and the object whose owner in production the DDL runs as.
    */
-  readonly runsCode?: { readonly calls: readonly string[]; readonly as: { readonly kind: "relation" | "type"; readonly schema: string; readonly name: string } };
+  readonly runsCode?: {
+    readonly calls: readonly string[];
+    readonly as: { readonly kind: "relation" | "type"; readonly schema: string; readonly name: string };
+  };
 };
 
 /** What replay verification found. */

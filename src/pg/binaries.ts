@@ -82,7 +82,9 @@ function candidates(env: NodeJS.ProcessEnv, roots: readonly string[]): Array<{ d
   }
   for (const root of roots) {
     if (!existsSync(root)) continue;
-    const majors = readdirSync(root).filter((d) => /^\d+(\.\d+)?$/.test(d)).sort((a, b) => Number(b) - Number(a));
+    const majors = readdirSync(root)
+      .filter((d) => /^\d+(\.\d+)?$/.test(d))
+      .sort((a, b) => Number(b) - Number(a));
     for (const m of majors) out.push({ dir: join(root, m, "bin"), source: "/usr/lib/postgresql" });
   }
   return out;

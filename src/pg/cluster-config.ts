@@ -83,7 +83,9 @@ export const clusterFileSchema: z.ZodType<ClusterFile> = z.object({
 /** cluster.json, checked (AIRLOCK_STATE_INVALID naming the field when it was edited or damaged). */
 function readClusterJson(file: string, dir: string): ClusterFile {
   // Not `airlock cluster destroy`: it opens the cluster, so it reads this file too.
-  return readStateFile(file, clusterFileSchema, { hint: `restore it as Airlock wrote it (port, superuser, binDir, major), or stop the server and remove ${dir} to start afresh (every staging session in it is lost)` });
+  return readStateFile(file, clusterFileSchema, {
+    hint: `restore it as Airlock wrote it (port, superuser, binDir, major), or stop the server and remove ${dir} to start afresh (every staging session in it is lost)`,
+  });
 }
 
 // Unix socket paths are limited to 107 bytes on Linux.
@@ -165,10 +167,12 @@ export function serverConf(port: number, socketDir: string, options: ClusterOpti
     log_disconnections: false,
     // A disposable cluster may lose data on an OS crash, never on a server crash:
     // commits still reach the OS (synchronous_commit stays on), they just skip fsync.
-    ...(options.disposable ?? true ? { fsync: false, full_page_writes: false } : {}),
+    ...((options.disposable ?? true) ? { fsync: false, full_page_writes: false } : {}),
     ...options.settings,
   };
-  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === "string" ? `'${v.replace(/'/g, "''")}'` : v === true ? "on" : v === false ? "off" : v}`);
+  const lines = Object.entries(settings).map(
+    ([k, v]) => `${k} = ${typeof v === "string" ? `'${v.replace(/'/g, "''")}'` : v === true ? "on" : v === false ? "off" : v}`,
+  );
   return `# Written by Airlock; edits are kept until the port must change.\n${lines.join("\n")}\n`;
 }
 
@@ -211,9 +215,13 @@ export function openCluster(options: ClusterOptions): LocalCluster | undefined {
   if (file === undefined) return undefined;
   const binaries = options.binaries ?? findPgBinaries();
   if (binaries.major !== file.major) {
-    throw new AirlockError("AIRLOCK_PG_VERSION_MISMATCH", `the cluster in ${p.dir} was created by Postgres ${file.major}, but the binaries found are ${binaries.major} (${binaries.dir})`, {
-      hint: `set AIRLOCK_PG_BIN to a Postgres ${file.major} bin directory, or destroy the cluster (\`airlock cluster destroy\`) to recreate it`,
-    });
+    throw new AirlockError(
+      "AIRLOCK_PG_VERSION_MISMATCH",
+      `the cluster in ${p.dir} was created by Postgres ${file.major}, but the binaries found are ${binaries.major} (${binaries.dir})`,
+      {
+        hint: `set AIRLOCK_PG_BIN to a Postgres ${file.major} bin directory, or destroy the cluster (\`airlock cluster destroy\`) to recreate it`,
+      },
+    );
   }
   const password = readFileSync(p.passwordFile, "utf8").trim();
   return buildCluster(p.dir, file, binaries, serverUserFor(options), password);

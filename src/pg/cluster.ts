@@ -80,9 +80,13 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
   const binaries = options.binaries ?? findPgBinaries();
   const serverUser = serverUserFor(options);
   if (join(p.socketDir, ".s.PGSQL.65535.lock").length > MAX_SOCKET_PATH) {
-    throw new AirlockError("AIRLOCK_CLUSTER_PATH_TOO_LONG", `the cluster directory ${p.dir} is too deep for a Unix socket path (at most ${MAX_SOCKET_PATH} bytes)`, {
-      hint: "choose a shorter cluster directory (local.clusterDir in airlock.config.ts)",
-    });
+    throw new AirlockError(
+      "AIRLOCK_CLUSTER_PATH_TOO_LONG",
+      `the cluster directory ${p.dir} is too deep for a Unix socket path (at most ${MAX_SOCKET_PATH} bytes)`,
+      {
+        hint: "choose a shorter cluster directory (local.clusterDir in airlock.config.ts)",
+      },
+    );
   }
   if (existsSync(p.dataDir) && readdirSync(p.dataDir).length > 0) {
     throw new AirlockError("AIRLOCK_CLUSTER_DIR_NOT_EMPTY", `${p.dataDir} exists but is not an Airlock cluster`, {
@@ -108,8 +112,17 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
     const stub = { serverUser, dir: p.dir };
     try {
       await runTool(stub, binaries.tool("initdb"), [
-        "-D", p.dataDir, "-U", CLUSTER_SUPERUSER, `--pwfile=${pwfile}`, "--auth-local=trust", "--auth-host=scram-sha-256",
-        "-E", "UTF8", "--locale=C", "--no-sync",
+        "-D",
+        p.dataDir,
+        "-U",
+        CLUSTER_SUPERUSER,
+        `--pwfile=${pwfile}`,
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
       ]);
     } catch (e) {
       throw new AirlockError("AIRLOCK_INITDB_FAILED", `initdb failed in ${p.dataDir}: ${(e as Error).message}`, {
@@ -124,7 +137,14 @@ export async function createCluster(options: ClusterOptions): Promise<LocalClust
     chownToServer(p.confFile, serverUser);
     const conf = join(p.dataDir, "postgresql.conf");
     writeFileSync(conf, `${readFileSync(conf, "utf8")}\ninclude = 'airlock.conf'\n`);
-    const file: ClusterFile = { version: 1, port, superuser: CLUSTER_SUPERUSER, binDir: binaries.dir, major: binaries.major, createdAt: new Date().toISOString() };
+    const file: ClusterFile = {
+      version: 1,
+      port,
+      superuser: CLUSTER_SUPERUSER,
+      binDir: binaries.dir,
+      major: binaries.major,
+      createdAt: new Date().toISOString(),
+    };
     writeFileSync(p.file, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
     return buildCluster(p.dir, file, binaries, serverUser, password);
   } catch (e) {
@@ -247,10 +267,14 @@ export async function startCluster(cluster: LocalCluster): Promise<{ alreadyRunn
         continue;
       }
       await reap(() => serverProcesses(cluster), 5_000);
-      throw new AirlockError("AIRLOCK_CLUSTER_START_FAILED", `the cluster in ${cluster.dir} did not start: ${(e as Error).message}${tail === "" ? "" : `\n${tail}`}`, {
-        hint: `read the server log at ${cluster.logFile}`,
-        cause: e,
-      });
+      throw new AirlockError(
+        "AIRLOCK_CLUSTER_START_FAILED",
+        `the cluster in ${cluster.dir} did not start: ${(e as Error).message}${tail === "" ? "" : `\n${tail}`}`,
+        {
+          hint: `read the server log at ${cluster.logFile}`,
+          cause: e,
+        },
+      );
     }
   }
 }

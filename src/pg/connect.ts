@@ -46,7 +46,14 @@ export interface PgTarget {
 }
 
 /** Builds a target from its parts; the password is hidden from enumeration. */
-export function makeTarget(parts: { host: string; port: number; database: string; user: string; password?: string; params?: Record<string, string> }): PgTarget {
+export function makeTarget(parts: {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password?: string;
+  params?: Record<string, string>;
+}): PgTarget {
   const display = redactUrl(formatUrl({ ...parts, params: {} }));
   const target = { host: parts.host, port: parts.port, database: parts.database, user: parts.user, display, params: parts.params ?? {} };
   if (parts.password !== undefined) Object.defineProperty(target, "password", { value: parts.password, enumerable: false });
@@ -128,7 +135,10 @@ export function parseTarget(url: string): PgTarget {
 }
 
 /** A target's URL. Includes the password only when `withPassword` is set: for handing to a child process, never for printing. */
-export function formatUrl(t: { host: string; port: number; database: string; user: string; password?: string; params?: Readonly<Record<string, string>> }, withPassword = false): string {
+export function formatUrl(
+  t: { host: string; port: number; database: string; user: string; password?: string; params?: Readonly<Record<string, string>> },
+  withPassword = false,
+): string {
   const auth = encodeURIComponent(t.user) + (withPassword && t.password !== undefined ? `:${encodeURIComponent(t.password)}` : "");
   const socket = t.host.startsWith("/");
   const host = socket ? "" : t.host.includes(":") ? `[${t.host}]` : t.host;
@@ -179,7 +189,9 @@ function clientConfig(target: PgTarget, options: ConnectOptions): pg.ClientConfi
   if (options.statementTimeoutMs !== undefined) settings.statement_timeout = String(options.statementTimeoutMs);
   if (options.lockTimeoutMs !== undefined) settings.lock_timeout = String(options.lockTimeoutMs);
   if (options.readOnly === true) settings.default_transaction_read_only = "on";
-  const pinned = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(" ");
+  const pinned = Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${v}`)
+    .join(" ");
   const fromUrl = target.params.options;
   const { options: _ignored, application_name: _app, ...rest } = target.params;
   return {
@@ -241,7 +253,11 @@ export async function withClient<T>(target: PgTarget | string, options: ConnectO
  * Runs `fn` in one transaction on `client`: BEGIN (or `begin`, e.g. with an isolation level), then COMMIT,
  * or ROLLBACK when `fn` throws (the error is rethrown) or when `commit` says no to its result (a dry run).
  */
-export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>, options: { begin?: string; commit?: (result: T) => boolean } = {}): Promise<T> {
+export async function inTransaction<T>(
+  client: pg.ClientBase,
+  fn: () => Promise<T>,
+  options: { begin?: string; commit?: (result: T) => boolean } = {},
+): Promise<T> {
   await query(client, options.begin ?? "BEGIN");
   let result: T;
   try {
@@ -255,7 +271,11 @@ export async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<
 }
 
 /** Runs one statement and maps any error to an AirlockError that carries the SQL (for the caret). */
-export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(client: pg.ClientBase, sql: string, values?: readonly unknown[]): Promise<pg.QueryResult<R>> {
+export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  client: pg.ClientBase,
+  sql: string,
+  values?: readonly unknown[],
+): Promise<pg.QueryResult<R>> {
   try {
     return await client.query<R>(sql, values as unknown[] | undefined);
   } catch (e) {

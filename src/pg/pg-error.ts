@@ -25,7 +25,10 @@ const CODES_BY_SQLSTATE: Readonly<Record<string, { code: ErrorCode; hint: string
   "28P01": { code: "AIRLOCK_AUTH_FAILED", hint: "check the user and password in the connection URL" },
   "28000": { code: "AIRLOCK_AUTH_FAILED", hint: "the server refused this user (pg_hba.conf); check the user and host" },
   "3D000": { code: "AIRLOCK_DB_NOT_FOUND", hint: "check the database name in the connection URL" },
-  "57014": { code: "AIRLOCK_STATEMENT_TIMEOUT", hint: "the statement ran past statement_timeout; raise it in airlock.config.ts or retry when the server is less busy" },
+  "57014": {
+    code: "AIRLOCK_STATEMENT_TIMEOUT",
+    hint: "the statement ran past statement_timeout; raise it in airlock.config.ts or retry when the server is less busy",
+  },
   "55P03": { code: "AIRLOCK_LOCK_TIMEOUT", hint: "another transaction holds a lock Airlock needs; retry when it has finished, or raise lock_timeout" },
   "53300": { code: "AIRLOCK_TOO_MANY_CONNECTIONS", hint: "the server or role connection limit is reached; close idle connections or raise the limit" },
   "25006": { code: "AIRLOCK_READ_ONLY", hint: "this connection is read-only by design; the statement tried to write" },
@@ -82,7 +85,15 @@ export function toAirlockError(e: unknown, context: ErrorContext = {}): AirlockE
         hint: denied.hint,
         pg,
         cause: e,
-        ...(denied.missing === undefined ? {} : { details: { missing: denied.missing.privilege, object: denied.missing.object, ...(denied.missing.grant === undefined ? {} : { grant: denied.missing.grant }) } }),
+        ...(denied.missing === undefined
+          ? {}
+          : {
+              details: {
+                missing: denied.missing.privilege,
+                object: denied.missing.object,
+                ...(denied.missing.grant === undefined ? {} : { grant: denied.missing.grant }),
+              },
+            }),
       });
     }
     return new AirlockError(known?.code ?? "AIRLOCK_PG_ERROR", `${rawMessage}${where}`, {

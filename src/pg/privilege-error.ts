@@ -11,7 +11,8 @@ const quoteIdent = (name: string): string => pg.escapeIdentifier(name);
 
 /** The role each step that reaches production needs (README, "Roles and privileges"). */
 export const STEP_ROLES: Readonly<Record<string, string>> = {
-  capture: "USAGE on every schema and SELECT on every table and sequence (GRANT pg_read_all_data gives both), and BYPASSRLS where tables have row-level security",
+  capture:
+    "USAGE on every schema and SELECT on every table and sequence (GRANT pg_read_all_data gives both), and BYPASSRLS where tables have row-level security",
   promote: "the role that owns the application's tables (or a member of it) and owns the airlock schema, never a superuser",
   rollback: "the role that promoted, which owns the application's tables (or is a member of their owner) and the airlock schema",
   audit: "USAGE on schema airlock and SELECT on airlock.audit_log and airlock.audit_head, nothing else",
@@ -74,13 +75,21 @@ export function missingPrivilege(message: string, sql: string | undefined, user:
   m = /^permission denied for column "?(.+?)"? of relation "?(.+?)"?$/.exec(message);
   if (m !== null) {
     const privs = tablePrivilegesOf(statement);
-    return { privilege: `${privs.join(" and ")} on table ${m[2]!} (column ${m[1]!})`, object: m[2]!, grant: `GRANT ${privs.join(", ")} ON TABLE ${quoteIdent(m[2]!)} TO ${to}` };
+    return {
+      privilege: `${privs.join(" and ")} on table ${m[2]!} (column ${m[1]!})`,
+      object: m[2]!,
+      grant: `GRANT ${privs.join(", ")} ON TABLE ${quoteIdent(m[2]!)} TO ${to}`,
+    };
   }
   m = /^permission denied for sequence (.+)$/.exec(message);
   if (m !== null) {
     const priv = sequencePrivilegeOf(statement);
     const object = named(m[1]!);
-    return { privilege: `${priv} on sequence ${object}`, object, grant: `GRANT ${priv === "SELECT" ? "SELECT" : "SELECT, UPDATE"} ON SEQUENCE ${quoteIdent(object)} TO ${to}` };
+    return {
+      privilege: `${priv} on sequence ${object}`,
+      object,
+      grant: `GRANT ${priv === "SELECT" ? "SELECT" : "SELECT, UPDATE"} ON SEQUENCE ${quoteIdent(object)} TO ${to}`,
+    };
   }
   m = /^permission denied for schema (.+)$/.exec(message);
   if (m !== null) {
@@ -102,14 +111,18 @@ export function missingPrivilege(message: string, sql: string | undefined, user:
     return { privilege: `ownership of ${m[1]} ${object} (its owner, or a member of the owning role)`, object, grant: `GRANT <owner of ${object}> TO ${to}` };
   }
   m = /^query would be affected by row-level security policy for table "?(.+?)"?$/.exec(message);
-  if (m !== null) return { privilege: `BYPASSRLS (table ${m[1]!} has row-level security; reading it whole needs it)`, object: m[1]!, grant: `ALTER ROLE ${to} BYPASSRLS` };
+  if (m !== null)
+    return { privilege: `BYPASSRLS (table ${m[1]!} has row-level security; reading it whole needs it)`, object: m[1]!, grant: `ALTER ROLE ${to} BYPASSRLS` };
   m = /^must be member of role "?(.+?)"?$/.exec(message);
   if (m !== null) return { privilege: `membership in role ${m[1]!}`, object: m[1]!, grant: `GRANT ${quoteIdent(m[1]!)} TO ${to}` };
   return undefined;
 }
 
 /** The message and hint of a permission error: what is missing, the GRANT, and the role the step should use. */
-export function describePermissionDenied(message: string, context: { sql?: string; step?: string; user?: string }): { message: string; hint: string; missing?: MissingPrivilege } {
+export function describePermissionDenied(
+  message: string,
+  context: { sql?: string; step?: string; user?: string },
+): { message: string; hint: string; missing?: MissingPrivilege } {
   const missing = missingPrivilege(message, context.sql, context.user);
   const who = context.user === undefined ? "the connected role" : `role ${context.user}`;
   const step = context.step === undefined ? undefined : context.step.replace(/^airlock\//, "");
@@ -117,7 +130,9 @@ export function describePermissionDenied(message: string, context: { sql?: strin
   const what = missing === undefined ? `${who} lacks a privilege this step needs: ${message}` : `${who} lacks ${missing.privilege}: ${message}`;
   // The role first: most often the step ran with another step's URL (the read-only one, say).
   const hints = [
-    roleText === undefined ? "see README \"Roles and privileges\" for what each step's role needs" : `run ${step} with the role it needs — ${roleText} (README "Roles and privileges");`,
+    roleText === undefined
+      ? 'see README "Roles and privileges" for what each step\'s role needs'
+      : `run ${step} with the role it needs — ${roleText} (README "Roles and privileges");`,
     ...(missing?.grant === undefined ? [] : [`or, if ${who} is meant to do it, as an administrator: ${missing.grant};`]),
   ];
   return { message: what, hint: hints.join(" "), ...(missing === undefined ? {} : { missing }) };

@@ -27,12 +27,21 @@ export function ownRows(schema: string, table: string, partitioned: boolean): st
  * `ownRows` for tables of the connected database as they are now: which of them are partitioned is looked up
  * once (a table not among them, or missing, is taken as plain).
  */
-export async function ownRowsIn(c: pg.ClientBase, tables: Iterable<{ readonly schema: string; readonly table: string }>): Promise<(schema: string, table: string) => string> {
+export async function ownRowsIn(
+  c: pg.ClientBase,
+  tables: Iterable<{ readonly schema: string; readonly table: string }>,
+): Promise<(schema: string, table: string) => string> {
   const names = [...new Set([...tables].map((t) => qualified(t.schema, t.table)))];
   const partitioned = new Set(
     names.length === 0
       ? []
-      : (await query<{ t: string }>(c, "SELECT x AS t FROM unnest($1::text[]) AS x JOIN pg_catalog.pg_class k ON k.oid = pg_catalog.to_regclass(x) WHERE k.relkind = 'p'", [names])).rows.map((x) => x.t),
+      : (
+          await query<{ t: string }>(
+            c,
+            "SELECT x AS t FROM unnest($1::text[]) AS x JOIN pg_catalog.pg_class k ON k.oid = pg_catalog.to_regclass(x) WHERE k.relkind = 'p'",
+            [names],
+          )
+        ).rows.map((x) => x.t),
   );
   return (schema, table) => ownRows(schema, table, partitioned.has(qualified(schema, table)));
 }

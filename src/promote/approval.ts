@@ -121,14 +121,34 @@ export function approveDiff(project: Project, idOrPrefix: string, options: Appro
   const accepted = [...new Set(options.accept ?? [])].sort();
   const unknown = accepted.filter((a) => !diff.hazards.some((h) => h.code === a));
   if (unknown.length > 0) {
-    return refuse(new AirlockError("AIRLOCK_UNKNOWN_HAZARD", `this diff has no hazard ${unknown.join(", ")}`, { hint: `its hazards: ${[...new Set(diff.hazards.map((h) => h.code))].join(", ") || "none"}`, exitCode: EXIT_REFUSED }));
+    return refuse(
+      new AirlockError("AIRLOCK_UNKNOWN_HAZARD", `this diff has no hazard ${unknown.join(", ")}`, {
+        hint: `its hazards: ${[...new Set(diff.hazards.map((h) => h.code))].join(", ") || "none"}`,
+        exitCode: EXIT_REFUSED,
+      }),
+    );
   }
   const refusal = refusalFor(diff, accepted);
   if (refusal !== undefined) return refuse(refusal);
-  const content = { id: `appr-${randomBytes(12).toString("hex")}`, diffId: id, approvedBy: options.by, approvedAt: (options.now ?? new Date()).toISOString(), accepted, note: options.note ?? null };
+  const content = {
+    id: `appr-${randomBytes(12).toString("hex")}`,
+    diffId: id,
+    approvedBy: options.by,
+    approvedAt: (options.now ?? new Date()).toISOString(),
+    accepted,
+    note: options.note ?? null,
+  };
   const approval: Approval = { ...content, mac: approvalKey(secret!).mac(approvalContent(content)) };
   writePrivate(approvalFile(dir), `${JSON.stringify(approval, null, 2)}\n`);
-  recordEvent(project, { actor: options.by, action: "approve", details: { diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, accepted, note: approval.note, summary: diff.summary } }, secret);
+  recordEvent(
+    project,
+    {
+      actor: options.by,
+      action: "approve",
+      details: { diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, accepted, note: approval.note, summary: diff.summary },
+    },
+    secret,
+  );
   return approval;
 }
 
@@ -157,10 +177,18 @@ export function requireApproval(dir: string, id: string, secret: string): Approv
   try {
     approval = JSON.parse(readFileSync(file, "utf8")) as Approval;
   } catch (e) {
-    throw new AirlockError("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval of diff ${short} (${displayPath(file)}) is not valid JSON`, { hint: again, exitCode: EXIT_REFUSED, cause: e });
+    throw new AirlockError("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval of diff ${short} (${displayPath(file)}) is not valid JSON`, {
+      hint: again,
+      exitCode: EXIT_REFUSED,
+      cause: e,
+    });
   }
   if (typeof approval !== "object" || approval === null || typeof approval.mac !== "string") {
-    throw approvalRefusal("AIRLOCK_APPROVAL_NOT_AUTHENTIC", `the approval beside diff ${short} has no MAC: it was not written by \`airlock approve\` (or was written before approvals were authenticated)`, again);
+    throw approvalRefusal(
+      "AIRLOCK_APPROVAL_NOT_AUTHENTIC",
+      `the approval beside diff ${short} has no MAC: it was not written by \`airlock approve\` (or was written before approvals were authenticated)`,
+      again,
+    );
   }
   if (!approvalKey(secret).holds(approvalContent(approval), approval.mac)) {
     const problem = stateProblem(approvalSchema, approval);
@@ -172,7 +200,11 @@ export function requireApproval(dir: string, id: string, secret: string): Approv
   }
   checkState(file, approval, approvalSchema, { hint: again });
   if (approval.diffId !== id) {
-    throw approvalRefusal("AIRLOCK_APPROVAL_MISMATCH", `the approval beside diff ${short} is for another diff (${String(approval.diffId).slice(0, 12)})`, "approve this exact diff again");
+    throw approvalRefusal(
+      "AIRLOCK_APPROVAL_MISMATCH",
+      `the approval beside diff ${short} is for another diff (${String(approval.diffId).slice(0, 12)})`,
+      "approve this exact diff again",
+    );
   }
   return approval;
 }

@@ -15,7 +15,15 @@ import { recordEvent, stagingHead } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
 import { AirlockError, EXIT_REFUSED, isAirlockError } from "../errors.ts";
 import { inTransaction } from "../pg/connect.ts";
-import { type ProductionIdentity, anchorFor, ensureAuditTables, hasAirlockSchema, hasAuditTables, productionKey, recordProductionEvent } from "./production-schema.ts";
+import {
+  type ProductionIdentity,
+  anchorFor,
+  ensureAuditTables,
+  hasAirlockSchema,
+  hasAuditTables,
+  productionKey,
+  recordProductionEvent,
+} from "./production-schema.ts";
 
 /** Who attempts what: the facts every entry of the attempt carries (ids, never a production value). */
 export interface Attempt {
@@ -44,23 +52,48 @@ function action(attempt: Attempt, e: unknown): string {
 
 /** Records an attempt that ended before production was reached, in the staging trail. */
 export function recordLocalAttempt(attempt: Attempt, e: unknown): void {
-  recordEvent(attempt.project, { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: "not reached" } }, attempt.secret);
+  recordEvent(
+    attempt.project,
+    { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: "not reached" } },
+    attempt.secret,
+  );
 }
 
 /** Records a successful step (or a dry run) in the staging trail, anchored to the production entry it wrote, if any. */
-export function recordOutcome(attempt: Attempt, act: string, details: Record<string, unknown>, production?: { identity: ProductionIdentity; entry: AuditEntry }): void {
-  recordEvent(attempt.project, { actor: attempt.actor, action: act, details: { ...attempt.details, ...details, ...(production === undefined ? {} : { productionEntry: anchorFor(production.identity, production.entry) }) } }, attempt.secret);
+export function recordOutcome(
+  attempt: Attempt,
+  act: string,
+  details: Record<string, unknown>,
+  production?: { identity: ProductionIdentity; entry: AuditEntry },
+): void {
+  recordEvent(
+    attempt.project,
+    {
+      actor: attempt.actor,
+      action: act,
+      details: { ...attempt.details, ...details, ...(production === undefined ? {} : { productionEntry: anchorFor(production.identity, production.entry) }) },
+    },
+    attempt.secret,
+  );
 }
 
 /** Writes a production audit entry for a refusal in its own transaction; what it wrote, or why it could not. */
-async function recordRefusalInProduction(c: pg.ClientBase, attempt: Attempt, e: AirlockError): Promise<{ entry: AuditEntry; created: "schema" | "tables" | null } | { failed: string }> {
+async function recordRefusalInProduction(
+  c: pg.ClientBase,
+  attempt: Attempt,
+  e: AirlockError,
+): Promise<{ entry: AuditEntry; created: "schema" | "tables" | null } | { failed: string }> {
   if (attempt.secret === undefined) return { failed: "no AIRLOCK_SECRET" };
   try {
     const secret = attempt.secret;
     return await inTransaction(c, async () => {
       const created = !(await hasAirlockSchema(c)) ? "schema" : !(await hasAuditTables(c)) ? "tables" : null;
       await ensureAuditTables(c);
-      const entry = await recordProductionEvent(c, productionKey(secret), { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), stagingHead: stagingHead(attempt.project) } });
+      const entry = await recordProductionEvent(c, productionKey(secret), {
+        actor: attempt.actor,
+        action: action(attempt, e),
+        details: { ...attempt.details, ...errorFacts(e), stagingHead: stagingHead(attempt.project) },
+      });
       return { entry, created };
     });
   } catch (err) {
@@ -74,16 +107,27 @@ async function recordRefusalInProduction(c: pg.ClientBase, attempt: Attempt, e: 
  */
 export async function recordFailedAttempt(c: pg.ClientBase, identity: ProductionIdentity | undefined, attempt: Attempt, e: unknown): Promise<unknown> {
   if (!isRefusal(e) || identity === undefined) {
-    recordEvent(attempt.project, { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: "rolled back" } }, attempt.secret);
+    recordEvent(
+      attempt.project,
+      { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: "rolled back" } },
+      attempt.secret,
+    );
     return e;
   }
   const written = await recordRefusalInProduction(c, attempt, e);
   if ("failed" in written) {
-    recordEvent(attempt.project, { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: `not recorded (${written.failed})` } }, attempt.secret);
+    recordEvent(
+      attempt.project,
+      { actor: attempt.actor, action: action(attempt, e), details: { ...attempt.details, ...errorFacts(e), production: `not recorded (${written.failed})` } },
+      attempt.secret,
+    );
     return withWritten(e, `production was not changed, and this refusal could not be recorded there (${written.failed})`, { recorded: false });
   }
   recordOutcome(attempt, action(attempt, e), errorFacts(e), { identity, entry: written.entry });
-  const created = { schema: " (which created the airlock schema with its audit tables, airlock.audit_log and airlock.audit_head)", tables: " (which created airlock.audit_log and airlock.audit_head, missing until then)" };
+  const created = {
+    schema: " (which created the airlock schema with its audit tables, airlock.audit_log and airlock.audit_head)",
+    tables: " (which created airlock.audit_log and airlock.audit_head, missing until then)",
+  };
   const what = `production's data and schema were not changed; the refusal was recorded there as entry ${written.entry.seq} of airlock.audit_log${written.created === null ? "" : created[written.created]}, and nothing else was written`;
   return withWritten(e, what, { recorded: written.entry.seq, created: written.created });
 }

@@ -79,11 +79,17 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
       for (const part of parts) {
         if (part.key === null) continue;
         const cols = part.columns.map((col) => quoteIdent(col.name)).join(", ");
-        const lines = await copyOutRows(c, `COPY (SELECT ${cols} FROM ${ownRows(part.schema, part.name, false)} WHERE ${keyPredicate(t, key, touched)}) TO STDOUT`);
+        const lines = await copyOutRows(
+          c,
+          `COPY (SELECT ${cols} FROM ${ownRows(part.schema, part.name, false)} WHERE ${keyPredicate(t, key, touched)}) TO STDOUT`,
+        );
         const keyIdx = key.map((k) => part.columns.findIndex((col) => col.name === k));
         for (const line of lines) {
           const fields = line.split("\t");
-          now.set(keyIdx.map((i) => fields[i]).join("\t"), `${part.schema}.${part.name}:${hmac.digest(`${part.schema}.${part.name}\u0000${line}`).toString("base64url")}`);
+          now.set(
+            keyIdx.map((i) => fields[i]).join("\t"),
+            `${part.schema}.${part.name}:${hmac.digest(`${part.schema}.${part.name}\u0000${line}`).toString("base64url")}`,
+          );
         }
         for (const [k, digest] of await snapshotFingerprints(snapshotDirPath, part, wanted)) then.set(k, `${part.schema}.${part.name}:${digest}`);
       }
@@ -94,10 +100,21 @@ export async function lockAndCheck(c: pg.ClientBase, diff: Diff, manifest: Snaps
         else if (current !== then.get(text)) conflicts.push({ table: `${t.schema}.${t.name}`, key: JSON.stringify(k), kind: "changed" });
       }
     }
-    const inserted = t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)).filter((k): k is RowValues => k !== null);
+    const inserted = t.changes
+      .filter((ch) => ch.kind === "insert")
+      .map((ch) => keyAfter(t, ch))
+      .filter((k): k is RowValues => k !== null);
     if (inserted.length > 0) {
-      const taken = await query<Record<string, string>>(c, `SELECT ${t.key.map((k) => `${quoteIdent(k)}::text`).join(", ")} FROM ${rows} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`);
-      for (const row of taken.rows) conflicts.push({ table: `${t.schema}.${t.name}`, key: JSON.stringify(Object.fromEntries(t.key.map((k, i) => [k, Object.values(row)[i] ?? null]))), kind: "exists" });
+      const taken = await query<Record<string, string>>(
+        c,
+        `SELECT ${t.key.map((k) => `${quoteIdent(k)}::text`).join(", ")} FROM ${rows} WHERE ${keyPredicate(t, t.key, inserted)} FOR UPDATE`,
+      );
+      for (const row of taken.rows)
+        conflicts.push({
+          table: `${t.schema}.${t.name}`,
+          key: JSON.stringify(Object.fromEntries(t.key.map((k, i) => [k, Object.values(row)[i] ?? null]))),
+          kind: "exists",
+        });
     }
   }
   return conflicts;

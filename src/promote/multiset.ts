@@ -98,10 +98,14 @@ export async function removeInsertedWholeRows(c: pg.ClientBase, promotionId: str
     );
     // missingWholeRows checked this before anything changed; a writer in between is caught here.
     if ((r.rowCount ?? 0) !== t.inserted) {
-      throw new AirlockError("AIRLOCK_CONFLICT", `only ${r.rowCount ?? 0} of the ${t.inserted} rows promotion ${promotionId} wrote to ${t.schema}.${t.table} are still there; nothing was rolled back`, {
-        hint: "resolve those rows by hand, or leave the promotion in place",
-        exitCode: EXIT_REFUSED,
-      });
+      throw new AirlockError(
+        "AIRLOCK_CONFLICT",
+        `only ${r.rowCount ?? 0} of the ${t.inserted} rows promotion ${promotionId} wrote to ${t.schema}.${t.table} are still there; nothing was rolled back`,
+        {
+          hint: "resolve those rows by hand, or leave the promotion in place",
+          exitCode: EXIT_REFUSED,
+        },
+      );
     }
     removed += t.inserted;
   }
@@ -113,7 +117,11 @@ export async function restoreDeletedWholeRows(c: pg.ClientBase, promotionId: str
   let restored = 0;
   for (const t of tables.filter((x) => x.deleted > 0)) {
     const name = qualified(t.schema, t.table);
-    const cols = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", [name]);
+    const cols = await query<{ a: string }>(
+      c,
+      "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+      [name],
+    );
     const list = cols.rows.map((x) => quoteIdent(x.a));
     const images = `FROM airlock.row_images i WHERE i.promotion_id = $1 AND i.key = $2::jsonb AND i.op = 'delete' AND i.table_schema = $3 AND i.table_name = $4`;
     // A table with no copyable columns takes a row of defaults per image (its generated columns are computed).

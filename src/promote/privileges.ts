@@ -66,17 +66,32 @@ async function airlockGaps(c: pg.ClientBase, role: string): Promise<PrivilegeGap
   const to = quoteIdent(role);
   if (!s.exists) {
     if (s.can_create) return [];
-    return [{ need: `CREATE on database ${s.db}`, why: "the first promotion creates the airlock schema (promotions, row images, audit log)", grant: `CREATE SCHEMA airlock AUTHORIZATION ${to}` }];
+    return [
+      {
+        need: `CREATE on database ${s.db}`,
+        why: "the first promotion creates the airlock schema (promotions, row images, audit log)",
+        grant: `CREATE SCHEMA airlock AUTHORIZATION ${to}`,
+      },
+    ];
   }
   const gaps: PrivilegeGap[] = [];
-  if (!s.owns) gaps.push({ need: `ownership of schema airlock (owned by ${s.owner})`, why: "promotions and rollbacks keep their records and saved data there", grant: `ALTER SCHEMA airlock OWNER TO ${to}` });
+  if (!s.owns)
+    gaps.push({
+      need: `ownership of schema airlock (owned by ${s.owner})`,
+      why: "promotions and rollbacks keep their records and saved data there",
+      grant: `ALTER SCHEMA airlock OWNER TO ${to}`,
+    });
   const tables = await query<{ name: string; owner: string }>(
     c,
     `SELECT t.relname AS name, pg_catalog.pg_get_userbyid(t.relowner) AS owner FROM pg_catalog.pg_class t JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
       WHERE n.nspname = 'airlock' AND t.relkind IN ('r', 'p') AND NOT pg_catalog.pg_has_role(t.relowner, 'USAGE') ORDER BY 1`,
   );
   for (const t of tables.rows) {
-    gaps.push({ need: `ownership of table airlock.${t.name} (owned by ${t.owner})`, why: "promote and rollback write and alter Airlock's own tables", grant: `ALTER TABLE airlock.${quoteIdent(t.name)} OWNER TO ${to}` });
+    gaps.push({
+      need: `ownership of table airlock.${t.name} (owned by ${t.owner})`,
+      why: "promote and rollback write and alter Airlock's own tables",
+      grant: `ALTER TABLE airlock.${quoteIdent(t.name)} OWNER TO ${to}`,
+    });
   }
   return gaps;
 }
@@ -109,7 +124,11 @@ async function tableGaps(c: pg.ClientBase, role: string, needs: readonly TableNe
        JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY 1`,
     [[...new Set(needs.map((n) => n.table))]],
   );
-  const usage = schemas.rows.map((x) => ({ need: `USAGE on schema ${quoteIdent(x.s)}`, why: "the diff's tables are in it", grant: `GRANT USAGE ON SCHEMA ${quoteIdent(x.s)} TO ${quoteIdent(role)}` }));
+  const usage = schemas.rows.map((x) => ({
+    need: `USAGE on schema ${quoteIdent(x.s)}`,
+    why: "the diff's tables are in it",
+    grant: `GRANT USAGE ON SCHEMA ${quoteIdent(x.s)} TO ${quoteIdent(role)}`,
+  }));
   return [...usage, ...gaps];
 }
 
@@ -132,7 +151,11 @@ async function pauseGaps(c: pg.ClientBase, role: string, tables: readonly string
       GROUP BY cl.oid, cl.relowner ORDER BY 1`,
     [tables],
   );
-  return r.rows.map((x) => ({ need: `ownership of table ${x.tbl} (owned by ${x.owner}; it has ${x.what})`, why, grant: `GRANT ${quoteIdent(x.owner)} TO ${quoteIdent(role)}` }));
+  return r.rows.map((x) => ({
+    need: `ownership of table ${x.tbl} (owned by ${x.owner}; it has ${x.what})`,
+    why,
+    grant: `GRANT ${quoteIdent(x.owner)} TO ${quoteIdent(role)}`,
+  }));
 }
 
 /** Sequences production's catalog model reads (all but identity and extension ones) that the role may not read. */
@@ -146,11 +169,17 @@ async function sequenceReadGaps(c: pg.ClientBase, role: string, why: string): Pr
         AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_sequence_privilege(s.oid, 'SELECT'))
       ORDER BY 1, 2`,
   );
-  return r.rows.map((s) =>
-    s.usage
-      ? { need: `SELECT on sequence ${qualified(s.schema, s.name)}`, why, grant: `GRANT SELECT ON SEQUENCE ${qualified(s.schema, s.name)} TO ${quoteIdent(role)}` }
-      : { need: `USAGE on schema ${quoteIdent(s.schema)}`, why, grant: `GRANT USAGE ON SCHEMA ${quoteIdent(s.schema)} TO ${quoteIdent(role)}` },
-  ).filter((g, i, all) => all.findIndex((x) => x.need === g.need) === i);
+  return r.rows
+    .map((s) =>
+      s.usage
+        ? {
+            need: `SELECT on sequence ${qualified(s.schema, s.name)}`,
+            why,
+            grant: `GRANT SELECT ON SEQUENCE ${qualified(s.schema, s.name)} TO ${quoteIdent(role)}`,
+          }
+        : { need: `USAGE on schema ${quoteIdent(s.schema)}`, why, grant: `GRANT USAGE ON SCHEMA ${quoteIdent(s.schema)} TO ${quoteIdent(role)}` },
+    )
+    .filter((g, i, all) => all.findIndex((x) => x.need === g.need) === i);
 }
 
 /** Sequences the promotion moves past the values it writes, which the role can neither own nor update. */
@@ -169,7 +198,11 @@ async function sequenceMoveGaps(c: pg.ClientBase, role: string, diff: Pick<Diff,
         AND NOT pg_catalog.pg_has_role((SELECT relowner FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(x.s)), 'USAGE')`,
     [sequences],
   );
-  return r.rows.map((x) => ({ need: `UPDATE on sequence ${x.s}`, why: "the promotion moves it past the values the diff writes", grant: `GRANT SELECT, UPDATE ON SEQUENCE ${x.s} TO ${quoteIdent(role)}` }));
+  return r.rows.map((x) => ({
+    need: `UPDATE on sequence ${x.s}`,
+    why: "the promotion moves it past the values the diff writes",
+    grant: `GRANT SELECT, UPDATE ON SEQUENCE ${x.s} TO ${quoteIdent(role)}`,
+  }));
 }
 
 /** The identifiers of a catalog id after its kind ("trigger public.\"My T\".trg" → public, My T, trg); a function's arguments cut off. */
@@ -231,8 +264,15 @@ async function schemaChangeGaps(c: pg.ClientBase, role: string, changes: readonl
     }
   }
   const gaps: PrivilegeGap[] = [];
-  if (dropsSchema !== undefined && !(await query<{ ok: boolean }>(c, "SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') AS ok")).rows[0]!.ok) {
-    gaps.push({ need: "CREATE on this database", why: `rollback creates ${dropsSchema} again`, grant: `GRANT CREATE ON DATABASE ${quoteIdent((await query<{ d: string }>(c, "SELECT pg_catalog.current_database() AS d")).rows[0]!.d)} TO ${to}` });
+  if (
+    dropsSchema !== undefined &&
+    !(await query<{ ok: boolean }>(c, "SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') AS ok")).rows[0]!.ok
+  ) {
+    gaps.push({
+      need: "CREATE on this database",
+      why: `rollback creates ${dropsSchema} again`,
+      grant: `GRANT CREATE ON DATABASE ${quoteIdent((await query<{ d: string }>(c, "SELECT pg_catalog.current_database() AS d")).rows[0]!.d)} TO ${to}`,
+    });
   }
   if (recreatedIn.size > 0) {
     const schemas = [...recreatedIn.keys()];
@@ -241,7 +281,12 @@ async function schemaChangeGaps(c: pg.ClientBase, role: string, changes: readonl
       `SELECT n.nspname AS s FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1::text[]) AND NOT pg_catalog.has_schema_privilege(n.oid, 'CREATE') ORDER BY 1`,
       [schemas],
     );
-    for (const x of r.rows) gaps.push({ need: `CREATE on schema ${quoteIdent(x.s)}`, why: recreatedIn.get(x.s)!.join("; "), grant: `GRANT CREATE ON SCHEMA ${quoteIdent(x.s)} TO ${to}` });
+    for (const x of r.rows)
+      gaps.push({
+        need: `CREATE on schema ${quoteIdent(x.s)}`,
+        why: recreatedIn.get(x.s)!.join("; "),
+        grant: `GRANT CREATE ON SCHEMA ${quoteIdent(x.s)} TO ${to}`,
+      });
   }
   if (rebuilt.size > 0) {
     // A rebuilt table's dependents go and come back with it: views over it, and foreign keys into it from other tables.
@@ -258,8 +303,10 @@ async function schemaChangeGaps(c: pg.ClientBase, role: string, changes: readonl
     );
     for (const x of r.rows) {
       const why = `rollback rebuilds ${x.of}, and with it ${x.view ? `the view ${x.rel} over it` : `the foreign key from ${x.rel} into it`}`;
-      if (!x.owns) gaps.push({ need: `ownership of ${x.view ? "view" : "table"} ${x.rel} (owned by ${x.owner})`, why, grant: `GRANT ${quoteIdent(x.owner)} TO ${to}` });
-      if (x.view && !x.can_create) gaps.push({ need: `CREATE on schema ${quoteIdent(x.schema)}`, why, grant: `GRANT CREATE ON SCHEMA ${quoteIdent(x.schema)} TO ${to}` });
+      if (!x.owns)
+        gaps.push({ need: `ownership of ${x.view ? "view" : "table"} ${x.rel} (owned by ${x.owner})`, why, grant: `GRANT ${quoteIdent(x.owner)} TO ${to}` });
+      if (x.view && !x.can_create)
+        gaps.push({ need: `CREATE on schema ${quoteIdent(x.schema)}`, why, grant: `GRANT CREATE ON SCHEMA ${quoteIdent(x.schema)} TO ${to}` });
     }
   }
   if (triggered.size > 0) {
@@ -271,7 +318,11 @@ async function schemaChangeGaps(c: pg.ClientBase, role: string, changes: readonl
       [[...triggered]],
     );
     for (const x of r.rows) {
-      gaps.push({ need: `ownership of table ${x.tbl} (owned by ${x.owner})`, why: "the diff adds or changes a trigger or rule on it, which rollback pauses and drops: only the table's owner can", grant: `GRANT ${quoteIdent(x.owner)} TO ${to}` });
+      gaps.push({
+        need: `ownership of table ${x.tbl} (owned by ${x.owner})`,
+        why: "the diff adds or changes a trigger or rule on it, which rollback pauses and drops: only the table's owner can",
+        grant: `GRANT ${quoteIdent(x.owner)} TO ${to}`,
+      });
     }
   }
   return gaps;
@@ -280,9 +331,22 @@ async function schemaChangeGaps(c: pg.ClientBase, role: string, changes: readonl
 /** Table privileges that writing and undoing these changes needs. */
 function rowNeeds(table: string, ops: { keyed: boolean; inserts: boolean; updates: boolean; deletes: boolean }): TableNeed[] {
   const out: TableNeed[] = [{ table, privilege: "SELECT", why: "promote and rollback read the rows they check and save" }];
-  if (ops.keyed || ops.updates) out.push({ table, privilege: "UPDATE", why: ops.updates ? "the diff updates rows, and rollback restores them" : "promote and rollback lock the rows they touch (SELECT … FOR UPDATE)" });
-  if (ops.inserts) out.push({ table, privilege: "INSERT", why: "the diff inserts rows" }, { table, privilege: "DELETE", why: "rollback deletes the rows this promotion inserts" });
-  if (ops.deletes) out.push({ table, privilege: "DELETE", why: "the diff deletes rows" }, { table, privilege: "INSERT", why: "rollback puts the rows this promotion deletes back" });
+  if (ops.keyed || ops.updates)
+    out.push({
+      table,
+      privilege: "UPDATE",
+      why: ops.updates ? "the diff updates rows, and rollback restores them" : "promote and rollback lock the rows they touch (SELECT … FOR UPDATE)",
+    });
+  if (ops.inserts)
+    out.push(
+      { table, privilege: "INSERT", why: "the diff inserts rows" },
+      { table, privilege: "DELETE", why: "rollback deletes the rows this promotion inserts" },
+    );
+  if (ops.deletes)
+    out.push(
+      { table, privilege: "DELETE", why: "the diff deletes rows" },
+      { table, privilege: "INSERT", why: "rollback puts the rows this promotion deletes back" },
+    );
   // One entry per privilege: the first reason given.
   return out.filter((n, i) => out.findIndex((x) => x.privilege === n.privilege) === i);
 }
@@ -306,14 +370,16 @@ function uniqueGaps(gaps: readonly PrivilegeGap[]): PrivilegeGap[] {
  */
 export async function checkPromotePrivileges(c: pg.ClientBase, diff: Pick<Diff, "tables" | "schemaChanges">): Promise<void> {
   const role = await currentRole(c);
-  const needs = diff.tables.filter((t) => t.changes.length > 0).flatMap((t) =>
-    rowNeeds(qualified(t.schema, t.name), {
-      keyed: t.key !== null,
-      inserts: t.changes.some((ch) => ch.kind === "insert"),
-      updates: t.changes.some((ch) => ch.kind === "update"),
-      deletes: t.changes.some((ch) => ch.kind === "delete"),
-    }),
-  );
+  const needs = diff.tables
+    .filter((t) => t.changes.length > 0)
+    .flatMap((t) =>
+      rowNeeds(qualified(t.schema, t.name), {
+        keyed: t.key !== null,
+        inserts: t.changes.some((ch) => ch.kind === "insert"),
+        updates: t.changes.some((ch) => ch.kind === "update"),
+        deletes: t.changes.some((ch) => ch.kind === "delete"),
+      }),
+    );
   const written = diff.tables.filter((t) => t.changes.length > 0).map((t) => qualified(t.schema, t.name));
   const gaps = uniqueGaps([
     ...(await airlockGaps(c, role)),
@@ -324,11 +390,15 @@ export async function checkPromotePrivileges(c: pg.ClientBase, diff: Pick<Diff, 
     ...(await schemaChangeGaps(c, role, diff.schemaChanges)),
   ]);
   if (gaps.length === 0) return;
-  throw new AirlockError("AIRLOCK_PROMOTE_PRIVILEGES", `role ${role} could not promote this diff and roll it back (rollback runs as the role that promoted); nothing was changed:\n${listGaps(gaps)}`, {
-    hint: `promote with the role it needs — ${STEP_ROLES.promote} (README "Roles and privileges"); or, if ${role} is meant to do it, as an administrator: ${grants(gaps)}`,
-    exitCode: EXIT_REFUSED,
-    details: { role, missing: gaps },
-  });
+  throw new AirlockError(
+    "AIRLOCK_PROMOTE_PRIVILEGES",
+    `role ${role} could not promote this diff and roll it back (rollback runs as the role that promoted); nothing was changed:\n${listGaps(gaps)}`,
+    {
+      hint: `promote with the role it needs — ${STEP_ROLES.promote} (README "Roles and privileges"); or, if ${role} is meant to do it, as an administrator: ${grants(gaps)}`,
+      exitCode: EXIT_REFUSED,
+      details: { role, missing: gaps },
+    },
+  );
 }
 
 /**
@@ -337,7 +407,9 @@ export async function checkPromotePrivileges(c: pg.ClientBase, diff: Pick<Diff, 
  */
 export async function checkRollbackPrivileges(c: pg.ClientBase, promotionId: string): Promise<void> {
   const role = await currentRole(c);
-  const owner = (await query<{ o: string | null }>(c, "SELECT pg_catalog.pg_get_userbyid(nspowner) AS o FROM pg_catalog.pg_namespace WHERE nspname = 'airlock'")).rows[0]?.o ?? null;
+  const owner =
+    (await query<{ o: string | null }>(c, "SELECT pg_catalog.pg_get_userbyid(nspowner) AS o FROM pg_catalog.pg_namespace WHERE nspname = 'airlock'")).rows[0]
+      ?.o ?? null;
   const refuse = (gaps: readonly PrivilegeGap[]) =>
     new AirlockError("AIRLOCK_ROLLBACK_PRIVILEGES", `role ${role} cannot roll back promotion ${promotionId}; nothing was changed:\n${listGaps(gaps)}`, {
       hint: `roll back with the role that promoted${owner === null || owner === role ? "" : ` (the airlock schema's owner, ${owner})`}, which has all of it (README "Roles and privileges"); or, as an administrator: ${grants(gaps)}`,
@@ -358,10 +430,18 @@ export async function checkRollbackPrivileges(c: pg.ClientBase, promotionId: str
        FROM airlock.row_images WHERE promotion_id = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
     [promotionId],
   );
-  const saved = await query<{ schema: string; table: string }>(c, "SELECT x.schema, x.table FROM airlock.promotions p CROSS JOIN LATERAL jsonb_to_recordset(p.saved) AS x(schema text, \"table\" text) WHERE p.id = $1", [promotionId]);
+  const saved = await query<{ schema: string; table: string }>(
+    c,
+    'SELECT x.schema, x.table FROM airlock.promotions p CROSS JOIN LATERAL jsonb_to_recordset(p.saved) AS x(schema text, "table" text) WHERE p.id = $1',
+    [promotionId],
+  );
   const touched = [...new Set([...images.rows.map((t) => qualified(t.schema, t.table)), ...saved.rows.map((t) => qualified(t.schema, t.table))])];
   const gaps = uniqueGaps([
-    ...(await tableGaps(c, role, images.rows.flatMap((t) => rowNeeds(qualified(t.schema, t.table), t)))),
+    ...(await tableGaps(
+      c,
+      role,
+      images.rows.flatMap((t) => rowNeeds(qualified(t.schema, t.table), t)),
+    )),
     ...(await pauseGaps(c, role, touched, "rollback restores its rows with its triggers and rules paused, which only the table's owner can")),
     ...(await sequenceReadGaps(c, role, "rollback reads production's schema, sequence positions included")),
   ]);
@@ -390,7 +470,11 @@ export async function checkAuditPrivileges(c: pg.ClientBase): Promise<AuditAcces
   const to = quoteIdent(role);
   const gaps: PrivilegeGap[] = [
     ...(s.usage ? [] : [{ need: "USAGE on schema airlock", why: "the audit trail lives there", grant: `GRANT USAGE ON SCHEMA airlock TO ${to}` }]),
-    ...s.unreadable.map((t) => ({ need: `SELECT on table airlock.${t}`, why: "audit reads the production trail and its head", grant: `GRANT SELECT ON TABLE airlock.${quoteIdent(t)} TO ${to}` })),
+    ...s.unreadable.map((t) => ({
+      need: `SELECT on table airlock.${t}`,
+      why: "audit reads the production trail and its head",
+      grant: `GRANT SELECT ON TABLE airlock.${quoteIdent(t)} TO ${to}`,
+    })),
   ];
   throw new AirlockError("AIRLOCK_AUDIT_PRIVILEGES", `role ${role} cannot read production's audit trail:\n${listGaps(gaps)}`, {
     hint: `as an administrator (or the airlock schema's owner): ${grants(gaps)} — the audit role needs ${STEP_ROLES.audit} (README "Roles and privileges")`,

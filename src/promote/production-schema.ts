@@ -66,7 +66,11 @@ export async function hasAirlockSchema(c: pg.ClientBase): Promise<boolean> {
  * committed promotion, or by one committing meanwhile (the primary key makes this one wait for it).
  */
 export async function claimApproval(c: pg.ClientBase, claim: { approvalId: string; diffId: string; promotionId: string }): Promise<boolean> {
-  const r = await query(c, "INSERT INTO airlock.used_approvals (approval_id, diff_id, promotion_id) VALUES ($1, $2, $3) ON CONFLICT (approval_id) DO NOTHING", [claim.approvalId, claim.diffId, claim.promotionId]);
+  const r = await query(c, "INSERT INTO airlock.used_approvals (approval_id, diff_id, promotion_id) VALUES ($1, $2, $3) ON CONFLICT (approval_id) DO NOTHING", [
+    claim.approvalId,
+    claim.diffId,
+    claim.promotionId,
+  ]);
   return r.rowCount === 1;
 }
 
@@ -125,7 +129,10 @@ function toEntry(r: LogRow): AuditEntry {
 
 /** Appends a keyed audit entry in production (inside the caller's transaction, so it commits with the change or not at all). */
 export async function recordProductionEvent(c: pg.ClientBase, key: MacKey, event: AuditEvent): Promise<AuditEntry> {
-  const last = await query<LogRow>(c, "SELECT seq::text, at::text, actor, action, details, prev, hash FROM airlock.audit_log l ORDER BY l.seq DESC LIMIT 1 FOR UPDATE");
+  const last = await query<LogRow>(
+    c,
+    "SELECT seq::text, at::text, actor, action, details, prev, hash FROM airlock.audit_log l ORDER BY l.seq DESC LIMIT 1 FOR UPDATE",
+  );
   const entry = nextEntry(last.rows[0] === undefined ? undefined : toEntry(last.rows[0]), event, key);
   await query(c, "INSERT INTO airlock.audit_log (seq, at, actor, action, details, prev, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
     entry.seq,
@@ -136,7 +143,11 @@ export async function recordProductionEvent(c: pg.ClientBase, key: MacKey, event
     entry.prev,
     entry.hash,
   ]);
-  await query(c, "INSERT INTO airlock.audit_head (one, seq, hash) VALUES (true, $1, $2) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash", [entry.seq, entry.hash]);
+  await query(
+    c,
+    "INSERT INTO airlock.audit_head (one, seq, hash) VALUES (true, $1, $2) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+    [entry.seq, entry.hash],
+  );
   return entry;
 }
 
@@ -160,7 +171,11 @@ export async function readProductionLog(c: pg.ClientBase): Promise<ProductionLog
   const rows = await query<LogRow>(c, "SELECT seq::text, at::text, actor, action, details, prev, hash FROM airlock.audit_log l ORDER BY l.seq");
   const headTable = await query(c, "SELECT 1 FROM pg_tables WHERE schemaname = 'airlock' AND tablename = 'audit_head'");
   const head = headTable.rowCount === 0 ? { rows: [] } : await query<{ seq: string; hash: string }>(c, "SELECT seq::text, hash FROM airlock.audit_head");
-  return { exists: true, entries: rows.rows.map(toEntry), head: head.rows[0] === undefined ? null : { seq: Number(head.rows[0].seq), hash: head.rows[0].hash } };
+  return {
+    exists: true,
+    entries: rows.rows.map(toEntry),
+    head: head.rows[0] === undefined ? null : { seq: Number(head.rows[0].seq), hash: head.rows[0].hash },
+  };
 }
 
 /** Production's trail for anchor checks. */
@@ -174,7 +189,12 @@ export function verifyProductionLog(log: Pick<ProductionLog, "entries" | "head">
   if (!check.ok) return check;
   const last = log.entries[log.entries.length - 1];
   if ((last?.hash ?? null) !== (log.head?.hash ?? null) || (last?.seq ?? null) !== (log.head?.seq ?? null)) {
-    return { ok: false, entries: log.entries.length, seq: last?.seq ?? 0, problem: "the log does not end where airlock.audit_head says: entries were removed from its end" };
+    return {
+      ok: false,
+      entries: log.entries.length,
+      seq: last?.seq ?? 0,
+      problem: "the log does not end where airlock.audit_head says: entries were removed from its end",
+    };
   }
   return check;
 }

@@ -28,7 +28,15 @@ import { diffTableNames } from "../apply/statements.ts";
 import { type Approval, checkSecretAndMac, refusalFor, requireApproval } from "./approval.ts";
 import { type Attempt, recordFailedAttempt, recordLocalAttempt, recordOutcome } from "./attempts.ts";
 import { type Conflict, lockAndCheck } from "./conflicts.ts";
-import { type ProductionIdentity, approvalUsedBy, claimApproval, ensureProductionSchema, productionIdentity, productionKey, recordProductionEvent } from "./production-schema.ts";
+import {
+  type ProductionIdentity,
+  approvalUsedBy,
+  claimApproval,
+  ensureProductionSchema,
+  productionIdentity,
+  productionKey,
+  recordProductionEvent,
+} from "./production-schema.ts";
 import { checkCodeOwners } from "../apply/run-as.ts";
 import { checkCanPauseTriggers } from "../apply/triggers.ts";
 import { rekeyInserts } from "./rekey.ts";
@@ -78,12 +86,21 @@ export interface SavedData {
 const PROMOTION_LOCK = "airlock/promote";
 
 function conflictError(conflicts: readonly Conflict[], snapshot: string): AirlockError {
-  const list = conflicts.slice(0, 20).map((c) => `  - ${c.table} ${c.key}: ${c.kind === "changed" ? "changed in production since the snapshot" : c.kind === "deleted" ? "deleted in production since the snapshot" : "key already taken in production"}`);
-  return new AirlockError("AIRLOCK_CONFLICT", `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"} with production since snapshot ${snapshot}; the diff was not applied:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`, {
-    hint: "take a new snapshot and rerun the session on it, or resolve the rows in production first",
-    exitCode: EXIT_REFUSED,
-    details: { conflicts },
-  });
+  const list = conflicts
+    .slice(0, 20)
+    .map(
+      (c) =>
+        `  - ${c.table} ${c.key}: ${c.kind === "changed" ? "changed in production since the snapshot" : c.kind === "deleted" ? "deleted in production since the snapshot" : "key already taken in production"}`,
+    );
+  return new AirlockError(
+    "AIRLOCK_CONFLICT",
+    `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"} with production since snapshot ${snapshot}; the diff was not applied:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`,
+    {
+      hint: "take a new snapshot and rerun the session on it, or resolve the rows in production first",
+      exitCode: EXIT_REFUSED,
+      details: { conflicts },
+    },
+  );
 }
 
 async function keyColumnsOf(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
@@ -103,29 +120,51 @@ async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string
     if ((ch.action !== "drop" && ch.action !== "recreate") || (ch.kind !== "table" && ch.kind !== "column")) continue;
     if (ch.target === undefined) continue;
     // A table or column the agent created and dropped again is not in production: nothing to save.
-    const exists = await query(c, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND ($2::text IS NULL OR attname = $2) AND NOT attisdropped LIMIT 1", [qualified(ch.target.schema, ch.target.table), ch.target.column ?? null]);
+    const exists = await query(
+      c,
+      "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND ($2::text IS NULL OR attname = $2) AND NOT attisdropped LIMIT 1",
+      [qualified(ch.target.schema, ch.target.table), ch.target.column ?? null],
+    );
     if (exists.rowCount === 0) continue;
     const t = { schema: ch.target.schema, table: ch.target.table, column: ch.target.column ?? null };
     const savedAs = `${promotionId.replace(/-/g, "_")}_${i}`;
     const keyColumns = await keyColumnsOf(c, t.schema, t.table);
     if (t.column !== null && keyColumns.length === 0) {
       // Without a key, a rollback could not tell which row each saved value belongs to.
-      throw new AirlockError("AIRLOCK_ROLLBACK_IMPOSSIBLE", `this promotion could not be rolled back exactly, so it was not applied:\n  - column ${t.schema}.${t.table}.${t.column} is dropped from a table without a primary key: its values could not be put back row by row`, {
-        hint: "give the table a primary key first, or drop the column by hand (with its own backup)",
-        exitCode: EXIT_REFUSED,
-      });
+      throw new AirlockError(
+        "AIRLOCK_ROLLBACK_IMPOSSIBLE",
+        `this promotion could not be rolled back exactly, so it was not applied:\n  - column ${t.schema}.${t.table}.${t.column} is dropped from a table without a primary key: its values could not be put back row by row`,
+        {
+          hint: "give the table a primary key first, or drop the column by hand (with its own backup)",
+          exitCode: EXIT_REFUSED,
+        },
+      );
     }
     const cols = t.column === null ? "*" : [...keyColumns, t.column].map(quoteIdent).join(", ");
     // Its own rows: a table inheriting from it has its own (saved if it is dropped too).
     const rows = (await ownRowsIn(c, [t]))(t.schema, t.table);
     await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${rows}`);
-    saved.push({ kind: t.column === null ? "table" : "column", schema: t.schema, table: t.table, ...(t.column === null ? {} : { column: t.column }), keyColumns, savedAs });
+    saved.push({
+      kind: t.column === null ? "table" : "column",
+      schema: t.schema,
+      table: t.table,
+      ...(t.column === null ? {} : { column: t.column }),
+      keyColumns,
+      savedAs,
+    });
   }
   return saved;
 }
 
 /** Stores row images (full rows as jsonb) for the given keys. */
-async function saveImages(c: pg.ClientBase, promotionId: string, t: TableChanges, kind: "pre" | "post", op: string, keys: ReadonlyArray<Readonly<Record<string, string | null>>>): Promise<void> {
+async function saveImages(
+  c: pg.ClientBase,
+  promotionId: string,
+  t: TableChanges,
+  kind: "pre" | "post",
+  op: string,
+  keys: ReadonlyArray<Readonly<Record<string, string | null>>>,
+): Promise<void> {
   if (keys.length === 0 || t.key === null) return;
   const keyJson = `jsonb_build_object(${t.key.map((k) => `${quoteLiteral(k)}, ${quoteIdent(k)}::text`).join(", ")})`;
   await query(
@@ -148,7 +187,11 @@ async function confirmApplied(c: pg.ClientBase, diff: Diff): Promise<boolean> {
         params.push(v);
         return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${t.columns.find((x) => x.name === col)?.type ?? "text"}`;
       });
-      const r = await query<{ n: number }>(c, `SELECT count(*)::int AS n FROM ${ownRows(t.schema, t.name, t.partitioned === true)} WHERE ${keyPredicate(t, t.key, [key])}${conds.map((x) => ` AND ${x}`).join("")}`, params);
+      const r = await query<{ n: number }>(
+        c,
+        `SELECT count(*)::int AS n FROM ${ownRows(t.schema, t.name, t.partitioned === true)} WHERE ${keyPredicate(t, t.key, [key])}${conds.map((x) => ` AND ${x}`).join("")}`,
+        params,
+      );
       if (r.rows[0]!.n !== (ch.kind === "delete" ? 0 : 1)) return false;
     }
   }
@@ -165,7 +208,12 @@ interface Prepared {
 }
 
 /** Everything checked before production is reached: the secret, the diff's MAC, the approval's MAC and binding, verification and hazards. */
-function preparePromotion(project: Project, idOrPrefix: string, secretOption: string | undefined, onProgress: (facts: Record<string, unknown>) => void): Prepared {
+function preparePromotion(
+  project: Project,
+  idOrPrefix: string,
+  secretOption: string | undefined,
+  onProgress: (facts: Record<string, unknown>) => void,
+): Prepared {
   const secret = requireSecret(secretOption, "airlock promote");
   const read = readDiff(project, idOrPrefix);
   onProgress({ diff: read.id, session: read.diff.session, snapshot: read.diff.snapshot });
@@ -178,21 +226,33 @@ function preparePromotion(project: Project, idOrPrefix: string, secretOption: st
 }
 
 function approvalUsedError(approval: Approval, promotion: string | undefined): AirlockError {
-  return new AirlockError("AIRLOCK_APPROVAL_USED", `approval ${approval.id} (by ${approval.approvedBy}) was used already${promotion === undefined ? "" : ` by promotion ${promotion}`}: an approval authorises one promotion, and stays used after a rollback`, {
-    hint: `review the diff again and approve it anew: \`airlock approve ${approval.diffId.slice(0, 12)} --by <your name>\``,
-    exitCode: EXIT_REFUSED,
-    details: { approval: approval.id, ...(promotion === undefined ? {} : { usedBy: promotion }) },
-  });
+  return new AirlockError(
+    "AIRLOCK_APPROVAL_USED",
+    `approval ${approval.id} (by ${approval.approvedBy}) was used already${promotion === undefined ? "" : ` by promotion ${promotion}`}: an approval authorises one promotion, and stays used after a rollback`,
+    {
+      hint: `review the diff again and approve it anew: \`airlock approve ${approval.diffId.slice(0, 12)} --by <your name>\``,
+      exitCode: EXIT_REFUSED,
+      details: { approval: approval.id, ...(promotion === undefined ? {} : { usedBy: promotion }) },
+    },
+  );
 }
 
 /** The promotion's steps, in the caller's transaction; returns the production entry it wrote (none for a dry run, which is rolled back). */
-async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepared, options: PromoteOptions, ids: { promotionId: string; by: string }): Promise<{ diff: Diff; remapped: number; entry: AuditEntry | undefined }> {
+async function promoteInTransaction(
+  c: pg.ClientBase,
+  project: Project,
+  p: Prepared,
+  options: PromoteOptions,
+  ids: { promotionId: string; by: string },
+): Promise<{ diff: Diff; remapped: number; entry: AuditEntry | undefined }> {
   const { id, approval, manifest, secret } = p;
   const { promotionId, by } = ids;
   const dryRun = options.dryRun === true;
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [PROMOTION_LOCK]);
   if (locked.rows[0]?.ok !== true) {
-    throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
+    throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", {
+      hint: "wait for it to finish, then run this again",
+    });
   }
   // One approval, one promotion: a used approval is refused first (read only), …
   const usedBy = await approvalUsedBy(c, approval.id);
@@ -215,37 +275,87 @@ async function promoteInTransaction(c: pg.ClientBase, project: Project, p: Prepa
   const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
   if (conflicts.length > 0) throw conflictError(conflicts, diff.snapshot);
   const saved = await saveDroppedData(c, diff, promotionId);
-  await query(c, `INSERT INTO airlock.promotions (id, diff_id, approved_by, promoted_by, state, summary, reverse_schema, saved, tables) VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7, $8)`, [
-    promotionId,
-    id,
-    approval.approvedBy,
-    by,
-    JSON.stringify(diff.summary),
-    JSON.stringify(diff.reverseSchema),
-    JSON.stringify(saved),
-    JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
-  ]);
+  await query(
+    c,
+    `INSERT INTO airlock.promotions (id, diff_id, approved_by, promoted_by, state, summary, reverse_schema, saved, tables) VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7, $8)`,
+    [
+      promotionId,
+      id,
+      approval.approvedBy,
+      by,
+      JSON.stringify(diff.summary),
+      JSON.stringify(diff.reverseSchema),
+      JSON.stringify(saved),
+      JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
+    ],
+  );
   for (const t of diff.tables) {
-    await saveImages(c, promotionId, t, "pre", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyBefore(ch)!));
-    await saveImages(c, promotionId, t, "pre", "delete", t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!));
+    await saveImages(
+      c,
+      promotionId,
+      t,
+      "pre",
+      "update",
+      t.changes.filter((ch) => ch.kind === "update").map((ch) => keyBefore(ch)!),
+    );
+    await saveImages(
+      c,
+      promotionId,
+      t,
+      "pre",
+      "delete",
+      t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!),
+    );
   }
   const applied = await applyDiff(c, diff, options);
   // Planned here, from what production holds now, so recreated objects get back production's own owners and grants;
   // a change that could not be undone exactly is refused before anything commits.
   const catalogAfter = await productionCatalog(c);
   const reverse = planReverse(catalogAfter, catalogBefore);
-  await query(c, "UPDATE airlock.promotions SET reverse_schema = $2, catalog = $3 WHERE id = $1", [promotionId, JSON.stringify(reverse), JSON.stringify({ before: catalogBefore, after: catalogAfter } satisfies PromotionCatalog)]);
+  await query(c, "UPDATE airlock.promotions SET reverse_schema = $2, catalog = $3 WHERE id = $1", [
+    promotionId,
+    JSON.stringify(reverse),
+    JSON.stringify({ before: catalogBefore, after: catalogAfter } satisfies PromotionCatalog),
+  ]);
   await saveSequenceChanges(c, promotionId);
   // Tables without a key: every row written or deleted, whole (src/promote/multiset.ts).
   await saveWholeRowImages(c, promotionId, applied.wholeRows);
   for (const t of diff.tables) {
-    await saveImages(c, promotionId, t, "post", "update", t.changes.filter((ch) => ch.kind === "update").map((ch) => keyAfter(t, ch)!));
-    await saveImages(c, promotionId, t, "post", "insert", t.changes.filter((ch) => ch.kind === "insert").map((ch) => keyAfter(t, ch)!).filter((k) => k !== null));
+    await saveImages(
+      c,
+      promotionId,
+      t,
+      "post",
+      "update",
+      t.changes.filter((ch) => ch.kind === "update").map((ch) => keyAfter(t, ch)!),
+    );
+    await saveImages(
+      c,
+      promotionId,
+      t,
+      "post",
+      "insert",
+      t.changes
+        .filter((ch) => ch.kind === "insert")
+        .map((ch) => keyAfter(t, ch)!)
+        .filter((k) => k !== null),
+    );
   }
   const entry = await recordProductionEvent(c, productionKey(secret), {
     actor: by,
     action: dryRun ? "promote-dry-run" : "promote",
-    details: { promotion: promotionId, diff: id, approval: approval.id, session: diff.session, snapshot: diff.snapshot, approvedBy: approval.approvedBy, accepted: approval.accepted, summary: diff.summary, rekeyed: remapped, stagingHead: stagingHead(project) },
+    details: {
+      promotion: promotionId,
+      diff: id,
+      approval: approval.id,
+      session: diff.session,
+      snapshot: diff.snapshot,
+      approvedBy: approval.approvedBy,
+      accepted: approval.accepted,
+      summary: diff.summary,
+      rekeyed: remapped,
+      stagingHead: stagingHead(project),
+    },
   });
   return { diff, remapped, entry: dryRun ? undefined : entry };
 }
@@ -259,10 +369,17 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
   const attempt = (): Attempt => ({ project, secret, actor: by, kind: "promote", details: { ...facts } });
   let prepared: Prepared;
   let c: pg.Client;
-  const promotionId = `p-${new Date().toISOString().replace(/[-:TZ.]/g, "").slice(0, 14)}-${randomBytes(3).toString("hex")}`;
+  const promotionId = `p-${new Date()
+    .toISOString()
+    .replace(/[-:TZ.]/g, "")
+    .slice(0, 14)}-${randomBytes(3).toString("hex")}`;
   try {
     prepared = preparePromotion(project, idOrPrefix, secret, (f) => Object.assign(facts, f));
-    c = await openClient(options.to, { step: "promote", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
+    c = await openClient(options.to, {
+      step: "promote",
+      statementTimeoutMs: project.config.promote.statementTimeout,
+      lockTimeoutMs: project.config.promote.lockTimeout,
+    });
   } catch (e) {
     recordLocalAttempt(attempt(), e);
     throw e;

@@ -43,18 +43,29 @@ export function productionCatalog(c: pg.ClientBase): Promise<CatalogModel> {
 export function planReverse(after: CatalogModel, before: CatalogModel): ReversePlan {
   const { rebuild, cannot } = columnOrderRebuilds(after, before);
   if (cannot.length > 0) {
-    throw new AirlockError("AIRLOCK_ROLLBACK_IMPOSSIBLE", `this promotion could not be rolled back exactly, so it was not applied:\n${cannot.map((x) => `  - ${x}`).join("\n")}`, {
-      hint: "make this schema change by hand (with its own migration and backup), or have the agent leave that table's columns as they are",
-      exitCode: EXIT_REFUSED,
-      details: { cannot },
-    });
+    throw new AirlockError(
+      "AIRLOCK_ROLLBACK_IMPOSSIBLE",
+      `this promotion could not be rolled back exactly, so it was not applied:\n${cannot.map((x) => `  - ${x}`).join("\n")}`,
+      {
+        hint: "make this schema change by hand (with its own migration and backup), or have the agent leave that table's columns as they are",
+        exitCode: EXIT_REFUSED,
+        details: { cannot },
+      },
+    );
   }
   const statements = planStatements(planSchemaChanges(after, before, { rebuild }));
-  const rebuilt = [...rebuild].map((id) => before.objects[id]).filter((t) => t?.kind === "table").map((t) => ({ schema: t.schema, table: t.name }));
+  const rebuilt = [...rebuild]
+    .map((id) => before.objects[id])
+    .filter((t) => t?.kind === "table")
+    .map((t) => ({ schema: t.schema, table: t.name }));
   return { ...statements, ...(rebuilt.length > 0 ? { rebuilt } : {}) };
 }
 
-const listed = (differences: readonly CatalogDifference[]) => `${differences.slice(0, 20).map((d) => `  - ${d.id}: ${d.difference}`).join("\n")}${differences.length > 20 ? `\n  … and ${differences.length - 20} more` : ""}`;
+const listed = (differences: readonly CatalogDifference[]) =>
+  `${differences
+    .slice(0, 20)
+    .map((d) => `  - ${d.id}: ${d.difference}`)
+    .join("\n")}${differences.length > 20 ? `\n  … and ${differences.length - 20} more` : ""}`;
 
 /** Materialized views refreshed (or emptied) since: an application refreshing its views is not a schema change. */
 const populatedOnly = (d: CatalogDifference, model: CatalogModel) => model.objects[d.id]?.kind === "matview" && d.difference === "populated";
@@ -68,11 +79,15 @@ export async function checkSchemaSincePromotion(c: pg.ClientBase, promoted: Cata
   const refreshed = new Set(differences.filter((d) => populatedOnly(d, promoted)).map((d) => d.id));
   const changed = differences.filter((d) => !refreshed.has(d.id));
   if (changed.length === 0) return refreshed;
-  throw new AirlockError("AIRLOCK_CONFLICT", `production's schema changed since promotion ${promotionId} in ${changed.length} object${changed.length === 1 ? "" : "s"}; nothing was rolled back:\n${listed(changed)}`, {
-    hint: "undo those schema changes first (or leave the promotion in place): a rollback reverses only what the promotion did",
-    exitCode: EXIT_REFUSED,
-    details: { changed },
-  });
+  throw new AirlockError(
+    "AIRLOCK_CONFLICT",
+    `production's schema changed since promotion ${promotionId} in ${changed.length} object${changed.length === 1 ? "" : "s"}; nothing was rolled back:\n${listed(changed)}`,
+    {
+      hint: "undo those schema changes first (or leave the promotion in place): a rollback reverses only what the promotion did",
+      exitCode: EXIT_REFUSED,
+      details: { changed },
+    },
+  );
 }
 
 /** Checks that the rolled-back schema equals the one before the promotion, column order included; refuses otherwise. */
@@ -80,18 +95,29 @@ export async function checkRestoredSchema(c: pg.ClientBase, before: CatalogModel
   const ignore = (o: CatalogObject, property: string) => property === "populated" && refreshed.has(o.id);
   const differences = compareCatalogs(await productionCatalog(c), before, { columnOrder: true, ignore });
   if (differences.length === 0) return;
-  throw new AirlockError("AIRLOCK_ROLLBACK_INEXACT", `rolling back promotion ${promotionId} would not give production its schema back exactly, so nothing was rolled back:\n${listed(differences)}`, {
-    hint: "this is a schema change Airlock cannot reverse exactly yet; please report it with the list above, and reverse it by hand",
-    details: { differences },
-  });
+  throw new AirlockError(
+    "AIRLOCK_ROLLBACK_INEXACT",
+    `rolling back promotion ${promotionId} would not give production its schema back exactly, so nothing was rolled back:\n${listed(differences)}`,
+    {
+      hint: "this is a schema change Airlock cannot reverse exactly yet; please report it with the list above, and reverse it by hand",
+      details: { differences },
+    },
+  );
 }
 
 /** Identity columns' sequence positions of the given tables (a rebuild creates their sequences anew). */
-async function identityPositions(c: pg.ClientBase, tables: ReadonlyArray<{ schema: string; table: string }>): Promise<Array<{ table: string; column: string; last: string; called: boolean }>> {
+async function identityPositions(
+  c: pg.ClientBase,
+  tables: ReadonlyArray<{ schema: string; table: string }>,
+): Promise<Array<{ table: string; column: string; last: string; called: boolean }>> {
   const out: Array<{ table: string; column: string; last: string; called: boolean }> = [];
   for (const t of tables) {
     const name = qualified(t.schema, t.table);
-    const cols = await query<{ a: string; s: string }>(c, "SELECT attname AS a, pg_get_serial_sequence($1, attname) AS s FROM pg_attribute WHERE attrelid = $1::regclass AND attidentity <> '' AND NOT attisdropped", [name]);
+    const cols = await query<{ a: string; s: string }>(
+      c,
+      "SELECT attname AS a, pg_get_serial_sequence($1, attname) AS s FROM pg_attribute WHERE attrelid = $1::regclass AND attidentity <> '' AND NOT attisdropped",
+      [name],
+    );
     for (const col of cols.rows) {
       const v = await query<{ last: string; called: boolean }>(c, `SELECT last_value::text AS last, is_called AS called FROM ${col.s}`);
       out.push({ table: name, column: col.a, last: v.rows[0]!.last, called: v.rows[0]!.called });
@@ -114,16 +140,31 @@ export async function saveRebuiltRows(c: pg.ClientBase, plan: ReversePlan): Prom
     const name = qualified(t.schema, t.table);
     const copy = `airlock_rebuilt_${i}`;
     await query(c, `CREATE TEMPORARY TABLE ${copy} ON COMMIT DROP AS SELECT * FROM ${rowsOf(t.schema, t.table)}`);
-    const cols = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", [name]);
+    const cols = await query<{ a: string }>(
+      c,
+      "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+      [name],
+    );
     saved.push({ name, copy: `pg_temp.${copy}`, columns: cols.rows.map((x) => x.a) });
   }
   return {
     refill: async () => {
       let n = 0;
       for (const s of saved) {
-        const now = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", [s.name]);
-        const cols = now.rows.map((x) => x.a).filter((a) => s.columns.includes(a)).map(quoteIdent).join(", ");
-        const r = await query(c, cols === "" ? `INSERT INTO ${s.name} SELECT FROM ${s.copy}` : `INSERT INTO ${s.name} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${s.copy}`);
+        const now = await query<{ a: string }>(
+          c,
+          "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+          [s.name],
+        );
+        const cols = now.rows
+          .map((x) => x.a)
+          .filter((a) => s.columns.includes(a))
+          .map(quoteIdent)
+          .join(", ");
+        const r = await query(
+          c,
+          cols === "" ? `INSERT INTO ${s.name} SELECT FROM ${s.copy}` : `INSERT INTO ${s.name} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${s.copy}`,
+        );
         n += r.rowCount ?? 0;
       }
       return n;

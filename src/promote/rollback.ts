@@ -47,57 +47,105 @@ function keyMatch(key: Record<string, string | null>, params: unknown[]): string
 }
 
 async function copiedColumns(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
-  const r = await query<{ a: string }>(c, "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum", [qualified(schema, table)]);
+  const r = await query<{ a: string }>(
+    c,
+    "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+    [qualified(schema, table)],
+  );
   return r.rows.map((x) => x.a);
 }
 
 /** The rollback's steps, in the caller's transaction: restores, reverses, records the keyed production entry. */
-async function rollbackInTransaction(c: pg.ClientBase, project: Project, promotionId: string, by: string, secret: string): Promise<{ restored: number; diffId: string; entry: AuditEntry }> {
+async function rollbackInTransaction(
+  c: pg.ClientBase,
+  project: Project,
+  promotionId: string,
+  by: string,
+  secret: string,
+): Promise<{ restored: number; diffId: string; entry: AuditEntry }> {
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
-  if (locked.rows[0]?.ok !== true) throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", { hint: "wait for it to finish, then run this again" });
+  if (locked.rows[0]?.ok !== true)
+    throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", {
+      hint: "wait for it to finish, then run this again",
+    });
   await ensureProductionSchema(c);
   await checkRollbackPrivileges(c, promotionId);
-  const p = await query<{ state: string; reverse_schema: string[] | ReversePlan; saved: SavedData[]; tables: string[]; diff_id: string; catalog: PromotionCatalog | null }>(
-    c,
-    "SELECT state, reverse_schema, saved, tables, diff_id, catalog FROM airlock.promotions WHERE id = $1 FOR UPDATE",
-    [promotionId],
-  );
+  const p = await query<{
+    state: string;
+    reverse_schema: string[] | ReversePlan;
+    saved: SavedData[];
+    tables: string[];
+    diff_id: string;
+    catalog: PromotionCatalog | null;
+  }>(c, "SELECT state, reverse_schema, saved, tables, diff_id, catalog FROM airlock.promotions WHERE id = $1 FOR UPDATE", [promotionId]);
   const promotion = p.rows[0];
   if (promotion === undefined) {
-    throw new AirlockError("AIRLOCK_PROMOTION_NOT_FOUND", `no promotion ${promotionId} in this database`, { hint: "see `airlock audit --to <url>` for the promotions made here" });
+    throw new AirlockError("AIRLOCK_PROMOTION_NOT_FOUND", `no promotion ${promotionId} in this database`, {
+      hint: "see `airlock audit --to <url>` for the promotions made here",
+    });
   }
   if (promotion.state === "rolled_back") {
-    throw new AirlockError("AIRLOCK_ALREADY_ROLLED_BACK", `promotion ${promotionId} was rolled back already`, { hint: "nothing to do", exitCode: EXIT_REFUSED });
+    throw new AirlockError("AIRLOCK_ALREADY_ROLLED_BACK", `promotion ${promotionId} was rolled back already`, {
+      hint: "nothing to do",
+      exitCode: EXIT_REFUSED,
+    });
   }
   // The schema must still be the promoted one: a rollback reverses only what the promotion did (src/promote/reverse.ts).
   const refreshed = promotion.catalog === null ? new Set<string>() : await checkSchemaSincePromotion(c, promotion.catalog.after, promotionId);
   // Rows of tables without a key are images with an empty key, restored as a multiset (src/promote/multiset.ts).
-  const images = (await query<Image>(c, "SELECT table_schema, table_name, kind, op, key, row FROM airlock.row_images WHERE promotion_id = $1 AND key <> $2::jsonb", [promotionId, NO_KEY_IMAGE])).rows;
+  const images = (
+    await query<Image>(c, "SELECT table_schema, table_name, kind, op, key, row FROM airlock.row_images WHERE promotion_id = $1 AND key <> $2::jsonb", [
+      promotionId,
+      NO_KEY_IMAGE,
+    ])
+  ).rows;
   const keyless = await wholeRowTables(c, promotionId);
 
   // Each table's own rows (never those of a table inheriting from it: src/pg/table-names.ts).
-  const rowsOf = await ownRowsIn(c, images.map((i) => ({ schema: i.table_schema, table: i.table_name })));
+  const rowsOf = await ownRowsIn(
+    c,
+    images.map((i) => ({ schema: i.table_schema, table: i.table_name })),
+  );
   // Every row the promotion wrote must still be as it wrote it.
   const changed: string[] = [];
   for (const img of images) {
     const params: unknown[] = [];
     const where = keyMatch(img.key, params);
-    const r = await query<{ row: unknown }>(c, `SELECT to_jsonb(r) AS row FROM ${rowsOf(img.table_schema, img.table_name)} r WHERE ${where} FOR UPDATE`, params);
-    if (img.kind === "post" && (r.rowCount !== 1 || JSON.stringify(r.rows[0]!.row) !== JSON.stringify(img.row))) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)}`);
-    if (img.kind === "pre" && img.op === "delete" && r.rowCount !== 0) changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)} (deleted key re-used)`);
+    const r = await query<{ row: unknown }>(
+      c,
+      `SELECT to_jsonb(r) AS row FROM ${rowsOf(img.table_schema, img.table_name)} r WHERE ${where} FOR UPDATE`,
+      params,
+    );
+    if (img.kind === "post" && (r.rowCount !== 1 || JSON.stringify(r.rows[0]!.row) !== JSON.stringify(img.row)))
+      changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)}`);
+    if (img.kind === "pre" && img.op === "delete" && r.rowCount !== 0)
+      changed.push(`${img.table_schema}.${img.table_name} ${JSON.stringify(img.key)} (deleted key re-used)`);
   }
   changed.push(...(await missingWholeRows(c, promotionId, keyless)));
   if (changed.length > 0) {
-    throw new AirlockError("AIRLOCK_CONFLICT", `${changed.length} row${changed.length === 1 ? "" : "s"} changed in production since promotion ${promotionId}; nothing was rolled back:\n${changed.slice(0, 20).map((x) => `  - ${x}`).join("\n")}`, {
-      hint: "resolve those rows by hand, or leave the promotion in place",
-      exitCode: EXIT_REFUSED,
-      details: { changed },
-    });
+    throw new AirlockError(
+      "AIRLOCK_CONFLICT",
+      `${changed.length} row${changed.length === 1 ? "" : "s"} changed in production since promotion ${promotionId}; nothing was rolled back:\n${changed
+        .slice(0, 20)
+        .map((x) => `  - ${x}`)
+        .join("\n")}`,
+      {
+        hint: "resolve those rows by hand, or leave the promotion in place",
+        exitCode: EXIT_REFUSED,
+        details: { changed },
+      },
+    );
   }
 
   // Restoring saved rows must put back exactly what was there: user triggers and rules (an updated_at
   // stamp, say) are paused for the restore and put back before commit, as a promotion does.
-  const touched = [...new Set([...images.map((i) => qualified(i.table_schema, i.table_name)), ...keyless.map((t) => qualified(t.schema, t.table)), ...promotion.saved.map((x) => qualified(x.schema, x.table))])];
+  const touched = [
+    ...new Set([
+      ...images.map((i) => qualified(i.table_schema, i.table_name)),
+      ...keyless.map((t) => qualified(t.schema, t.table)),
+      ...promotion.saved.map((x) => qualified(x.schema, x.table)),
+    ]),
+  ];
   const paused = await pauseTriggers(c, touched);
   // Rows of a cycle of deferrable foreign keys go and come back in any order (src/apply/deferred.ts).
   await deferChecks(c);
@@ -115,13 +163,22 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
     const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row);
     const params: unknown[] = [JSON.stringify(img.row)];
     const t = qualified(img.table_schema, img.table_name);
-    await query(c, `UPDATE ${rowsOf(img.table_schema, img.table_name)} SET (${cols.map(quoteIdent).join(", ")}) = (SELECT ${cols.map((x) => `p.${quoteIdent(x)}`).join(", ")} FROM jsonb_populate_record(NULL::${t}, $1::jsonb) p) WHERE ${keyMatch(img.key, params)}`, params);
+    await query(
+      c,
+      `UPDATE ${rowsOf(img.table_schema, img.table_name)} SET (${cols.map(quoteIdent).join(", ")}) = (SELECT ${cols.map((x) => `p.${quoteIdent(x)}`).join(", ")} FROM jsonb_populate_record(NULL::${t}, $1::jsonb) p) WHERE ${keyMatch(img.key, params)}`,
+      params,
+    );
     restored++;
   }
   for (const img of images.filter((i) => i.kind === "pre" && i.op === "delete").sort((a, b) => rank(a) - rank(b))) {
-    const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row).map(quoteIdent).join(", ");
+    const cols = (await copiedColumns(c, img.table_schema, img.table_name))
+      .filter((col) => col in img.row)
+      .map(quoteIdent)
+      .join(", ");
     const t = qualified(img.table_schema, img.table_name);
-    await query(c, `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM jsonb_populate_record(NULL::${t}, $1::jsonb)`, [JSON.stringify(img.row)]);
+    await query(c, `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM jsonb_populate_record(NULL::${t}, $1::jsonb)`, [
+      JSON.stringify(img.row),
+    ]);
     restored++;
   }
   restored += await restoreDeletedWholeRows(c, promotionId, keyless);
@@ -161,12 +218,20 @@ async function rollbackInTransaction(c: pg.ClientBase, project: Project, promoti
   // Exact or not at all: the schema must now be the one production had before the promotion.
   if (promotion.catalog !== null) await checkRestoredSchema(c, promotion.catalog.before, refreshed, promotionId);
   await query(c, "UPDATE airlock.promotions SET state = 'rolled_back', rolled_back_at = now() WHERE id = $1", [promotionId]);
-  const entry = await recordProductionEvent(c, productionKey(secret), { actor: by, action: "rollback", details: { promotion: promotionId, diff: promotion.diff_id, restored, stagingHead: stagingHead(project) } });
+  const entry = await recordProductionEvent(c, productionKey(secret), {
+    actor: by,
+    action: "rollback",
+    details: { promotion: promotionId, diff: promotion.diff_id, restored, stagingHead: stagingHead(project) },
+  });
   return { restored, diffId: promotion.diff_id, entry };
 }
 
 /** Rolls a promotion back; every attempt is recorded. */
-export async function rollbackPromotion(project: Project, promotionId: string, options: { to: PgTarget; by?: string; secret?: string }): Promise<{ promotionId: string; restored: number }> {
+export async function rollbackPromotion(
+  project: Project,
+  promotionId: string,
+  options: { to: PgTarget; by?: string; secret?: string },
+): Promise<{ promotionId: string; restored: number }> {
   const by = options.by ?? defaultActor();
   const secret = secretFromEnv(options.secret);
   const attempt: Attempt = { project, secret, actor: by, kind: "rollback", details: { promotion: promotionId } };
@@ -174,7 +239,11 @@ export async function rollbackPromotion(project: Project, promotionId: string, o
   let key: string;
   try {
     key = requireSecret(secret, "airlock rollback");
-    c = await openClient(options.to, { step: "rollback", statementTimeoutMs: project.config.promote.statementTimeout, lockTimeoutMs: project.config.promote.lockTimeout });
+    c = await openClient(options.to, {
+      step: "rollback",
+      statementTimeoutMs: project.config.promote.statementTimeout,
+      lockTimeoutMs: project.config.promote.lockTimeout,
+    });
   } catch (e) {
     recordLocalAttempt(attempt, e);
     throw e;

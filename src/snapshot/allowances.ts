@@ -56,7 +56,10 @@ const CACHE_PER_COLUMN = 10_000;
 /** Applies the allowances during a leak scan and counts what they let through. */
 export class AllowanceCheck {
   private readonly hasher: AllowanceHasher | undefined;
-  private readonly byColumn = new Map<string, { allowance: LeakAllowance; hashes: Set<string>; cache: Map<string, string | null>; matched: Set<string>; fields: number }>();
+  private readonly byColumn = new Map<
+    string,
+    { allowance: LeakAllowance; hashes: Set<string>; cache: Map<string, string | null>; matched: Set<string>; fields: number }
+  >();
 
   constructor(allow: Readonly<Record<string, LeakAllowance>>, secret: string | undefined) {
     this.hasher = secret === undefined ? undefined : new AllowanceHasher(secret);
@@ -91,7 +94,13 @@ export class AllowanceCheck {
   usage(): ManifestAllowance[] {
     return [...this.byColumn.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([column, e]) => ({ column, reason: e.allowance.reason, values: e.allowance.values.length, valuesMatched: e.matched.size, fieldsMatched: e.fields }));
+      .map(([column, e]) => ({
+        column,
+        reason: e.allowance.reason,
+        values: e.allowance.values.length,
+        valuesMatched: e.matched.size,
+        fieldsMatched: e.fields,
+      }));
   }
 }
 
@@ -102,8 +111,13 @@ export function allowanceProblems(allow: Readonly<Record<string, LeakAllowance>>
   const problems: Problem[] = [];
   for (const column of Object.keys(allow)) {
     const rule = rules.get(column);
-    if (rule === undefined) problems.push({ path: `masking.allow.${column}`, message: "no such column in production (or a generated one, which is never copied)" });
-    else if (rule !== "keep") problems.push({ path: `masking.allow.${column}`, message: `the column is masked (${rule}): an allowance lets values of a kept column through the leak scan; remove it` });
+    if (rule === undefined)
+      problems.push({ path: `masking.allow.${column}`, message: "no such column in production (or a generated one, which is never copied)" });
+    else if (rule !== "keep")
+      problems.push({
+        path: `masking.allow.${column}`,
+        message: `the column is masked (${rule}): an allowance lets values of a kept column through the leak scan; remove it`,
+      });
   }
   return problems;
 }

@@ -22,8 +22,17 @@ export interface OpenCapture {
 }
 
 /** Opens the capture's connection and its read-only REPEATABLE READ transaction, exporting its snapshot for pg_dump. */
-export async function openCaptureTransaction(options: { readonly source: PgTarget; readonly statementTimeoutMs: number; readonly lockTimeoutMs: number }): Promise<OpenCapture> {
-  const client = await openClient(options.source, { step: "capture", readOnly: true, statementTimeoutMs: options.statementTimeoutMs, lockTimeoutMs: options.lockTimeoutMs });
+export async function openCaptureTransaction(options: {
+  readonly source: PgTarget;
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+}): Promise<OpenCapture> {
+  const client = await openClient(options.source, {
+    step: "capture",
+    readOnly: true,
+    statementTimeoutMs: options.statementTimeoutMs,
+    lockTimeoutMs: options.lockTimeoutMs,
+  });
   try {
     await query(client, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     const info = await query<{ snapshot: string; version: string; num: string; sysid: string | null }>(
@@ -64,7 +73,12 @@ function runPgDump(binaries: PgBinaries, source: PgTarget, args: readonly string
     execFile(binaries.tool("pg_dump"), [...args], { env: pgDumpEnv(source), maxBuffer: 512 * 1024 * 1024, encoding: "utf8" }, (error, stdout, stderr) => {
       if (error === null) return resolve(stdout);
       const secrets = source.password === undefined ? [] : [source.password];
-      reject(new AirlockError("AIRLOCK_PG_DUMP_FAILED", `pg_dump failed: ${redactText(stderr.trim() || error.message, secrets)}`, { hint: "check that the capture role may read every table's definition", cause: error }));
+      reject(
+        new AirlockError("AIRLOCK_PG_DUMP_FAILED", `pg_dump failed: ${redactText(stderr.trim() || error.message, secrets)}`, {
+          hint: "check that the capture role may read every table's definition",
+          cause: error,
+        }),
+      );
     });
   });
 }

@@ -119,18 +119,30 @@ export async function copyTable(
   // ONLY: a table inheriting from this one is captured as itself (captured tables are plain, partitions as their leaves).
   const sql = `COPY (SELECT ${cols} FROM ${ownRows(plan.table.schema, plan.table.name, false)}) TO STDOUT`;
   const fingerprintGzip = hmacFile === null ? null : createGzip({ level: 1 });
-  const fingerprintDone = hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile), { mode: 0o600 }));
+  const fingerprintDone =
+    hmacFile === null || fingerprintGzip === null ? Promise.resolve() : pipeline(fingerprintGzip, createWriteStream(join(dir, hmacFile), { mode: 0o600 }));
   const transform = new MaskingTransform(plan, masker, rowHmac, leaks, fingerprintGzip, onRows);
   try {
-    await Promise.all([pipeline(client.query(copyTo(sql)), transform, createGzip({ level: 1 }), createWriteStream(join(dir, file), { mode: 0o600 })), fingerprintDone]);
+    await Promise.all([
+      pipeline(client.query(copyTo(sql)), transform, createGzip({ level: 1 }), createWriteStream(join(dir, file), { mode: 0o600 })),
+      fingerprintDone,
+    ]);
   } catch (e) {
     fingerprintGzip?.destroy();
-    throw e instanceof AirlockError ? e : (e as NodeJS.ErrnoException).code?.startsWith("E") === true && (e as NodeJS.ErrnoException).syscall !== undefined ? writeError(dir, e) : toAirlockError(e, { sql });
+    throw e instanceof AirlockError
+      ? e
+      : (e as NodeJS.ErrnoException).code?.startsWith("E") === true && (e as NodeJS.ErrnoException).syscall !== undefined
+        ? writeError(dir, e)
+        : toAirlockError(e, { sql });
   }
   return {
     schema: plan.table.schema,
     name: plan.table.name,
-    columns: plan.columns.map((c, i) => ({ name: c.column, type: c.type, rule: describeRule(plan.rules[i]!).replace(/^custom\(([^)]*)\):.*$/s, "custom($1)") })),
+    columns: plan.columns.map((c, i) => ({
+      name: c.column,
+      type: c.type,
+      rule: describeRule(plan.rules[i]!).replace(/^custom\(([^)]*)\):.*$/s, "custom($1)"),
+    })),
     key: plan.table.key,
     rows: transform.rows,
     file,

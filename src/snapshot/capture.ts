@@ -83,7 +83,9 @@ function listProblems(code: ErrorCode, title: string, problems: readonly Problem
 }
 
 /** Samples production and returns the suspected-PII columns that have no rule (for `--init-rules` and the capture's check). */
-export async function suggestRules(options: Pick<CaptureOptions, "source" | "rules" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">): Promise<PiiSuspicion[]> {
+export async function suggestRules(
+  options: Pick<CaptureOptions, "source" | "rules" | "statementTimeoutMs" | "lockTimeoutMs" | "sampleSize">,
+): Promise<PiiSuspicion[]> {
   const capture = await openCaptureTransaction(options);
   try {
     await checkCapturePrivileges(capture.client, { sequences: false });
@@ -117,7 +119,10 @@ export async function initRules(
     await checkCapturePrivileges(capture.client, { sequences: false });
     const tables = await readTables(capture.client);
     const suspicions = await unruledPii(capture.client, tables, options.rules, options.sampleSize);
-    const proposed = { ...options.rules, ...Object.fromEntries(suspicions.map((s) => [`${s.column.schema}.${s.column.table}.${s.column.column}`, s.suggested])) };
+    const proposed = {
+      ...options.rules,
+      ...Object.fromEntries(suspicions.map((s) => [`${s.column.schema}.${s.column.table}.${s.column.column}`, s.suggested])),
+    };
     const allowances = await proposeAllowances(capture.client, tables, proposed, options.allow ?? {}, options.secret);
     return { suspicions, allowances };
   } finally {
@@ -126,10 +131,21 @@ export async function initRules(
   }
 }
 
-async function unruledPii(client: pg.ClientBase, tables: Awaited<ReturnType<typeof readTables>>, rules: Readonly<Record<string, MaskRule>>, sampleSize: number): Promise<PiiSuspicion[]> {
+async function unruledPii(
+  client: pg.ClientBase,
+  tables: Awaited<ReturnType<typeof readTables>>,
+  rules: Readonly<Record<string, MaskRule>>,
+  sampleSize: number,
+): Promise<PiiSuspicion[]> {
   const { plans } = planMasking(tables, rules);
-  const inherited = new Set(plans.flatMap((p) => p.columns.filter((_, i) => p.rules[i]!.kind !== "keep" || p.ruled[i]).map((c) => `${c.schema}.${c.table}.${c.column}`)));
-  const columns = tables.flatMap((t) => t.columns.filter((c) => !c.generated && !inherited.has(`${t.schema}.${t.name}.${c.name}`)).map((c) => ({ schema: t.schema, table: t.name, column: c.name, type: c.type })));
+  const inherited = new Set(
+    plans.flatMap((p) => p.columns.filter((_, i) => p.rules[i]!.kind !== "keep" || p.ruled[i]).map((c) => `${c.schema}.${c.table}.${c.column}`)),
+  );
+  const columns = tables.flatMap((t) =>
+    t.columns
+      .filter((c) => !c.generated && !inherited.has(`${t.schema}.${t.name}.${c.name}`))
+      .map((c) => ({ schema: t.schema, table: t.name, column: c.name, type: c.type })),
+  );
   return detectPii(client, columns, { sampleSize });
 }
 
@@ -172,9 +188,13 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
   let complete = false;
   try {
     if (capture.serverMajor > binaries.major) {
-      throw new AirlockError("AIRLOCK_PG_DUMP_TOO_OLD", `production runs Postgres ${capture.serverVersion}, but the local pg_dump is ${binaries.version}; pg_dump cannot dump a newer server`, {
-        hint: `install the Postgres ${capture.serverMajor} client tools and point AIRLOCK_PG_BIN at them`,
-      });
+      throw new AirlockError(
+        "AIRLOCK_PG_DUMP_TOO_OLD",
+        `production runs Postgres ${capture.serverVersion}, but the local pg_dump is ${binaries.version}; pg_dump cannot dump a newer server`,
+        {
+          hint: `install the Postgres ${capture.serverMajor} client tools and point AIRLOCK_PG_BIN at them`,
+        },
+      );
     }
     // Before anything is read or written: a role that cannot read every table and sequence is refused.
     await checkCapturePrivileges(client, { sequences: true });
@@ -183,15 +203,32 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     problems.push(...allowanceProblems(options.allow ?? {}, plans));
     problems.push(...(await checkConstants(client, plans)));
     if (problems.length > 0) {
-      throw listProblems("AIRLOCK_RULES_INVALID", `the masking rules do not fit production (${problems.length} problem${problems.length === 1 ? "" : "s"})`, problems, "fix masking.rules in airlock.config.ts; nothing was captured");
+      throw listProblems(
+        "AIRLOCK_RULES_INVALID",
+        `the masking rules do not fit production (${problems.length} problem${problems.length === 1 ? "" : "s"})`,
+        problems,
+        "fix masking.rules in airlock.config.ts; nothing was captured",
+      );
     }
     const pii = await unruledPii(client, tables, options.rules, options.sampleSize);
     if (pii.length > 0) {
-      const list = pii.map((s) => `  - ${s.column.schema}.${s.column.table}.${s.column.column} — ${s.reasons.join("; ")} — suggested: ${describeRule(s.suggested)}`).join("\n");
-      throw new AirlockError("AIRLOCK_PII_UNRULED", `${pii.length} column${pii.length === 1 ? " looks" : "s look"} like personal data but ha${pii.length === 1 ? "s" : "ve"} no masking rule:\n${list}`, {
-        hint: "add a rule for each in masking.rules (\"keep\" marks a column as reviewed); `airlock snapshot --init-rules` prints a starting block",
-        details: { columns: pii.map((s) => ({ column: `${s.column.schema}.${s.column.table}.${s.column.column}`, reasons: s.reasons, suggested: describeRule(s.suggested) })) },
-      });
+      const list = pii
+        .map((s) => `  - ${s.column.schema}.${s.column.table}.${s.column.column} — ${s.reasons.join("; ")} — suggested: ${describeRule(s.suggested)}`)
+        .join("\n");
+      throw new AirlockError(
+        "AIRLOCK_PII_UNRULED",
+        `${pii.length} column${pii.length === 1 ? " looks" : "s look"} like personal data but ha${pii.length === 1 ? "s" : "ve"} no masking rule:\n${list}`,
+        {
+          hint: 'add a rule for each in masking.rules ("keep" marks a column as reviewed); `airlock snapshot --init-rules` prints a starting block',
+          details: {
+            columns: pii.map((s) => ({
+              column: `${s.column.schema}.${s.column.table}.${s.column.column}`,
+              reasons: s.reasons,
+              suggested: describeRule(s.suggested),
+            })),
+          },
+        },
+      );
     }
     const sequences = await readSequences(client);
     // Production's whole catalog, at the same instant as the data: restores are checked against it.
@@ -237,12 +274,27 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
 
     options.onProgress?.({ phase: "leak-scan" });
     const scanStarted = Date.now();
-    const { allowed } = await scanSnapshotForLeaks(tmp, manifestTables, `${schemaSql}\n${JSON.stringify(catalog)}`, leaks, new AllowanceCheck(options.allow ?? {}, secret));
-    const leakScan = { ok: true as const, originalsChecked: leaks.originalsCount, fieldsScanned: leaks.fieldsScanned, elapsedMs: Date.now() - scanStarted, allowed };
+    const { allowed } = await scanSnapshotForLeaks(
+      tmp,
+      manifestTables,
+      `${schemaSql}\n${JSON.stringify(catalog)}`,
+      leaks,
+      new AllowanceCheck(options.allow ?? {}, secret),
+    );
+    const leakScan = {
+      ok: true as const,
+      originalsChecked: leaks.originalsCount,
+      fieldsScanned: leaks.fieldsScanned,
+      elapsedMs: Date.now() - scanStarted,
+      allowed,
+    };
 
     options.onProgress?.({ phase: "checksums" });
     manifestTables.sort((a, b) => `${a.schema}.${a.name}`.localeCompare(`${b.schema}.${b.name}`));
-    const files: Record<string, string> = { [SCHEMA_FILE]: await sha256File(join(tmp, SCHEMA_FILE)), [CATALOG_FILE]: await sha256File(join(tmp, CATALOG_FILE)) };
+    const files: Record<string, string> = {
+      [SCHEMA_FILE]: await sha256File(join(tmp, SCHEMA_FILE)),
+      [CATALOG_FILE]: await sha256File(join(tmp, CATALOG_FILE)),
+    };
     for (const t of manifestTables) {
       files[t.file] = await sha256File(join(tmp, t.file));
       if (t.hmacFile !== null) files[t.hmacFile] = await sha256File(join(tmp, t.hmacFile));

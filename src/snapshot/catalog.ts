@@ -123,7 +123,9 @@ export async function readTables(client: pg.ClientBase): Promise<CatalogTable[]>
         })),
       key: chosen?.columns ?? null,
       keyKind: chosen === undefined ? null : chosen.kind === "p" ? "primary" : "unique",
-      foreignKeys: fks.rows.filter((f) => f.oid === t.oid).map((f) => ({ columns: f.columns, refSchema: f.ref_schema, refTable: f.ref_table, refColumns: f.ref_columns })),
+      foreignKeys: fks.rows
+        .filter((f) => f.oid === t.oid)
+        .map((f) => ({ columns: f.columns, refSchema: f.ref_schema, refTable: f.ref_table, refColumns: f.ref_columns })),
     };
   });
 }

@@ -206,7 +206,11 @@ export async function proposeAllowances(
       }
       proposed[column] = rule;
       const c = at.p.columns[at.i]!;
-      masked.push({ column: { schema: c.schema, table: c.table, column: c.column, type: c.type }, reasons: [`the leak scan finds ${summary}: a copy of personal data`], suggested: rule });
+      masked.push({
+        column: { schema: c.schema, table: c.table, column: c.column, type: c.type },
+        reasons: [`the leak scan finds ${summary}: a copy of personal data`],
+        suggested: rule,
+      });
       added = true;
     }
     if (!added) break;
@@ -217,14 +221,21 @@ export async function proposeAllowances(
   for (const [column, f] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (!f.allowable) continue;
     if (hasher === undefined) {
-      throw new AirlockError("AIRLOCK_SECRET_WEAK", `${column} holds ${f.words.size} common word${f.words.size === 1 ? "" : "s"} equal to original values of ${[...f.equals].sort().join(", ") || "masked columns"}; allowing them needs AIRLOCK_SECRET (at least 16 characters), which keys their hashes`, {
-        hint: "set AIRLOCK_SECRET in .env (the one captures will use) and run `airlock snapshot --init-rules` again",
-      });
+      throw new AirlockError(
+        "AIRLOCK_SECRET_WEAK",
+        `${column} holds ${f.words.size} common word${f.words.size === 1 ? "" : "s"} equal to original values of ${[...f.equals].sort().join(", ") || "masked columns"}; allowing them needs AIRLOCK_SECRET (at least 16 characters), which keys their hashes`,
+        {
+          hint: "set AIRLOCK_SECRET in .env (the one captures will use) and run `airlock snapshot --init-rules` again",
+        },
+      );
     }
     const hashes = new Set(allow[column]?.values ?? []);
     for (const w of f.words) hashes.add(hasher.hash(w));
     const equals = [...f.equals].sort();
-    out[column] = { reason: allow[column]?.reason ?? `common words that equal values of ${equals.join(", ") || "masked columns"} by chance, not personal data`, values: [...hashes].sort() };
+    out[column] = {
+      reason: allow[column]?.reason ?? `common words that equal values of ${equals.join(", ") || "masked columns"} by chance, not personal data`,
+      values: [...hashes].sort(),
+    };
     coincidences.push({ ...coincidence(column, f), alternative: alternativeRule(equals, proposed, byName.get(column)) });
   }
   return { masked, unresolved, coincidences, allow: out };
@@ -262,7 +273,9 @@ export function allowBlock(proposal: ProposedAllowances): string {
     "// comment) and delete its entry. Values are keyed hashes (HMAC keyed by AIRLOCK_SECRET), never the values.",
   ];
   for (const u of proposal.unresolved) {
-    lines.push(`// ${u.column}: ${u.fields} field${u.fields === 1 ? "" : "s"} hold original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no generated rule fits its type: mask it with a custom rule, or remove the copies from production`);
+    lines.push(
+      `// ${u.column}: ${u.fields} field${u.fields === 1 ? "" : "s"} hold original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no generated rule fits its type: mask it with a custom rule, or remove the copies from production`,
+    );
   }
   lines.push("allow: {");
   for (const c of proposal.coincidences) {
@@ -270,12 +283,20 @@ export function allowBlock(proposal: ProposedAllowances): string {
     if (entry === undefined) continue;
     const expressible = c.column.split(".").every((part) => IDENT.test(part));
     const prefix = expressible ? "  " : "  // ";
-    lines.push(`  // ${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} in ${c.fields} row${c.fields === 1 ? "" : "s"} equal values of ${c.equals.join(", ") || "masked columns"}; or mask it: ${JSON.stringify(c.column)}: ${ruleSource(c.alternative)},`);
+    lines.push(
+      `  // ${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} in ${c.fields} row${c.fields === 1 ? "" : "s"} equal values of ${c.equals.join(", ") || "masked columns"}; or mask it: ${JSON.stringify(c.column)}: ${ruleSource(c.alternative)},`,
+    );
     if (!expressible) lines.push("  // (cannot be a key: the name needs quoting)");
     lines.push(`${prefix}${JSON.stringify(c.column)}: {`);
     lines.push(`${prefix}  reason: ${JSON.stringify(entry.reason)},`);
     lines.push(`${prefix}  values: [`);
-    for (let i = 0; i < entry.values.length; i += 6) lines.push(`${prefix}    ${entry.values.slice(i, i + 6).map((v) => JSON.stringify(v)).join(", ")},`);
+    for (let i = 0; i < entry.values.length; i += 6)
+      lines.push(
+        `${prefix}    ${entry.values
+          .slice(i, i + 6)
+          .map((v) => JSON.stringify(v))
+          .join(", ")},`,
+      );
     lines.push(`${prefix}  ],`);
     lines.push(`${prefix}},`);
   }

@@ -19,13 +19,32 @@
  * date) may be allowed, value by value and with a reason (masking.allow);
  * every other match cannot.
  */
-import { FingerprintSet, MAX_DIGITS, MIN_DIGITS, digitFingerprint, extensionFingerprint, finish, fpA, fpB, hn, ibanFingerprint, mix, scanText, seenAt, seenDigits, seenNumberRun, seenNumeric, start } from "./fingerprint.ts";
+import {
+  FingerprintSet,
+  MAX_DIGITS,
+  MIN_DIGITS,
+  digitFingerprint,
+  extensionFingerprint,
+  finish,
+  fpA,
+  fpB,
+  hn,
+  ibanFingerprint,
+  mix,
+  scanText,
+  seenAt,
+  seenDigits,
+  seenNumberRun,
+  seenNumeric,
+  start,
+} from "./fingerprint.ts";
 
 /** Originals shorter than this cannot be told apart from ordinary words and numbers. */
 export const MIN_LEAK_LENGTH = 6;
 
 /** Column types whose text cannot spell an original (numbers, dates, booleans): never scanned. */
-export const UNSCANNED_TYPES = /^(smallint|integer|bigint|numeric(\(.*\))?|real|double precision|boolean|date|time(stamp)?( ?\(\d\))?( with(out)? time zone)?|interval.*|uuid|money|oid)$/;
+export const UNSCANNED_TYPES =
+  /^(smallint|integer|bigint|numeric(\(.*\))?|real|double precision|boolean|date|time(stamp)?( ?\(\d\))?( with(out)? time zone)?|interval.*|uuid|money|oid)$/;
 
 // ---------------------------------------------------------------------------
 // Shapes.

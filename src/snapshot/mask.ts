@@ -68,16 +68,19 @@ export function ruleFitProblem(rule: MaskRule, column: MaskColumn): string | und
       return column.nullable ? undefined : `the column is NOT NULL, so the rule "null" cannot fit it`;
     case "constant":
       if (rule.value === null && !column.nullable) return "the column is NOT NULL, so a null constant cannot fit it";
-      if (rule.value !== null && column.maxLength !== undefined && rule.value.length > column.maxLength) return `the constant is ${rule.value.length} characters, the column holds ${column.maxLength}`;
+      if (rule.value !== null && column.maxLength !== undefined && rule.value.length > column.maxLength)
+        return `the constant is ${rule.value.length} characters, the column holds ${column.maxLength}`;
       return undefined;
     case "hash":
       if (!text) return `hash produces text, but the column is ${column.type}`;
       if (column.maxLength !== undefined && column.maxLength < 8) return `hash needs at least 8 characters, the column holds ${column.maxLength}`;
       return undefined;
     case "faker": {
-      if (rule.generator === "uuid" ? !(text || column.baseType === "uuid") : !text) return `faker ${rule.generator} produces text, but the column is ${column.type}`;
+      if (rule.generator === "uuid" ? !(text || column.baseType === "uuid") : !text)
+        return `faker ${rule.generator} produces text, but the column is ${column.type}`;
       const min = MIN_LENGTH[rule.generator];
-      if (column.maxLength !== undefined && column.maxLength < min) return `faker ${rule.generator} needs at least ${min} characters, the column holds ${column.maxLength}`;
+      if (column.maxLength !== undefined && column.maxLength < min)
+        return `faker ${rule.generator} needs at least ${min} characters, the column holds ${column.maxLength}`;
       return undefined;
     }
     case "dateShift":
@@ -116,7 +119,10 @@ function sfc32(): { next(): number; seed(seed: number | number[]): void } {
 }
 
 function asciiSlug(s: string): string {
-  return s.normalize("NFKD").replace(/[^A-Za-z0-9]/g, "").toLowerCase();
+  return s
+    .normalize("NFKD")
+    .replace(/[^A-Za-z0-9]/g, "")
+    .toLowerCase();
 }
 
 function fit(value: string, maxLength: number | undefined): string {
@@ -208,13 +214,21 @@ export class Masker {
       case "custom": {
         const out = rule.fn(value, { seed: new Uint8Array(seed), column: columnKey(column) });
         if (out !== null && typeof out !== "string") {
-          throw new AirlockError("AIRLOCK_MASK_BAD_OUTPUT", `the custom rule for ${columnKey(column)} returned a ${typeof out}, not a string or null`, { hint: "return the masked value as Postgres text" });
+          throw new AirlockError("AIRLOCK_MASK_BAD_OUTPUT", `the custom rule for ${columnKey(column)} returned a ${typeof out}, not a string or null`, {
+            hint: "return the masked value as Postgres text",
+          });
         }
         if (out !== null && column.maxLength !== undefined && out.length > column.maxLength) {
-          throw new AirlockError("AIRLOCK_MASK_DOES_NOT_FIT", `the custom rule for ${columnKey(column)} returned ${out.length} characters; the column holds ${column.maxLength}`, { hint: "shorten the custom rule's output" });
+          throw new AirlockError(
+            "AIRLOCK_MASK_DOES_NOT_FIT",
+            `the custom rule for ${columnKey(column)} returned ${out.length} characters; the column holds ${column.maxLength}`,
+            { hint: "shorten the custom rule's output" },
+          );
         }
         if (out === null && !column.nullable) {
-          throw new AirlockError("AIRLOCK_MASK_DOES_NOT_FIT", `the custom rule for ${columnKey(column)} returned null for a NOT NULL column`, { hint: "return a value" });
+          throw new AirlockError("AIRLOCK_MASK_DOES_NOT_FIT", `the custom rule for ${columnKey(column)} returned null for a NOT NULL column`, {
+            hint: "return a value",
+          });
         }
         return out;
       }

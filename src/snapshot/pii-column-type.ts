@@ -49,7 +49,9 @@ export function byType(cls: TypeClass, fits: Partial<Record<TypeClass, MaskRule>
 
 /** The rules the classifiers suggest. */
 export const EMAIL: MaskRule = { kind: "faker", generator: "email", domain: "email" };
-export const faker = (generator: "phone" | "fullName" | "firstName" | "lastName" | "streetAddress" | "city" | "postcode" | "iban" | "cardNumber" | "ipv4" | "username" | "text"): MaskRule => ({ kind: "faker", generator });
+export const faker = (
+  generator: "phone" | "fullName" | "firstName" | "lastName" | "streetAddress" | "city" | "postcode" | "iban" | "cardNumber" | "ipv4" | "username" | "text",
+): MaskRule => ({ kind: "faker", generator });
 export const HASH: MaskRule = { kind: "hash" };
 export const NULL: MaskRule = { kind: "null" };
 /** An RFC 5737 documentation address: fits inet and cidr, NOT NULL and all. */

@@ -49,6 +49,7 @@ const anyEnding = (ws: readonly string[], phrases: readonly string[]) => phrases
  * Last words that make a column about a PII field rather than the field
  * itself: `email_status`, `phone_verified`, `address_id`, `ip_country`.
  */
+// prettier-ignore
 const ABOUT = new Set([
   "type", "kind", "status", "state", "verified", "confirmed", "validated", "count", "id", "ids", "uuid", "at", "on", "date",
   "enabled", "disabled", "flag", "format", "template", "version", "length", "len", "provider", "source", "sent", "bounced",
@@ -73,6 +74,7 @@ function tableNoun(table: string): string {
 }
 
 /** Tables whose rows are people, where a plain `name` is a person's name. */
+// prettier-ignore
 const PEOPLE_TABLES = new Set([
   "user", "customer", "guest", "person", "employee", "staff", "contact", "member", "patient", "student", "teacher",
   "author", "passenger", "traveler", "traveller", "applicant", "candidate", "volunteer", "donor", "subscriber",
@@ -84,6 +86,7 @@ const PEOPLE_TABLES = new Set([
 ]);
 
 /** `<role>_name` columns that name a person in any table: `contact_name`, `card_holder_name`. */
+// prettier-ignore
 const PERSON_ROLES = new Set([
   "contact", "customer", "patient", "guest", "employee", "member", "recipient", "sender", "holder", "cardholder",
   "beneficiary", "parent", "guardian", "spouse", "owner", "person", "passenger", "student", "teacher", "billing",
@@ -92,6 +95,7 @@ const PERSON_ROLES = new Set([
 ]);
 
 /** Words that make an "address" something other than where a person lives. */
+// prettier-ignore
 const NOT_POSTAL = new Set([
   "email", "mail", "e", "ip", "ipv", "mac", "wallet", "contract", "web", "url", "uri", "server", "host", "remote",
   "bitcoin", "btc", "eth", "ethereum", "crypto", "memory", "base", "network", "net", "link", "broadcast", "gateway",
@@ -99,13 +103,30 @@ const NOT_POSTAL = new Set([
   "token",
 ]);
 
-const SECRET_WORDS = new Set(["password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "tokens", "apikey", "otp", "totp", "pin", "credential", "credentials", "salt"]);
+const SECRET_WORDS = new Set([
+  "password",
+  "passwd",
+  "pwd",
+  "passphrase",
+  "secret",
+  "secrets",
+  "token",
+  "tokens",
+  "apikey",
+  "otp",
+  "totp",
+  "pin",
+  "credential",
+  "credentials",
+  "salt",
+]);
 const SECRET_PHRASES = ["api_key", "access_key", "secret_key", "private_key", "signing_key", "encryption_key", "recovery_code", "backup_code", "session_key"];
 /** Numbers named like these are one-time codes and PINs; `max_tokens` and `tokens_used` are counts. */
 const NUMERIC_SECRETS = new Set(["pin", "otp", "totp"]);
 const SECRET_ABOUT = new Set([...ABOUT].filter((w) => w !== "code" && w !== "hash"));
 
 const NATIONAL_WORDS = new Set(["ssn", "nino", "passport", "aadhaar", "aadhar", "pesel", "bsn", "cpf", "dni", "nie", "nif", "curp", "mrn", "tin"]);
+// prettier-ignore
 const NATIONAL_PHRASES = [
   "social_security", "social_insurance", "national_id", "national_identity", "national_insurance", "national_number", "tax_id", "taxpayer_id",
   "tax_number", "tax_identification", "drivers_license", "driver_license", "drivers_licence", "driver_licence",
@@ -114,9 +135,47 @@ const NATIONAL_PHRASES = [
   "nhs_number", "insurance_number", "health_insurance_id",
 ];
 
-const CARD_PHRASES = ["card_number", "card_no", "card_num", "card_nr", "cardnumber", "cc_number", "cc_no", "cc_num", "ccnum", "credit_card", "debit_card", "primary_account_number"];
+const CARD_PHRASES = [
+  "card_number",
+  "card_no",
+  "card_num",
+  "card_nr",
+  "cardnumber",
+  "cc_number",
+  "cc_no",
+  "cc_num",
+  "ccnum",
+  "credit_card",
+  "debit_card",
+  "primary_account_number",
+];
 /** Card fields that are not the number: PCI DSS lets first six and last four be shown, and brand/expiry identify no one. */
-const CARD_NOT_NUMBER = new Set(["last", "first", "bin", "brand", "type", "kind", "exp", "expiry", "expires", "expiration", "month", "year", "country", "issuer", "network", "funding", "holder", "cardholder", "name", "count", "id", "status", "provider", "token"]);
+const CARD_NOT_NUMBER = new Set([
+  "last",
+  "first",
+  "bin",
+  "brand",
+  "type",
+  "kind",
+  "exp",
+  "expiry",
+  "expires",
+  "expiration",
+  "month",
+  "year",
+  "country",
+  "issuer",
+  "network",
+  "funding",
+  "holder",
+  "cardholder",
+  "name",
+  "count",
+  "id",
+  "status",
+  "provider",
+  "token",
+]);
 
 /** A text version of a digest-suffixed name (`email_hash`) is still linkable: hash it. */
 function plainOrDigest(ws: readonly string[], cls: TypeClass, what: string, plain: MaskRule): Finding | undefined {
@@ -150,7 +209,21 @@ export function classifyByName(table: string, column: string, type: string): { r
   }
 
   if ((has("iban") || has("bban")) && !about) return found("name looks like an IBAN column", byType(cls, { text: faker("iban"), number: NULL }));
-  if (anyPhrase(ws, ["account_number", "account_no", "account_num", "account_nr", "acct_number", "acct_no", "acct_num", "acc_number", "acc_no", "bank_account"]) && !about) {
+  if (
+    anyPhrase(ws, [
+      "account_number",
+      "account_no",
+      "account_num",
+      "account_nr",
+      "acct_number",
+      "acct_no",
+      "acct_num",
+      "acc_number",
+      "acc_no",
+      "bank_account",
+    ]) &&
+    !about
+  ) {
     if (cls === "number") return { reason: `name looks like a bank account number column${numberNote}`, suggested: NULL };
     return found("name looks like a bank account number column", byType(cls, { text: HASH }));
   }
@@ -165,7 +238,8 @@ export function classifyByName(table: string, column: string, type: string): { r
     if (cls === "date") return { reason: "name looks like a date of birth column", suggested: { kind: "dateShift", maxDays: 30 } };
     return found("name looks like a date of birth column (stored as text, so hash: dateShift needs a date)", byType(cls, { text: HASH }));
   }
-  if (anyEnding(ws, ["birth_place", "birthplace", "place_of_birth", "birth_city", "city_of_birth"])) return found("name looks like a place of birth column", byType(cls, { text: faker("city") }));
+  if (anyEnding(ws, ["birth_place", "birthplace", "place_of_birth", "birth_city", "city_of_birth"]))
+    return found("name looks like a place of birth column", byType(cls, { text: faker("city") }));
 
   if ((ws.some((w) => w.includes("email")) || hasPhrase(ws, "e_mail") || has("mail")) && (!about || DIGEST.has(last))) {
     return plainOrDigest(ws, cls, "email", EMAIL);
@@ -177,13 +251,16 @@ export function classifyByName(table: string, column: string, type: string): { r
 
   const phoneWord = ["mobile", "cell", "tel", "fax"].find((w) => has(w));
   const phoneLike =
-    ws.some((w) => w.startsWith("phone") || w === "telephone" || w === "cellphone") || has("msisdn") || (phoneWord !== undefined && (last === phoneWord || ["number", "no", "num", "nr"].includes(last)));
+    ws.some((w) => w.startsWith("phone") || w === "telephone" || w === "cellphone") ||
+    has("msisdn") ||
+    (phoneWord !== undefined && (last === phoneWord || ["number", "no", "num", "nr"].includes(last)));
   if (phoneLike && (!about || DIGEST.has(last))) {
     if (cls === "number") return { reason: `name looks like a phone number column${numberNote}`, suggested: NULL };
     return plainOrDigest(ws, cls, "phone number", faker("phone"));
   }
 
-  if (anyEnding(ws, ["username", "user_name", "login", "login_name", "screen_name", "screenname", "nickname"])) return found("name looks like a username column", byType(cls, { text: faker("username") }));
+  if (anyEnding(ws, ["username", "user_name", "login", "login_name", "screen_name", "screenname", "nickname"]))
+    return found("name looks like a username column", byType(cls, { text: faker("username") }));
 
   if (anyEnding(ws, ["first_name", "firstname", "given_name", "givenname", "forename", "fore_name", "fname", "middle_name", "middlename", "preferred_name"])) {
     return found("name looks like a first name column", byType(cls, { text: faker("firstName") }));
@@ -203,13 +280,23 @@ export function classifyByName(table: string, column: string, type: string): { r
     return found(`name looks like a person's name in a table of ${tableNoun(table)} rows`, byType(cls, { text: faker("fullName") }));
   }
 
-  if ((has("zip") || has("zipcode") || has("postcode") || has("plz") || hasPhrase(ws, "postal_code") || hasPhrase(ws, "post_code")) && (!about || last === "code" || last === "postcode" || last === "zip")) {
+  if (
+    (has("zip") || has("zipcode") || has("postcode") || has("plz") || hasPhrase(ws, "postal_code") || hasPhrase(ws, "post_code")) &&
+    (!about || last === "code" || last === "postcode" || last === "zip")
+  ) {
     return found("name looks like a postcode column", byType(cls, { text: faker("postcode") }));
   }
   if ((has("city") || has("town")) && (last === "city" || last === "town" || last === "name")) {
-    return found('name looks like a city column (borderline: a city alone rarely identifies anyone; "keep" it if it is not about a person)', byType(cls, { text: faker("city") }));
+    return found(
+      'name looks like a city column (borderline: a city alone rarely identifies anyone; "keep" it if it is not about a person)',
+      byType(cls, { text: faker("city") }),
+    );
   }
-  if ((has("address") || has("addr") || has("street") || has("streetaddress")) && !ws.some((w) => NOT_POSTAL.has(w)) && (!about || (last === "name" && has("street")))) {
+  if (
+    (has("address") || has("addr") || has("street") || has("streetaddress")) &&
+    !ws.some((w) => NOT_POSTAL.has(w)) &&
+    (!about || (last === "name" && has("street")))
+  ) {
     return found("name looks like a street address column", byType(cls, { text: faker("streetAddress") }));
   }
   return undefined;

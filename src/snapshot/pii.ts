@@ -67,7 +67,10 @@ export async function detectPii(client: pg.ClientBase, columns: readonly PiiColu
       // The table's own rows (captured tables are plain, partitions as their leaves): a child's are sampled as its own.
       const sql = `SELECT left(${col}::text, ${SAMPLE_CHARS}) AS v FROM ${ownRows(column.schema, column.table, false)} WHERE ${col} IS NOT NULL LIMIT $1`;
       const result = await query<{ v: string }>(client, sql, [sampleSize]);
-      byValues = classifyByValues(result.rows.map((r) => r.v), column.type);
+      byValues = classifyByValues(
+        result.rows.map((r) => r.v),
+        column.type,
+      );
     }
     const suggested = combine(byName, byValues);
     if (suggested === undefined) continue;

@@ -35,7 +35,10 @@ export function planMasking(tables: readonly CatalogTable[], rules: Readonly<Rec
     if (byKey.has(key)) continue;
     const [schema, table] = key.split(".");
     const tableExists = tables.some((t) => t.schema === schema && t.name === table);
-    problems.push({ path: `masking.rules.${key}`, message: tableExists ? `table ${schema}.${table} has no column ${key.split(".")[2]}` : `no table ${schema}.${table} in production` });
+    problems.push({
+      path: `masking.rules.${key}`,
+      message: tableExists ? `table ${schema}.${table} has no column ${key.split(".")[2]}` : `no table ${schema}.${table} in production`,
+    });
   }
 
   // A column pointing at a masked column gets the same rule in the same domain.
@@ -51,7 +54,7 @@ export function planMasking(tables: readonly CatalogTable[], rules: Readonly<Rec
           if (effective.has(own) || refRule === undefined || refRule.kind === "keep") return;
           // The referenced column's own default domain is its key, so both sides mask alike.
           const domain = "domain" in refRule && refRule.domain !== undefined ? refRule.domain : ref;
-          effective.set(own, refRule.kind === "null" || refRule.kind === "constant" ? refRule : { ...refRule, domain } as MaskRule);
+          effective.set(own, refRule.kind === "null" || refRule.kind === "constant" ? refRule : ({ ...refRule, domain } as MaskRule));
           changed = true;
         });
       }
@@ -76,7 +79,8 @@ export function planMasking(tables: readonly CatalogTable[], rules: Readonly<Rec
     });
     for (const c of t.columns.filter((c) => c.generated)) {
       const k = `${t.schema}.${t.name}.${c.name}`;
-      if (rules[k] !== undefined && rules[k]!.kind !== "keep") problems.push({ path: `masking.rules.${k}`, message: "a generated column is computed by the server from other columns; mask those instead" });
+      if (rules[k] !== undefined && rules[k]!.kind !== "keep")
+        problems.push({ path: `masking.rules.${k}`, message: "a generated column is computed by the server from other columns; mask those instead" });
     }
     return {
       table: t,

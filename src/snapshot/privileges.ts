@@ -80,12 +80,19 @@ export async function checkCapturePrivileges(client: pg.ClientBase, options: { s
   const gaps = await captureGaps(client, options);
   if (gaps.length === 0) return;
   const user = (await query<{ u: string }>(client, "SELECT current_user AS u")).rows[0]!.u;
-  const list = gaps.map((g) => `  - ${g.privilege === "BYPASSRLS" ? `table ${g.object} has row-level security: reading it whole needs BYPASSRLS (or owning it)` : `${g.privilege} on ${g.kind} ${g.object}`}`);
+  const list = gaps.map(
+    (g) =>
+      `  - ${g.privilege === "BYPASSRLS" ? `table ${g.object} has row-level security: reading it whole needs BYPASSRLS (or owning it)` : `${g.privilege} on ${g.kind} ${g.object}`}`,
+  );
   const sequences = gaps.filter((g) => g.kind === "sequence").length;
   const why = sequences > 0 ? " (without its sequences' values, staging's sequences would restart at 1 and the agent's first insert would fail)" : "";
   const grants = captureGrants(gaps, user);
-  throw new AirlockError("AIRLOCK_CAPTURE_PRIVILEGES", `role ${user} cannot read everything a snapshot needs${why}; nothing was captured:\n${list.join("\n")}`, {
-    hint: `as an administrator: ${grants.join(" ")}${gaps.some((g) => g.privilege !== "BYPASSRLS") ? ` (GRANT pg_read_all_data TO ${quoteIdent(user)}; gives USAGE and SELECT on everything at once)` : ""}; see README "Roles and privileges"`,
-    details: { role: user, missing: gaps, grants },
-  });
+  throw new AirlockError(
+    "AIRLOCK_CAPTURE_PRIVILEGES",
+    `role ${user} cannot read everything a snapshot needs${why}; nothing was captured:\n${list.join("\n")}`,
+    {
+      hint: `as an administrator: ${grants.join(" ")}${gaps.some((g) => g.privilege !== "BYPASSRLS") ? ` (GRANT pg_read_all_data TO ${quoteIdent(user)}; gives USAGE and SELECT on everything at once)` : ""}; see README "Roles and privileges"`,
+      details: { role: user, missing: gaps, grants },
+    },
+  );
 }

@@ -17,7 +17,10 @@ export type CopySource = "stdin" | { readonly program: string };
  * loads each empty line as one row (an empty list in parentheses is a syntax error). FREEZE: the restore
  * created the table in the same transaction.
  */
-export function copyInSql(t: { readonly schema: string; readonly name: string; readonly columns: ReadonlyArray<{ readonly name: string }> }, source: CopySource): string {
+export function copyInSql(
+  t: { readonly schema: string; readonly name: string; readonly columns: ReadonlyArray<{ readonly name: string }> },
+  source: CopySource,
+): string {
   const table = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
   const cols = t.columns.length === 0 ? "" : ` (${t.columns.map((c) => quoteIdent(c.name)).join(", ")})`;
   const from = source === "stdin" ? "STDIN" : `PROGRAM ${quoteLiteral(source.program)}`;

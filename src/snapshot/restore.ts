@@ -36,7 +36,12 @@ function corrupt(id: string, file: string): AirlockError {
 }
 
 /** Restores the snapshot in `dir` (described by `manifest`) into the empty database `target`. */
-export async function restoreSnapshot(options: { target: PgTarget; dir: string; manifest: SnapshotManifest; onProgress?: (p: RestoreProgress) => void }): Promise<{ rows: number; elapsedMs: number }> {
+export async function restoreSnapshot(options: {
+  target: PgTarget;
+  dir: string;
+  manifest: SnapshotManifest;
+  onProgress?: (p: RestoreProgress) => void;
+}): Promise<{ rows: number; elapsedMs: number }> {
   const { manifest, dir } = options;
   const started = Date.now();
   const schemaText = readFileSync(join(dir, SCHEMA_FILE));

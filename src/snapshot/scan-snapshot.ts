@@ -60,16 +60,23 @@ export function scannedColumns(columns: ReadonlyArray<{ readonly type: string }>
 
 /** The capture's failure: every column with originals in it, counts and kinds only. */
 export function leakError(findings: readonly LeakFinding[]): AirlockError {
-  const lines = findings.map((f) => `  - ${f.column}: ${f.fields.toLocaleString("en-US")} field${f.fields === 1 ? "" : "s"} equal to or holding original ${f.kinds.map((k) => KIND_TEXT[k]).join(", ")} of masked columns`);
+  const lines = findings.map(
+    (f) =>
+      `  - ${f.column}: ${f.fields.toLocaleString("en-US")} field${f.fields === 1 ? "" : "s"} equal to or holding original ${f.kinds.map((k) => KIND_TEXT[k]).join(", ")} of masked columns`,
+  );
   const first = findings[0]?.column ?? "the snapshot";
   const allowable = findings.every((f) => f.kinds.every(allowableKind));
   const where = findings.length === 1 ? first : `${findings.length} columns`;
-  return new AirlockError("AIRLOCK_LEAK_DETECTED", `the leak scan found an original value of a masked column in ${where}; the snapshot was deleted:\n${lines.join("\n")}`, {
-    hint: allowable
-      ? `if these are common words equal by chance (a region named like a city), run \`airlock snapshot --init-rules\`: it lists each with the choice to mask the column or allow its values with a reason (masking.allow); otherwise mask ${first} as well`
-      : `mask ${first} as well (a rule in masking.rules), or find how production copied a real value there; \`airlock snapshot --init-rules\` suggests a rule`,
-    details: { column: first, columns: findings },
-  });
+  return new AirlockError(
+    "AIRLOCK_LEAK_DETECTED",
+    `the leak scan found an original value of a masked column in ${where}; the snapshot was deleted:\n${lines.join("\n")}`,
+    {
+      hint: allowable
+        ? `if these are common words equal by chance (a region named like a city), run \`airlock snapshot --init-rules\`: it lists each with the choice to mask the column or allow its values with a reason (masking.allow); otherwise mask ${first} as well`
+        : `mask ${first} as well (a rule in masking.rules), or find how production copied a real value there; \`airlock snapshot --init-rules\` suggests a rule`,
+      details: { column: first, columns: findings },
+    },
+  );
 }
 
 /** A token of the schema that looks like a proper noun ("Yonkers"), unlike SQL keywords and identifiers. */
@@ -81,7 +88,13 @@ const PROPER_NOUN = /^\p{Lu}\p{Ll}/u;
  * words: there a name or city counts only when written like one
  * ("Yonkers", not the identifier yonkers or the keyword YONKERS).
  */
-export async function scanSnapshotForLeaks(dir: string, tables: readonly ManifestTable[], schemaText: string, leaks: LeakScanner, allow: AllowanceCheck): Promise<{ allowed: ManifestAllowance[] }> {
+export async function scanSnapshotForLeaks(
+  dir: string,
+  tables: readonly ManifestTable[],
+  schemaText: string,
+  leaks: LeakScanner,
+  allow: AllowanceCheck,
+): Promise<{ allowed: ManifestAllowance[] }> {
   const tally = new LeakTally();
   for (const word of schemaText.split(/\s+/)) {
     const m = leaks.find(word);

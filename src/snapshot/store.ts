@@ -75,7 +75,13 @@ export interface SnapshotManifest {
   readonly elapsedMs: number;
 }
 
-const manifestAllowanceSchema: z.ZodType<ManifestAllowance> = z.object({ column: z.string(), reason: z.string(), values: z.number(), valuesMatched: z.number(), fieldsMatched: z.number() });
+const manifestAllowanceSchema: z.ZodType<ManifestAllowance> = z.object({
+  column: z.string(),
+  reason: z.string(),
+  values: z.number(),
+  valuesMatched: z.number(),
+  fieldsMatched: z.number(),
+});
 
 const manifestTableSchema = z.object({
   schema: z.string(),
@@ -92,7 +98,14 @@ export const snapshotManifestSchema: z.ZodType<SnapshotManifest> = z.object({
   formatVersion: z.literal(1),
   id: z.string(),
   createdAt: z.string(),
-  source: z.object({ serverVersion: z.string(), systemIdentifier: z.string().nullable(), database: z.string(), host: z.string(), port: z.number(), user: z.string() }),
+  source: z.object({
+    serverVersion: z.string(),
+    systemIdentifier: z.string().nullable(),
+    database: z.string(),
+    host: z.string(),
+    port: z.number(),
+    user: z.string(),
+  }),
   pgDumpVersion: z.string(),
   rulesHash: z.string(),
   secretFingerprint: z.string(),
@@ -100,7 +113,13 @@ export const snapshotManifestSchema: z.ZodType<SnapshotManifest> = z.object({
   sequences: z.array(z.object({ schema: z.string(), name: z.string(), lastValue: z.string(), isCalled: z.boolean() })),
   files: z.record(z.string(), z.string()),
   catalog: z.object({ file: z.string(), owners: z.array(z.string()), roles: z.array(z.string()) }).optional(),
-  leakScan: z.object({ ok: z.literal(true), originalsChecked: z.number(), fieldsScanned: z.number(), elapsedMs: z.number(), allowed: z.array(manifestAllowanceSchema).optional() }),
+  leakScan: z.object({
+    ok: z.literal(true),
+    originalsChecked: z.number(),
+    fieldsScanned: z.number(),
+    elapsedMs: z.number(),
+    allowed: z.array(manifestAllowanceSchema).optional(),
+  }),
   elapsedMs: z.number(),
 });
 
@@ -132,7 +151,10 @@ export function readManifest(dir: string, id: string): SnapshotManifest {
     throw new AirlockError("AIRLOCK_SNAPSHOT_NOT_FOUND", `no snapshot ${id}`, { hint: "list snapshots with `airlock snapshot ls`" });
   }
   // A snapshot whose manifest does not read is a corrupt snapshot: its own code, naming the file and the field.
-  return readStateFile(file, snapshotManifestSchema, { code: "AIRLOCK_SNAPSHOT_CORRUPT", hint: `restore the manifest from a backup, or remove the snapshot (\`airlock snapshot rm ${id}\`) and capture again` });
+  return readStateFile(file, snapshotManifestSchema, {
+    code: "AIRLOCK_SNAPSHOT_CORRUPT",
+    hint: `restore the manifest from a backup, or remove the snapshot (\`airlock snapshot rm ${id}\`) and capture again`,
+  });
 }
 
 /** Identifies a secret without revealing it: HMAC(secret, "airlock/secret-fingerprint"), 16 hex digits. */
@@ -208,7 +230,8 @@ export function listSnapshots(dir: string): SnapshotManifest[] {
 /** The newest snapshot, or an error saying how to take one. */
 export function latestSnapshot(dir: string): SnapshotManifest {
   const all = listSnapshots(dir);
-  if (all[0] === undefined) throw new AirlockError("AIRLOCK_NO_SNAPSHOT", "there is no snapshot yet", { hint: "take one with `airlock snapshot --from $PROD_DATABASE_URL`" });
+  if (all[0] === undefined)
+    throw new AirlockError("AIRLOCK_NO_SNAPSHOT", "there is no snapshot yet", { hint: "take one with `airlock snapshot --from $PROD_DATABASE_URL`" });
   return all[0];
 }
 
@@ -230,7 +253,10 @@ export function sha256File(path: string): Promise<string> {
 }
 
 /** Re-checks every file's sha256; reports the first corrupt or missing file. */
-export async function verifySnapshot(dir: string, id: string): Promise<{ ok: true; files: number } | { ok: false; file: string; problem: "missing" | "checksum" }> {
+export async function verifySnapshot(
+  dir: string,
+  id: string,
+): Promise<{ ok: true; files: number } | { ok: false; file: string; problem: "missing" | "checksum" }> {
   const manifest = readManifest(dir, id);
   const root = snapshotDir(dir, id);
   for (const [file, expected] of Object.entries(manifest.files)) {
@@ -246,7 +272,9 @@ export function readSnapshotCatalog(dir: string, manifest: SnapshotManifest): Ca
   if (manifest.catalog === undefined) return null;
   const text = readFileSync(join(dir, manifest.catalog.file));
   if (createHash("sha256").update(text).digest("hex") !== manifest.files[manifest.catalog.file]) {
-    throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `snapshot ${manifest.id} is corrupt: ${manifest.catalog.file} does not match its checksum`, { hint: `check it with \`airlock snapshot verify ${manifest.id}\`, then capture a new one` });
+    throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", `snapshot ${manifest.id} is corrupt: ${manifest.catalog.file} does not match its checksum`, {
+      hint: `check it with \`airlock snapshot verify ${manifest.id}\`, then capture a new one`,
+    });
   }
   // Its bytes match the manifest's sha256 (so it is as the capture wrote it); the schema names a field of a model this version does not read.
   const hint = `capture a new snapshot (\`airlock snapshot rm ${manifest.id}\` removes this one)`;

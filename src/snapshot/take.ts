@@ -18,7 +18,13 @@ export type CaptureSettings = Pick<CaptureOptions, "rules" | "allow" | "statemen
 /** The capture settings of a project: masking rules and allowances, sample size, production's timeouts. */
 export function captureSettings(project: Project): CaptureSettings {
   const c = project.config;
-  return { rules: c.masking.rules, allow: c.masking.allow, statementTimeoutMs: c.capture.statementTimeout, lockTimeoutMs: c.capture.lockTimeout, sampleSize: c.masking.sampleSize };
+  return {
+    rules: c.masking.rules,
+    allow: c.masking.allow,
+    statementTimeoutMs: c.capture.statementTimeout,
+    lockTimeoutMs: c.capture.lockTimeout,
+    sampleSize: c.masking.sampleSize,
+  };
 }
 
 /** Options of takeSnapshot. */
@@ -42,7 +48,20 @@ export async function takeSnapshot(project: Project, options: TakeSnapshotOption
     ...captureSettings(project),
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
   });
-  recordEvent(project, { actor: options.actor ?? defaultActor(), action: "snapshot", details: { snapshot: manifest.id, source: `${manifest.source.database}@${manifest.source.host}:${manifest.source.port}`, tables: manifest.tables.length, rulesHash: manifest.rulesHash } }, secret);
+  recordEvent(
+    project,
+    {
+      actor: options.actor ?? defaultActor(),
+      action: "snapshot",
+      details: {
+        snapshot: manifest.id,
+        source: `${manifest.source.database}@${manifest.source.host}:${manifest.source.port}`,
+        tables: manifest.tables.length,
+        rulesHash: manifest.rulesHash,
+      },
+    },
+    secret,
+  );
   return manifest;
 }
 
@@ -50,6 +69,9 @@ export async function takeSnapshot(project: Project, options: TakeSnapshotOption
  * `airlock snapshot --init-rules`: samples production (read-only) under the project's rules and proposes rules for
  * unruled personal data and allowances for leak-scan coincidences. Captures and records nothing.
  */
-export function proposeSnapshotRules(project: Project, options: { readonly from?: ProductionInput; readonly secret?: string } = {}): Promise<InitRulesProposal> {
+export function proposeSnapshotRules(
+  project: Project,
+  options: { readonly from?: ProductionInput; readonly secret?: string } = {},
+): Promise<InitRulesProposal> {
   return initRules({ source: productionTarget(options.from, "from"), secret: options.secret ?? process.env.AIRLOCK_SECRET, ...captureSettings(project) });
 }

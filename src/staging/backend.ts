@@ -59,5 +59,8 @@ export interface StagingBackend {
 
 /** The role settings Airlock puts on an agent's role (not part of the agent's catalog model). */
 export function imposedAgentSettings(limits: Pick<AgentLimits, "statementTimeoutMs" | "diskQuotaBytes">): string[] {
-  return [`statement_timeout=${Math.trunc(limits.statementTimeoutMs)}`, ...(limits.diskQuotaBytes === undefined ? [] : [`temp_file_limit=${Math.ceil(limits.diskQuotaBytes / 1024)}`])];
+  return [
+    `statement_timeout=${Math.trunc(limits.statementTimeoutMs)}`,
+    ...(limits.diskQuotaBytes === undefined ? [] : [`temp_file_limit=${Math.ceil(limits.diskQuotaBytes / 1024)}`]),
+  ];
 }

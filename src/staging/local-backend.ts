@@ -156,7 +156,9 @@ export class LocalBackend implements StagingBackend {
           await restoreSnapshot({ target: cluster.adminTarget(loading), dir: snapshot.dir, manifest: snapshot.manifest });
           const expected = readSnapshotCatalog(snapshot.dir, snapshot.manifest);
           if (expected !== null) {
-            await withClient(cluster.adminTarget(loading), { step: "up" }, (lc) => checkRestoredCatalog(lc, expected, snapshot.manifest.catalog?.owners ?? [], snapshot.manifest.id));
+            await withClient(cluster.adminTarget(loading), { step: "up" }, (lc) =>
+              checkRestoredCatalog(lc, expected, snapshot.manifest.catalog?.owners ?? [], snapshot.manifest.id),
+            );
           }
         } catch (e) {
           await dropLoading(c, loading).catch(() => undefined);
@@ -182,7 +184,9 @@ export class LocalBackend implements StagingBackend {
       await withClient(cluster.adminTarget(), { step: "up" }, async (c) => {
         for (const db of [names.base, names.work]) {
           if (await databaseExists(c, db)) {
-            throw new AirlockError("AIRLOCK_SESSION_EXISTS", `the staging database ${db} exists already`, { hint: "choose another session name, or `airlock down` the old one" });
+            throw new AirlockError("AIRLOCK_SESSION_EXISTS", `the staging database ${db} exists already`, {
+              hint: "choose another session name, or `airlock down` the old one",
+            });
           }
         }
         await this.checkCapacity(c, request.limits.connectionLimit);
@@ -198,7 +202,9 @@ export class LocalBackend implements StagingBackend {
         // Both copies at once, on two connections: copying files is I/O, and the template only takes a share lock.
         await Promise.all([
           query(c, `CREATE DATABASE ${quoteIdent(names.base)} TEMPLATE ${quoteIdent(template)}${strategy}`),
-          withClient(cluster.adminTarget(), { step: "up" }, (c2) => query(c2, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`)),
+          withClient(cluster.adminTarget(), { step: "up" }, (c2) =>
+            query(c2, `CREATE DATABASE ${quoteIdent(names.work)} TEMPLATE ${quoteIdent(template)}${strategy}`),
+          ),
         ]);
         for (const db of [names.base, names.work]) await query(c, `REVOKE CONNECT ON DATABASE ${quoteIdent(db)} FROM PUBLIC`);
         await this.createAgentRole(c, names.role, password, { ...request.limits, diskQuotaBytes: diskQuotaBytes! });
@@ -207,7 +213,8 @@ export class LocalBackend implements StagingBackend {
       });
       // CREATE DATABASE … TEMPLATE does not copy ALTER DATABASE … SET: give both copies production's settings.
       const catalog = readSnapshotCatalog(request.snapshot.dir, request.snapshot.manifest);
-      if (catalog !== null) for (const db of [names.base, names.work]) await withClient(cluster.adminTarget(db), { step: "up" }, (dc) => applyDatabaseSettings(dc, catalog));
+      if (catalog !== null)
+        for (const db of [names.base, names.work]) await withClient(cluster.adminTarget(db), { step: "up" }, (dc) => applyDatabaseSettings(dc, catalog));
       await handOver(cluster.adminTarget(names.work), names.role);
     } catch (e) {
       if (!(e instanceof AirlockError && e.code === "AIRLOCK_SESSION_EXISTS")) await this.destroy(request.sessionId).catch(() => undefined);
@@ -233,12 +240,20 @@ export class LocalBackend implements StagingBackend {
   private async checkCapacity(c: pg.ClientBase, wanted: number): Promise<void> {
     const max = Number((await query<{ v: string }>(c, "SELECT current_setting('max_connections') AS v")).rows[0]!.v);
     const reserved = Number((await query<{ v: string }>(c, "SELECT current_setting('superuser_reserved_connections') AS v")).rows[0]!.v);
-    const taken = await query<{ n: string }>(c, "SELECT coalesce(sum(rolconnlimit), 0)::text AS n FROM pg_roles WHERE pg_has_role(oid, $1, 'MEMBER') AND oid <> $1::regrole AND rolcanlogin", [AGENTS_GROUP]);
+    const taken = await query<{ n: string }>(
+      c,
+      "SELECT coalesce(sum(rolconnlimit), 0)::text AS n FROM pg_roles WHERE pg_has_role(oid, $1, 'MEMBER') AND oid <> $1::regrole AND rolcanlogin",
+      [AGENTS_GROUP],
+    );
     const room = max - reserved - RESERVED_CONNECTIONS - Number(taken.rows[0]!.n);
     if (wanted > room) {
-      throw new AirlockError("AIRLOCK_STAGING_FULL", `the staging cluster has room for ${Math.max(0, room)} more agent connections, and a session takes ${wanted}`, {
-        hint: "end a session (`airlock down`), lower staging.connectionLimit, or raise local.maxConnections (applies to a new cluster)",
-      });
+      throw new AirlockError(
+        "AIRLOCK_STAGING_FULL",
+        `the staging cluster has room for ${Math.max(0, room)} more agent connections, and a session takes ${wanted}`,
+        {
+          hint: "end a session (`airlock down`), lower staging.connectionLimit, or raise local.maxConnections (applies to a new cluster)",
+        },
+      );
     }
   }
 

@@ -149,7 +149,12 @@ function upstreamScram<T>(step: () => T): T {
  * SCRAM-SHA-256 as a client (or nothing, if the socket is trusted). Returns
  * upstream's AuthenticationOk and a reader positioned after it.
  */
-export async function openUpstream(ctx: AuthContext, link: Link, session: Credentials, params: Record<string, string>): Promise<{ upstream: Socket; reader: PacketReader; authOk: Buffer }> {
+export async function openUpstream(
+  ctx: AuthContext,
+  link: Link,
+  session: Credentials,
+  params: Record<string, string>,
+): Promise<{ upstream: Socket; reader: PacketReader; authOk: Buffer }> {
   const upstream = await connectUpstream(ctx, link);
   const reader = new PacketReader(upstream, upstreamMalformed);
   upstream.write(startupMessage(params));
@@ -175,9 +180,13 @@ export async function openUpstream(ctx: AuthContext, link: Link, session: Creden
       proof = clientFinal(salted, start, serverFirstMessage, challenge);
       upstream.write(message("p", Buffer.from(proof.message, "utf8")));
     } else if (code === AUTH_SASL_FINAL && proof !== undefined) {
-      if (!upstreamScram(() => checkServerFinal(data.toString("utf8"), proof!))) throw new Refusal("08006", "airlock: the staging server's SCRAM signature did not verify");
+      if (!upstreamScram(() => checkServerFinal(data.toString("utf8"), proof!)))
+        throw new Refusal("08006", "airlock: the staging server's SCRAM signature did not verify");
     } else {
-      throw new Refusal("08004", `airlock: the staging server asked for authentication method ${code}; the proxy supports only SCRAM-SHA-256 (or trust) on the socket`);
+      throw new Refusal(
+        "08004",
+        `airlock: the staging server asked for authentication method ${code}; the proxy supports only SCRAM-SHA-256 (or trust) on the socket`,
+      );
     }
   }
 }

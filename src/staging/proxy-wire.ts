@@ -48,7 +48,12 @@ export function authRequest(code: number, data: Buffer = Buffer.alloc(0)): Buffe
 
 /** A FATAL ErrorResponse, as Postgres sends before closing a connection. */
 export function fatalError(sqlstate: string, text: string): Buffer {
-  const fields = [["S", "FATAL"], ["V", "FATAL"], ["C", sqlstate], ["M", text]].map(([k, v]) => Buffer.concat([Buffer.from(k!, "latin1"), cstring(v!)]));
+  const fields = [
+    ["S", "FATAL"],
+    ["V", "FATAL"],
+    ["C", sqlstate],
+    ["M", text],
+  ].map(([k, v]) => Buffer.concat([Buffer.from(k!, "latin1"), cstring(v!)]));
   return message("E", Buffer.concat([...fields, Buffer.alloc(1)]));
 }
 
@@ -210,7 +215,8 @@ export async function readFirstPacket(reader: PacketReader, client: Socket): Pro
       if (packet.length !== 16) throw clientMalformed("invalid cancel request");
       return { kind: "cancel", raw: packet };
     }
-    if (code >>> 16 !== PROTOCOL_MAJOR) throw new Refusal("0A000", `airlock: unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: only 3.0 is supported`);
+    if (code >>> 16 !== PROTOCOL_MAJOR)
+      throw new Refusal("0A000", `airlock: unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: only 3.0 is supported`);
     return { kind: "startup", minor: code & 0xffff, ...parseStartupParams(packet.subarray(8)) };
   }
   throw clientMalformed("too many encryption requests");

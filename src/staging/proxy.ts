@@ -239,10 +239,14 @@ export async function startProxy(options: ProxyOptions): Promise<Proxy> {
   try {
     port = await listen(server, options.host, options.port);
   } catch (e) {
-    throw new AirlockError("AIRLOCK_PROXY_LISTEN_FAILED", `the staging proxy cannot listen on ${options.host}:${options.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
-      hint: "choose another port, or stop what holds this one",
-      cause: e,
-    });
+    throw new AirlockError(
+      "AIRLOCK_PROXY_LISTEN_FAILED",
+      `the staging proxy cannot listen on ${options.host}:${options.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      {
+        hint: "choose another port, or stop what holds this one",
+        cause: e,
+      },
+    );
   }
   server.on("error", (e) => ctx.log(`proxy: ${e.message}`));
   return {

@@ -74,7 +74,10 @@ export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 /** Where the Docker engine is expected (as the Docker provider finds it: DOCKER_HOST, else the default socket). */
-export type DockerEndpoint = { readonly kind: "unix"; readonly path: string } | { readonly kind: "tcp"; readonly host: string; readonly port: number } | { readonly kind: "unprobed"; readonly url: string };
+export type DockerEndpoint =
+  | { readonly kind: "unix"; readonly path: string }
+  | { readonly kind: "tcp"; readonly host: string; readonly port: number }
+  | { readonly kind: "unprobed"; readonly url: string };
 
 /** The Docker endpoint for an environment. */
 export function dockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
@@ -158,11 +161,19 @@ export class PulumiBackend implements StagingBackend {
     const missing: Array<{ what: string; why: string; hint: string }> = [];
     const docker = probeDocker(dockerEndpoint(this.env));
     if (findOnPath("pulumi", this.env) === null) {
-      missing.push({ what: "pulumi CLI", why: "the Pulumi CLI (`pulumi`) is not on PATH", hint: "install the Pulumi CLI (https://www.pulumi.com/docs/install/) and put it on PATH" });
+      missing.push({
+        what: "pulumi CLI",
+        why: "the Pulumi CLI (`pulumi`) is not on PATH",
+        hint: "install the Pulumi CLI (https://www.pulumi.com/docs/install/) and put it on PATH",
+      });
     }
     const dockerProblem = await docker;
     if (dockerProblem !== null) {
-      missing.push({ what: "Docker engine", why: `no Docker engine: ${dockerProblem}`, hint: "start a Docker engine, or set DOCKER_HOST to one that runs (unix:///path/to/docker.sock or tcp://host:port)" });
+      missing.push({
+        what: "Docker engine",
+        why: `no Docker engine: ${dockerProblem}`,
+        hint: "start a Docker engine, or set DOCKER_HOST to one that runs (unix:///path/to/docker.sock or tcp://host:port)",
+      });
     }
     if (this.env.PULUMI_CONFIG_PASSPHRASE === undefined && this.env.PULUMI_CONFIG_PASSPHRASE_FILE === undefined) {
       missing.push({
@@ -172,7 +183,11 @@ export class PulumiBackend implements StagingBackend {
       });
     }
     if (!existsSync(join(this.programDir, "Pulumi.yaml"))) {
-      missing.push({ what: "Pulumi program", why: `there is no Pulumi.yaml in ${this.programDir}`, hint: "reinstall Airlock: its Pulumi.yaml and infra/ belong together" });
+      missing.push({
+        what: "Pulumi program",
+        why: `there is no Pulumi.yaml in ${this.programDir}`,
+        hint: "reinstall Airlock: its Pulumi.yaml and infra/ belong together",
+      });
     }
     if (missing.length > 0) {
       throw new AirlockError("AIRLOCK_PULUMI_UNAVAILABLE", `the pulumi staging backend cannot run here: ${missing.map((m) => m.why).join("; ")}`, {
@@ -215,7 +230,12 @@ export class PulumiBackend implements StagingBackend {
       child.once("error", fail);
       child.once("close", (code) => {
         if (code === 0) done();
-        else fail(new AirlockError("AIRLOCK_PULUMI_FAILED", `pulumi config set ${key} failed: ${redactText(stderr.trim(), [value])}`, { hint: "check PULUMI_CONFIG_PASSPHRASE and the Pulumi state under .airlock/pulumi" }));
+        else
+          fail(
+            new AirlockError("AIRLOCK_PULUMI_FAILED", `pulumi config set ${key} failed: ${redactText(stderr.trim(), [value])}`, {
+              hint: "check PULUMI_CONFIG_PASSPHRASE and the Pulumi state under .airlock/pulumi",
+            }),
+          );
       });
       child.stdin.end(value);
     });
@@ -248,11 +268,14 @@ export class PulumiBackend implements StagingBackend {
       const agentUrl = outputs.agentUrl?.value;
       const adminUrl = outputs.adminUrl?.value;
       if (typeof agentUrl !== "string" || typeof adminUrl !== "string") {
-        throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${id} has no agentUrl/adminUrl outputs`, { hint: "check infra/ (its outputs) and run `airlock down` for this session" });
+        throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${id} has no agentUrl/adminUrl outputs`, {
+          hint: "check infra/ (its outputs) and run `airlock down` for this session",
+        });
       }
       this.adminUrls.set(id, adminUrl);
       const agent = parseTarget(agentUrl);
-      if (agent.password === undefined) throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the agentUrl of session ${id} has no password`, { hint: "check infra/ (its outputs)" });
+      if (agent.password === undefined)
+        throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the agentUrl of session ${id} has no password`, { hint: "check infra/ (its outputs)" });
       const endpoint: AgentEndpoint = { host: agent.host, port: agent.port, database: agent.database, user: agent.user, password: agent.password };
       return {
         agent: endpoint,
@@ -282,7 +305,9 @@ export class PulumiBackend implements StagingBackend {
     });
     const url = (await stack.outputs()).adminUrl?.value;
     if (typeof url !== "string") {
-      throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${sessionId} has no adminUrl output`, { hint: "the stack may be half-made; run `airlock down` for it and start a new session" });
+      throw new AirlockError("AIRLOCK_PULUMI_FAILED", `the stack of session ${sessionId} has no adminUrl output`, {
+        hint: "the stack may be half-made; run `airlock down` for it and start a new session",
+      });
     }
     this.adminUrls.set(sessionId, url);
     return url;
@@ -290,7 +315,13 @@ export class PulumiBackend implements StagingBackend {
 
   async adminTarget(sessionId: string, _state: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget> {
     const t = parseTarget(await this.adminUrl(sessionId));
-    return makeTarget({ host: t.host, port: t.port, user: t.user, database: which === "base" ? BASE_DB : WORK_DB, ...(t.password === undefined ? {} : { password: t.password }) });
+    return makeTarget({
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      database: which === "base" ? BASE_DB : WORK_DB,
+      ...(t.password === undefined ? {} : { password: t.password }),
+    });
   }
 
   async destroy(sessionId: string): Promise<void> {
@@ -319,9 +350,15 @@ export class PulumiBackend implements StagingBackend {
     if (e instanceof AirlockError) return e;
     const text = redactText(e instanceof Error ? e.message : String(e), secrets);
     // The tail of Pulumi's output says what went wrong; the head is progress.
-    const tail = text.split("\n").filter((l) => l.trim() !== "").slice(-15).join("\n");
+    const tail = text
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(-15)
+      .join("\n");
     if (loaded !== undefined && e instanceof loaded.ConcurrentUpdateError) {
-      return new AirlockError("AIRLOCK_PULUMI_BUSY", `${what}: another Pulumi operation holds this session's stack`, { hint: "wait for it to finish; if none runs any more, `pulumi cancel` it (PULUMI_BACKEND_URL=file://…/.airlock/pulumi)" });
+      return new AirlockError("AIRLOCK_PULUMI_BUSY", `${what}: another Pulumi operation holds this session's stack`, {
+        hint: "wait for it to finish; if none runs any more, `pulumi cancel` it (PULUMI_BACKEND_URL=file://…/.airlock/pulumi)",
+      });
     }
     return new AirlockError("AIRLOCK_PULUMI_FAILED", `${what} failed:\n${tail}`, {
       hint: "read Pulumi's message above; the stack's state is in .airlock/pulumi (PULUMI_BACKEND_URL)",

@@ -72,11 +72,21 @@ export interface ServiceRole {
 export async function createServiceRole(admin: PgTarget, kind: "reader" | "replayer"): Promise<ServiceRole> {
   const name = `airlock_${kind}_${randomBytes(4).toString("hex")}`;
   const password = randomBytes(18).toString("base64url");
-  const server = makeTarget({ host: admin.host, port: admin.port, database: "postgres", user: admin.user, ...(admin.password === undefined ? {} : { password: admin.password }), params: { ...admin.params } });
+  const server = makeTarget({
+    host: admin.host,
+    port: admin.port,
+    database: "postgres",
+    user: admin.user,
+    ...(admin.password === undefined ? {} : { password: admin.password }),
+    params: { ...admin.params },
+  });
   const granted = new Set<string>();
   await withClient(server, { step: "diff" }, async (c) => {
     // The statement carries the password: the cluster never logs statements (log_statement = none).
-    await query(c, `CREATE ROLE ${quoteIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT CONNECTION LIMIT 8 PASSWORD ${quoteLiteral(password)}`);
+    await query(
+      c,
+      `CREATE ROLE ${quoteIdent(name)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS INHERIT CONNECTION LIMIT 8 PASSWORD ${quoteLiteral(password)}`,
+    );
     if (kind === "reader") await query(c, `GRANT pg_read_all_data TO ${quoteIdent(name)}`);
   });
   return {

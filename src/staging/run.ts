@@ -75,10 +75,18 @@ export async function runAgent(project: Project, command: readonly string[], opt
     { production: productionTargets(project, session.snapshotId), values: knownSecrets(project) },
     project.config.run.env,
   );
-  const boxed = sandboxed(sandbox, command, { projectDir: project.dir, hideDirs: [project.statePath(), localClusterDir(project)], writable: project.config.run.writable });
+  const boxed = sandboxed(sandbox, command, {
+    projectDir: project.dir,
+    hideDirs: [project.statePath(), localClusterDir(project)],
+    writable: project.config.run.writable,
+  });
   if (sandbox === "none") options.onUnsandboxed?.();
   else env.TMPDIR = "/tmp";
-  recordEvent(project, { actor: defaultActor(), action: "run-start", details: { session: session.id, command: command[0]!, sandbox, hidden: boxed.hidden.length } });
+  recordEvent(project, {
+    actor: defaultActor(),
+    action: "run-start",
+    details: { session: session.id, command: command[0]!, sandbox, hidden: boxed.hidden.length },
+  });
   let output = "";
   const exitCode = await new Promise<number>((resolve, reject) => {
     // The agent's output streams through (and is kept, so callers can read what it reported).
@@ -91,7 +99,12 @@ export async function runAgent(project: Project, command: readonly string[], opt
       if (options.stdio !== "ignore") process.stderr.write(d);
     });
     child.on("error", (e) =>
-      reject(new AirlockError("AIRLOCK_AGENT_FAILED_TO_START", `cannot start ${command[0]}: ${e.message}`, { hint: `the session ${session.id} is kept; \`airlock down ${session.id}\` removes it`, cause: e })),
+      reject(
+        new AirlockError("AIRLOCK_AGENT_FAILED_TO_START", `cannot start ${command[0]}: ${e.message}`, {
+          hint: `the session ${session.id} is kept; \`airlock down ${session.id}\` removes it`,
+          cause: e,
+        }),
+      ),
     );
     child.on("close", (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : (osSignals[signal] ?? 0))));
   });

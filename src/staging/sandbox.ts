@@ -88,7 +88,21 @@ export function sandboxed(kind: SandboxKind, command: readonly string[], spec: S
   }
   const project = resolve(spec.projectDir);
   const home = homedir();
-  const args: string[] = ["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"];
+  const args: string[] = [
+    "--die-with-parent",
+    "--unshare-pid",
+    "--cap-drop",
+    "ALL",
+    "--ro-bind",
+    "/",
+    "/",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+  ];
   // Airlock's own installation (code only: its users' state is elsewhere, and hidden below) stays visible
   // even when it lives under /tmp, so an agent can be one of its scripts.
   args.push("--ro-bind", AIRLOCK_ROOT, AIRLOCK_ROOT);
@@ -116,7 +130,11 @@ export function checkSandbox(kind: SandboxKind): void {
   if (kind === "none") return;
   const bwrap = findBubblewrap();
   if (bwrap === undefined) sandboxed(kind, ["true"], { projectDir: process.cwd(), hideDirs: [], writable: [] });
-  const r = spawnSync(bwrap!, ["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"], { encoding: "utf8" });
+  const r = spawnSync(
+    bwrap!,
+    ["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"],
+    { encoding: "utf8" },
+  );
   if (r.status !== 0) {
     throw new AirlockError("AIRLOCK_NO_SANDBOX", `bubblewrap cannot start a sandbox on this machine: ${(r.stderr || r.error?.message || "").trim()}`, {
       hint: "allow unprivileged user namespaces (or run as root), or run with --sandbox none (the agent can then read .env and .airlock/)",

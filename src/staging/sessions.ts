@@ -59,7 +59,9 @@ function sessionsDir(project: Project): string {
 
 function sessionFile(project: Project, id: string): string {
   if (!NAME.test(id)) {
-    throw new AirlockError("AIRLOCK_BAD_SESSION_NAME", `"${id}" is not a session name`, { hint: "use lowercase letters, digits and dashes, starting with a letter (at most 40)" });
+    throw new AirlockError("AIRLOCK_BAD_SESSION_NAME", `"${id}" is not a session name`, {
+      hint: "use lowercase letters, digits and dashes, starting with a letter (at most 40)",
+    });
   }
   return join(sessionsDir(project), `${id}.json`);
 }
@@ -129,7 +131,14 @@ function placeholderText(p: { backend: BackendKind; snapshotId: string; expiresA
 type SessionEntry =
   | { readonly kind: "record"; readonly stored: StoredSession }
   | { readonly kind: "invalid"; readonly id: string; readonly backend: BackendKind; readonly error: AirlockError }
-  | { readonly kind: "creating" | "broken"; readonly id: string; readonly reason: string; readonly backend: BackendKind; readonly placeholder: Placeholder["creating"]; readonly since: string };
+  | {
+      readonly kind: "creating" | "broken";
+      readonly id: string;
+      readonly reason: string;
+      readonly backend: BackendKind;
+      readonly placeholder: Placeholder["creating"];
+      readonly since: string;
+    };
 
 function readEntry(project: Project, file: string, id: string, now = Date.now()): SessionEntry {
   let text: string;
@@ -138,7 +147,8 @@ function readEntry(project: Project, file: string, id: string, now = Date.now())
     text = readFileSync(file, "utf8");
     mtimeMs = statSync(file).mtimeMs;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `no session ${id}`, { hint: "list sessions with `airlock ls`" });
+    if ((e as NodeJS.ErrnoException).code === "ENOENT")
+      throw new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `no session ${id}`, { hint: "list sessions with `airlock ls`" });
     throw e;
   }
   let parsed: unknown;
@@ -234,7 +244,16 @@ export async function createSession(project: Project, options: UpOptions = {}): 
       expiresAt,
     });
     const { password, ...agent } = provisioned.agent;
-    const stored: StoredSession = { id, backend: kind, snapshotId: manifest.id, createdAt: now.toISOString(), expiresAt, agent, backendState: provisioned.backendState, agentPassword: password };
+    const stored: StoredSession = {
+      id,
+      backend: kind,
+      snapshotId: manifest.id,
+      createdAt: now.toISOString(),
+      expiresAt,
+      agent,
+      backendState: provisioned.backendState,
+      agentPassword: password,
+    };
     writeFileSync(`${file}.tmp`, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
     chmodSync(`${file}.tmp`, 0o600);
     renameSync(`${file}.tmp`, file);
@@ -304,7 +323,9 @@ export function listSessions(project: Project): SessionRecord[] {
 function incompleteError(e: Extract<SessionEntry, { kind: "creating" | "broken" }>): AirlockError {
   return e.kind === "creating"
     ? new AirlockError("AIRLOCK_SESSION_NOT_FOUND", `session ${e.id} is still being created: ${e.reason}`, { hint: "wait for `airlock up` to finish" })
-    : new AirlockError("AIRLOCK_SESSION_BROKEN", `session ${e.id} is broken: ${e.reason}`, { hint: `\`airlock down ${e.id}\` or \`airlock gc\` removes it and whatever it left` });
+    : new AirlockError("AIRLOCK_SESSION_BROKEN", `session ${e.id} is broken: ${e.reason}`, {
+        hint: `\`airlock down ${e.id}\` or \`airlock gc\` removes it and whatever it left`,
+      });
 }
 
 function readStoredSession(project: Project, id: string): StoredSession {
@@ -352,12 +373,22 @@ export async function destroySession(project: Project, id: string): Promise<void
     if (backend instanceof LocalBackend) await backend.dropAbandonedTemplateLoads();
   }
   rmSync(sessionFile(project, id), { force: true });
-  recordEvent(project, { actor: defaultActor(), action: "down", details: { session: id, backend: kind, ...(entry.kind === "broken" ? { broken: entry.reason } : entry.kind === "invalid" ? { invalid: entry.error.message } : {}) } });
+  recordEvent(project, {
+    actor: defaultActor(),
+    action: "down",
+    details: {
+      session: id,
+      backend: kind,
+      ...(entry.kind === "broken" ? { broken: entry.reason } : entry.kind === "invalid" ? { invalid: entry.error.message } : {}),
+    },
+  });
 }
 
 /** Destroys every expired session, and every broken one (its `up` died); returns their ids. */
 export async function gcSessions(project: Project, now = new Date()): Promise<string[]> {
-  const gone = listSessions(project).filter((s) => (isIncomplete(s) ? s.incomplete === "broken" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now.getTime()));
+  const gone = listSessions(project).filter((s) =>
+    isIncomplete(s) ? s.incomplete === "broken" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now.getTime(),
+  );
   const destroyed: string[] = [];
   for (const s of gone) {
     try {

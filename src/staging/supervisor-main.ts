@@ -93,7 +93,9 @@ const watchedRecordSchema = z.object({
   backend: z.literal("local"),
   agent: z.object({ user: z.string(), database: z.string() }),
   agentPassword: z.string(),
-  backendState: z.object({ connectionLimit: z.number().optional(), statementTimeoutMs: z.number().optional(), diskQuotaBytes: z.number().optional() }).optional(),
+  backendState: z
+    .object({ connectionLimit: z.number().optional(), statementTimeoutMs: z.number().optional(), diskQuotaBytes: z.number().optional() })
+    .optional(),
 });
 
 function readSessions(): Map<string, Watched> {
@@ -248,13 +250,18 @@ async function runWorker(): Promise<void> {
         const bytes = Number(r.bytes);
         disk.set(r.role, bytes);
         if (bytes > s.quotaBytes && stopped[r.role] === undefined) {
-          await stopSession(s, `session ${s.id} is stopped: its disk quota of ${mib(s.quotaBytes)} is used up (${mib(bytes)} in its database); run \`airlock diff ${s.id}\` to keep its work, then \`airlock down ${s.id}\``);
+          await stopSession(
+            s,
+            `session ${s.id} is stopped: its disk quota of ${mib(s.quotaBytes)} is used up (${mib(bytes)} in its database); run \`airlock diff ${s.id}\` to keep its work, then \`airlock down ${s.id}\``,
+          );
         }
       }
     }
     if (Date.now() - lastWal > 5_000) {
       lastWal = Date.now();
-      const wal = await admin.query<{ bytes: string; max: string }>("SELECT coalesce(sum(size), 0)::text AS bytes, pg_size_bytes(current_setting('max_wal_size'))::text AS max FROM pg_ls_waldir()");
+      const wal = await admin.query<{ bytes: string; max: string }>(
+        "SELECT coalesce(sum(size), 0)::text AS bytes, pg_size_bytes(current_setting('max_wal_size'))::text AS max FROM pg_ls_waldir()",
+      );
       if (Number(wal.rows[0]!.bytes) > 2 * Number(wal.rows[0]!.max)) {
         log(`pg_wal holds ${mib(Number(wal.rows[0]!.bytes))}: checkpoint`);
         await admin.query("CHECKPOINT");
@@ -264,7 +271,8 @@ async function runWorker(): Promise<void> {
       lastStatus = Date.now();
       const conns = proxy.connections();
       const report: Record<string, SessionUsage> = {};
-      for (const [role, s] of sessions) report[role] = { connections: conns.get(role) ?? 0, diskBytes: disk.get(role) ?? 0, quotaBytes: s.quotaBytes, stopped: stopped[role] ?? null };
+      for (const [role, s] of sessions)
+        report[role] = { connections: conns.get(role) ?? 0, diskBytes: disk.get(role) ?? 0, quotaBytes: s.quotaBytes, stopped: stopped[role] ?? null };
       writeAtomic(files.status, { updatedAt: new Date().toISOString(), pid: process.pid, port: proxy.port, sessions: report });
     }
   };

@@ -158,7 +158,11 @@ export async function ensureSupervisor(clusterDir: string, sessionsDir: string, 
   if (now.state === "running" && now.port === port) return port;
   if (!isAlive(now.keeperPid)) {
     const log = openSync(p.log, "a", 0o600);
-    const child = spawn(process.execPath, supervisorEntryArgs("keeper", clusterDir, sessionsDir), { detached: true, stdio: ["ignore", log, log], env: { ...process.env, NODE_OPTIONS: "" } });
+    const child = spawn(process.execPath, supervisorEntryArgs("keeper", clusterDir, sessionsDir), {
+      detached: true,
+      stdio: ["ignore", log, log],
+      env: { ...process.env, NODE_OPTIONS: "" },
+    });
     child.unref();
   }
   const deadline = Date.now() + timeoutMs;
@@ -170,7 +174,11 @@ export async function ensureSupervisor(clusterDir: string, sessionsDir: string, 
   const tail = existsSync(p.log) ? readFileSync(p.log, "utf8").split("\n").slice(-6).join("\n").trim() : "";
   // A worker.json edited by hand reads as "no worker": say so rather than only that it did not start.
   const workerFile = fileProblem(p.worker, workerFileSchema);
-  throw new AirlockError("AIRLOCK_SUPERVISOR_DOWN", `the staging supervisor did not start within ${Math.round(timeoutMs / 1000)} s${workerFile === "" ? "" : ` (${workerFile})`}${tail === "" ? "" : `:\n${tail}`}`, {
-    hint: `sessions are handed out only while it runs; see ${p.log}`,
-  });
+  throw new AirlockError(
+    "AIRLOCK_SUPERVISOR_DOWN",
+    `the staging supervisor did not start within ${Math.round(timeoutMs / 1000)} s${workerFile === "" ? "" : ` (${workerFile})`}${tail === "" ? "" : `:\n${tail}`}`,
+    {
+      hint: `sessions are handed out only while it runs; see ${p.log}`,
+    },
+  );
 }

@@ -27,7 +27,10 @@ export async function checksums(target: PgTarget | string): Promise<Record<strin
                       WHERE (k.relkind IN ('r', 'p') OR (k.relkind = 'm' AND k.relispopulated)) AND ${USER_SCHEMAS} ORDER BY 1`)
     ).rows as Array<{ t: string; matview: boolean }>;
     const out: Record<string, string> = {};
-    for (const { t, matview } of relations) out[`${matview ? "matview " : ""}${t}`] = (await c.query(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') AS h FROM ${t} t`)).rows[0].h;
+    for (const { t, matview } of relations)
+      out[`${matview ? "matview " : ""}${t}`] = (
+        await c.query(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') AS h FROM ${t} t`)
+      ).rows[0].h;
     return out;
   });
 }
@@ -48,7 +51,10 @@ export async function relations(target: PgTarget | string): Promise<Record<strin
 
 /** Every index, by name, with its definition. */
 export async function indexes(target: PgTarget | string): Promise<Record<string, string>> {
-  const r = await rows(target, `SELECT quote_ident(schemaname) || '.' || quote_ident(indexname) AS i, indexdef AS d FROM pg_indexes n WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1`);
+  const r = await rows(
+    target,
+    `SELECT quote_ident(schemaname) || '.' || quote_ident(indexname) AS i, indexdef AS d FROM pg_indexes n WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1`,
+  );
   return Object.fromEntries(r.map((x) => [x.i, x.d]));
 }
 
@@ -83,7 +89,10 @@ export async function stateOf(target: PgTarget): Promise<State> {
 
 /** Values of every sequence (last_value, is_called), to put back after probing inserts. */
 export async function sequenceValues(target: PgTarget): Promise<Array<{ seq: string; v: string; called: boolean }>> {
-  const names = await rows(target, `SELECT quote_ident(n.nspname) || '.' || quote_ident(k.relname) AS seq FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.relkind = 'S' AND ${USER_SCHEMAS}`);
+  const names = await rows(
+    target,
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(k.relname) AS seq FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.relkind = 'S' AND ${USER_SCHEMAS}`,
+  );
   const out: Array<{ seq: string; v: string; called: boolean }> = [];
   for (const { seq } of names) {
     const [s] = await rows(target, `SELECT last_value::text AS v, is_called AS called FROM ${seq}`);
@@ -96,7 +105,8 @@ export async function sequenceValues(target: PgTarget): Promise<Array<{ seq: str
 export function differences(actual: CatalogModel, expected: CatalogModel, sequenceValues = false): string[] {
   const ignore = (o: CatalogObject, property: string) => (o.kind === "database" && property !== "comment") || (o.kind === "setting" && o.scope === "role");
   return compareCatalogs(actual, expected, { ignore, sequenceValues }).map(
-    (d) => `${d.id}: ${d.difference}${d.difference === "missing" || d.difference === "extra" ? "" : ` — expected ${describeObject(expected.objects[d.id])}, got ${describeObject(actual.objects[d.id])}`}`,
+    (d) =>
+      `${d.id}: ${d.difference}${d.difference === "missing" || d.difference === "extra" ? "" : ` — expected ${describeObject(expected.objects[d.id])}, got ${describeObject(actual.objects[d.id])}`}`,
   );
 }
 

@@ -30,7 +30,17 @@ export function fixtureSnapshot(fixtures: string, id: string): string {
   const manifest = {
     formatVersion: 1,
     id,
-    tables: [{ schema: "public", name: "t", columns: [{ name: "id", type: "integer", rule: "keep" }], key: ["id"], rows: 2, file: "data/public.t.copy.gz", hmacFile: null }],
+    tables: [
+      {
+        schema: "public",
+        name: "t",
+        columns: [{ name: "id", type: "integer", rule: "keep" }],
+        key: ["id"],
+        rows: 2,
+        file: "data/public.t.copy.gz",
+        hmacFile: null,
+      },
+    ],
     sequences: [],
     files: { "schema.sql": sha(schema), "data/public.t.copy.gz": sha(data) },
   };

@@ -59,7 +59,15 @@ export function proxyOptions(extra: { handshakeTimeoutMs?: number } = {}) {
 
 /** A node-pg client through the proxy. */
 export async function connect(role: string, password: string, database?: string, extra: pg.ClientConfig = {}): Promise<pg.Client> {
-  const client = new pg.Client({ host: "127.0.0.1", port: proxy.port, user: role, password, database: database ?? `work_${role.slice(-1)}`, connectionTimeoutMillis: 10_000, ...extra });
+  const client = new pg.Client({
+    host: "127.0.0.1",
+    port: proxy.port,
+    user: role,
+    password,
+    database: database ?? `work_${role.slice(-1)}`,
+    connectionTimeoutMillis: 10_000,
+    ...extra,
+  });
   client.on("error", () => undefined);
   try {
     await client.connect();
@@ -130,7 +138,9 @@ export async function startProxyHarness(): Promise<void> {
     }
     // Production requires SCRAM on the socket for agent roles: so do these, except agent_u (trust).
     const hbaFile = join(tc.cluster.dataDir, "pg_hba.conf");
-    const scram = Object.entries(ROLES).filter(([, r]) => r.socket === "scram").map(([role]) => `local all ${role} scram-sha-256\n`);
+    const scram = Object.entries(ROLES)
+      .filter(([, r]) => r.socket === "scram")
+      .map(([role]) => `local all ${role} scram-sha-256\n`);
     writeFileSync(hbaFile, scram.join("") + readFileSync(hbaFile, "utf8"));
     await c.query("SELECT pg_reload_conf()");
   });

@@ -21,7 +21,12 @@ export function incidentDiff(verified = true): Diff {
   }));
   const inserts: RowChange[] = Array.from({ length: 282 }, (_, i) => ({
     kind: "insert",
-    row: { id: String(1000 + i), guest_id: "7", url: `https://img.example/new/${i}.jpg`, caption: i === 0 ? SCRIPT : i === 1 ? LONG : i === 2 ? "" : `photo ${i}` },
+    row: {
+      id: String(1000 + i),
+      guest_id: "7",
+      url: `https://img.example/new/${i}.jpg`,
+      caption: i === 0 ? SCRIPT : i === 1 ? LONG : i === 2 ? "" : `photo ${i}`,
+    },
   }));
   return {
     formatVersion: 2,
@@ -65,7 +70,9 @@ export function incidentDiff(verified = true): Diff {
         key: ["id"],
         keyKind: "primary",
         rowsBefore: 40,
-        changes: [{ kind: "update", key: { id: "7" }, old: { email: "ada.guest@example.com", note: null }, new: { email: "user7@masked.invalid", note: SCRIPT } }],
+        changes: [
+          { kind: "update", key: { id: "7" }, old: { email: "ada.guest@example.com", note: null }, new: { email: "user7@masked.invalid", note: SCRIPT } },
+        ],
       },
     ],
     hazards: [
@@ -117,9 +124,27 @@ export function functionDiff(): Diff {
     afterData: [],
   };
   const fnHazards: Hazard[] = [
-    { code: "FUNCTION", severity: "danger", object: fn.id, message: "creates function public.run_sql(q text) (plpgsql): its code would run in production", definition: RUN_SQL_BODY },
-    { code: "SECURITY_DEFINER", severity: "danger", object: fn.id, message: "public.run_sql(q text) is SECURITY DEFINER: it runs with the rights of its owner in production, whoever calls it", definition: RUN_SQL_BODY },
-    { code: "GRANT_PUBLIC", severity: "danger", object: fn.id, message: "grants or revokes privileges on function public.run_sql(q text) for PUBLIC (every role): PUBLIC:X", definition: "GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;" },
+    {
+      code: "FUNCTION",
+      severity: "danger",
+      object: fn.id,
+      message: "creates function public.run_sql(q text) (plpgsql): its code would run in production",
+      definition: RUN_SQL_BODY,
+    },
+    {
+      code: "SECURITY_DEFINER",
+      severity: "danger",
+      object: fn.id,
+      message: "public.run_sql(q text) is SECURITY DEFINER: it runs with the rights of its owner in production, whoever calls it",
+      definition: RUN_SQL_BODY,
+    },
+    {
+      code: "GRANT_PUBLIC",
+      severity: "danger",
+      object: fn.id,
+      message: "grants or revokes privileges on function public.run_sql(q text) for PUBLIC (every role): PUBLIC:X",
+      definition: "GRANT EXECUTE ON FUNCTION public.run_sql(q text) TO PUBLIC;",
+    },
     { code: "VIEW", severity: "danger", object: view.id, message: "changes view public.v", definition: HOSTILE_COMMENT },
   ];
   return {

@@ -43,16 +43,23 @@ export async function productionState(options: { withoutAuditLog?: boolean } = {
   // pg_dump brackets its output with a random \restrict token each run.
   const schema = dump.replace(/^\\(un)?restrict .*$/gm, "");
   const rows: Record<string, string> = {};
-  const tables = await prodQuery("SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1");
+  const tables = await prodQuery(
+    "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+  );
   for (const { t } of tables as Array<{ t: string }>) {
     if (options.withoutAuditLog === true && (t === "airlock.audit_log" || t === "airlock.audit_head")) continue;
-    rows[t] = String((await prodQuery(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))[0]!.h);
+    rows[t] = String(
+      (await prodQuery(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))[0]!.h,
+    );
   }
   return { schema, rows };
 }
 
 /** The CLI, run in the project with AIRLOCK_SECRET (unless env says otherwise). */
-export function airlock(args: string[], env: NodeJS.ProcessEnv = { ...process.env, AIRLOCK_SECRET: SECRET }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function airlock(
+  args: string[],
+  env: NodeJS.ProcessEnv = { ...process.env, AIRLOCK_SECRET: SECRET },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
     const p = spawn(process.execPath, [BIN, ...args], { cwd: project.dir, env: { ...env, PROD_DATABASE_URL: "" }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -75,7 +82,13 @@ export async function agentDiff(name: string, sql: string): Promise<string> {
 
 /** Approves a diff accepting whatever danger hazards it has (a keyless table's rows may be one). */
 export function approveAccepting(id: string) {
-  const accept = [...new Set(readDiff(project, id).diff.hazards.filter((h) => h.severity === "danger").map((h) => h.code))];
+  const accept = [
+    ...new Set(
+      readDiff(project, id)
+        .diff.hazards.filter((h) => h.severity === "danger")
+        .map((h) => h.code),
+    ),
+  ];
   return approveDiff(project, id, { by: "reviewer", accept });
 }
 
@@ -92,7 +105,15 @@ export async function startTrustProduction(): Promise<void> {
   prodUrl = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
   await prodQuery(PRODUCTION);
   project = await createTestProject("trust-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
-  await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules: {},
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 }
 
 /** Removes the project and stops production (afterAll). */

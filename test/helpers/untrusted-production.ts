@@ -109,7 +109,9 @@ export function callLogger(name: string, marker: string, options: { args?: strin
 
 /** Runs SQL (or a function of the connection) as the session's agent, as an agent would: unqualified names resolve in public. */
 export async function asAgent<T = unknown>(sessionId: string, run: string | ((c: pg.Client) => Promise<T>)): Promise<T> {
-  return withClient(agentConnection(project, sessionId).target, { step: "test-agent", searchPath: "public" }, (c) => (typeof run === "string" ? (c.query(run) as Promise<T>) : run(c)));
+  return withClient(agentConnection(project, sessionId).target, { step: "test-agent", searchPath: "public" }, (c) =>
+    typeof run === "string" ? (c.query(run) as Promise<T>) : run(c),
+  );
 }
 
 export async function agentRows(sessionId: string, sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
@@ -192,7 +194,15 @@ export async function startUntrustedProduction(): Promise<void> {
   const rules = parseConfig({
     masking: { rules: { ...DEMO_MASKING_RULES, "public.notes.body": "keep", "public.owned_items.name": "keep", "public.calls.who": "keep" } },
   }).masking.rules;
-  await captureSnapshot({ source: prod, secret: SECRET, rules, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 }
 
 /** Removes the project, stops production and removes the marker directories (afterAll). */

@@ -63,9 +63,16 @@ export async function productionState(): Promise<{ schema: string; rows: Record<
   // pg_dump brackets its output with a random \restrict token each run.
   const schema = dump.replace(/^\\(un)?restrict .*$/gm, "");
   const rows: Record<string, string> = {};
-  const tables = await prodQuery(prod, "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1");
+  const tables = await prodQuery(
+    prod,
+    "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'airlock') ORDER BY 1",
+  );
   for (const { t } of tables as Array<{ t: string }>) {
-    rows[t] = String((await prodQuery(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`))[0]!.h);
+    rows[t] = String(
+      (
+        await prodQuery(prod, `SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)
+      )[0]!.h,
+    );
   }
   return { schema, rows };
 }
@@ -84,7 +91,8 @@ export const promote = (id: string) => promoteDiff(project, id, { to: prod, secr
 /** Rolls a promotion back. */
 export const rollback = (promotionId: string) => rollbackPromotion(project, promotionId, { to: prod, by: "tester" });
 /** A table's rows as a sorted multiset of JSON. */
-export const multiset = async (target: PgTarget, table: string) => (await prodQuery(target, `SELECT to_jsonb(r)::text AS r FROM ${table} r ORDER BY 1`)).map((x) => x.r as string);
+export const multiset = async (target: PgTarget, table: string) =>
+  (await prodQuery(target, `SELECT to_jsonb(r)::text AS r FROM ${table} r ORDER BY 1`)).map((x) => x.r as string);
 
 /** Starts production, fills it, and takes the snapshot the sessions start from (beforeAll). */
 export async function startWildProduction(): Promise<void> {
@@ -94,8 +102,19 @@ export async function startWildProduction(): Promise<void> {
   prod = await prodCluster.createDatabase("production");
   prodUrl = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
   await prodQuery(prod, PRODUCTION);
-  project = await createTestProject("wild-data-project", `export default { promote: { lockTimeout: "2s", statementTimeout: "30s" }, hazards: { bulkRows: 50, bulkFraction: 0.1 } };\n`);
-  await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: project.statePath("snapshots"), statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+  project = await createTestProject(
+    "wild-data-project",
+    `export default { promote: { lockTimeout: "2s", statementTimeout: "30s" }, hazards: { bulkRows: 50, bulkFraction: 0.1 } };\n`,
+  );
+  await captureSnapshot({
+    source: prod,
+    secret: SECRET,
+    rules: {},
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 }
 
 /** Removes the project and stops production (afterAll). */

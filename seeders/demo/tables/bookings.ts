@@ -15,7 +15,7 @@ const NOTES = [
   "Allergies: nuts\tgluten",
   "Paid deposit by phone \\ confirm with front desk",
   "Anniversary: champagne on arrival 🍾",
-  "Wants the \"same room as last year\" (204)",
+  'Wants the "same room as last year" (204)',
   "Arrivée tardive, clé à la réception",
   "Dog (small) — €25/night pet fee agreed",
   "Invoice to company: ACME GmbH, Straße 5\r\nVAT DE123456789",
@@ -26,7 +26,16 @@ const NOTES = [
 ];
 const SOURCES = ['"web"', '"web"', '"web"', '"phone"', '"booking.com"', '"expedia"', '"walk-in"'];
 const ROOM_TYPES = ['"single"', '"double"', '"double"', '"twin"', '"suite"', '"family"'];
-const REQUESTS = ['"late checkout"', '"early check-in"', '"cot"', '"extra pillows"', '"sea view"', '"ground floor"', JSON.stringify('room "away from the lift"'), '"vegan breakfast"'];
+const REQUESTS = [
+  '"late checkout"',
+  '"early check-in"',
+  '"cot"',
+  '"extra pillows"',
+  '"sea view"',
+  '"ground floor"',
+  JSON.stringify('room "away from the lift"'),
+  '"vegan breakfast"',
+];
 const CAMPAIGNS = ['"summer-sale"', '"newsletter"', '"retargeting"', '"brand"'];
 const MEDIUMS = ['"cpc"', '"email"', '"social"'];
 

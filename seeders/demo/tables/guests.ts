@@ -11,9 +11,49 @@ import { asciiSlug, fakerFor, pool, prngFor, type TableSource } from "./source.t
 // Real guest lists are not all ASCII: apostrophes, accents, other scripts.
 const EXTRA_FIRST = ["Zoë", "José", "Siobhán", "Søren", "Łukasz", "Chloé", "Björn", "Renée", "D'Arcy", "Ines", "Yūki", "Mei"];
 const EXTRA_LAST = ["O'Brien", "Müller", "García", "Ørsted", "Nguyễn", "Dvořák", "de la Cruz", "Kowalczyk", "van der Berg", "Smith-Jones", "D'Souza", "Öztürk"];
-const MAIL_DOMAINS = ["gmail.com", "gmail.com", "gmail.com", "yahoo.com", "outlook.com", "hotmail.co.uk", "web.de", "gmx.de", "orange.fr", "icloud.com", "proton.me"];
-const COUNTRIES = ["United Kingdom", "United Kingdom", "United Kingdom", "Germany", "Germany", "France", "Netherlands", "United States", "United States", "Spain", "Italy", "Switzerland", "Sweden", "Denmark", "Ireland", "Japan", "Österreich", "Côte d'Ivoire"];
-const PHONE_FORMATS = ["+44 7### ######", "+44 20 #### ####", "+49 15# #######", "+33 6 ## ## ## ##", "+1 (###) ###-####", "+31 6 ########", "07### ######", "+41 7# ### ## ##"];
+const MAIL_DOMAINS = [
+  "gmail.com",
+  "gmail.com",
+  "gmail.com",
+  "yahoo.com",
+  "outlook.com",
+  "hotmail.co.uk",
+  "web.de",
+  "gmx.de",
+  "orange.fr",
+  "icloud.com",
+  "proton.me",
+];
+const COUNTRIES = [
+  "United Kingdom",
+  "United Kingdom",
+  "United Kingdom",
+  "Germany",
+  "Germany",
+  "France",
+  "Netherlands",
+  "United States",
+  "United States",
+  "Spain",
+  "Italy",
+  "Switzerland",
+  "Sweden",
+  "Denmark",
+  "Ireland",
+  "Japan",
+  "Österreich",
+  "Côte d'Ivoire",
+];
+const PHONE_FORMATS = [
+  "+44 7### ######",
+  "+44 20 #### ####",
+  "+49 15# #######",
+  "+33 6 ## ## ## ##",
+  "+1 (###) ###-####",
+  "+31 6 ########",
+  "07### ######",
+  "+41 7# ### ## ##",
+];
 
 interface Named {
   readonly name: string;

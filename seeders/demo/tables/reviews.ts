@@ -14,7 +14,7 @@ const PRAISE = [
   "Great location, five minutes from the harbour.",
   "We'll be back next summer!",
   "Très bien, personnel adorable 👍",
-  "The \"sea view\" really is a sea view.",
+  'The "sea view" really is a sea view.',
 ];
 const MIXED = [
   "Nice room but the Wi-Fi kept dropping.",
@@ -27,11 +27,13 @@ const COMPLAINTS = [
   "The room smelled of smoke.",
   "Shower was cold two mornings in a row.",
   "Charged twice for the minibar \\ still waiting for the refund.",
-  "The \"sea view\" was a wall.",
+  'The "sea view" was a wall.',
   "Nobody at reception after 23:00.\nWe waited outside for half an hour.",
 ];
 // Weights for ratings 1..5.
-const RATINGS = [1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5] as const;
+const RATINGS = [
+  1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+] as const;
 
 /** The reviews rows for `rows` reviews over `bookings` bookings of `guests` guests. */
 export function reviewsSource(rows: number, bookings: number, guests: number): TableSource {

@@ -37,5 +37,8 @@ export function pool<T>(n: number, make: (i: number) => T): T[] {
 
 /** Lower-case ASCII letters and digits only (for emails and URL slugs): "Zoë O'Brien" → "zoeobrien". */
 export function asciiSlug(text: string): string {
-  return text.normalize("NFD").replace(/[^A-Za-z0-9]/g, "").toLowerCase();
+  return text
+    .normalize("NFD")
+    .replace(/[^A-Za-z0-9]/g, "")
+    .toLowerCase();
 }
