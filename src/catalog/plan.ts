@@ -5,13 +5,15 @@
  * dependencies. Drops run first (dependents before what they depend on),
  * then creates and alterations (dependencies first); what only holds once
  * the data is in (NOT NULL, constraints, indexes) and code that would fire
- * on the data (triggers, rules, policies) run after the data.
+ * on the data (triggers, rules, policies) run after the data. The ordering
+ * itself is in plan-order.ts.
  */
 import { quoteIdent } from "../pg/connect.ts";
 import { alterSql, alterableInPlace, changedProperties, decorations } from "./alter.ts";
 import { columnsOf } from "./column-order.ts";
 import type { CatalogModel, CatalogObject, ObjectKind } from "./model.ts";
 import { qualifiedName, tableOf } from "./names.ts";
+import { type Step, dependents, lateSteps, topoSort, waitForAfterDataParts } from "./plan-order.ts";
 import { columnSql, createSql, dropSql } from "./sql.ts";
 
 /** One typed schema change. */
@@ -32,17 +34,6 @@ export interface SchemaChange {
   readonly afterData: readonly string[];
 }
 
-interface Step {
-  readonly key: string;
-  readonly id: string;
-  readonly sql: string[];
-  /** Runs after the data when nothing that must run before the data depends on it. */
-  readonly prefersAfterData: boolean;
-  /** Must run after the data (NOT NULL, constraints, indexes). */
-  readonly afterData: boolean;
-  readonly deps: Set<string>;
-}
-
 /** Kinds whose creation waits for the data: what only holds on the final rows, and code that would fire on them. */
 const AFTER_DATA_KINDS = new Set<ObjectKind>(["constraint", "index", "trigger", "rule", "policy", "event_trigger"]);
 /** Kinds that go after the data unless something the data needs depends on them. */
@@ -54,43 +45,6 @@ function parentOf(o: CatalogObject): string | null {
   if (o.kind === "column") return o.table;
   if (o.kind === "constraint" || o.kind === "index" || o.kind === "trigger" || o.kind === "rule" || o.kind === "policy") return o.on;
   return null;
-}
-
-/** ids that depend on each id, in a model. */
-function dependents(model: CatalogModel): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const [id, deps] of Object.entries(model.dependsOn)) {
-    const o = model.objects[id];
-    for (const d of deps) {
-      // A sequence owned by a column is not a dependent that must be rebuilt with it (ownership is moved separately).
-      if (o?.kind === "sequence") continue;
-      const list = out.get(d) ?? [];
-      list.push(id);
-      out.set(d, list);
-    }
-  }
-  return out;
-}
-
-/** Orders steps so that each comes after the steps it depends on; ties broken by key, so the order is deterministic. */
-function topoSort(steps: readonly Step[]): Step[] {
-  const byKey = new Map(steps.map((s) => [s.key, s]));
-  const done = new Set<string>();
-  const visiting = new Set<string>();
-  const out: Step[] = [];
-  const visit = (s: Step) => {
-    if (done.has(s.key) || visiting.has(s.key)) return; // a cycle: keep the order found so far
-    visiting.add(s.key);
-    for (const d of [...s.deps].sort()) {
-      const dep = byKey.get(d);
-      if (dep !== undefined) visit(dep);
-    }
-    visiting.delete(s.key);
-    done.add(s.key);
-    out.push(s);
-  };
-  for (const s of [...steps].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) visit(s);
-  return out;
 }
 
 /** Options of a plan. */
@@ -328,32 +282,9 @@ export function planSchemaChanges(from: CatalogModel, to: CatalogModel, options:
     note(id, "alter", ["ownedBy"]);
   }
 
-  // What runs after the data waits for the after-data part of what it depends on: a foreign key for the key it
-  // references (created after the data too), whatever the names say about their order.
-  const afterParts = new Set(buildSteps.filter((x) => x.key.startsWith("3:")).map((x) => x.key));
-  for (const st of buildSteps) {
-    if (!st.afterData) continue;
-    for (const d of [...st.deps]) if (d.startsWith("2:") && afterParts.has(`3:${d.slice(2)}`) && `3:${d.slice(2)}` !== st.key) st.deps.add(`3:${d.slice(2)}`);
-  }
-
-  // Which steps run after the data: those that must and what depends on them, and the late kinds
-  // (code, views) unless something that runs before the data needs them.
+  waitForAfterDataParts(buildSteps);
   const ordered = topoSort(buildSteps);
-  const byKey = new Map(ordered.map((x) => [x.key, x]));
-  const late = new Set<string>();
-  const closeLate = () => {
-    for (const x of ordered) if (x.afterData || [...x.deps].some((d) => late.has(d))) late.add(x.key);
-  };
-  closeLate();
-  const neededEarly = new Set<string>();
-  const need = (key: string) => {
-    if (neededEarly.has(key)) return;
-    neededEarly.add(key);
-    for (const d of byKey.get(key)?.deps ?? []) need(d);
-  };
-  for (const x of ordered) if (!late.has(x.key) && !x.prefersAfterData) for (const d of x.deps) need(d);
-  for (const x of ordered) if (x.prefersAfterData && !neededEarly.has(x.key)) late.add(x.key);
-  closeLate();
+  const late = lateSteps(ordered);
 
   // One record per step, in the order the steps run (before the data, then after it); consecutive steps of
   // one object are merged. A recreate shows up twice: its drop among the drops, its create later.

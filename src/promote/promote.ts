@@ -6,10 +6,11 @@
  * approval (one approval, one promotion, enforced by production's primary
  * key), lock and check every touched row against the snapshot, save the
  * pre-image of every row to be updated or deleted and the data of every
- * column or table to be dropped, apply the diff with the same function the
- * replay verified, save post-images, write the keyed audit entry (anchored
- * to the staging trail's head), commit. Any conflict, error or kill leaves
- * production exactly as it was; every attempt is recorded (attempts.ts).
+ * column or table to be dropped (saved-data.ts), apply the diff with the
+ * same function the replay verified, save post-images, write the keyed
+ * audit entry (anchored to the staging trail's head), commit. Any
+ * conflict, error or kill leaves production exactly as it was; every
+ * attempt is recorded (attempts.ts).
  */
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
@@ -19,9 +20,9 @@ import { stagingHead } from "../audit/journal.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { readDiff } from "../diff/store.ts";
-import type { Diff, TableChanges } from "../diff/types.ts";
+import type { Diff } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
-import { type PgTarget, inTransaction, openClient, query, quoteIdent, quoteLiteral } from "../pg/connect.ts";
+import { type PgTarget, inTransaction, openClient, query } from "../pg/connect.ts";
 import { type SnapshotManifest, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import { type ApplyOptions, applyDiff } from "../apply/apply.ts";
 import { diffTableNames } from "../apply/statements.ts";
@@ -44,8 +45,7 @@ import { saveWholeRowImages } from "./multiset.ts";
 import { saveSequenceChanges } from "../apply/sequences.ts";
 import { type PromotionCatalog, planReverse, productionCatalog } from "./reverse.ts";
 import { checkPromotePrivileges } from "./privileges.ts";
-import { ownRows, ownRowsIn, qualified } from "../pg/table-names.ts";
-import { keyAfter, keyBefore, keyPredicate } from "./rows.ts";
+import { confirmApplied, saveDroppedData, savePostImages, savePreImages } from "./saved-data.ts";
 
 /** Options of a promotion. */
 export interface PromoteOptions extends ApplyOptions {
@@ -73,16 +73,6 @@ export interface PromotionResult {
   readonly confirmed: boolean;
 }
 
-/** A data save made before destructive DDL, for rollback. */
-export interface SavedData {
-  readonly kind: "table" | "column";
-  readonly schema: string;
-  readonly table: string;
-  readonly column?: string;
-  readonly keyColumns: readonly string[];
-  readonly savedAs: string;
-}
-
 const PROMOTION_LOCK = "airlock/promote";
 
 function conflictError(conflicts: readonly Conflict[], snapshot: string): AirlockError {
@@ -101,101 +91,6 @@ function conflictError(conflicts: readonly Conflict[], snapshot: string): Airloc
       details: { conflicts },
     },
   );
-}
-
-async function keyColumnsOf(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
-  const r = await query<{ a: string }>(
-    c,
-    `SELECT a.attname AS a FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`,
-    [qualified(schema, table)],
-  );
-  return r.rows.map((x) => x.a);
-}
-
-/** Saves the data of every table or column the diff drops (or rebuilds) into the airlock schema. */
-async function saveDroppedData(c: pg.ClientBase, diff: Diff, promotionId: string): Promise<SavedData[]> {
-  const saved: SavedData[] = [];
-  for (const [i, ch] of diff.schemaChanges.entries()) {
-    if ((ch.action !== "drop" && ch.action !== "recreate") || (ch.kind !== "table" && ch.kind !== "column")) continue;
-    if (ch.target === undefined) continue;
-    // A table or column the agent created and dropped again is not in production: nothing to save.
-    const exists = await query(
-      c,
-      "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND ($2::text IS NULL OR attname = $2) AND NOT attisdropped LIMIT 1",
-      [qualified(ch.target.schema, ch.target.table), ch.target.column ?? null],
-    );
-    if (exists.rowCount === 0) continue;
-    const t = { schema: ch.target.schema, table: ch.target.table, column: ch.target.column ?? null };
-    const savedAs = `${promotionId.replace(/-/g, "_")}_${i}`;
-    const keyColumns = await keyColumnsOf(c, t.schema, t.table);
-    if (t.column !== null && keyColumns.length === 0) {
-      // Without a key, a rollback could not tell which row each saved value belongs to.
-      throw new AirlockError(
-        "AIRLOCK_ROLLBACK_IMPOSSIBLE",
-        `this promotion could not be rolled back exactly, so it was not applied:\n  - column ${t.schema}.${t.table}.${t.column} is dropped from a table without a primary key: its values could not be put back row by row`,
-        {
-          hint: "give the table a primary key first, or drop the column by hand (with its own backup)",
-          exitCode: EXIT_REFUSED,
-        },
-      );
-    }
-    const cols = t.column === null ? "*" : [...keyColumns, t.column].map(quoteIdent).join(", ");
-    // Its own rows: a table inheriting from it has its own (saved if it is dropped too).
-    const rows = (await ownRowsIn(c, [t]))(t.schema, t.table);
-    await query(c, `CREATE TABLE airlock.${quoteIdent(savedAs)} AS SELECT ${cols} FROM ${rows}`);
-    saved.push({
-      kind: t.column === null ? "table" : "column",
-      schema: t.schema,
-      table: t.table,
-      ...(t.column === null ? {} : { column: t.column }),
-      keyColumns,
-      savedAs,
-    });
-  }
-  return saved;
-}
-
-/** Stores row images (full rows as jsonb) for the given keys. */
-async function saveImages(
-  c: pg.ClientBase,
-  promotionId: string,
-  t: TableChanges,
-  kind: "pre" | "post",
-  op: string,
-  keys: ReadonlyArray<Readonly<Record<string, string | null>>>,
-): Promise<void> {
-  if (keys.length === 0 || t.key === null) return;
-  const keyJson = `jsonb_build_object(${t.key.map((k) => `${quoteLiteral(k)}, ${quoteIdent(k)}::text`).join(", ")})`;
-  await query(
-    c,
-    `INSERT INTO airlock.row_images (promotion_id, table_schema, table_name, kind, op, key, row)
-     SELECT $1, $2, $3, $4, $5, ${keyJson}, to_jsonb(r) FROM ${ownRows(t.schema, t.name, t.partitioned === true)} r WHERE ${keyPredicate(t, t.key, keys)}`,
-    [promotionId, t.schema, t.name, kind, op],
-  );
-}
-
-/** Reads the touched rows back after commit and checks they hold the diff's values (compared by the server, type-aware). */
-async function confirmApplied(c: pg.ClientBase, diff: Diff): Promise<boolean> {
-  for (const t of diff.tables) {
-    if (t.key === null) continue;
-    for (const ch of t.changes) {
-      const expected = ch.kind === "insert" ? ch.row : ch.kind === "update" ? ch.new : {};
-      const key = ch.kind === "delete" ? keyBefore(ch)! : keyAfter(t, ch)!;
-      const params: Array<string | null> = [];
-      const conds = Object.entries(expected).map(([col, v]) => {
-        params.push(v);
-        return `${quoteIdent(col)} IS NOT DISTINCT FROM $${params.length}::${t.columns.find((x) => x.name === col)?.type ?? "text"}`;
-      });
-      const r = await query<{ n: number }>(
-        c,
-        `SELECT count(*)::int AS n FROM ${ownRows(t.schema, t.name, t.partitioned === true)} WHERE ${keyPredicate(t, t.key, [key])}${conds.map((x) => ` AND ${x}`).join("")}`,
-        params,
-      );
-      if (r.rows[0]!.n !== (ch.kind === "delete" ? 0 : 1)) return false;
-    }
-  }
-  return true;
 }
 
 /** What was checked before production is reached. */
@@ -289,24 +184,7 @@ async function promoteInTransaction(
       JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
     ],
   );
-  for (const t of diff.tables) {
-    await saveImages(
-      c,
-      promotionId,
-      t,
-      "pre",
-      "update",
-      t.changes.filter((ch) => ch.kind === "update").map((ch) => keyBefore(ch)!),
-    );
-    await saveImages(
-      c,
-      promotionId,
-      t,
-      "pre",
-      "delete",
-      t.changes.filter((ch) => ch.kind === "delete").map((ch) => keyBefore(ch)!),
-    );
-  }
+  await savePreImages(c, promotionId, diff);
   const applied = await applyDiff(c, diff, options);
   // Planned here, from what production holds now, so recreated objects get back production's own owners and grants;
   // a change that could not be undone exactly is refused before anything commits.
@@ -320,27 +198,7 @@ async function promoteInTransaction(
   await saveSequenceChanges(c, promotionId);
   // Tables without a key: every row written or deleted, whole (src/promote/multiset.ts).
   await saveWholeRowImages(c, promotionId, applied.wholeRows);
-  for (const t of diff.tables) {
-    await saveImages(
-      c,
-      promotionId,
-      t,
-      "post",
-      "update",
-      t.changes.filter((ch) => ch.kind === "update").map((ch) => keyAfter(t, ch)!),
-    );
-    await saveImages(
-      c,
-      promotionId,
-      t,
-      "post",
-      "insert",
-      t.changes
-        .filter((ch) => ch.kind === "insert")
-        .map((ch) => keyAfter(t, ch)!)
-        .filter((k) => k !== null),
-    );
-  }
+  await savePostImages(c, promotionId, diff);
   const entry = await recordProductionEvent(c, productionKey(secret), {
     actor: by,
     action: dryRun ? "promote-dry-run" : "promote",

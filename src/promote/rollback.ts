@@ -24,7 +24,7 @@ import { restoreSequences } from "../apply/sequences.ts";
 import { type PromotionCatalog, type ReversePlan, checkRestoredSchema, checkSchemaSincePromotion, saveRebuiltRows } from "./reverse.ts";
 import { checkRollbackPrivileges } from "./privileges.ts";
 import { pauseTriggers, resumeTriggers } from "../apply/triggers.ts";
-import type { SavedData } from "./promote.ts";
+import type { SavedData } from "./saved-data.ts";
 import { ownRowsIn, qualified } from "../pg/table-names.ts";
 
 interface Image {
