@@ -21,6 +21,7 @@ import { LeakScanner } from "../src/snapshot/leak-scan.ts";
 import type { LeakAllowance, MaskRule } from "../src/config/masking-rules.ts";
 import { type TestCluster, startTestCluster, testClusterDir, testRoot } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
+import { CITIES, FIRST_NAMES, WILD_RULES, WILD_SQL } from "./fixtures/wild/leak-scan.ts";
 
 const SECRET = "leak-scan-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -33,104 +34,6 @@ let wildReader: PgTarget;
 let demoReader: PgTarget;
 let stateDir: string;
 const projects: string[] = [];
-
-// Cities named like people (and so like masked first names), regions named like cities.
-const FIRST_NAMES = [
-  "Austin",
-  "Madison",
-  "Charlotte",
-  "Florence",
-  "Jackson",
-  "Lincoln",
-  "Victoria",
-  "Savannah",
-  "Dallas",
-  "Eugene",
-  "Olivia",
-  "Harper",
-  "Amelia",
-  "Oliver",
-  "Theodore",
-];
-const LAST_NAMES = ["Whitfield", "Brennan", "Okafor", "Lindqvist", "Moreau", "Castellano", "Harrington", "Nakamura", "Fitzgerald", "Abernathy", "Kowalczyk"];
-const CITIES = [
-  "Springfield",
-  "Portland",
-  "Riverside",
-  "Fairview",
-  "Greenville",
-  "Austin",
-  "Madison",
-  "Charlotte",
-  "Florence",
-  "Jackson",
-  "Lincoln",
-  "Victoria",
-  "Savannah",
-];
-const REGIONS = ["Springfield", "Portland", "Riverside", "Fairview", "Greenville", "Northern Uplands", "Coastal Plain"];
-
-/** A small schema as found in the wild: PII, a region column named like cities, short numeric references. */
-const WILD_SQL = `
-  CREATE TABLE customers (
-    id integer PRIMARY KEY,
-    first_name text NOT NULL,
-    last_name text NOT NULL,
-    email text NOT NULL,
-    phone text,
-    city text,
-    iban text,
-    pin text
-  );
-  CREATE TABLE stores (
-    id integer PRIMARY KEY,
-    title text NOT NULL,
-    region text NOT NULL,
-    notes text
-  );
-  CREATE TABLE orders (
-    id integer PRIMARY KEY,
-    customer_id integer NOT NULL REFERENCES customers,
-    store_id integer NOT NULL REFERENCES stores,
-    reference text NOT NULL,
-    total numeric(10,2) NOT NULL
-  );
-  INSERT INTO customers
-  SELECT i,
-         (ARRAY[${FIRST_NAMES.map((n) => `'${n}'`).join(",")}])[1 + i % ${FIRST_NAMES.length}],
-         (ARRAY[${LAST_NAMES.map((n) => `'${n}'`).join(",")}])[1 + (i * 7) % ${LAST_NAMES.length}],
-         'client' || i || '@mail.example.org',
-         CASE WHEN i % 10 = 0 THEN NULL ELSE '+44 20 7946 ' || lpad((1000 + i)::text, 4, '0') END,
-         (ARRAY[${CITIES.map((n) => `'${n}'`).join(",")}])[1 + (i * 3) % ${CITIES.length}],
-         CASE WHEN i % 3 = 0 THEN 'DE' || lpad((10 + i % 89)::text, 2, '0') || '3704004405' || lpad(i::text, 10, '0') END,
-         lpad((100000 + i * 37)::text, 6, '0')
-    FROM generate_series(1, 300) i;
-  INSERT INTO stores
-  SELECT i,
-         (ARRAY['Harbour Books', 'Quay Market', 'Old Mill Stores', 'Lantern Hall', 'Copper Kettle'])[1 + i % 5] || ' ' || i,
-         (ARRAY[${REGIONS.map((n) => `'${n}'`).join(",")}])[1 + i % ${REGIONS.length}],
-         CASE WHEN i % 2 = 0 THEN 'Open weekdays' END
-    FROM generate_series(1, 40) i;
-  -- Short references equal to pieces of masked values: the last four or six digits of a phone, a whole PIN.
-  INSERT INTO orders
-  SELECT i, c.id, 1 + i % 40,
-         CASE i % 3 WHEN 0 THEN right(regexp_replace(coalesce(c.phone, '0000'), '\\D', '', 'g'), 4)
-                    WHEN 1 THEN right(regexp_replace(coalesce(c.phone, '000000'), '\\D', '', 'g'), 6)
-                    ELSE c.pin END,
-         10 + i
-    FROM generate_series(1, 600) i JOIN customers c ON c.id = 1 + i % 300;
-`;
-
-/** The rules a person would write for the wild schema (what --init-rules suggests). */
-const WILD_RULES: Record<string, unknown> = {
-  "customers.first_name": "firstName",
-  "customers.last_name": "lastName",
-  "customers.email": { faker: "email", domain: "email" },
-  "customers.phone": "phone",
-  "customers.city": "city",
-  "customers.iban": "iban",
-  "customers.pin": "null",
-};
 
 function parseRules(input: Record<string, unknown>): Record<string, MaskRule> {
   return parseConfig({ masking: { rules: input } }).masking.rules;

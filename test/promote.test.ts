@@ -5,83 +5,33 @@
  */
 import { spawn } from "node:child_process";
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDemo } from "../seeders/demo/index.ts";
-import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { readJournal, verifyJournal, journalFile } from "../src/audit/journal.ts";
-import { parseConfig } from "../src/config/config.ts";
-import { type Project } from "../src/config/load.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
-import { type PgTarget, formatUrl, withClient } from "../src/pg/connect.ts";
+import { formatUrl, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { readProductionLog, verifyProductionLog } from "../src/promote/production-schema.ts";
-import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
-import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import {
+  SECRET,
+  BIN,
+  prodCluster,
+  prod,
+  project,
+  checksums,
+  prodQuery,
+  agentDiff,
+  promote,
+  promoteBlocked,
+  startPromoteProduction,
+  stopPromoteProduction,
+} from "./helpers/promote-production.ts";
 
-const SECRET = "promote-test-secret-0123456789";
-const BIN = resolve("bin/airlock.mjs");
-let prodCluster: TestCluster;
-let prod: PgTarget;
-let project: Project;
-const TABLES = ["gallery_images", "guests", "bookings", "payments", "reviews", "booking_events"];
-
-async function checksums(): Promise<Record<string, string>> {
-  return withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
-    const out: Record<string, string> = {};
-    // By column name (to_jsonb), not position: a column a rollback re-adds comes back at the end of the table.
-    for (const t of TABLES)
-      out[t] = (
-        await c.query(`SELECT count(*) || ':' || md5(coalesce(string_agg(to_jsonb(r)::text, E'\\n' ORDER BY to_jsonb(r)::text), '')) AS h FROM ${t} r`)
-      ).rows[0].h;
-    return out;
-  });
-}
-
-async function prodQuery(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
-  return withClient(prod, { step: "test", searchPath: "public" }, async (c) => (await c.query(sql, values)).rows);
-}
-
-/** A session where the agent runs `sql`, diffed; returns the diff id. */
-async function agentDiff(name: string, sql: string): Promise<string> {
-  const s = await createSession(project, { name });
-  await withClient(agentConnection(project, s.id).target, { step: "test-agent", searchPath: "public" }, (c) => c.query(sql));
-  const r = await diffSession(project, s.id);
-  expect(r.diff.verification.verified).toBe(true);
-  await destroySession(project, s.id);
-  return r.id;
-}
-
-const promote = (id: string, extra: Record<string, unknown> = {}) => promoteDiff(project, id, { to: prod, secret: SECRET, by: "tester", ...extra });
-
-beforeAll(async () => {
-  // Diffs, approvals and both audit trails are keyed with AIRLOCK_SECRET, the one the snapshot is taken with.
-  process.env.AIRLOCK_SECRET = SECRET;
-  prodCluster = await startTestCluster("promote-prod");
-  prod = await prodCluster.createDatabase("production");
-  await seedDemo({ target: prod, scale: 1 });
-  project = await createTestProject("promote-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
-  const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
-});
-
-afterAll(async () => {
-  await removeTestProject(project);
-  await prodCluster?.close();
-});
+beforeAll(startPromoteProduction);
+afterAll(stopPromoteProduction);
 
 describe("everything a promotion changed can be rolled back by Airlock itself", () => {
   it("promotes exactly the agent's changes, audits them, and rolls back to the exact prior state", async () => {
@@ -273,20 +223,7 @@ describe("a promotion is atomic", () => {
         child.stdout.on("data", (d: Buffer) => (output += d.toString()));
         child.stderr.on("data", (d: Buffer) => (output += d.toString()));
         const closed = new Promise<NodeJS.Signals | null>((res) => child.on("close", (_code, signal) => res(signal)));
-        const blocked = await withClient(admin, { step: "test-monitor", searchPath: "public" }, async (monitor) => {
-          for (let i = 0; i < 600; i++) {
-            if (child.exitCode !== null) throw new Error(`promote exited before it blocked: ${output}`);
-            const r = await monitor.query(
-              `SELECT a.query, a.wait_event_type, a.state, a.xact_start IS NOT NULL AS in_transaction,
-                      EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS advisory_lock
-                 FROM pg_stat_activity a WHERE a.application_name = 'airlock/promote' AND a.wait_event_type = 'Lock'`,
-            );
-            if (r.rows.length > 0)
-              return r.rows[0] as { query: string; wait_event_type: string; state: string; in_transaction: boolean; advisory_lock: boolean };
-            await new Promise((res) => setTimeout(res, 50));
-          }
-          throw new Error(`promote never blocked: ${output}`);
-        });
+        const blocked = await promoteBlocked(child, () => output);
         // Blocked inside its transaction, holding its advisory lock, at the review's insert: the updates before it ran.
         expect(blocked).toMatchObject({ state: "active", in_transaction: true, advisory_lock: true });
         expect(blocked.query).toMatch(/^INSERT INTO "?public"?\."?reviews"? /);

@@ -6,21 +6,17 @@
  * production unchanged where it is refused — every table's rows and
  * `pg_dump --schema-only`.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GENESIS } from "../src/audit/chain.ts";
-import { journalFile, readJournal, readUnauthenticated, verifyJournal } from "../src/audit/journal.ts";
+import { readJournal, readUnauthenticated, verifyJournal } from "../src/audit/journal.ts";
 import { auditTrails } from "../src/audit/verify.ts";
-import { loadProject } from "../src/config/load.ts";
-import { canonicalJson, sha256Hex } from "../src/format/canonical.ts";
 import { readDiff } from "../src/diff/store.ts";
 import { withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { readProductionLog } from "../src/promote/production-schema.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
-import { testClusterDir } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
 import {
   SECRET,
@@ -38,6 +34,20 @@ import {
   startTrustProduction,
   stopTrustProduction,
 } from "./helpers/trust-production.ts";
+import {
+  fileDiff,
+  fileForgedDiff,
+  copyToAnotherMachine,
+  verifyCli,
+  detects,
+  stagingFiles,
+  restoreStaging,
+  deleteStagingTrail,
+  rewriteStagingTrailUnkeyed,
+  keepProductionTrail,
+  DROP_AUDIT_TABLES,
+  RESTORE_AUDIT_TABLES,
+} from "./helpers/trust-attacks.ts";
 
 beforeAll(startTrustProduction);
 afterAll(stopTrustProduction);
@@ -126,21 +136,7 @@ describe("every attempt is recorded, and a refusal says exactly what it wrote to
 describe("a diff or an approval that Airlock did not make is refused, and production is unchanged", () => {
   it("a forged diff (CREATE ROLE … SUPERUSER, verified: true) with a hand-written approval is refused by the CLI with exit 2", async () => {
     const real = readDiff(project, await agentDiff("forge-base", "INSERT INTO items (id, label) VALUES (900, 'real');"));
-    const forged = {
-      ...real.diff,
-      schemaChanges: [
-        { id: "role forged", kind: "role", action: "create", changed: [], sql: ["CREATE ROLE forged LOGIN SUPERUSER PASSWORD 'f'"], afterData: [] },
-      ],
-      hazards: [],
-      verification: { ...real.diff.verification, verified: true },
-    };
-    const text = canonicalJson(forged);
-    const forgedId = sha256Hex(text);
-    const dir = project.statePath("diffs", forgedId);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "diff.json"), text);
-    const approval = { id: "appr-forged", diffId: forgedId, approvedBy: "alice", approvedAt: new Date().toISOString(), accepted: [], note: null };
-    writeFileSync(join(dir, "approval.json"), JSON.stringify(approval));
+    const { forgedId, dir } = fileForgedDiff(real.diff);
     const before = await productionState();
 
     // Without a MAC, with the real diff's MAC copied beside it, and with a made-up one: each refused, naming the diff's MAC.
@@ -169,12 +165,9 @@ describe("a diff or an approval that Airlock did not make is refused, and produc
       { ...real.diff, tables: real.diff.tables.map((t) => ({ ...t, changes: [] })) },
     ];
     for (const edited of edits) {
-      const text = canonicalJson(edited);
-      const dir = project.statePath("diffs", sha256Hex(text));
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, "diff.json"), text);
+      const { id, dir } = fileDiff(edited);
       cpSync(join(real.dir, "diff.mac"), join(dir, "diff.mac"));
-      expect((await caught(() => approveDiff(project, sha256Hex(text), { by: "mallory" }))).code).toBe("AIRLOCK_DIFF_NOT_AUTHENTIC");
+      expect((await caught(() => approveDiff(project, id, { by: "mallory" }))).code).toBe("AIRLOCK_DIFF_NOT_AUTHENTIC");
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -296,10 +289,7 @@ describe("an approval authorises one promotion, enforced in production", () => {
   it("an approval used from one machine is refused from another (a copy of .airlock), by production itself", async () => {
     const id = await agentDiff("two-machines", "INSERT INTO tally VALUES (45);");
     approveAccepting(id);
-    const otherDir = testClusterDir("trust-other-machine");
-    mkdirSync(join(otherDir, ".airlock"), { recursive: true });
-    for (const part of ["diffs", "snapshots"]) cpSync(project.statePath(part), join(otherDir, ".airlock", part), { recursive: true });
-    const other = await loadProject({ dir: otherDir });
+    const { other, otherDir } = await copyToAnotherMachine("trust-other-machine");
     try {
       const p = await promote(id);
       const n = await tallyCount();
@@ -318,32 +308,6 @@ describe("an approval authorises one promotion, enforced in production", () => {
 });
 
 describe("tampering with either audit trail is detected from the other", () => {
-  const verifyCli = () => airlock(["audit", "--verify", "--to", prodUrl]);
-
-  /** Runs `attack`, expects `airlock audit --verify --to` to fail naming `problem`, then `undo`es it and expects it to pass. */
-  async function detects(attack: () => Promise<void> | void, problem: RegExp, undo: () => Promise<void> | void): Promise<void> {
-    await attack();
-    try {
-      const r = await verifyCli();
-      expect(r.code, r.stdout).not.toBe(0);
-      expect(r.stderr).toMatch(/^AIRLOCK_AUDIT_TAMPERED: the audit trails are not intact:/m);
-      expect(r.stderr).toMatch(problem);
-    } finally {
-      await undo();
-    }
-    const ok = await verifyCli();
-    expect(ok.code, ok.stderr).toBe(0);
-  }
-
-  function stagingFiles(): { journal: string; head: string } {
-    return { journal: readFileSync(journalFile(project), "utf8"), head: readFileSync(project.statePath("audit.head"), "utf8") };
-  }
-
-  function restoreStaging(saved: { journal: string; head: string }): void {
-    writeFileSync(journalFile(project), saved.journal);
-    writeFileSync(project.statePath("audit.head"), saved.head);
-  }
-
   it("both trails verify with their anchors; without a production URL the output says production was not checked", async () => {
     const r = await verifyCli();
     expect(r.code, r.stderr).toBe(0);
@@ -357,10 +321,7 @@ describe("tampering with either audit trail is detected from the other", () => {
   it("deleting audit.jsonl and audit.head together", async () => {
     const saved = stagingFiles();
     await detects(
-      () => {
-        rmSync(journalFile(project));
-        rmSync(project.statePath("audit.head"));
-      },
+      deleteStagingTrail,
       /production entry \d+ \(promote p-[^)]*\) was written when the staging trail had \d+ entries; it has 0 now: the staging trail lost entries or was deleted/,
       () => restoreStaging(saved),
     );
@@ -369,55 +330,26 @@ describe("tampering with either audit trail is detected from the other", () => {
   it("dropping entry 2, editing entry 3 and recomputing the unkeyed sha256 chain and head", async () => {
     const saved = stagingFiles();
     await detects(
-      () => {
-        const entries = saved.journal
-          .trimEnd()
-          .split("\n")
-          .map((l) => JSON.parse(l) as Record<string, unknown>);
-        const kept = entries.filter((_, i) => i !== 1);
-        kept[1] = { ...kept[1], actor: "mallory" };
-        let prev = GENESIS;
-        const rewritten = kept.map((e, i) => {
-          const content = { seq: i + 1, at: e.at, actor: e.actor, action: e.action, details: e.details, prev };
-          const hash = sha256Hex(canonicalJson(content));
-          prev = hash;
-          return { ...content, hash };
-        });
-        writeFileSync(journalFile(project), `${rewritten.map((e) => JSON.stringify(e)).join("\n")}\n`);
-        writeFileSync(project.statePath("audit.head"), `${rewritten.length} ${prev}\n`);
-      },
+      () => rewriteStagingTrailUnkeyed(saved.journal),
       /staging audit trail: entry 1 \([a-z-]+\) does not carry a valid MAC/,
       () => restoreStaging(saved),
     );
   });
 
   it("deleting the rows of airlock.audit_log and airlock.audit_head", async () => {
-    const log = await prodQuery("SELECT * FROM airlock.audit_log ORDER BY seq");
-    const head = await prodQuery("SELECT * FROM airlock.audit_head");
+    const restore = await keepProductionTrail();
     await detects(
       () => prodQuery("DELETE FROM airlock.audit_log; DELETE FROM airlock.audit_head").then(() => undefined),
       /staging entry \d+ \(promote p-[^)]*\) records production entry \d+, which airlock\.audit_log of production@127\.0\.0\.1:\d+ is missing: production entries were deleted/,
-      async () => {
-        await prodQuery("INSERT INTO airlock.audit_log SELECT * FROM jsonb_populate_recordset(NULL::airlock.audit_log, $1::jsonb)", [JSON.stringify(log)]);
-        await prodQuery("INSERT INTO airlock.audit_head SELECT * FROM jsonb_populate_recordset(NULL::airlock.audit_head, $1::jsonb)", [JSON.stringify(head)]);
-      },
+      restore,
     );
   });
 
   it("dropping the production audit tables", async () => {
     await detects(
-      () =>
-        prodQuery(
-          "CREATE TABLE public.kept_log AS TABLE airlock.audit_log; CREATE TABLE public.kept_head AS TABLE airlock.audit_head; DROP TABLE airlock.audit_log, airlock.audit_head",
-        ).then(() => undefined),
+      () => prodQuery(DROP_AUDIT_TABLES).then(() => undefined),
       /records production entry \d+ in production@127\.0\.0\.1:\d+, which has no airlock\.audit_log: production's trail was dropped, or the airlock schema renamed/,
-      () =>
-        prodQuery(
-          `CREATE TABLE airlock.audit_log (seq bigint PRIMARY KEY, at timestamptz NOT NULL, actor text NOT NULL, action text NOT NULL, details jsonb NOT NULL, prev text NOT NULL, hash text NOT NULL);
-           CREATE TABLE airlock.audit_head (one boolean PRIMARY KEY DEFAULT true CHECK (one), seq bigint NOT NULL, hash text NOT NULL);
-           INSERT INTO airlock.audit_log SELECT * FROM public.kept_log; INSERT INTO airlock.audit_head SELECT * FROM public.kept_head;
-           DROP TABLE public.kept_log, public.kept_head`,
-        ).then(() => undefined),
+      () => prodQuery(RESTORE_AUDIT_TABLES).then(() => undefined),
     );
   });
 

@@ -15,25 +15,22 @@
  * `airlock` schema). The hazard rule for a whole-column overwrite is also
  * tested on its own, without a cluster, in test/hazards.test.ts.
  */
-import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { listSnapshots, readManifest, removeStaleCaptures, snapshotsDir } from "../src/snapshot/store.ts";
 import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { caught } from "./helpers/errors.ts";
 import {
   SECRET,
-  BIN,
+  INHERITANCE,
   prod,
-  prodUrl,
   project,
   prodQuery,
   productionState,
@@ -41,6 +38,9 @@ import {
   promote,
   rollback,
   multiset,
+  cli,
+  takeSnapshot,
+  hangingCapture,
   startWildProduction,
   stopWildProduction,
 } from "./helpers/wild-production.ts";
@@ -204,20 +204,7 @@ describe("a whole-column overwrite is a danger", () => {
 describe("an interrupted snapshot leaves nothing behind that the next run does not clean up", () => {
   it("kill -9 mid-capture leaves a temporary directory naming its pid; `airlock snapshot ls` and the next capture remove it, and leave a live capture's alone", async () => {
     const dir = snapshotsDir(project.statePath());
-    const script = join(project.dir, "capture-and-hang.mts");
-    writeFileSync(
-      script,
-      `import { captureSnapshot } from ${JSON.stringify(resolve("src/snapshot/capture.ts"))};
-       import { parseTarget } from ${JSON.stringify(resolve("src/pg/connect.ts"))};
-       await captureSnapshot({ source: parseTarget(${JSON.stringify(prodUrl)}), secret: ${JSON.stringify(SECRET)}, rules: {}, snapshotsDir: ${JSON.stringify(dir)},
-         statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200,
-         onProgress: (p) => { if (p.phase === "table") { process.stdout.write("copying\\n"); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000); } } });`,
-    );
-    const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((res, rej) => {
-      child.stdout.on("data", (d: Buffer) => d.toString().includes("copying") && res());
-      child.on("exit", (code) => rej(new Error(`the capture exited (${code}) before copying`)));
-    });
+    const child = await hangingCapture(dir);
     const temps = () => readdirSync(dir).filter((d) => d.startsWith(".tmp-"));
     const left = temps();
     expect(left).toHaveLength(1);
@@ -231,23 +218,18 @@ describe("an interrupted snapshot leaves nothing behind that the next run does n
     mkdirSync(live);
     writeFileSync(join(live, "capturing.json"), JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }));
 
-    const ls = spawnSync(process.execPath, [BIN, "snapshot", "ls", "--json"], {
-      cwd: project.dir,
-      encoding: "utf8",
-      env: { ...process.env, PROD_DATABASE_URL: "" },
-    });
+    const ls = cli(["snapshot", "ls", "--json"]);
     expect(ls.status, ls.stderr).toBe(0);
     expect(JSON.parse(ls.stdout)).toHaveLength(listSnapshots(dir).length);
     expect(ls.stderr).toContain(`removed 1 temporary directory left by interrupted captures: ${left[0]}`);
     expect(temps()).toEqual([".tmp-snap-20260101-000000-aaaaaa"]);
 
     // Killed again; the next capture cleans it up.
-    const again = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((res) => again.stdout.on("data", (d: Buffer) => d.toString().includes("copying") && res()));
+    const again = await hangingCapture(dir);
     again.kill("SIGKILL");
     await new Promise((res) => again.once("exit", res));
     expect(temps()).toHaveLength(2);
-    await captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: dir, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+    await takeSnapshot(dir);
     expect(temps()).toEqual([".tmp-snap-20260101-000000-aaaaaa"]);
     expect(removeStaleCaptures(dir)).toEqual([]);
   });
@@ -294,31 +276,8 @@ describe("a table's inheritance children are not its rows", () => {
   let snapshotId: string;
 
   beforeAll(async () => {
-    await prodQuery(
-      prod,
-      `CREATE TABLE inh_par (id int PRIMARY KEY, x int NOT NULL);
-       -- A primary key is not inherited: the child's own one lets its keys be the parent's too.
-       CREATE TABLE inh_kid (y text NOT NULL) INHERITS (inh_par);
-       ALTER TABLE inh_kid ADD PRIMARY KEY (id);
-       INSERT INTO inh_par VALUES (1, 10), (2, 20), (3, 30);
-       INSERT INTO inh_kid VALUES (1, 100, 'one'), (2, 200, 'two'), (5, 500, 'five');
-       -- No key on either side: rows equal through the parent's columns are in both.
-       CREATE TABLE inh_log (n int, note text);
-       CREATE TABLE inh_log_kid (extra int) INHERITS (inh_log);
-       INSERT INTO inh_log VALUES (1, 'a'), (2, 'b');
-       INSERT INTO inh_log_kid VALUES (1, 'a', 9), (3, 'c', 9);`,
-    );
-    snapshotId = (
-      await captureSnapshot({
-        source: prod,
-        secret: SECRET,
-        rules: {},
-        snapshotsDir: project.statePath("snapshots"),
-        statementTimeoutMs: 60_000,
-        lockTimeoutMs: 5_000,
-        sampleSize: 200,
-      })
-    ).id;
+    await prodQuery(prod, INHERITANCE);
+    snapshotId = (await takeSnapshot()).id;
   });
 
   it("a parent and its child, keys shared: each snapshotted, diffed, promoted and rolled back with only its own rows", async () => {

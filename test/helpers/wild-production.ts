@@ -5,8 +5,9 @@
  * taken from it; and how the tests compare it as a whole. The bindings are
  * live: set by startWildProduction.
  */
-import { execFileSync } from "node:child_process";
-import { resolve } from "node:path";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import type { Project } from "../../src/config/load.ts";
 import { diffSession } from "../../src/diff/run-diff.ts";
 import { findPgBinaries } from "../../src/pg/binaries.ts";
@@ -19,7 +20,7 @@ import { type TestCluster, startTestCluster } from "./cluster.ts";
 import { createTestProject, removeTestProject } from "./project.ts";
 
 export const SECRET = "wild-data-test-secret-0123456789abcdef";
-export const BIN = resolve("bin/airlock.mjs");
+const BIN = resolve("bin/airlock.mjs");
 
 const PRODUCTION = `
   -- No key at all, with duplicate rows and NULLs.
@@ -46,6 +47,20 @@ const PRODUCTION = `
   CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
   CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
   INSERT INTO readings VALUES (1, '2024-03-01', 10), (2, '2025-03-01', 20), (3, '2025-04-01', 30);`;
+
+/** Added to production once the tests before it ran: a parent and its inheritance child sharing keys, and a keyless pair holding equal rows. */
+export const INHERITANCE = `
+  CREATE TABLE inh_par (id int PRIMARY KEY, x int NOT NULL);
+  -- A primary key is not inherited: the child's own one lets its keys be the parent's too.
+  CREATE TABLE inh_kid (y text NOT NULL) INHERITS (inh_par);
+  ALTER TABLE inh_kid ADD PRIMARY KEY (id);
+  INSERT INTO inh_par VALUES (1, 10), (2, 20), (3, 30);
+  INSERT INTO inh_kid VALUES (1, 100, 'one'), (2, 200, 'two'), (5, 500, 'five');
+  -- No key on either side: rows equal through the parent's columns are in both.
+  CREATE TABLE inh_log (n int, note text);
+  CREATE TABLE inh_log_kid (extra int) INHERITS (inh_log);
+  INSERT INTO inh_log VALUES (1, 'a'), (2, 'b');
+  INSERT INTO inh_log_kid VALUES (1, 'a', 9), (3, 'c', 9);`;
 
 export let prodCluster: TestCluster;
 export let prod: PgTarget;
@@ -94,6 +109,33 @@ export const rollback = (promotionId: string) => rollbackPromotion(project, prom
 export const multiset = async (target: PgTarget, table: string) =>
   (await prodQuery(target, `SELECT to_jsonb(r)::text AS r FROM ${table} r ORDER BY 1`)).map((x) => x.r as string);
 
+/** The CLI, run in the project without a production URL in the environment. */
+export const cli = (args: readonly string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { cwd: project.dir, encoding: "utf8", env: { ...process.env, PROD_DATABASE_URL: "" } });
+
+/** A snapshot of production into `dir` (the project's snapshots unless given). */
+export const takeSnapshot = (dir = project.statePath("snapshots")) =>
+  captureSnapshot({ source: prod, secret: SECRET, rules: {}, snapshotsDir: dir, statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200 });
+
+/** A capture of production into `dir` in a child process that hangs once it starts copying tables (to be killed); resolves then, with the child. */
+export async function hangingCapture(dir: string) {
+  const script = join(project.dir, "capture-and-hang.mts");
+  writeFileSync(
+    script,
+    `import { captureSnapshot } from ${JSON.stringify(resolve("src/snapshot/capture.ts"))};
+     import { parseTarget } from ${JSON.stringify(resolve("src/pg/connect.ts"))};
+     await captureSnapshot({ source: parseTarget(${JSON.stringify(prodUrl)}), secret: ${JSON.stringify(SECRET)}, rules: {}, snapshotsDir: ${JSON.stringify(dir)},
+       statementTimeoutMs: 60_000, lockTimeoutMs: 5_000, sampleSize: 200,
+       onProgress: (p) => { if (p.phase === "table") { process.stdout.write("copying\\n"); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000); } } });`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((res, rej) => {
+    child.stdout.on("data", (d: Buffer) => d.toString().includes("copying") && res());
+    child.on("exit", (code) => rej(new Error(`the capture exited (${code}) before copying`)));
+  });
+  return child;
+}
+
 /** Starts production, fills it, and takes the snapshot the sessions start from (beforeAll). */
 export async function startWildProduction(): Promise<void> {
   // diff and promote key what they write with it; the capture and the CLI children read it too.
@@ -106,15 +148,7 @@ export async function startWildProduction(): Promise<void> {
     "wild-data-project",
     `export default { promote: { lockTimeout: "2s", statementTimeout: "30s" }, hazards: { bulkRows: 50, bulkFraction: 0.1 } };\n`,
   );
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules: {},
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await takeSnapshot();
 }
 
 /** Removes the project and stops production (afterAll). */
