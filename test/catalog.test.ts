@@ -16,12 +16,11 @@ import { verifyDiff } from "../src/diff/diff.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { readManifest, readSnapshotCatalog, snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
 import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { caught } from "./helpers/errors.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const BIN = resolve("bin/airlock.mjs");
 const ZOO = readFileSync(resolve("test/fixtures/catalog/zoo.sql"), "utf8");
@@ -46,15 +45,7 @@ beforeAll(async () => {
   prod = await prodCluster.createDatabase("zoo");
   await withClient(prod, { step: "test", searchPath: "public" }, (c) => c.query(ZOO));
   project = await createTestProject("catalog-project");
-  const manifest = await captureSnapshot({
-    source: prod,
-    secret: "catalog-test-secret-0123456789",
-    rules: {},
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  const manifest = await captureInto(project, prod, "catalog-test-secret-0123456789");
   snapshotId = manifest.id;
 }, 120_000);
 

@@ -20,10 +20,9 @@ import { CopyLineSplitter } from "../src/pg/copy-lines.ts";
 import { copyText, copyValue } from "../src/pg/copy-text.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "data-paths-test-secret-0123456789";
 /** Rows of the multibyte table: enough that both sides of the diff span hundreds of COPY chunks. */
@@ -106,17 +105,7 @@ beforeAll(async () => {
       rules: { ...DEMO_MASKING_RULES, "public.intl.label": "keep", "public.intl.note": "keep", "public.contacts.email": { faker: "email", domain: "email" } },
     },
   }).masking.rules;
-  await timed("capture", () =>
-    captureSnapshot({
-      source: prod,
-      secret: SECRET,
-      rules,
-      snapshotsDir: project.statePath("snapshots"),
-      statementTimeoutMs: 60_000,
-      lockTimeoutMs: 5_000,
-      sampleSize: 200,
-    }),
-  );
+  await timed("capture", () => captureInto(project, prod, SECRET, rules));
   timings.push(`set-up (cluster, demo, ${ROWS} rows, capture): ${((Date.now() - started) / 1000).toFixed(2)} s`);
 });
 

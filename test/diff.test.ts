@@ -18,10 +18,9 @@ import { countsText, diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
 import type { RowChange, TableChanges } from "../src/diff/types.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const FIXTURES = resolve("test/fixtures/diff");
 const BIN = resolve("bin/airlock.mjs");
@@ -73,15 +72,7 @@ beforeAll(async () => {
   });
   project = await createTestProject("diff-project");
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({
-    source: prod,
-    secret: "diff-test-secret-0123456789",
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, "diff-test-secret-0123456789", rules);
 });
 
 afterAll(async () => {

@@ -17,11 +17,10 @@ import { parseConfig } from "../src/config/config.ts";
 import { type Project, localClusterDir, localClusterOptions } from "../src/config/load.ts";
 import { openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, makeTarget, withClient } from "../src/pg/connect.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession, sessionLimits, readSession } from "../src/staging/sessions.ts";
 import { supervisorState } from "../src/staging/supervisor.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "limits-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -83,15 +82,7 @@ beforeAll(async () => {
     `export default { staging: { connectionLimit: 20, statementTimeout: "${STATEMENT_LIMIT_MS}ms", diskQuota: "${QUOTA_MB}MB" } };\n`,
   );
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, SECRET, rules);
 }, 120_000);
 
 afterAll(async () => {

@@ -17,12 +17,11 @@ import { type PgTarget, makeTarget, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { snapshotsDir } from "../src/snapshot/store.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "roles-test-secret-0123456789abcdef";
 process.env.AIRLOCK_SECRET = SECRET;
@@ -117,16 +116,7 @@ async function approvedDiff(name: string, sql: string): Promise<string> {
   }
 }
 
-const capture = (source: PgTarget) =>
-  captureSnapshot({
-    source,
-    secret: SECRET,
-    rules: parseConfig({}).masking.rules,
-    snapshotsDir: snapshotsDir(project.statePath()),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+const capture = (source: PgTarget) => captureInto(project, source, SECRET, parseConfig({}).masking.rules);
 
 beforeAll(async () => {
   prodCluster = await startTestCluster("roles-prod");

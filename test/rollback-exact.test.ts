@@ -19,11 +19,10 @@ import { type PgTarget, withClient } from "../src/pg/connect.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "rollback-exact-secret-0123456789abcdef";
 process.env.AIRLOCK_SECRET = SECRET;
@@ -92,15 +91,7 @@ beforeAll(async () => {
   prod = await cluster.createDatabase("production");
   await sql(prod, PRODUCTION);
   project = await createTestProject("rollback-exact-project");
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules: {},
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, SECRET);
 });
 
 afterAll(async () => {

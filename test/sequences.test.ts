@@ -20,11 +20,10 @@ import { type PgTarget, makeTarget, quoteIdent, withClient } from "../src/pg/con
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "sequences-test-secret-0123456789abcdef";
 // Diff, approval and rollback read the secret from the environment as the CLI does (this file runs in its own process).
@@ -84,15 +83,7 @@ async function production(name: string): Promise<Production> {
   const target = await prodCluster.createDatabase(name);
   await withClient(target, { step: "test", searchPath: "public" }, (c) => c.query(PRODUCTION));
   const rules = parseConfig({ masking: { rules: {} } }).masking.rules;
-  const manifest = await captureSnapshot({
-    source: target,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  const manifest = await captureInto(project, target, SECRET, rules);
   return { target, snapshot: manifest.id };
 }
 

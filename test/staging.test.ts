@@ -16,14 +16,13 @@ import { type Project, localClusterOptions } from "../src/config/load.ts";
 import { AirlockError } from "../src/errors.ts";
 import { openCluster } from "../src/pg/cluster.ts";
 import { type PgTarget, formatUrl, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
-import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { type SnapshotManifest, removeSnapshot } from "../src/snapshot/store.ts";
 import { sessionObjectNames, templateName } from "../src/staging/local-backend.ts";
 import { defaultSandbox } from "../src/staging/sandbox.ts";
 import { agentConnection, backendFor, createSession, destroySession, gcSessions, listSessions, readSession } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { caught } from "./helpers/errors.ts";
-import { createTestProject, removeTestProject } from "./helpers/project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "staging-test-secret-0123456789";
 const BIN = resolve("bin/airlock.mjs");
@@ -43,15 +42,7 @@ beforeAll(async () => {
   await seedDemo({ target: prod, scale: 1 });
   project = await createTestProject("staging-project", `export default { staging: { connectionLimit: 3, statementTimeout: "1s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  snapshot = await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  snapshot = await captureInto(project, prod, SECRET, rules);
 });
 
 afterAll(async () => {
@@ -178,15 +169,7 @@ describe("sessions come and go without leaving anything behind", () => {
     expect((await caught(createSession(project, { name: "taken" }))).code).toBe("AIRLOCK_SESSION_EXISTS");
     await destroySession(project, taken.id);
 
-    const corrupt = await captureSnapshot({
-      source: prod,
-      secret: SECRET,
-      rules: parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules,
-      snapshotsDir: project.statePath("snapshots"),
-      statementTimeoutMs: 60_000,
-      lockTimeoutMs: 5_000,
-      sampleSize: 200,
-    });
+    const corrupt = await captureInto(project, prod, SECRET, parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules);
     const file = join(project.statePath("snapshots", corrupt.id), "data/public.bookings.copy.gz");
     const bytes = readFileSync(file);
     bytes[20] = bytes[20]! ^ 0xff;

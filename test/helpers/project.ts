@@ -7,6 +7,9 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Project, loadProject, localClusterOptions } from "../../src/config/load.ts";
 import { destroyCluster, openCluster } from "../../src/pg/cluster.ts";
+import type { PgTarget } from "../../src/pg/connect.ts";
+import { type CaptureOptions, captureSnapshot } from "../../src/snapshot/capture.ts";
+import type { SnapshotManifest } from "../../src/snapshot/store.ts";
 import { testClusterDir } from "./cluster.ts";
 
 /** Creates and loads a project; `config` is the source of its airlock.config.ts, if any. */
@@ -24,4 +27,17 @@ export async function removeTestProject(project: Project | undefined): Promise<v
   const staging = openCluster(localClusterOptions(project));
   if (staging !== undefined) await destroyCluster(staging);
   rmSync(project.dir, { recursive: true, force: true });
+}
+
+/** Captures `source` into the project's snapshots with the timeouts and sample size every test uses. */
+export function captureInto(project: Project, source: PgTarget, secret: string, rules: CaptureOptions["rules"] = {}): Promise<SnapshotManifest> {
+  return captureSnapshot({
+    source,
+    secret,
+    rules,
+    snapshotsDir: project.statePath("snapshots"),
+    statementTimeoutMs: 60_000,
+    lockTimeoutMs: 5_000,
+    sampleSize: 200,
+  });
 }

@@ -14,10 +14,9 @@ import { type Project } from "../../src/config/load.ts";
 import { diffSession } from "../../src/diff/run-diff.ts";
 import { type PgTarget, withClient } from "../../src/pg/connect.ts";
 import { promoteDiff } from "../../src/promote/promote.ts";
-import { captureSnapshot } from "../../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./cluster.ts";
-import { createTestProject, removeTestProject } from "./project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./project.ts";
 
 export const SECRET = "promote-test-secret-0123456789";
 export const BIN = resolve("bin/airlock.mjs");
@@ -87,15 +86,7 @@ export async function startPromoteProduction(): Promise<void> {
   await seedDemo({ target: prod, scale: 1 });
   project = await createTestProject("promote-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
   const rules = parseConfig({ masking: { rules: DEMO_MASKING_RULES } }).masking.rules;
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, SECRET, rules);
 }
 
 /** Removes the project and stops production (afterAll). */

@@ -14,10 +14,9 @@ import { findPgBinaries } from "../../src/pg/binaries.ts";
 import { type PgTarget, formatUrl, withClient } from "../../src/pg/connect.ts";
 import { approveDiff } from "../../src/promote/approval.ts";
 import { promoteDiff } from "../../src/promote/promote.ts";
-import { captureSnapshot } from "../../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./cluster.ts";
-import { createTestProject, removeTestProject } from "./project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./project.ts";
 
 export const SECRET = "trust-test-secret-0123456789abcdef";
 const BIN = resolve("bin/airlock.mjs");
@@ -105,15 +104,7 @@ export async function startTrustProduction(): Promise<void> {
   prodUrl = formatUrl(prodCluster.cluster.tcpTarget("production"), true);
   await prodQuery(PRODUCTION);
   project = await createTestProject("trust-project", `export default { promote: { lockTimeout: "500ms", statementTimeout: "20s" } };\n`);
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules: {},
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, SECRET);
 }
 
 /** Removes the project and stops production (afterAll). */

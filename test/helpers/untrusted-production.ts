@@ -20,10 +20,9 @@ import type { TableChanges } from "../../src/diff/types.ts";
 import { type PgTarget, withClient } from "../../src/pg/connect.ts";
 import { approveDiff } from "../../src/promote/approval.ts";
 import { promoteDiff } from "../../src/promote/promote.ts";
-import { captureSnapshot } from "../../src/snapshot/capture.ts";
 import { agentConnection, createSession, destroySession } from "../../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster, testRoot } from "./cluster.ts";
-import { createTestProject, removeTestProject } from "./project.ts";
+import { captureInto, createTestProject, removeTestProject } from "./project.ts";
 
 export const SECRET = "untrusted-code-test-secret-0123456789";
 let prodCluster: TestCluster;
@@ -194,15 +193,7 @@ export async function startUntrustedProduction(): Promise<void> {
   const rules = parseConfig({
     masking: { rules: { ...DEMO_MASKING_RULES, "public.notes.body": "keep", "public.owned_items.name": "keep", "public.calls.who": "keep" } },
   }).masking.rules;
-  await captureSnapshot({
-    source: prod,
-    secret: SECRET,
-    rules,
-    snapshotsDir: project.statePath("snapshots"),
-    statementTimeoutMs: 60_000,
-    lockTimeoutMs: 5_000,
-    sampleSize: 200,
-  });
+  await captureInto(project, prod, SECRET, rules);
 }
 
 /** Removes the project, stops production and removes the marker directories (afterAll). */
