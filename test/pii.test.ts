@@ -13,7 +13,6 @@ import type { Problem } from "../src/config/schema.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 
 const fake = (generator: string, domain?: string) => ({ kind: "faker", generator, ...(domain === undefined ? {} : { domain }) });
-const suggestedByName = (table: string, column: string, type = "text") => classifyByName(table, column, type)?.suggested;
 const suggestedByValues = (values: readonly string[], type = "text") => classifyByValues(values, type)?.suggested;
 
 describe("classifyByName", () => {

@@ -24,7 +24,6 @@ import {
   pw,
   ROLES,
   MISMATCHED_PASSWORD,
-  session,
   proxyOptions,
   connect,
   connectAs,

@@ -4,7 +4,6 @@
  * socket that reads messages as they come.
  */
 import { type Socket, connect as connectSocket } from "node:net";
-import pg from "pg";
 import { expect } from "vitest";
 
 /** A big-endian int32. */
