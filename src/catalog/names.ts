@@ -11,10 +11,8 @@ export function displayName(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name);
 }
 
-/** schema.name quoted for SQL. */
-export function qualifiedName(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
-}
+/** schema.name quoted for SQL: the one implementation in src/pg/table-names.ts, under the name the catalog code uses. */
+export { qualified as qualifiedName } from "../pg/table-names.ts";
 
 /**
  * The table, view or materialized view `id` names in the model: what DDL on it or on one of its columns,

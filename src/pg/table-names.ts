@@ -45,3 +45,13 @@ export async function ownRowsIn(
   );
   return (schema, table) => ownRows(schema, table, partitioned.has(qualified(schema, table)));
 }
+
+/** The columns a row can be written to, in table order: not dropped, not generated (`table` is a qualified name). */
+export async function writableColumns(c: pg.ClientBase, table: string): Promise<string[]> {
+  const r = await query<{ a: string }>(
+    c,
+    "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+    [table],
+  );
+  return r.rows.map((x) => x.a);
+}

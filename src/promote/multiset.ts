@@ -21,7 +21,7 @@ import type pg from "pg";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
 import type { WholeRow } from "../apply/statements.ts";
-import { ownRowsIn, qualified } from "../pg/table-names.ts";
+import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
 
 /** Whole-row images are filed under this key: they have none. */
 export const NO_KEY_IMAGE = "{}";
@@ -117,12 +117,7 @@ export async function restoreDeletedWholeRows(c: pg.ClientBase, promotionId: str
   let restored = 0;
   for (const t of tables.filter((x) => x.deleted > 0)) {
     const name = qualified(t.schema, t.table);
-    const cols = await query<{ a: string }>(
-      c,
-      "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-      [name],
-    );
-    const list = cols.rows.map((x) => quoteIdent(x.a));
+    const list = (await writableColumns(c, name)).map(quoteIdent);
     const images = `FROM airlock.row_images i WHERE i.promotion_id = $1 AND i.key = $2::jsonb AND i.op = 'delete' AND i.table_schema = $3 AND i.table_name = $4`;
     // A table with no copyable columns takes a row of defaults per image (its generated columns are computed).
     const sql =

@@ -18,7 +18,7 @@ import { planSchemaChanges, planStatements } from "../catalog/plan.ts";
 import { readCatalog } from "../catalog/read.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
-import { ownRowsIn, qualified } from "../pg/table-names.ts";
+import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
 
 /** The schema part of a rollback: statements around the data, and the tables rebuilt between them. */
 export interface ReversePlan {
@@ -140,24 +140,13 @@ export async function saveRebuiltRows(c: pg.ClientBase, plan: ReversePlan): Prom
     const name = qualified(t.schema, t.table);
     const copy = `airlock_rebuilt_${i}`;
     await query(c, `CREATE TEMPORARY TABLE ${copy} ON COMMIT DROP AS SELECT * FROM ${rowsOf(t.schema, t.table)}`);
-    const cols = await query<{ a: string }>(
-      c,
-      "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-      [name],
-    );
-    saved.push({ name, copy: `pg_temp.${copy}`, columns: cols.rows.map((x) => x.a) });
+    saved.push({ name, copy: `pg_temp.${copy}`, columns: await writableColumns(c, name) });
   }
   return {
     refill: async () => {
       let n = 0;
       for (const s of saved) {
-        const now = await query<{ a: string }>(
-          c,
-          "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-          [s.name],
-        );
-        const cols = now.rows
-          .map((x) => x.a)
+        const cols = (await writableColumns(c, s.name))
           .filter((a) => s.columns.includes(a))
           .map(quoteIdent)
           .join(", ");

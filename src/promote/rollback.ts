@@ -25,7 +25,7 @@ import { type PromotionCatalog, type ReversePlan, checkRestoredSchema, checkSche
 import { checkRollbackPrivileges } from "./privileges.ts";
 import { pauseTriggers, resumeTriggers } from "../apply/triggers.ts";
 import type { SavedData } from "./saved-data.ts";
-import { ownRowsIn, qualified } from "../pg/table-names.ts";
+import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
 
 interface Image {
   readonly table_schema: string;
@@ -44,15 +44,6 @@ function keyMatch(key: Record<string, string | null>, params: unknown[]): string
       return `${quoteIdent(col)} = $${params.length}`;
     })
     .join(" AND ");
-}
-
-async function copiedColumns(c: pg.ClientBase, schema: string, table: string): Promise<string[]> {
-  const r = await query<{ a: string }>(
-    c,
-    "SELECT attname AS a FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-    [qualified(schema, table)],
-  );
-  return r.rows.map((x) => x.a);
 }
 
 /** The rollback's steps, in the caller's transaction: restores, reverses, records the keyed production entry. */
@@ -160,7 +151,7 @@ async function rollbackInTransaction(
     restored++;
   }
   for (const img of images.filter((i) => i.kind === "pre" && i.op === "update")) {
-    const cols = (await copiedColumns(c, img.table_schema, img.table_name)).filter((col) => col in img.row);
+    const cols = (await writableColumns(c, qualified(img.table_schema, img.table_name))).filter((col) => col in img.row);
     const params: unknown[] = [JSON.stringify(img.row)];
     const t = qualified(img.table_schema, img.table_name);
     await query(
@@ -171,7 +162,7 @@ async function rollbackInTransaction(
     restored++;
   }
   for (const img of images.filter((i) => i.kind === "pre" && i.op === "delete").sort((a, b) => rank(a) - rank(b))) {
-    const cols = (await copiedColumns(c, img.table_schema, img.table_name))
+    const cols = (await writableColumns(c, qualified(img.table_schema, img.table_name)))
       .filter((col) => col in img.row)
       .map(quoteIdent)
       .join(", ");
@@ -200,7 +191,7 @@ async function rollbackInTransaction(
     const t = qualified(s.schema, s.table);
     const saved = `airlock.${quoteIdent(s.savedAs)}`;
     if (s.kind === "table") {
-      const cols = (await copiedColumns(c, s.schema, s.table)).map(quoteIdent).join(", ");
+      const cols = (await writableColumns(c, qualified(s.schema, s.table))).map(quoteIdent).join(", ");
       // A table with no copyable columns gets its rows back as rows of defaults.
       await query(c, cols === "" ? `INSERT INTO ${t} SELECT FROM ${saved}` : `INSERT INTO ${t} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${saved}`);
     } else {
