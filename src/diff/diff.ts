@@ -10,7 +10,7 @@
 import type pg from "pg";
 import type { Project } from "../config/load.ts";
 import { type PgTarget, openClient, query, quoteIdent } from "../pg/connect.ts";
-import { type SchemaChange, planSchemaChanges, planStatements } from "../catalog/plan.ts";
+import { type SchemaChange, planSchemaChanges } from "../catalog/plan.ts";
 import type { CatalogModel, RoleMapping } from "../catalog/model.ts";
 import { callsOf } from "../catalog/read.ts";
 import { ownRows } from "../pg/table-names.ts";
@@ -190,7 +190,6 @@ async function computeWithRoles(
       afterData: c.afterData,
     };
   });
-  const reverseSchema = planStatements(planSchemaChanges(workModel, baseModel));
   const schema = forwardSchema({ schemaChanges }).before;
 
   const clone = await cloneBase(baseAdmin, "diff", diffRoles);
@@ -265,7 +264,6 @@ async function computeWithRoles(
     snapshot: session.snapshotId,
     createdAt: (options.now ?? new Date()).toISOString(),
     schemaChanges,
-    reverseSchema,
     tables,
     hazards,
     verification: { verified: false, mismatches: [], schemaDifference: [] },

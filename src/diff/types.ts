@@ -91,8 +91,6 @@ export interface Diff {
   readonly createdAt: string;
   /** Typed schema changes turning base's catalog into work's, in the order their SQL runs. */
   readonly schemaChanges: readonly SchemaChangeRecord[];
-  /** SQL turning work's schema back into base's: what rollback runs (before: ahead of refilling dropped data). */
-  readonly reverseSchema: { readonly before: readonly string[]; readonly after: readonly string[] };
   readonly tables: readonly TableChanges[];
   readonly hazards: readonly Hazard[];
   readonly verification: Verification;
@@ -142,7 +140,6 @@ export const diffFileSchema: z.ZodType<Omit<Diff, "createdAt"> & { readonly crea
   snapshot: z.string(),
   createdAt: z.string().optional(),
   schemaChanges: z.array(schemaChangeRecordSchema),
-  reverseSchema: z.object({ before: strings, after: strings }),
   tables: z.array(tableChangesSchema),
   hazards: z.array(
     z.object({

@@ -179,7 +179,8 @@ async function promoteInTransaction(
       approval.approvedBy,
       by,
       JSON.stringify(diff.summary),
-      JSON.stringify(diff.reverseSchema),
+      // The way back is planned once the diff is applied, from production's own catalog (below).
+      JSON.stringify({ before: [], after: [] }),
       JSON.stringify(saved),
       JSON.stringify(diff.tables.map((t) => `${t.schema}.${t.name}`)),
     ],

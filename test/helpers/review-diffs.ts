@@ -43,7 +43,6 @@ export function incidentDiff(verified = true): Diff {
         afterData: ["CREATE INDEX gallery_images_guest_id_idx ON public.gallery_images USING btree (guest_id)"],
       },
     ],
-    reverseSchema: { before: ["DROP INDEX public.gallery_images_guest_id_idx"], after: [] },
     tables: [
       {
         schema: "public",
