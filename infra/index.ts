@@ -13,7 +13,8 @@ import { randomBytes } from "node:crypto";
 import docker from "@pulumi/docker";
 import pulumi from "@pulumi/pulumi";
 import { AGENT_ROLE, SUPERUSER, WORK_DB } from "../src/staging/container-names.ts";
-import { CONTAINER_PATHS, SnapshotFileError, readSnapshotForRestore, restoreFiles } from "./restore-files.ts";
+import { restoreFiles } from "../src/staging/container-entrypoint.ts";
+import { CONTAINER_PATHS, SnapshotFileError, readSnapshotForRestore } from "../src/staging/container-restore.ts";
 import { StackConfigError, type StackSettings, readSettings } from "./settings.ts";
 
 /** The stack outputs (what `pulumi stack output` and the Automation API see). */

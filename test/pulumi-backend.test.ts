@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AirlockError } from "../src/errors.ts";
 import { makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
-import { PulumiBackend, dockerEndpoint } from "../src/staging/pulumi-backend.ts";
+import { dockerEndpoint } from "../src/staging/docker-engine.ts";
+import { PulumiBackend } from "../src/staging/pulumi-backend.ts";
 import { startTestCluster, testClusterDir, testRoot } from "./helpers/cluster.ts";
 
 const REPO = resolve(import.meta.dirname, "..");

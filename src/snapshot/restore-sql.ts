@@ -2,7 +2,7 @@
  * The statements both restores build from a manifest: the COPY that loads a
  * table's data file and the setval that puts a sequence where production had
  * it. The local restore (src/snapshot/restore.ts) sends them over its
- * connection; the staging container's (infra/restore-files.ts) writes them
+ * connection; the staging container's (src/staging/container-restore.ts) writes them
  * into the psql script it runs. One builder, so the two cannot drift apart.
  */
 import { quoteIdent, quoteLiteral } from "../pg/connect.ts";

@@ -5,7 +5,7 @@
  * values, then post-data (constraints, indexes, triggers). Every file's
  * sha256 is checked as it is read; a mismatch aborts the restore. The
  * staging container restores the same way from a psql script built with the
- * same statements (infra/restore-files.ts, src/snapshot/restore-sql.ts).
+ * same statements (src/staging/container-restore.ts, src/snapshot/restore-sql.ts).
  */
 import { createHash } from "node:crypto";
 import { createReadStream, readFileSync, statSync } from "node:fs";

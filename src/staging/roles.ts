@@ -24,7 +24,7 @@ import { type PgTarget, makeTarget, query, quoteIdent, quoteLiteral, withClient 
  * A query whose rows (`sql`) are the statements that make `role` the owner of every object in the connected
  * database: schemas, relations, routines and types, except the system's and extensions' own (sequences owned
  * by a column follow their table). Run by `handOver` here and, as a psql `\gexec` script, by the staging
- * container (infra/restore-files.ts).
+ * container (src/staging/container-restore.ts).
  */
 export function handOverQuery(role: string): string {
   const r = `${quoteLiteral(role)}::text`;
