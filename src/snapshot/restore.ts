@@ -1,11 +1,13 @@
 /**
  * Restores a snapshot into an empty database on a staging server, in one
- * transaction and in pg_dump's order: pre-data schema, data (COPY FROM with
- * FREEZE, since the tables were created in the same transaction), sequence
- * values, then post-data (constraints, indexes, triggers). Every file's
- * sha256 is checked as it is read; a mismatch aborts the restore. The
- * staging container restores the same way from a psql script built with the
- * same statements (src/staging/container-restore.ts, src/snapshot/restore-sql.ts).
+ * transaction and in pg_dump's order: production's roles as placeholders,
+ * pre-data schema, data (COPY FROM with FREEZE, since the tables were
+ * created in the same transaction), sequence values, post-data
+ * (constraints, indexes, triggers), then the materialized views production
+ * had populated and the database's own settings. Every file's sha256 is
+ * checked as it is read; a mismatch aborts the restore. The steps come from
+ * restoreSteps (restore-sql.ts), which the staging container's psql script
+ * is written from too (src/staging/container-restore.ts).
  */
 import { createHash } from "node:crypto";
 import { createReadStream, readFileSync, statSync } from "node:fs";
@@ -14,13 +16,13 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { from as copyFrom } from "pg-copy-streams";
-import { applyDatabaseSettings, createPlaceholderRoles, refreshPopulatedMatviews } from "../catalog/restore.ts";
+import type pg from "pg";
 import { AirlockError } from "../errors.ts";
 import { type PgTarget, query, withClient } from "../pg/connect.ts";
 import { toAirlockError } from "../pg/pg-error.ts";
 import { SCHEMA_FILE, schemaSections } from "./format.ts";
-import { copyInSql, setvalSql } from "./restore-sql.ts";
-import { type SnapshotManifest, readSnapshotCatalog } from "./store.ts";
+import { copyInSql, restoreSteps } from "./restore-sql.ts";
+import { type ManifestTable, type SnapshotManifest, readSnapshotCatalog } from "./store.ts";
 
 /** Progress of a restore, by compressed bytes read. */
 export interface RestoreProgress {
@@ -46,43 +48,37 @@ export async function restoreSnapshot(options: {
   const started = Date.now();
   const schemaText = readFileSync(join(dir, SCHEMA_FILE));
   if (createHash("sha256").update(schemaText).digest("hex") !== manifest.files[SCHEMA_FILE]) throw corrupt(manifest.id, SCHEMA_FILE);
-  const { pre, post } = schemaSections(schemaText.toString("utf8"));
-  const catalog = readSnapshotCatalog(dir, manifest);
+  const steps = restoreSteps({ manifest, schema: schemaSections(schemaText.toString("utf8")), catalog: readSnapshotCatalog(dir, manifest) });
   const totalBytes = manifest.tables.reduce((n, t) => n + statSync(join(dir, t.file)).size, 0);
   let bytes = 0;
   let rows = 0;
+  const loadTable = async (client: pg.Client, t: ManifestTable): Promise<void> => {
+    const expected = manifest.files[t.file];
+    const hash = createHash("sha256");
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        options.onProgress?.({ bytes, totalBytes, table: `${t.schema}.${t.name}` });
+        done(null, chunk);
+      },
+    });
+    const sql = copyInSql(t, "stdin");
+    try {
+      await pipeline(createReadStream(join(dir, t.file)), counter, createGunzip(), client.query(copyFrom(sql)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "Z_DATA_ERROR" || (e as NodeJS.ErrnoException).code === "Z_BUF_ERROR") throw corrupt(manifest.id, t.file);
+      throw toAirlockError(e, { sql });
+    }
+    if (hash.digest("hex") !== expected) throw corrupt(manifest.id, t.file);
+    rows += t.rows;
+  };
   await withClient(options.target, { step: "restore" }, async (client) => {
     await query(client, "BEGIN");
     try {
-      // Grants and policies name production's roles: they must exist before the schema does.
-      await createPlaceholderRoles(client, manifest.catalog?.roles ?? []);
-      await query(client, pre);
-      for (const t of manifest.tables) {
-        const expected = manifest.files[t.file];
-        const hash = createHash("sha256");
-        const counter = new Transform({
-          transform(chunk: Buffer, _enc, done) {
-            hash.update(chunk);
-            bytes += chunk.length;
-            options.onProgress?.({ bytes, totalBytes, table: `${t.schema}.${t.name}` });
-            done(null, chunk);
-          },
-        });
-        const sql = copyInSql(t, "stdin");
-        try {
-          await pipeline(createReadStream(join(dir, t.file)), counter, createGunzip(), client.query(copyFrom(sql)));
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === "Z_DATA_ERROR" || (e as NodeJS.ErrnoException).code === "Z_BUF_ERROR") throw corrupt(manifest.id, t.file);
-          throw toAirlockError(e, { sql });
-        }
-        if (hash.digest("hex") !== expected) throw corrupt(manifest.id, t.file);
-        rows += t.rows;
-      }
-      for (const s of manifest.sequences) await query(client, setvalSql(s));
-      await query(client, post);
-      if (catalog !== null) {
-        await refreshPopulatedMatviews(client, catalog);
-        await applyDatabaseSettings(client, catalog);
+      for (const step of steps) {
+        if (step.kind === "copy") await loadTable(client, step.table);
+        else await query(client, step.sql);
       }
       await query(client, "COMMIT");
     } catch (e) {
