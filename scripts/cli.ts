@@ -10,6 +10,7 @@ import { registerCluster } from "./cluster.ts";
 import { registerConfig } from "./config.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDiff } from "./diff.ts";
+import { registerImage } from "./image.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
 import { registerPromote } from "./promote.ts";
@@ -43,6 +44,7 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   registerPromote(program);
   registerAudit(program);
   registerCluster(program);
+  registerImage(program);
   registerConfig(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   for (const cmd of all(program)) cmd.exitOverride();
