@@ -13,8 +13,8 @@ import { randomBytes } from "node:crypto";
 import docker from "@pulumi/docker";
 import pulumi from "@pulumi/pulumi";
 import { AGENT_ROLE, SUPERUSER, WORK_DB } from "../src/staging/container-names.ts";
-import { restoreFiles } from "../src/staging/container-entrypoint.ts";
-import { CONTAINER_PATHS, SnapshotFileError, readSnapshotForRestore } from "../src/staging/container-restore.ts";
+import { SnapshotFileError, readSnapshotForRestore } from "../src/staging/container-restore.ts";
+import { sessionContainerSpec } from "../src/staging/container-spec.ts";
 import { StackConfigError, type StackSettings, readSettings } from "./settings.ts";
 
 /** The stack outputs (what `pulumi stack output` and the Automation API see). */
@@ -34,14 +34,12 @@ export interface AirlockOutputs {
 /** The stack's resources and outputs. */
 export interface AirlockStack {
   readonly settings: StackSettings;
-  readonly network: docker.Network;
+  /** Bridge mode only. */
+  readonly network: docker.Network | undefined;
   readonly image: docker.RemoteImage;
   readonly container: docker.Container;
   readonly outputs: AirlockOutputs;
 }
-
-const ADMIN_ENV = "POSTGRES_PASSWORD";
-const AGENT_ENV = "AIRLOCK_AGENT_PASSWORD";
 
 function newPassword(): string {
   // base64url: nothing to escape in a URL, a shell or SQL.
@@ -88,18 +86,20 @@ function settingsOrFail(config: pulumi.Config): StackSettings {
   }
 }
 
-/** Declares the session's resources from the stack configuration. */
+/** The spec's size in bytes as the provider's MB. */
+const mb = (bytes: number): number => Math.floor(bytes / (1024 * 1024));
+
+/** Declares the session's resources from the stack configuration: the container is sessionContainerSpec's, field by field. */
 export function airlockStack(): AirlockStack {
   const config = new pulumi.Config("airlock");
   const settings = settingsOrFail(config);
-  let snapshot: ReturnType<typeof readSnapshotForRestore>;
+  let restore: ReturnType<typeof readSnapshotForRestore>;
   try {
-    snapshot = readSnapshotForRestore(settings.snapshotDir, settings.snapshot);
+    restore = readSnapshotForRestore(settings.snapshotDir, settings.snapshot);
   } catch (e) {
     if (e instanceof SnapshotFileError) throw new pulumi.RunError(e.message);
     throw e;
   }
-  const files = restoreFiles({ ...snapshot, maxConnections: settings.maxConnections, statementTimeout: settings.statementTimeout });
 
   // Generated passwords rotate on every run, but stickyPaths keeps the container's first ones,
   // and the URLs below read them back from the container's state. `airlock:adminPassword` and
@@ -109,77 +109,90 @@ export function airlockStack(): AirlockStack {
   const adminPassword = adminConfigured ?? pulumi.secret(newPassword());
   const agentPassword = agentConfigured ?? pulumi.secret(newPassword());
   const expiresAt = settings.expiresAt ?? (settings.ttlMs === null ? "never" : new Date(Date.now() + settings.ttlMs).toISOString());
-  const name = `airlock-${settings.session}`;
+  const spec = sessionContainerSpec({
+    session: settings.session,
+    snapshotDir: settings.snapshotDir,
+    image: settings.image,
+    memoryMb: settings.memoryMb,
+    cpus: settings.cpus,
+    connectionLimit: settings.maxConnections,
+    statementTimeout: settings.statementTimeout,
+    diskQuotaBytes: settings.diskQuotaBytes,
+    network: settings.network,
+    port: settings.port,
+    expiresAt,
+    project: settings.project,
+    readyTimeoutSeconds: settings.readyTimeoutSeconds,
+    restore,
+  });
+  const bridge = spec.network === "bridge";
 
-  const network = new docker.Network(
-    "network",
-    {
-      name,
-      driver: "bridge",
-      // Not `internal`: Docker publishes no port of a container whose only network is internal
-      // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
-      // it cannot talk to each other, and anything published on it defaults to loopback.
-      internal: false,
-      options: {
-        "com.docker.network.bridge.enable_icc": "false",
-        "com.docker.network.bridge.enable_ip_masquerade": "false",
-        "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
-      },
-      labels: [{ label: "airlock.session", value: settings.session }],
-    },
-    { deleteBeforeReplace: true },
-  );
+  // Bridge mode only; with host networking Postgres binds 127.0.0.1 itself.
+  const network = bridge
+    ? new docker.Network(
+        "network",
+        {
+          name: spec.name,
+          driver: "bridge",
+          // Not `internal`: Docker publishes no port of a container whose only network is internal
+          // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
+          // it cannot talk to each other, and anything published on it defaults to loopback.
+          internal: false,
+          options: {
+            "com.docker.network.bridge.enable_icc": "false",
+            "com.docker.network.bridge.enable_ip_masquerade": "false",
+            "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+          },
+          labels: spec.labels.map((l) => ({ ...l })),
+        },
+        { deleteBeforeReplace: true },
+      )
+    : undefined;
 
-  const image = new docker.RemoteImage("postgres", { name: settings.image, keepLocally: true });
-
+  const image = new docker.RemoteImage("postgres", { name: spec.image, keepLocally: true });
+  const [adminEnv, agentEnv] = spec.secretEnv;
   const container = new docker.Container(
     "postgres",
     {
-      name,
+      name: spec.name,
       image: image.imageId,
-      entrypoints: [`${CONTAINER_PATHS.scripts}/entrypoint.sh`],
-      // A custom entrypoint drops the image's CMD, so the server command is spelled out.
-      command: [
-        "postgres",
-        "-c",
-        `max_connections=${Math.max(100, settings.maxConnections + 20)}`,
-        "-c",
-        `shared_buffers=${Math.max(32, Math.floor(settings.memoryMb / 4))}MB`,
-        "-c",
-        "log_statement=none",
-      ],
+      entrypoints: [...spec.entrypoint],
+      command: [...spec.command],
       // The order matters: stickyPaths names envs[0], envs[1] and labels[1].
-      envs: [pulumi.interpolate`${ADMIN_ENV}=${adminPassword}`, pulumi.interpolate`${AGENT_ENV}=${agentPassword}`, `POSTGRES_USER=${SUPERUSER}`],
-      labels: [
-        { label: "airlock.session", value: settings.session },
-        { label: "airlock.expires", value: expiresAt },
-        { label: "airlock.snapshot", value: settings.snapshot },
+      envs: [
+        pulumi.interpolate`${adminEnv}=${adminPassword}`,
+        pulumi.interpolate`${agentEnv}=${agentPassword}`,
+        ...spec.env.map((e) => `${e.name}=${e.value}`),
       ],
-      networksAdvanced: [{ name: network.name }],
-      ports: [{ internal: 5432, ip: "127.0.0.1", protocol: "tcp", ...(settings.port === 0 ? {} : { external: settings.port }) }],
-      memory: settings.memoryMb,
-      // No swap beyond the memory limit.
-      memorySwap: settings.memoryMb,
-      cpus: String(settings.cpus),
-      shmSize: Math.max(64, Math.floor(settings.memoryMb / 4)),
-      securityOpts: ["no-new-privileges:true"],
-      volumes: [{ hostPath: settings.snapshotDir, containerPath: CONTAINER_PATHS.snapshotMount, readOnly: true }],
-      uploads: files.map((f) => ({ file: f.path, content: f.content, executable: f.executable })),
+      labels: spec.labels.map((l) => ({ ...l })),
+      ...(bridge
+        ? {
+            networksAdvanced: [{ name: network!.name }],
+            ports: [{ internal: spec.port.container, ip: spec.port.hostIp, protocol: "tcp", ...(spec.port.host === 0 ? {} : { external: spec.port.host }) }],
+          }
+        : { networkMode: "host" }),
+      memory: mb(spec.memoryBytes),
+      memorySwap: mb(spec.memorySwapBytes),
+      cpus: String(spec.nanoCpus / 1e9),
+      shmSize: mb(spec.shmSizeBytes),
+      securityOpts: [...spec.securityOpts],
+      init: spec.init,
+      volumes: spec.mounts.map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath, readOnly: m.readOnly })),
+      uploads: spec.uploads.map((f) => ({ file: f.path, content: f.content, executable: f.executable })),
       healthcheck: {
-        // TCP on 127.0.0.1 answers only after the init scripts ran; the mark is written last by init.sh.
-        tests: ["CMD-SHELL", `test -f "$PGDATA/airlock-ready" && pg_isready -q -h 127.0.0.1 -p 5432 -U ${SUPERUSER} -d postgres`],
-        interval: "2s",
-        timeout: "5s",
-        retries: 5,
-        startPeriod: `${settings.readyTimeoutSeconds}s`,
+        tests: [...spec.healthcheck.test],
+        interval: `${spec.healthcheck.intervalSeconds}s`,
+        timeout: `${spec.healthcheck.timeoutSeconds}s`,
+        retries: spec.healthcheck.retries,
+        startPeriod: `${spec.healthcheck.startPeriodSeconds}s`,
       },
       // `pulumi up` returns only once the snapshot is restored and the server takes connections.
       wait: true,
       waitTimeout: settings.readyTimeoutSeconds,
-      restart: "unless-stopped",
+      restart: spec.restart,
       mustRun: true,
       removeVolumes: true,
-      destroyGraceSeconds: 10,
+      destroyGraceSeconds: spec.stopGraceSeconds,
     },
     {
       additionalSecretOutputs: ["envs"],
@@ -194,13 +207,14 @@ export function airlockStack(): AirlockStack {
   );
 
   const port = container.ports.apply((ports) => {
+    if (!bridge) return spec.port.host;
     const external = ports?.[0]?.external;
     if (external === undefined) throw new Error("the container has no published port");
     return external;
   });
   const outputs: AirlockOutputs = {
-    agentUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(AGENT_ROLE, envValue(envs, AGENT_ENV), p, WORK_DB))),
-    adminUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(SUPERUSER, envValue(envs, ADMIN_ENV), p, "postgres"))),
+    agentUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(AGENT_ROLE, envValue(envs, agentEnv!), p, WORK_DB))),
+    adminUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(SUPERUSER, envValue(envs, adminEnv!), p, "postgres"))),
     session: pulumi.output(settings.session),
     snapshot: pulumi.output(settings.snapshot),
     port,

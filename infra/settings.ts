@@ -34,6 +34,12 @@ export interface StackSettings {
   readonly port: number;
   /** How long `pulumi up` waits for the restored database to become healthy, in seconds. */
   readonly readyTimeoutSeconds: number;
+  /** `bridge`: its own network, the port published on 127.0.0.1; `host`: Postgres binds 127.0.0.1:port of the host (port required). */
+  readonly network: "host" | "bridge";
+  /** Bytes the work database may hold before the agent is stopped. */
+  readonly diskQuotaBytes: number;
+  /** The project label (gc of the docker backend removes only its own project's containers). */
+  readonly project: string;
 }
 
 /** The default image: the Postgres major the demo and tests capture from, pinned by exact tag. */
@@ -55,6 +61,9 @@ export const CONFIG_KEYS = [
   "readyTimeout",
   "adminPassword",
   "agentPassword",
+  "network",
+  "diskQuota",
+  "project",
 ] as const;
 
 // Docker object names: [a-zA-Z0-9][a-zA-Z0-9_.-]*; the session also ends up in labels and URLs.
@@ -78,6 +87,8 @@ export function imagePinProblem(image: string): string | null {
   const tag = colon > image.lastIndexOf("/") ? image.slice(colon + 1) : undefined;
   if (!REPOSITORY.test(name) || tag === undefined || !TAG.test(tag)) return `"${image}" is neither name:tag nor name@sha256:<digest>`;
   if (tag === "latest") return `"${image}" floats (latest); pin an exact version such as ${DEFAULT_IMAGE}`;
+  // A tag that ends in a content hash (`airlock image build`: airlock-postgres:15-<sha256 prefix>) is pinned by it.
+  if (/-[0-9a-f]{12,64}$/.test(tag)) return null;
   // A tag without a minor version ("15", "15-bookworm", "alpine") moves with every release.
   if (!/^\d+\.\d+/.test(tag)) return `"${image}" floats (tag ${tag}); pin an exact version such as ${DEFAULT_IMAGE}, or a digest`;
   return null;
@@ -172,6 +183,14 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
     else problems.push(`airlock:expiresAt must be an ISO time or "never" (got "${expiresRaw}")`);
   }
 
+  const network = config.get("network") ?? "bridge";
+  if (network !== "bridge" && network !== "host") problems.push(`airlock:network must be bridge or host (got "${network}")`);
+  else if (network === "host" && port === 0)
+    problems.push("airlock:port is required with airlock:network host: Postgres binds 127.0.0.1:<port> of the host itself");
+  const diskQuotaBytes = integer("diskQuota", 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+  const project = config.get("project") ?? "";
+  if (project !== "" && !/^[0-9a-z-]{1,64}$/.test(project)) problems.push(`airlock:project must be letters, digits or '-' (got "${project}")`);
+
   if (problems.length > 0) throw new StackConfigError(problems);
   return {
     session,
@@ -186,5 +205,8 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
     expiresAt,
     port,
     readyTimeoutSeconds,
+    network: network === "host" ? "host" : "bridge",
+    diskQuotaBytes,
+    project,
   };
 }

@@ -5,6 +5,7 @@
 import { type Command, Option } from "commander";
 import { secretFromEnv } from "../src/config/keys.ts";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
+import type { BackendKind } from "../src/staging/backend.ts";
 import { runAgent } from "../src/staging/run.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson, warn } from "./output.ts";
@@ -37,7 +38,7 @@ Example:
     .action(
       async (
         command: string[],
-        opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi"; sandbox?: "bubblewrap" | "none" },
+        opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: BackendKind; sandbox?: "bubblewrap" | "none" },
         cmd: Command,
       ) => {
         const json = globalFlags(cmd).json;

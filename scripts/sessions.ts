@@ -5,7 +5,18 @@
 import { type Command, Option } from "commander";
 import { AirlockError } from "../src/errors.ts";
 import { parseDuration } from "../src/config/schema.ts";
-import { agentConnection, createSession, destroySession, gcSessions, isIncomplete, listSessions, readSession, sessionLimits } from "../src/staging/sessions.ts";
+import type { BackendKind } from "../src/staging/backend.ts";
+import {
+  agentConnection,
+  containerHealth,
+  createSession,
+  destroySession,
+  gcSessions,
+  isIncomplete,
+  listSessions,
+  readSession,
+  sessionLimits,
+} from "../src/staging/sessions.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson, sayUnredacted, table } from "./output.ts";
 
@@ -32,7 +43,7 @@ export function sessionFlags(cmd: Command): Command {
     .option("--name <name>", "a name for the session (lowercase letters, digits, dashes)")
     .option("--ttl <duration>", "how long until `airlock gc` may destroy it (default from config: 2h)", ttlOption)
     .option("--keep", "never expire (only `airlock down` removes it)")
-    .addOption(new Option("--backend <kind>", "where the staging database runs").choices(["local", "pulumi"]));
+    .addOption(new Option("--backend <kind>", "where the staging database runs").choices(["local", "docker", "pulumi"]));
 }
 
 /** Registers the commands. */
@@ -42,7 +53,7 @@ export function registerSessions(program: Command): void {
       "after",
       "\nPrints the session id and the agent's connection URL (the agent's own, never production's).\n\nExample:\n  airlock up --name fix-gallery --ttl 4h",
     )
-    .action(async (opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: "local" | "pulumi" }, cmd: Command) => {
+    .action(async (opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: BackendKind }, cmd: Command) => {
       const project = await projectFor(cmd);
       const started = Date.now();
       const s = await createSession(project, {
@@ -71,20 +82,26 @@ export function registerSessions(program: Command): void {
       const project = await projectFor(cmd);
       const sessions = listSessions(project);
       const now = Date.now();
-      const rows = sessions.map((s) => {
-        // An unfinished `airlock up`: "creating" while it runs, "broken" once it died (`down`/`gc` remove it).
-        if (isIncomplete(s)) return { ...s, state: s.incomplete, limits: undefined };
-        const limits = sessionLimits(project, s);
-        const state =
-          limits?.stopped !== null && limits?.stopped !== undefined
-            ? "stopped"
-            : limits !== undefined && !limits.supervised
-              ? "supervisor down"
-              : s.expiresAt !== null && Date.parse(s.expiresAt) <= now
-                ? "expired"
-                : "ready";
-        return { ...s, state, ...(limits === undefined ? {} : { limits }) };
-      });
+      const rows = await Promise.all(
+        sessions.map(async (s) => {
+          // An unfinished `airlock up`: "creating" while it runs, "broken" once it died (`down`/`gc` remove it).
+          if (isIncomplete(s)) return { ...s, state: s.incomplete, limits: undefined, container: undefined };
+          const limits = sessionLimits(project, s);
+          // A container session: what its container does (a killed one shows as dead).
+          const container = await containerHealth(project, s);
+          const state =
+            limits?.stopped !== null && limits?.stopped !== undefined
+              ? "stopped"
+              : limits !== undefined && !limits.supervised
+                ? "supervisor down"
+                : container !== undefined && container.state !== "ready"
+                  ? container.state
+                  : s.expiresAt !== null && Date.parse(s.expiresAt) <= now
+                    ? "expired"
+                    : "ready";
+          return { ...s, state, ...(limits === undefined ? {} : { limits }), ...(container === undefined ? {} : { container }) };
+        }),
+      );
       if (globalFlags(cmd).json) return sayJson(rows);
       if (rows.length === 0) return say("no sessions: `airlock up` or `airlock run -- <agent>`");
       say(
@@ -103,6 +120,7 @@ export function registerSessions(program: Command): void {
         ),
       );
       for (const s of rows) if (s.limits?.stopped) say(`${s.id}: ${s.limits.stopped}`);
+      for (const s of rows) if (s.container?.detail) say(`${s.id}: ${s.container.detail}`);
       for (const s of sessions) if (isIncomplete(s)) say(`${s.id}: ${s.reason}`);
     });
 

@@ -13,8 +13,19 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Where Airlock's own code lives: every code used here must be registered, and every registered code used here. */
 const SOURCE_DIRS = ["src", "scripts", "seeders", "infra", "bench", "bin"];
 const SOURCE_FILE = /\.(ts|mts|mjs|js|cjs|sh)$/;
-/** AIRLOCK_* names that are environment variables, not error codes. */
-const ENVIRONMENT_VARIABLES = new Set(["AIRLOCK_SECRET", "AIRLOCK_PG_BIN", "AIRLOCK_PG_USER", "AIRLOCK_SESSION", "AIRLOCK_AGENT_PASSWORD", "AIRLOCK_DEBUG"]);
+/** AIRLOCK_* names that are environment variables (the session container's among them), not error codes. */
+const ENVIRONMENT_VARIABLES = new Set([
+  "AIRLOCK_SECRET",
+  "AIRLOCK_PG_BIN",
+  "AIRLOCK_PG_USER",
+  "AIRLOCK_SESSION",
+  "AIRLOCK_AGENT_PASSWORD",
+  "AIRLOCK_ADMIN_PASSWORD",
+  "AIRLOCK_PORT",
+  "AIRLOCK_DISK_QUOTA_BYTES",
+  "AIRLOCK_STATEMENT_TIMEOUT_MS",
+  "AIRLOCK_DEBUG",
+]);
 /** A whole string literal naming a code: how codes are thrown, mapped (pg-error.ts), matched and recorded. */
 const CODE_LITERAL = /(["'`])(AIRLOCK_[A-Z0-9_]+)\1/g;
 

@@ -1,36 +1,52 @@
 /**
- * The restore infra/ runs in the container (entrypoint, init script, SQL),
- * against a real Postgres cluster, with only Docker's own pieces (gosu,
- * docker-entrypoint.sh) stood in for: a snapshot captured from a production
- * with schemas, enums, views, functions, grants to a role only production has
- * and awkward names is checked, staged, restored into base and work, and
- * handed to a limited agent role.
+ * The session container's entrypoint (src/staging/container-entrypoint.ts)
+ * run on the host as root, as the engine runs it: against a snapshot
+ * captured from a production with schemas, enums, views, functions, grants to
+ * a role only production has and awkward names, it checks and stages the
+ * snapshot, initialises a cluster, restores base, clones work, hands work to
+ * a limited agent role, serves on loopback without the passwords in the
+ * server's environment, stops on SIGTERM and starts again without restoring
+ * twice. test/docker-backend.test.ts runs the same script in real containers.
  */
-import { spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { restoreFiles } from "../src/staging/container-entrypoint.ts";
-import { type ContainerPaths, splitSchema } from "../src/staging/container-restore.ts";
 import { AirlockError } from "../src/errors.ts";
 import { findPgBinaries } from "../src/pg/binaries.ts";
 import { type PgTarget, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { POST_DATA_MARKER } from "../src/snapshot/format.ts";
 import type { SnapshotManifest } from "../src/snapshot/store.ts";
+import { restoreFiles } from "../src/staging/container-entrypoint.ts";
+import { type ContainerPaths, readSnapshotForRestore, splitSchema } from "../src/staging/container-restore.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { openDir } from "./helpers/infra-fixtures.ts";
 
-describe("the container's restore, run against a real cluster", () => {
+const asRoot = process.getuid?.() === 0;
+if (!asRoot) console.warn("test/infra-restore.test.ts skipped: the entrypoint runs as root (as in a container) and drops to postgres");
+
+function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const a = server.address();
+      server.close(() => done(typeof a === "object" && a !== null ? a.port : 0));
+    });
+  });
+}
+
+describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it", () => {
   let cluster: TestCluster;
   let manifest: SnapshotManifest;
   let snapDir: string;
   let root: string;
   let paths: ContainerPaths;
-  let fakeBin: string;
-  let pgdata: string;
+  let servers: ChildProcess[] = [];
   const agentPassword = `agent-${randomBytes(9).toString("base64url")}`;
+  const adminPassword = `admin-${randomBytes(12).toString("base64url")}`;
   const pgBin = findPgBinaries().dir;
 
   function write(files: ReturnType<typeof restoreFiles>): void {
@@ -40,14 +56,56 @@ describe("the container's restore, run against a real cluster", () => {
     }
   }
 
-  function bash(script: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", [script, ...args], {
-      env: { PATH: `${fakeBin}:${pgBin}:${process.env.PATH ?? ""}`, PGDATA: pgdata, HOME: root, ...env },
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+  /** The environment the engine gives the container (the spec's env and the two secrets), with the server's binaries on PATH. */
+  function containerEnv(pgdata: string, port: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    return {
+      PATH: `${pgBin}:${process.env.PATH ?? ""}`,
+      PGDATA: pgdata,
+      AIRLOCK_PORT: String(port),
+      AIRLOCK_DISK_QUOTA_BYTES: String(1024 ** 3),
+      AIRLOCK_STATEMENT_TIMEOUT_MS: "1500",
+      AIRLOCK_ADMIN_PASSWORD: adminPassword,
+      AIRLOCK_AGENT_PASSWORD: agentPassword,
+      LANG: "C.UTF-8",
+      ...extra,
+    };
+  }
+
+  /** Runs entrypoint.sh to its end (for the refusals). */
+  function runToEnd(p: ContainerPaths, env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync("bash", [join(p.scripts, "entrypoint.sh"), "postgres"], { env, encoding: "utf8", timeout: 60_000 });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
+
+  /** Starts entrypoint.sh with the server command the spec gives it; resolves once the agent can log in. */
+  async function start(p: ContainerPaths, pgdata: string, port: number): Promise<{ child: ChildProcess; output: () => string }> {
+    const child = spawn("bash", [join(p.scripts, "entrypoint.sh"), "postgres", "-c", "listen_addresses=127.0.0.1", "-c", `port=${port}`], {
+      env: containerEnv(pgdata, port),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    servers.push(child);
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+    for (let i = 0; i < 600; i++) {
+      if (child.exitCode !== null) throw new Error(`the entrypoint exited with ${child.exitCode}:\n${out}`);
+      const ready =
+        existsSync(join(pgdata, "airlock-ready")) && (await withClient(agentAt(port, "work"), { step: "test" }, async () => true).catch(() => false));
+      if (ready) return { child, output: () => out };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`the entrypoint did not get ready:\n${out}`);
+  }
+
+  function stop(child: ChildProcess): Promise<number | null> {
+    return new Promise((done) => {
+      if (child.exitCode !== null) return done(child.exitCode);
+      child.once("exit", (code) => done(code));
+      child.kill("SIGTERM");
+    });
+  }
+
+  const agentAt = (port: number, database: string): PgTarget => makeTarget({ host: "127.0.0.1", port, database, user: "agent", password: agentPassword });
 
   beforeAll(async () => {
     cluster = await startTestCluster("infra-restore");
@@ -82,9 +140,9 @@ describe("the container's restore, run against a real cluster", () => {
     });
     snapDir = join(snapshotsDir, manifest.id);
     root = openDir("infra-container");
-    paths = { snapshotMount: snapDir, staged: join(root, "staged"), scripts: join(root, "scripts"), initHook: join(root, "initdb.d", "50-airlock.sh") };
+    paths = { snapshotMount: snapDir, staged: join(root, "staged"), scripts: join(root, "scripts"), initHook: join(root, "unused") };
     // Airlock's snapshots are private (0700/0600); this one is opened up as a mount the container's postgres
-    // user can read (the test below closes a copy again to check the entrypoint's copying path).
+    // user can read (a test below closes a copy again to check the entrypoint's copying path).
     const openUp = (dir: string): void => {
       chmodSync(dir, 0o755);
       for (const name of readdirSync(dir)) {
@@ -94,18 +152,11 @@ describe("the container's restore, run against a real cluster", () => {
       }
     };
     openUp(snapDir);
-    const schemaSql = readFileSync(join(snapDir, "schema.sql"), "utf8");
-    write(restoreFiles({ manifest, schemaSql, maxConnections: 3, statementTimeout: "1500ms", paths }));
-    // Docker's pieces: gosu (run as a user) and the image's entrypoint (records how it was called).
-    fakeBin = join(root, "bin");
-    mkdirSync(fakeBin);
-    writeFileSync(join(fakeBin, "gosu"), '#!/bin/sh\nuser="$1"; shift\nexec runuser -u "$user" -- "$@"\n', { mode: 0o755 });
-    writeFileSync(join(fakeBin, "docker-entrypoint.sh"), `#!/bin/sh\nprintf '%s ' "$@" > ${JSON.stringify(join(root, "entrypoint-args"))}\n`, { mode: 0o755 });
-    pgdata = join(root, "pgdata");
-    mkdirSync(pgdata);
+    write(restoreFiles({ ...readSnapshotForRestore(snapDir, manifest.id), maxConnections: 3, statementTimeout: "1500ms", paths }));
   });
 
   afterAll(async () => {
+    for (const child of servers) await stop(child);
     await cluster?.close();
     for (const d of [root, snapDir === undefined ? undefined : dirname(snapDir)]) if (d !== undefined) rmSync(d, { recursive: true, force: true });
   });
@@ -122,12 +173,11 @@ describe("the container's restore, run against a real cluster", () => {
     expect(splitSchema(`\\restrict abc\nSELECT 1;\n${POST_DATA_MARKER}\nSELECT 2;\n\\unrestrict abc\n`)).toEqual({ pre: "SELECT 1;\n", post: "\nSELECT 2;\n" });
   });
 
-  it("writes shell scripts bash accepts", () => {
-    for (const f of ["entrypoint.sh", "init.sh"]) expect(spawnSync("bash", ["-n", join(paths.scripts, f)]).status).toBe(0);
-    expect(spawnSync("bash", ["-n", paths.initHook]).status).toBe(0);
+  it("writes a shell script bash accepts", () => {
+    expect(spawnSync("bash", ["-n", join(paths.scripts, "entrypoint.sh")]).status).toBe(0);
   });
 
-  it("entrypoint: refuses a snapshot whose files do not match the manifest", () => {
+  it("refuses a snapshot whose files do not match the manifest, before initialising anything", () => {
     const corrupt = join(root, "corrupt-snapshot");
     cpSync(snapDir, corrupt, { recursive: true });
     const file = join(corrupt, manifest.tables[0]!.file);
@@ -135,117 +185,134 @@ describe("the container's restore, run against a real cluster", () => {
     bytes[bytes.length - 5] = (bytes[bytes.length - 5]! + 1) % 256;
     writeFileSync(file, bytes);
     const p: ContainerPaths = { ...paths, snapshotMount: corrupt, staged: join(root, "staged-corrupt"), scripts: join(root, "scripts-corrupt") };
-    write(restoreFiles({ manifest, schemaSql: readFileSync(join(snapDir, "schema.sql"), "utf8"), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
-    const r = bash(join(p.scripts, "entrypoint.sh"), ["postgres"]);
+    write(restoreFiles({ ...readSnapshotForRestore(snapDir, manifest.id), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
+    const pgdata = join(openDir("infra-corrupt-home"), "data");
+    const r = runToEnd(p, containerEnv(pgdata, 1));
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("does not match its manifest's checksums");
     expect(existsSync(p.staged)).toBe(false);
+    expect(existsSync(join(pgdata, "PG_VERSION"))).toBe(false);
   });
 
-  it("entrypoint: copies a snapshot the postgres user cannot read, and hands it to postgres", () => {
+  it("stops before touching anything when a password is not in its environment", () => {
+    const pgdata = join(openDir("infra-nopw-home"), "data");
+    const r = runToEnd(paths, containerEnv(pgdata, 1, { AIRLOCK_AGENT_PASSWORD: "" }));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("AIRLOCK_AGENT_PASSWORD");
+    expect(existsSync(pgdata)).toBe(false);
+  });
+
+  it("copies a snapshot the postgres user cannot read, and restores from the copy", async () => {
     const closed = join(root, "closed-snapshot");
     cpSync(snapDir, closed, { recursive: true });
     chmodSync(closed, 0o700);
     const p: ContainerPaths = { ...paths, snapshotMount: closed, staged: join(root, "staged-copy"), scripts: join(root, "scripts-copy") };
-    write(restoreFiles({ manifest, schemaSql: readFileSync(join(snapDir, "schema.sql"), "utf8"), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
-    const r = bash(join(p.scripts, "entrypoint.sh"), ["postgres"]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(lstatSync(p.staged).isSymbolicLink()).toBe(false);
-    const postgresUid = Number(spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim());
-    expect(statSync(join(p.staged, manifest.tables[0]!.file)).uid).toBe(postgresUid);
+    write(restoreFiles({ ...readSnapshotForRestore(snapDir, manifest.id), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
+    const pgdata = join(openDir("infra-copy-home"), "data");
+    const port = await freePort();
+    const { child } = await start(p, pgdata, port);
+    // The private copy is gone once restored.
+    expect(existsSync(p.staged)).toBe(false);
+    const n = await withClient(agentAt(port, "work"), { step: "test" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM shop.items")).rows[0].n);
+    expect(n).toBe(40);
+    expect(await stop(child)).toBe(0);
   });
 
-  it("entrypoint: links a readable snapshot and starts the image's entrypoint with the server command", () => {
-    const r = bash(join(paths.scripts, "entrypoint.sh"), ["postgres", "-c", "max_connections=100"]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(readlinkSync(paths.staged)).toBe(snapDir);
-    expect(readFileSync(join(root, "entrypoint-args"), "utf8").trim()).toBe("postgres -c max_connections=100");
-  });
+  it("restores base, clones work, hands it to the limited agent role, serves on loopback, stops on SIGTERM and restarts without restoring again", async () => {
+    const pgdata = join(openDir("infra-home"), "data");
+    const port = await freePort();
+    const first = await start(paths, pgdata, port);
+    expect(first.output()).toContain("restored into base and work");
+    expect(first.output()).not.toContain(agentPassword);
+    expect(first.output()).not.toContain(adminPassword);
+    expect(existsSync(paths.staged)).toBe(false);
+    expect(lstatSync(pgdata).uid).toBe(Number(spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim()));
 
-  describe("init.sh", () => {
-    let admin: PgTarget;
-    let env: Record<string, string>;
+    // The server runs as postgres, without the passwords in its environment.
+    const pid = Number(readFileSync(join(pgdata, "postmaster.pid"), "utf8").split("\n")[0]);
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+    expect(environ).not.toContain(adminPassword);
+    expect(environ).not.toContain(agentPassword);
+    expect(statSync(`/proc/${pid}`).uid).toBe(lstatSync(pgdata).uid);
 
-    beforeAll(() => {
-      const tcp = cluster.cluster.tcpTarget("postgres");
-      admin = tcp;
-      env = { PGHOST: "127.0.0.1", PGPORT: String(tcp.port), PGPASSWORD: tcp.password ?? "", POSTGRES_USER: tcp.user };
-    });
-
-    it("stops before touching anything when the agent's password is not in its environment", async () => {
-      const r = bash(join(paths.scripts, "init.sh"), [], env);
-      expect(r.status).not.toBe(0);
-      expect(r.stderr).toContain("AIRLOCK_AGENT_PASSWORD");
-      const dbs = await withClient(
-        cluster.cluster.adminTarget(),
-        { step: "test", searchPath: "public" },
-        async (c) => (await c.query("SELECT datname FROM pg_database WHERE datname IN ('base', 'work')")).rowCount,
-      );
-      expect(dbs).toBe(0);
-    });
-
-    it("restores base, clones work, creates the limited agent role and marks the server ready", async () => {
-      const r = bash(join(paths.scripts, "init.sh"), [], { ...env, AIRLOCK_AGENT_PASSWORD: agentPassword });
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout + r.stderr).not.toContain(agentPassword);
-      expect(existsSync(join(pgdata, "airlock-ready"))).toBe(true);
-      expect(existsSync(paths.staged)).toBe(false);
-
-      const prodRows = await withClient(
-        cluster.cluster.adminTarget("production"),
-        { step: "test", searchPath: "public" },
-        async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows,
-      );
-      for (const db of ["base", "work"]) {
-        await withClient(cluster.cluster.adminTarget(db), { step: "test", searchPath: "public" }, async (c) => {
-          for (const t of manifest.tables) {
-            const n = await c.query(`SELECT count(*)::int AS n FROM ${`"${t.schema}"."${t.name.replace(/"/g, '""')}"`}`);
-            expect(n.rows[0].n, `${db}: ${t.schema}.${t.name}`).toBe(t.rows);
-          }
-          expect((await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows).toEqual(prodRows);
-          const seq = manifest.sequences.find((s) => s.name === "items_id_seq")!;
-          expect((await c.query("SELECT last_value::text, is_called FROM shop.items_id_seq")).rows[0]).toEqual({
-            last_value: seq.lastValue,
-            is_called: seq.isCalled,
-          });
-          // Post-data ran: the index and the foreign key exist.
-          expect((await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'items_price'")).rows[0].n).toBe(1);
-          await expect(c.query("INSERT INTO shop.stock VALUES (9999, 1)")).rejects.toMatchObject({ code: "23503" });
+    const admin = (database: string) => makeTarget({ host: "127.0.0.1", port, database, user: "postgres", password: adminPassword });
+    const prodRows = await withClient(
+      cluster.cluster.adminTarget("production"),
+      { step: "test", searchPath: "public" },
+      async (c) => (await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows,
+    );
+    for (const db of ["base", "work"]) {
+      await withClient(admin(db), { step: "test", searchPath: "public" }, async (c) => {
+        for (const t of manifest.tables) {
+          const n = await c.query(`SELECT count(*)::int AS n FROM ${`"${t.schema}"."${t.name.replace(/"/g, '""')}"`}`);
+          expect(n.rows[0].n, `${db}: ${t.schema}.${t.name}`).toBe(t.rows);
+        }
+        expect((await c.query(`SELECT "it's", remark FROM public."odd ""name"" table" ORDER BY 1`)).rows).toEqual(prodRows);
+        const seq = manifest.sequences.find((s) => s.name === "items_id_seq")!;
+        expect((await c.query("SELECT last_value::text, is_called FROM shop.items_id_seq")).rows[0]).toEqual({
+          last_value: seq.lastValue,
+          is_called: seq.isCalled,
         });
-      }
-
-      await withClient(cluster.cluster.adminTarget("work"), { step: "test", searchPath: "public" }, async (c) => {
-        const role = (await c.query("SELECT rolsuper, rolcreatedb, rolcreaterole, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'agent'")).rows[0];
-        expect(role).toEqual({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolconnlimit: 3, rolconfig: ["statement_timeout=1500ms"] });
-        expect((await c.query("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'work'")).rows[0].owner).toBe("agent");
-        const notOwned = await c.query(`
-          SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname IN ('public', 'shop') AND c.relkind IN ('r', 'v', 'S', 'm') AND pg_get_userbyid(c.relowner) <> 'agent'
-          UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'shop' AND pg_get_userbyid(p.proowner) <> 'agent'
-          UNION ALL SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'shop' AND t.typtype = 'e' AND pg_get_userbyid(t.typowner) <> 'agent'
-          UNION ALL SELECT n.nspname FROM pg_namespace n WHERE n.nspname = 'shop' AND pg_get_userbyid(n.nspowner) <> 'agent'`);
-        expect(notOwned.rows).toEqual([]);
+        expect((await c.query("SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'items_price'")).rows[0].n).toBe(1);
+        await expect(c.query("INSERT INTO shop.stock VALUES (9999, 1)")).rejects.toMatchObject({ code: "23503" });
       });
-
-      const agentTarget = (database: string) => makeTarget({ host: "127.0.0.1", port: admin.port, database, user: "agent", password: agentPassword });
-      await withClient(agentTarget("work"), { step: "test", searchPath: "public" }, async (c) => {
-        expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("1500ms");
-        await c.query("ALTER TABLE shop.items ADD COLUMN note text");
-        await c.query("CREATE TABLE shop.mine (id int)");
-        await c.query("UPDATE shop.stock SET qty = qty + 1");
-        await expect(c.query("SELECT pg_sleep(3)")).rejects.toMatchObject({ code: "57014" });
-      });
-      for (const db of ["base", "postgres", "template1"]) {
-        const err = await openClient(agentTarget(db), { step: "test", searchPath: "public" }).then(
-          async (c) => {
-            await c.end();
-            return undefined;
-          },
-          (e: unknown) => e,
-        );
-        expect(err, `the agent must not reach ${db}`).toBeInstanceOf(AirlockError);
-        expect((err as AirlockError).pg?.sqlstate).toBe("42501");
-      }
+    }
+    await withClient(admin("work"), { step: "test", searchPath: "public" }, async (c) => {
+      const role = (await c.query("SELECT rolsuper, rolcreatedb, rolcreaterole, rolconnlimit, rolconfig FROM pg_roles WHERE rolname = 'agent'")).rows[0];
+      expect(role).toEqual({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolconnlimit: 3, rolconfig: ["statement_timeout=1500ms"] });
+      expect((await c.query("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'work'")).rows[0].owner).toBe("agent");
+      const notOwned = await c.query(`
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'shop') AND c.relkind IN ('r', 'v', 'S', 'm') AND pg_get_userbyid(c.relowner) <> 'agent'
+        UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'shop' AND pg_get_userbyid(p.proowner) <> 'agent'
+        UNION ALL SELECT n.nspname FROM pg_namespace n WHERE n.nspname = 'shop' AND pg_get_userbyid(n.nspowner) <> 'agent'`);
+      expect(notOwned.rows).toEqual([]);
     });
-  });
+
+    await withClient(agentAt(port, "work"), { step: "test", searchPath: "public" }, async (c) => {
+      expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("1500ms");
+      await c.query("ALTER TABLE shop.items ADD COLUMN note text");
+      await c.query("CREATE TABLE shop.mine (id int)");
+      await c.query("UPDATE shop.stock SET qty = qty + 1");
+      await expect(c.query("SELECT pg_sleep(3)")).rejects.toMatchObject({ code: "57014" });
+      // Lifting its own limit does not help: the watcher cancels from outside.
+      await c.query("SET statement_timeout = 0");
+      const started = Date.now();
+      await expect(c.query("SELECT pg_sleep(30)")).rejects.toMatchObject({ code: "57014" });
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+    for (const db of ["base", "postgres", "template1"]) {
+      const err = await openClient(agentAt(port, db), { step: "test" }).then(
+        async (c) => {
+          await c.end();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      expect(err, `the agent must not reach ${db}`).toBeInstanceOf(AirlockError);
+    }
+    // The superuser needs its password over TCP.
+    const noPassword = await openClient(makeTarget({ host: "127.0.0.1", port, database: "postgres", user: "postgres", password: "wrong" }), {
+      step: "test",
+    }).then(
+      async (c) => {
+        await c.end();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(noPassword).toBeInstanceOf(AirlockError);
+
+    expect(await stop(first.child)).toBe(0);
+    // A restart serves the same cluster: the agent's change is still there and nothing was restored again.
+    const second = await start(paths, pgdata, port);
+    expect(second.output()).not.toContain("restored into");
+    const note = await withClient(
+      agentAt(port, "work"),
+      { step: "test" },
+      async (c) => (await c.query("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'")).rows[0].n,
+    );
+    expect(note).toBe(1);
+    expect(await stop(second.child)).toBe(0);
+  }, 120_000);
 });

@@ -10,14 +10,11 @@ import { rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pulumi from "@pulumi/pulumi";
 import { afterAll, describe, expect, it } from "vitest";
-import type { AirlockStack } from "../infra/index.ts";
 import { StackConfigError, imagePinProblem, parseTtl, readSettings } from "../infra/settings.ts";
 import { fixtureSnapshot, openDir } from "./helpers/infra-fixtures.ts";
+import { CONTAINER, IMAGE, NETWORK, type Registered, pulumiProgramRunner } from "./helpers/pulumi-mocks.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
-const CONTAINER = "docker:index/container:Container";
-const NETWORK = "docker:index/network:Network";
-const IMAGE = "docker:index/remoteImage:RemoteImage";
 const MOCK_PORT = 54_321;
 
 const fixtures = openDir("infra-fixtures");
@@ -29,67 +26,7 @@ const dirB = fixtureSnapshot(fixtures, SNAP_B);
 
 afterAll(() => rmSync(fixtures, { recursive: true, force: true }));
 
-// ---------------------------------------------------------------- mocks
-
-interface Registered {
-  readonly type: string;
-  readonly name: string;
-  readonly inputs: Record<string, unknown>;
-}
-
-const SIG = pulumi.runtime.specialSigKey;
-const SECRET = pulumi.runtime.specialSecretSig;
-
-function isSecretValue(v: unknown): boolean {
-  return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SIG] === SECRET;
-}
-
-/** The value with every secret wrapper removed. */
-function plain(v: unknown): unknown {
-  if (isSecretValue(v)) return plain((v as { value: unknown }).value);
-  if (Array.isArray(v)) return v.map(plain);
-  if (typeof v === "object" && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-  return v;
-}
-
-function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
-  return new Promise((done) => o.apply((v) => done(v)));
-}
-
-/** Runs the program under mocks with `config`; returns what reached the "engine" and the program's handles. */
-let lastResources: Registered[] = [];
-
-async function runProgram(
-  config: Record<string, string>,
-  options: { stack?: string; secretKeys?: string[] } = {},
-): Promise<{ resources: Registered[]; stack: AirlockStack }> {
-  const resources: Registered[] = [];
-  lastResources = resources;
-  await pulumi.runtime.setMocks(
-    {
-      newResource(args) {
-        resources.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown> });
-        const state: Record<string, unknown> = { ...(args.inputs as Record<string, unknown>) };
-        if (args.type === IMAGE) state.imageId = "sha256:0123456789abcdef";
-        // Docker picks a free host port when none is given; the mock does the same.
-        if (args.type === CONTAINER) {
-          state.ports = (plain(state.ports) as Array<Record<string, unknown>>).map((p) => ({ ...p, external: p.external ?? MOCK_PORT }));
-        }
-        return { id: `${args.name}-id`, state };
-      },
-      call: () => ({}),
-    },
-    "airlock",
-    options.stack ?? "mock-stack",
-    false,
-  );
-  pulumi.runtime.setAllConfig(config, options.secretKeys);
-  // Imported only now, with the mocks in place (the module itself declares nothing).
-  const { airlockStack } = await import("../infra/index.ts");
-  const stack = airlockStack();
-  await Promise.all([valueOf(stack.outputs.agentUrl), valueOf(stack.outputs.expiresAt), valueOf(stack.outputs.port)]);
-  return { resources, stack };
-}
+const { runProgram, isSecretValue, plain, valueOf, lastResources } = pulumiProgramRunner(pulumi, MOCK_PORT);
 
 function only(resources: readonly Registered[], type: string): Registered {
   const found = resources.filter((r) => r.type === type);
@@ -141,7 +78,7 @@ describe("the program under Pulumi's mocks", () => {
 
     expect(container.volumes).toEqual([{ hostPath: dirA, containerPath: "/airlock/snapshot", readOnly: true }]);
     const uploads = container.uploads as Array<{ file: string; content: string; executable: boolean }>;
-    expect(uploads.map((u) => u.file)).toContain("/docker-entrypoint-initdb.d/50-airlock.sh");
+    expect(uploads.map((u) => u.file)).toContain("/airlock/scripts/pg_hba.conf");
     expect(container.entrypoints).toEqual(["/airlock/scripts/entrypoint.sh"]);
     expect(container.command[0]).toBe("postgres");
     const restore = uploads.find((u) => u.file === "/airlock/scripts/restore.sql")?.content ?? "";
@@ -151,7 +88,7 @@ describe("the program under Pulumi's mocks", () => {
     const roles = uploads.find((u) => u.file === "/airlock/scripts/roles.sql")?.content ?? "";
     expect(roles).toContain("CONNECTION LIMIT 20 ");
     expect(roles).toContain(`ALTER ROLE "agent" SET statement_timeout = '5min';`);
-    expect(roles).toContain(`REVOKE CONNECT, TEMPORARY ON DATABASE "base", "work", postgres, template1 FROM PUBLIC;`);
+    expect(roles).toContain(`REVOKE CONNECT ON DATABASE "base", "work", postgres, template1 FROM PUBLIC;`);
   });
 
   it("keeps passwords secret: in the container's env, in its state and in both URL outputs, and out of every uploaded file", async () => {
@@ -160,7 +97,7 @@ describe("the program under Pulumi's mocks", () => {
     expect(isSecretValue(envs[0]) || isSecretValue(envs)).toBe(true);
     expect(isSecretValue(envs[1]) || isSecretValue(envs)).toBe(true);
     const env = plain(envs) as string[];
-    const admin = env.find((e) => e.startsWith("POSTGRES_PASSWORD="))?.split("=")[1] ?? "";
+    const admin = env.find((e) => e.startsWith("AIRLOCK_ADMIN_PASSWORD="))?.split("=")[1] ?? "";
     const agent = env.find((e) => e.startsWith("AIRLOCK_AGENT_PASSWORD="))?.split("=")[1] ?? "";
     expect(admin.length).toBeGreaterThanOrEqual(24);
     expect(agent.length).toBeGreaterThanOrEqual(24);
@@ -196,7 +133,7 @@ describe("the program under Pulumi's mocks", () => {
       { secretKeys: ["airlock:adminPassword", "airlock:agentPassword"] },
     );
     const env = plain(only(resources, CONTAINER).inputs.envs) as string[];
-    expect(env).toContain("POSTGRES_PASSWORD=admin-pw-from-config-1");
+    expect(env).toContain("AIRLOCK_ADMIN_PASSWORD=admin-pw-from-config-1");
     expect(env).toContain("AIRLOCK_AGENT_PASSWORD=agent pw/with:odd@chars");
     const url = new URL(await valueOf(stack.outputs.agentUrl));
     expect(decodeURIComponent(url.password)).toBe("agent pw/with:odd@chars");
@@ -248,7 +185,7 @@ describe("the program under Pulumi's mocks", () => {
 
   it("refuses a floating image, a missing snapshot, a snapshot that is not the configured one, and unknown keys, before declaring anything", async () => {
     await expect(runProgram({ ...baseConfig, "airlock:image": "postgres:latest" })).rejects.toThrow(/latest/);
-    expect(lastResources).toEqual([]);
+    expect(lastResources()).toEqual([]);
     await expect(runProgram({ ...baseConfig, "airlock:image": "postgres" })).rejects.toThrow(/neither name:tag/);
     await expect(runProgram({ ...baseConfig, "airlock:image": "postgres:15-bookworm" })).rejects.toThrow(/floats/);
     await expect(runProgram({ "airlock:snapshotDir": dirA })).rejects.toThrow(/airlock:snapshot is required/);
@@ -257,7 +194,7 @@ describe("the program under Pulumi's mocks", () => {
     );
     await expect(runProgram({ ...baseConfig, "airlock:snapshotdir": "/typo" })).rejects.toThrow(/airlock:snapshotdir is not a setting/);
     await expect(runProgram({ ...baseConfig, "airlock:snapshotDir": dirB })).rejects.toThrow(/is snapshot snap-20260202-000000-bbbbbb/);
-    expect(lastResources).toEqual([]);
+    expect(lastResources()).toEqual([]);
     // The same program with good config declares everything.
     expect((await runProgram(baseConfig)).resources).toHaveLength(3);
   });
@@ -281,6 +218,9 @@ describe("stack settings", () => {
       expiresAt: null,
       port: 0,
       readyTimeoutSeconds: 600,
+      network: "bridge",
+      diskQuotaBytes: 1024 ** 3,
+      project: "",
     });
   });
 

@@ -44,12 +44,24 @@ const configSchema = object({
   /** Agent sessions: the default backend, lifetime and the limits on the agent's role. */
   staging: section(
     object({
-      backend: oneOf(["local", "pulumi"]).default("local"),
+      backend: oneOf(["local", "docker", "pulumi"]).default("local"),
       ttl: duration().default(2 * 3_600_000),
       connectionLimit: number({ integer: true, min: 1, max: 1_000 }).default(20),
       statementTimeout: duration().default(5 * 60_000),
       /** Disk a session's work database may use (its temporary files each too); the default is 4× the snapshot's restored size, at least 1GB. */
       diskQuota: size().optional(),
+      /** The docker backend: one container per session on the engine at DOCKER_HOST. */
+      docker: section(
+        object({
+          /** An image with the PostgreSQL 15 server binaries; default: the one `airlock image build` makes. */
+          image: string({ nonEmpty: true }).optional(),
+          /** auto: bridge (port published on 127.0.0.1) when the engine has a bridge network, else host (Postgres binds 127.0.0.1). */
+          network: oneOf(["auto", "host", "bridge"]).default("auto"),
+          /** The container's memory limit (no swap); shared_buffers and work_mem are sized from it. */
+          memory: size().default(1024 ** 3),
+          cpus: number({ min: 0.1, max: 1_024 }).default(1),
+        }),
+      ),
     }),
   ),
   /** How `airlock run` starts the agent. */

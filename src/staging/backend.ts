@@ -7,7 +7,7 @@ import type { PgTarget } from "../pg/connect.ts";
 import type { SnapshotManifest } from "../snapshot/store.ts";
 
 /** Which backend holds a session. */
-export type BackendKind = "local" | "pulumi";
+export type BackendKind = "local" | "docker" | "pulumi";
 
 /** Limits put on the agent's role. */
 export interface AgentLimits {

@@ -30,7 +30,7 @@ export interface PulumiBackendOptions {
   /** Receives Pulumi's progress output, line by line (secrets are shown by Pulumi as [secret]). */
   readonly onOutput?: (line: string) => void;
   /** Extra stack settings (`image`, `memoryMb`, `cpus`, `port`, `readyTimeout`), as `airlock:<key>` config. */
-  readonly stackConfig?: Readonly<Partial<Record<"image" | "memoryMb" | "cpus" | "port" | "readyTimeout", string>>>;
+  readonly stackConfig?: Readonly<Partial<Record<"image" | "memoryMb" | "cpus" | "port" | "readyTimeout" | "network", string>>>;
   /** The environment to look in (PATH, DOCKER_HOST, PULUMI_CONFIG_PASSPHRASE); default: process.env. */
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -204,8 +204,10 @@ export class PulumiBackend implements StagingBackend {
         "airlock:snapshot": { value: request.snapshot.manifest.id },
         "airlock:snapshotDir": { value: resolve(request.snapshot.dir) },
         "airlock:maxConnections": { value: String(Math.trunc(request.limits.connectionLimit)) },
-        "airlock:statementTimeout": { value: `${Math.trunc(request.limits.statementTimeoutMs)}ms` },
+        // No unit (ms), as every backend sets it: the diff knows it as the setting Airlock imposed.
+        "airlock:statementTimeout": { value: String(Math.trunc(request.limits.statementTimeoutMs)) },
         "airlock:expiresAt": { value: request.expiresAt ?? "never" },
+        ...(request.limits.diskQuotaBytes === undefined ? {} : { "airlock:diskQuota": { value: String(Math.trunc(request.limits.diskQuotaBytes)) } }),
         ...extra,
       });
       // Secret config keeps the passwords stable across updates; they go in through stdin.

@@ -38,7 +38,7 @@ export interface StoredSession extends SessionRecord {
 /** What a session record (a file with an `id`) is checked against when read; a placeholder has no `id` (see readEntry). */
 const storedSessionSchema: z.ZodType<StoredSession> = z.object({
   id: z.string(),
-  backend: z.enum(["local", "pulumi"]),
+  backend: z.enum(["local", "docker", "pulumi"]),
   snapshotId: z.string(),
   createdAt: z.string(),
   expiresAt: z.string().nullable(),
@@ -147,10 +147,15 @@ export function readEntry(project: Project, file: string, id: string, now = Date
     // Never removed by gc (its databases may hold work someone wants): an error until it is restored or taken down.
     const recorded = (parsed as { backend?: unknown }).backend;
     const error = stateError(file, problem, { hint: `restore the record as \`airlock up\` wrote it, or remove the session with \`airlock down ${id}\`` });
-    return { kind: "invalid", id, backend: recorded === "local" || recorded === "pulumi" ? recorded : project.config.staging.backend, error };
+    return {
+      kind: "invalid",
+      id,
+      backend: recorded === "local" || recorded === "docker" || recorded === "pulumi" ? recorded : project.config.staging.backend,
+      error,
+    };
   }
   const c = typeof parsed === "object" && parsed !== null ? (parsed as Placeholder).creating : undefined;
-  const backend = c?.backend === "local" || c?.backend === "pulumi" ? c.backend : project.config.staging.backend;
+  const backend = c?.backend === "local" || c?.backend === "docker" || c?.backend === "pulumi" ? c.backend : project.config.staging.backend;
   const since = c?.startedAt ?? new Date(mtimeMs).toISOString();
   const base = { id, backend, placeholder: c, since };
   const pid = c?.pid;

@@ -5,8 +5,9 @@
  * failure: the record is removed and the backend told to destroy. The
  * records themselves (format, placeholder, reading) are session-records.ts.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { defaultActor } from "../audit/chain.ts";
 import { recordEvent } from "../audit/journal.ts";
 import type { Project } from "../config/load.ts";
@@ -15,6 +16,7 @@ import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
 import type { BackendKind, StagingBackend } from "./backend.ts";
+import { dockerEndpoint, probeDocker } from "./docker-engine.ts";
 import { LocalBackend } from "./local-backend.ts";
 import {
   type SessionRecord,
@@ -38,8 +40,25 @@ export { type IncompleteSession, type SessionRecord, isIncomplete, listSessions,
 /** The backend of a kind for a project (the Pulumi one is loaded only when asked for). */
 export async function backendFor(project: Project, kind: BackendKind): Promise<StagingBackend> {
   if (kind === "local") return new LocalBackend(localClusterOptions(project), sessionsDir(project));
+  if (kind === "docker") {
+    const { DockerBackend } = await import("./docker-backend.ts");
+    const { defaultImageTag } = await import("./image-recipe.ts");
+    const docker = project.config.staging.docker;
+    return new DockerBackend({
+      image: docker.image ?? defaultImageTag(),
+      network: docker.network,
+      memoryMb: Math.max(128, Math.floor(docker.memory / 1024 ** 2)),
+      cpus: docker.cpus,
+      project: projectLabel(project),
+    });
+  }
   const { PulumiBackend } = await import("./pulumi-backend.ts");
   return new PulumiBackend({ stateDir: project.statePath(), projectDir: project.dir });
+}
+
+/** The label that ties a container to this project's state directory (gc leaves other projects' containers alone). */
+export function projectLabel(project: Project): string {
+  return createHash("sha256").update(resolve(project.statePath())).digest("hex").slice(0, 16);
 }
 
 /** Options of `airlock up`. */
@@ -137,6 +156,19 @@ export function sessionLimits(project: Project, s: SessionRecord): SessionLimits
   };
 }
 
+/** What a container session's container is doing (docker sessions only; undefined for other backends or an unreachable engine). */
+export async function containerHealth(project: Project, s: SessionRecord): Promise<{ state: string; detail: string | null } | undefined> {
+  if (s.backend !== "docker") return undefined;
+  const backend = await backendFor(project, "docker");
+  const { DockerBackend } = await import("./docker-backend.ts");
+  if (!(backend instanceof DockerBackend)) return undefined;
+  try {
+    return await backend.state(s.id);
+  } catch (e) {
+    return { state: "unknown", detail: `the Docker engine did not answer: ${(e as Error).message}` };
+  }
+}
+
 /** The agent's connection: a target (for Airlock) and the URL with the password (for the agent only). */
 export function agentConnection(project: Project, id: string): { target: PgTarget; url: string } {
   const s = readStoredSession(project, id);
@@ -187,6 +219,12 @@ export async function gcSessions(project: Project, now = new Date()): Promise<st
     isIncomplete(s) ? s.incomplete === "broken" : s.expiresAt !== null && Date.parse(s.expiresAt) <= now.getTime(),
   );
   const destroyed: string[] = [];
+  // Containers of this project whose records are gone (a deleted .airlock/sessions file) still carry their expiry.
+  if ((await probeDocker(dockerEndpoint())) === null) {
+    const { DockerBackend } = await import("./docker-backend.ts");
+    const backend = await backendFor(project, "docker");
+    if (backend instanceof DockerBackend) destroyed.push(...(await backend.removeExpiredOrphans(new Set(listSessions(project).map((s) => s.id)), now)));
+  }
   for (const s of gone) {
     try {
       await destroySession(project, s.id);

@@ -1,0 +1,234 @@
+/**
+ * The `docker` staging backend: one container per session, straight on a
+ * Docker engine through its API, from the same spec the Pulumi program
+ * declares (container-spec.ts). The container restores the snapshot itself
+ * (container-entrypoint.ts); this backend waits until it is healthy, then
+ * proves `base` holds production's schema, as the local backend does for its
+ * templates. The superuser's password is only in the container's
+ * environment (read back through the engine); the agent's is in the session
+ * record, as for every backend.
+ */
+import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import type Docker from "dockerode";
+import { checkRestoredCatalog } from "../catalog/restore.ts";
+import { AirlockError } from "../errors.ts";
+import { type PgTarget, makeTarget, withClient } from "../pg/connect.ts";
+import { redactText } from "../pg/redact.ts";
+import { readSnapshotCatalog } from "../snapshot/store.ts";
+import type { Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
+import { AGENT_ROLE, BASE_DB, SUPERUSER, WORK_DB } from "./container-names.ts";
+import { SnapshotFileError, readSnapshotForRestore } from "./container-restore.ts";
+import { ADMIN_PASSWORD_ENV, LABELS, type NetworkMode, sessionContainerSpec } from "./container-spec.ts";
+import { type ContainerState, containerState, createOptions, envOf, networkOptions, uploadsTar } from "./docker-container.ts";
+import { dockerClient, dockerEndpoint, probeDocker } from "./docker-engine.ts";
+
+/** Options of the docker backend (the `staging.docker` config section). */
+export interface DockerBackendOptions {
+  /** The image with the PostgreSQL server binaries. */
+  readonly image: string;
+  /** `auto`: bridge when the engine has a bridge network, else host. */
+  readonly network: NetworkMode | "auto";
+  readonly memoryMb: number;
+  readonly cpus: number;
+  /** Which project the sessions belong to (a label; gc removes only its own). */
+  readonly project: string;
+  /** How long to wait for a restored, healthy container, in seconds. */
+  readonly readyTimeoutSeconds?: number;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+const GiB = 1024 ** 3;
+
+function isNotFound(e: unknown): boolean {
+  return (e as { statusCode?: number }).statusCode === 404;
+}
+
+/** A free TCP port on 127.0.0.1 (for host networking, where the server binds it itself). */
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address !== null ? done(address.port) : fail(new Error("no port"))));
+    });
+  });
+}
+
+/** Sessions as containers on a Docker engine. */
+export class DockerBackend implements StagingBackend {
+  readonly kind = "docker" as const;
+  private readonly docker: Docker;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(private readonly options: DockerBackendOptions) {
+    this.env = options.env ?? process.env;
+    this.docker = dockerClient(this.env);
+  }
+
+  async checkAvailable(): Promise<void> {
+    const problem = await probeDocker(dockerEndpoint(this.env));
+    if (problem !== null) {
+      throw new AirlockError("AIRLOCK_DOCKER_UNAVAILABLE", `the docker staging backend cannot run here: ${problem}`, {
+        hint: "start a Docker engine, or set DOCKER_HOST to one that runs (unix:///path/to/docker.sock); or use the local backend (`--backend local`)",
+      });
+    }
+    try {
+      await this.docker.getImage(this.options.image).inspect();
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      throw new AirlockError("AIRLOCK_IMAGE_MISSING", `the Docker engine has no image ${this.options.image}`, {
+        hint: "build it with `airlock image build` (no registry needed), or pull an image with the PostgreSQL 15 server and set staging.docker.image to it",
+      });
+    }
+  }
+
+  /** The network mode sessions get: the configured one, or bridge when the engine has a bridge network. */
+  private async networkMode(): Promise<NetworkMode> {
+    if (this.options.network !== "auto") return this.options.network;
+    const networks = await this.docker.listNetworks({ filters: { driver: ["bridge"] } });
+    return networks.some((n) => n.Name === "bridge") ? "bridge" : "host";
+  }
+
+  async provision(request: ProvisionRequest): Promise<Provisioned> {
+    const { manifest, dir } = request.snapshot;
+    let restore: ReturnType<typeof readSnapshotForRestore>;
+    try {
+      restore = readSnapshotForRestore(resolve(dir), manifest.id);
+    } catch (e) {
+      if (e instanceof SnapshotFileError) {
+        throw new AirlockError("AIRLOCK_SNAPSHOT_CORRUPT", e.message, { hint: `check it with \`airlock snapshot verify ${manifest.id}\`` });
+      }
+      throw e;
+    }
+    const network = await this.networkMode();
+    const compressed = manifest.tables.reduce((n, t) => n + statSync(join(dir, t.file)).size, 0);
+    // Four times the restored size, estimated from the compressed data (the local backend measures it), at least 1 GiB.
+    const diskQuotaBytes = request.limits.diskQuotaBytes ?? Math.max(GiB, 4 * 10 * compressed);
+    const spec = sessionContainerSpec({
+      session: request.sessionId,
+      snapshotDir: resolve(dir),
+      image: this.options.image,
+      memoryMb: this.options.memoryMb,
+      cpus: this.options.cpus,
+      connectionLimit: request.limits.connectionLimit,
+      // As the local backend sets it (no unit: ms), so the diff knows it for the setting Airlock imposed.
+      statementTimeout: String(Math.trunc(request.limits.statementTimeoutMs)),
+      diskQuotaBytes,
+      network,
+      port: network === "host" ? await freePort() : 0,
+      expiresAt: request.expiresAt ?? "never",
+      project: this.options.project,
+      readyTimeoutSeconds: this.options.readyTimeoutSeconds ?? 600,
+      restore,
+    });
+    const adminPassword = randomBytes(24).toString("base64url");
+    const agentPassword = randomBytes(24).toString("base64url");
+    try {
+      if (network === "bridge") await this.docker.createNetwork(networkOptions(spec));
+      const container = await this.docker.createContainer(createOptions(spec, [adminPassword, agentPassword]));
+      await container.putArchive(await uploadsTar(spec.uploads), { path: "/" });
+      await container.start();
+      const port = await this.waitHealthy(container, spec.healthcheck.startPeriodSeconds, [adminPassword, agentPassword]);
+      const expected = readSnapshotCatalog(dir, manifest);
+      if (expected !== null) {
+        const admin = makeTarget({ host: "127.0.0.1", port, database: BASE_DB, user: SUPERUSER, password: adminPassword });
+        await withClient(admin, { step: "up" }, (c) => checkRestoredCatalog(c, expected, manifest.catalog?.owners ?? [], manifest.id));
+      }
+      return {
+        agent: { host: "127.0.0.1", port, database: WORK_DB, user: AGENT_ROLE, password: agentPassword },
+        backendState: { container: spec.name, network, port, image: this.options.image, diskQuotaBytes, connectionLimit: request.limits.connectionLimit },
+      };
+    } catch (e) {
+      await this.destroy(request.sessionId, {}).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Waits until the container's health check passes; returns the host port. Fails with the container's last log lines. */
+  private async waitHealthy(container: Docker.Container, timeoutSeconds: number, secrets: readonly string[]): Promise<number> {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    for (;;) {
+      const info = await container.inspect();
+      const { state, detail } = containerState(info);
+      if (state === "ready") return this.hostPort(info);
+      if (state === "dead" || state === "unhealthy" || Date.now() > deadline) {
+        const logs = (await container.logs({ stdout: true, stderr: true, tail: 30 })).toString("utf8");
+        // The engine frames each log line with an 8-byte header when there is no TTY.
+        const text = redactText(logs.replace(/[\0-\x08\x0e-\x1f]/g, ""), secrets);
+        throw new AirlockError(
+          "AIRLOCK_CONTAINER_FAILED",
+          `the session container ${info.Name.replace(/^\//, "")} did not become ready: ${detail ?? `still ${state} after ${timeoutSeconds} s`}\n${text}`,
+          { hint: "the log lines above are the container's; a checksum mismatch means the snapshot is damaged (`airlock snapshot verify`)" },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  private hostPort(info: Docker.ContainerInspectInfo): number {
+    if (info.HostConfig.NetworkMode === "host") return Number(envOf(info, "AIRLOCK_PORT"));
+    const bindings = Object.values(info.NetworkSettings.Ports ?? {})[0];
+    const port = Number(bindings?.find((b) => b.HostIp === "127.0.0.1")?.HostPort ?? bindings?.[0]?.HostPort);
+    if (!Number.isInteger(port) || port <= 0) throw new AirlockError("AIRLOCK_CONTAINER_FAILED", `the session container ${info.Name} has no published port`);
+    return port;
+  }
+
+  private async inspect(sessionId: string): Promise<Docker.ContainerInspectInfo | undefined> {
+    try {
+      return await this.docker.getContainer(`airlock-${sessionId}`).inspect();
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async adminTarget(sessionId: string, _state: Provisioned["backendState"], which: "base" | "work"): Promise<PgTarget> {
+    const info = await this.inspect(sessionId);
+    const { state, detail } = containerState(info);
+    if (info === undefined || state !== "ready") {
+      throw new AirlockError("AIRLOCK_SESSION_DEAD", `session ${sessionId} is ${state}: ${detail ?? "its server is not ready"}`, {
+        hint: `keep what you can with \`airlock diff ${sessionId}\` once it runs again, or \`airlock down ${sessionId}\``,
+      });
+    }
+    const password = envOf(info, ADMIN_PASSWORD_ENV);
+    if (password === undefined) throw new AirlockError("AIRLOCK_CONTAINER_FAILED", `the container of session ${sessionId} has no superuser password`);
+    return makeTarget({ host: "127.0.0.1", port: this.hostPort(info), database: which === "base" ? BASE_DB : WORK_DB, user: SUPERUSER, password });
+  }
+
+  /** What `airlock ls` shows of a session's container. */
+  async state(sessionId: string): Promise<{ state: ContainerState; detail: string | null }> {
+    return containerState(await this.inspect(sessionId));
+  }
+
+  async destroy(sessionId: string, _state: Provisioned["backendState"]): Promise<void> {
+    const name = `airlock-${sessionId}`;
+    try {
+      await this.docker.getContainer(name).remove({ force: true, v: true });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    try {
+      await this.docker.getNetwork(name).remove();
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+  }
+
+  /** Containers (and networks) of this project whose expiry label has passed, though no session record names them; returns their sessions. */
+  async removeExpiredOrphans(known: ReadonlySet<string>, now = new Date()): Promise<string[]> {
+    const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.project}=${this.options.project}`] } });
+    const removed: string[] = [];
+    for (const c of containers) {
+      const session = c.Labels[LABELS.session];
+      const expires = c.Labels[LABELS.expires];
+      if (session === undefined || known.has(session) || expires === undefined || expires === "never" || Date.parse(expires) > now.getTime()) continue;
+      await this.destroy(session, {});
+      removed.push(session);
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * One container spec, two drivers: the container the docker backend started
+ * on a real engine, read back with the engine's own inspect API, must be the
+ * container the Pulumi program declares (under Pulumi's mocks) for the same
+ * session, field by field: image, entrypoint, command, environment, mounts,
+ * uploaded files, health check, limits, labels, network and port. The two
+ * mappings from the spec (src/staging/docker-container.ts and infra/index.ts)
+ * are written separately, so either can break this test.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import pulumi from "@pulumi/pulumi";
+import { extract } from "tar-stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadProject } from "../src/config/load.ts";
+import { formatUrl, withClient } from "../src/pg/connect.ts";
+import { projectLabel, readSession } from "../src/staging/sessions.ts";
+import { snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
+import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { dockerForTests, labelled } from "./helpers/docker.ts";
+import { CONTAINER, IMAGE, NETWORK, pulumiProgramRunner } from "./helpers/pulumi-mocks.ts";
+
+const engine = await dockerForTests();
+if (!engine.ok) console.warn(`test/container-spec.test.ts skipped: ${engine.reason}`);
+
+const BIN = resolve("bin/airlock.mjs");
+const MB = 1024 * 1024;
+let prodCluster: TestCluster;
+let projectDir: string;
+let env: NodeJS.ProcessEnv;
+
+function airlock(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: projectDir, encoding: "utf8", env, timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.slice(r.stdout.search(/[[{]/))) };
+}
+
+/** The files at `paths` inside a container, by path. */
+async function filesIn(container: import("dockerode").Container, paths: readonly string[]): Promise<Map<string, { content: string; mode: number }>> {
+  const out = new Map<string, { content: string; mode: number }>();
+  for (const path of paths) {
+    const stream = await container.getArchive({ path });
+    const ex = extract();
+    const done = new Promise<void>((ok, fail) => {
+      ex.on("entry", (header, body, next) => {
+        const chunks: Buffer[] = [];
+        body.on("data", (c: unknown) => chunks.push(c as Buffer));
+        body.on("end", () => {
+          out.set(path, { content: Buffer.concat(chunks).toString("utf8"), mode: header.mode ?? 0 });
+          next();
+        });
+      });
+      ex.on("finish", ok);
+      ex.on("error", fail);
+    });
+    stream.pipe(ex);
+    await done;
+  }
+  return out;
+}
+
+describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
+  const docker = engine.ok ? engine.docker : undefined!;
+
+  beforeAll(async () => {
+    prodCluster = await startTestCluster("spec-prod");
+    const prod = await prodCluster.createDatabase("production");
+    await withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
+      await c.query("CREATE TABLE notes (id integer PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 50) i");
+    });
+    projectDir = testClusterDir("spec-project");
+    mkdirSync(projectDir, { recursive: true });
+    chmodSync(projectDir, 0o755);
+    const network = process.env.AIRLOCK_TEST_DOCKER_NETWORK ?? "auto";
+    writeFileSync(
+      join(projectDir, "airlock.config.ts"),
+      `export default { staging: { connectionLimit: 7, statementTimeout: "45s", diskQuota: "300MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "384MB", cpus: 0.5 } } };\n`,
+    );
+    env = {
+      ...process.env,
+      PROD_DATABASE_URL: formatUrl(prodCluster.cluster.tcpTarget("production"), true),
+      AIRLOCK_SECRET: "spec-test-secret-0123456789abcdef",
+    };
+    expect(airlock("snapshot").code).toBe(0);
+    const up = airlock("up", "--backend", "docker", "--name", "twin");
+    expect(up.code, up.stderr).toBe(0);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (projectDir === undefined) return;
+    airlock("down", "twin");
+    spawnSync(process.execPath, [BIN, "cluster", "destroy", "--erase"], { cwd: projectDir, env });
+    await prodCluster?.close();
+    rmSync(projectDir, { recursive: true, force: true });
+    expect(await labelled(docker, "airlock.session=twin")).toEqual({ containers: [], networks: [], volumes: [] });
+  }, 120_000);
+
+  it("the container the docker driver started, read back from the engine, is the one the Pulumi program declares", async () => {
+    const project = await loadProject({ dir: projectDir });
+    const session = readSession(project, "twin");
+    const state = session.backendState;
+    const info = await docker.getContainer("airlock-twin").inspect();
+    const imageInfo = await docker.getImage(info.Config.Image).inspect();
+
+    // The Pulumi program, for the same session, under mocks.
+    const { runProgram, plain } = pulumiProgramRunner(pulumi, Number(state.port));
+    const { resources } = await runProgram({
+      "airlock:session": "twin",
+      "airlock:snapshot": session.snapshotId,
+      "airlock:snapshotDir": snapshotDir(snapshotsDir(project.statePath()), session.snapshotId),
+      "airlock:image": String(state.image),
+      "airlock:memoryMb": "384",
+      "airlock:cpus": "0.5",
+      "airlock:maxConnections": String(state.connectionLimit),
+      "airlock:statementTimeout": "45000",
+      "airlock:expiresAt": session.expiresAt ?? "never",
+      "airlock:diskQuota": String(state.diskQuotaBytes),
+      "airlock:network": String(state.network),
+      "airlock:project": projectLabel(project),
+      ...(state.network === "host" ? { "airlock:port": String(state.port) } : {}),
+    });
+    const declared = plain(resources.find((r) => r.type === CONTAINER)!.inputs) as Record<string, any>;
+    const image = resources.find((r) => r.type === IMAGE)!.inputs;
+
+    expect(image.name).toBe(info.Config.Image);
+    expect(declared.entrypoints).toEqual(info.Config.Entrypoint);
+    expect(declared.command).toEqual(info.Config.Cmd);
+
+    // Environment: the same names; the same values but for the two passwords (each driver makes its own).
+    const envMap = (list: readonly string[]) => new Map(list.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+    const running = envMap(info.Config.Env);
+    const fromImage = envMap(imageInfo.Config.Env ?? []);
+    const wanted = envMap(declared.envs as string[]);
+    expect([...running.keys()].filter((k) => !wanted.has(k) && !fromImage.has(k))).toEqual([]);
+    for (const [name, value] of wanted) {
+      if (name.endsWith("_PASSWORD")) expect(running.get(name)?.length, name).toBeGreaterThanOrEqual(24);
+      else expect(running.get(name), name).toBe(value);
+    }
+    expect([...wanted.keys()].filter((k) => k.endsWith("_PASSWORD")).sort()).toEqual(["AIRLOCK_ADMIN_PASSWORD", "AIRLOCK_AGENT_PASSWORD"]);
+
+    expect(declared.volumes.map((v: any) => `${v.hostPath}:${v.containerPath}${v.readOnly ? ":ro" : ""}`)).toEqual(info.HostConfig.Binds);
+    const uploads = declared.uploads as Array<{ file: string; content: string; executable: boolean }>;
+    const inside = await filesIn(
+      docker.getContainer("airlock-twin"),
+      uploads.map((u) => u.file),
+    );
+    for (const u of uploads) {
+      expect(inside.get(u.file)?.content, u.file).toBe(u.content);
+      expect(((inside.get(u.file)?.mode ?? 0) & 0o111) !== 0, `${u.file} executable`).toBe(u.executable);
+    }
+
+    const seconds = (d: string) => Number(/^(\d+)s$/.exec(d)![1]) * 1e9;
+    expect(info.Config.Healthcheck).toEqual({
+      Test: declared.healthcheck.tests,
+      Interval: seconds(declared.healthcheck.interval),
+      Timeout: seconds(declared.healthcheck.timeout),
+      Retries: declared.healthcheck.retries,
+      StartPeriod: seconds(declared.healthcheck.startPeriod),
+    });
+    expect(info.HostConfig.Memory).toBe(declared.memory * MB);
+    expect(info.HostConfig.MemorySwap).toBe(declared.memorySwap * MB);
+    expect(info.HostConfig.NanoCpus).toBe(Number(declared.cpus) * 1e9);
+    expect(info.HostConfig.ShmSize).toBe(declared.shmSize * MB);
+    expect(info.HostConfig.SecurityOpt).toEqual(declared.securityOpts);
+    expect(info.HostConfig.Init).toBe(declared.init);
+    expect(info.HostConfig.RestartPolicy?.Name).toBe(declared.restart);
+
+    const labels = Object.fromEntries((declared.labels as Array<{ label: string; value: string }>).map((l) => [l.label, l.value]));
+    const ownLabels = Object.fromEntries(Object.entries(info.Config.Labels ?? {}).filter(([k]) => imageInfo.Config.Labels?.[k] === undefined));
+    expect(ownLabels).toEqual(labels);
+
+    if (state.network === "host") {
+      expect(declared.networkMode).toBe("host");
+      expect(info.HostConfig.NetworkMode).toBe("host");
+      expect(declared.ports).toBeUndefined();
+      expect(resources.filter((r) => r.type === NETWORK)).toEqual([]);
+    } else {
+      expect(declared.networksAdvanced).toEqual([{ name: info.HostConfig.NetworkMode }]);
+      const bound = Object.entries(info.HostConfig.PortBindings ?? {}).map(([k, v]) => ({ internal: Number(k.split("/")[0]), ip: (v as any)[0].HostIp }));
+      expect(bound).toEqual(declared.ports.map((p: any) => ({ internal: p.internal, ip: p.ip })));
+    }
+  }, 120_000);
+});

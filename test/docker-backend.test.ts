@@ -1,0 +1,215 @@
+/**
+ * The docker backend on a real Docker engine: `airlock up --backend docker`
+ * against the demo snapshot, the agent's limits and isolation inside the
+ * container, the whole workflow (run → diff → approve → promote → rollback)
+ * on a container session, a killed container, a query over the memory limit,
+ * the disk quota, and that nothing with this project's labels is left. Skips,
+ * saying why, where no engine or no session image is present.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedDemo } from "../seeders/demo/index.ts";
+import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
+import { loadProject } from "../src/config/load.ts";
+import { type PgTarget, formatUrl, makeTarget, parseTarget, withClient } from "../src/pg/connect.ts";
+import { projectLabel, sessionAdminTarget } from "../src/staging/sessions.ts";
+import { defaultSandbox } from "../src/staging/sandbox.ts";
+import { checksums } from "./helpers/database-state.ts";
+import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { dockerForTests, labelled } from "./helpers/docker.ts";
+
+const engine = await dockerForTests();
+if (!engine.ok) console.warn(`test/docker-backend.test.ts skipped: ${engine.reason}`);
+
+const BIN = resolve("bin/airlock.mjs");
+const SANDBOX = defaultSandbox() === undefined ? ["--sandbox", "none"] : [];
+const AGENT = resolve("seeders/demo/agent.mjs");
+const SECRET = "docker-test-secret-0123456789abcdef";
+const CONNECTION_LIMIT = 4;
+let prodCluster: TestCluster;
+let prod: PgTarget;
+let projectDir: string;
+let env: NodeJS.ProcessEnv;
+
+function airlock(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: projectDir, encoding: "utf8", env, timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.slice(r.stdout.search(/[[{]/))) };
+}
+
+/** The agent's target of a session, from `airlock url` (what an agent is handed). */
+function agentTarget(session: string, database?: string): PgTarget {
+  const r = airlock("url", session);
+  expect(r.code, r.stderr).toBe(0);
+  const t = parseTarget(r.stdout.trim());
+  return database === undefined ? t : makeTarget({ ...t, database });
+}
+
+async function sqlstateOf(p: Promise<unknown>): Promise<string | undefined> {
+  return p.then(
+    () => undefined,
+    (e: { code?: string; pg?: { sqlstate?: string } }) => e.pg?.sqlstate ?? e.code,
+  );
+}
+
+describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
+  const docker = engine.ok ? engine.docker : undefined!;
+
+  beforeAll(async () => {
+    prodCluster = await startTestCluster("docker-prod");
+    prod = await prodCluster.createDatabase("production");
+    await seedDemo({ target: prod, scale: 1 });
+    projectDir = testClusterDir("docker-project");
+    mkdirSync(projectDir, { recursive: true });
+    chmodSync(projectDir, 0o755);
+    const network = process.env.AIRLOCK_TEST_DOCKER_NETWORK ?? "auto";
+    writeFileSync(
+      join(projectDir, "airlock.config.ts"),
+      `export default { masking: { rules: ${JSON.stringify(DEMO_MASKING_RULES)} }, staging: { connectionLimit: ${CONNECTION_LIMIT}, statementTimeout: "20s", diskQuota: "200MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "256MB" } } };\n`,
+    );
+    env = { ...process.env, PROD_DATABASE_URL: formatUrl(prodCluster.cluster.tcpTarget("production"), true), AIRLOCK_SECRET: SECRET };
+    const snap = airlock("snapshot", "--json");
+    expect(snap.code, snap.stderr).toBe(0);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (projectDir === undefined) return;
+    const project = await loadProject({ dir: projectDir });
+    const label = `airlock.project=${projectLabel(project)}`;
+    for (const s of (airlock("ls", "--json").json() as Array<{ id: string }>) ?? []) airlock("down", s.id);
+    // Nothing of this project's is left on the engine: no container, network or volume.
+    const left = await labelled(docker, label);
+    spawnSync(process.execPath, [BIN, "cluster", "destroy", "--erase"], { cwd: projectDir, env });
+    await prodCluster?.close();
+    rmSync(projectDir, { recursive: true, force: true });
+    expect(left).toEqual({ containers: [], networks: [], volumes: [] });
+  }, 120_000);
+
+  it("up --backend docker: the agent URL connects, base and work equal a local session's of the same snapshot, the agent's limits and isolation hold", async () => {
+    const up = airlock("up", "--backend", "docker", "--name", "box", "--json");
+    expect(up.code, up.stderr).toBe(0);
+    const local = airlock("up", "--backend", "local", "--name", "ref", "--json");
+    expect(local.code, local.stderr).toBe(0);
+    const project = await loadProject({ dir: projectDir });
+    for (const which of ["base", "work"] as const) {
+      const inContainer = await checksums(await sessionAdminTarget(project, "box", which));
+      expect(Object.keys(inContainer).length).toBeGreaterThan(5);
+      expect(inContainer).toEqual(await checksums(await sessionAdminTarget(project, "ref", which)));
+    }
+
+    const agent = agentTarget("box");
+    expect([agent.host, agent.database, agent.user]).toEqual(["127.0.0.1", "work", "agent"]);
+    await withClient(agent, { step: "test", searchPath: "public" }, async (c) => {
+      const me = (await c.query("SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su")).rows[0];
+      expect(me).toEqual({ u: "agent", su: false });
+      expect((await c.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("20s");
+      await expect(sqlstateOf(c.query("COPY (SELECT 1) TO PROGRAM 'id'"))).resolves.toBe("42501");
+      await expect(sqlstateOf(c.query("SELECT pg_read_file('/etc/passwd')"))).resolves.toBe("42501");
+      await expect(sqlstateOf(c.query("CREATE ROLE sneaky SUPERUSER"))).resolves.toBe("42501");
+      await expect(sqlstateOf(c.query("ALTER SYSTEM SET log_statement = 'all'"))).resolves.toBe("42501");
+      await expect(sqlstateOf(c.query("ALTER ROLE agent LOGIN CONNECTION LIMIT -1"))).resolves.toBe("42501");
+    });
+    for (const db of ["base", "postgres", "template1"]) {
+      expect(await sqlstateOf(withClient(agentTarget("box", db), { step: "test" }, async () => undefined)), `the agent must not reach ${db}`).toMatch(
+        /^(28000|42501)$/,
+      );
+    }
+    // The connection limit: the (limit+1)th connection is refused.
+    const open: Array<() => Promise<void>> = [];
+    try {
+      for (let i = 0; i < CONNECTION_LIMIT; i++) {
+        const { openClient } = await import("../src/pg/connect.ts");
+        const c = await openClient(agent, { step: "test" });
+        open.push(() => c.end());
+      }
+      expect(await sqlstateOf(withClient(agent, { step: "test" }, async () => undefined))).toBe("53300");
+    } finally {
+      for (const end of open) await end();
+    }
+    expect(airlock("down", "ref").code).toBe(0);
+  }, 300_000);
+
+  it("run --backend docker → verified diff → approve → promote → rollback: production exactly as before", async () => {
+    const before = await checksums(prod);
+    const run = airlock("run", "--backend", "docker", "--name", "fixer", "--json", ...SANDBOX, "--", process.execPath, AGENT, "fix");
+    expect(run.code, run.stderr).toBe(0);
+    const diff = airlock("diff", "fixer", "--json");
+    expect(diff.code, diff.stderr + diff.stdout.slice(0, 3000)).toBe(0);
+    const d = diff.json();
+    expect(d).toMatchObject({ verified: true, summary: { inserts: 0, updates: 1, deletes: 0, ddl: 1 }, hazards: [] });
+    const approved = airlock("approve", d.id, "--by", "reviewer", "--yes");
+    expect(approved.code, approved.stderr).toBe(0);
+    const promoted = airlock("promote", d.id, "--json");
+    expect(promoted.code, promoted.stderr).toBe(0);
+    expect(await checksums(prod)).not.toEqual(before);
+    const rollback = airlock("rollback", promoted.json().promotionId);
+    expect(rollback.code, rollback.stderr).toBe(0);
+    expect(await checksums(prod)).toEqual(before);
+    expect(airlock("down", "fixer").code).toBe(0);
+  }, 300_000);
+
+  it("a killed session container shows as dead in `airlock ls`, and `airlock down` removes everything", async () => {
+    expect(airlock("up", "--backend", "docker", "--name", "doomed").code).toBe(0);
+    await docker.getContainer("airlock-doomed").kill();
+    // The engine does not restart a container that was killed by hand (unless-stopped counts it as stopped).
+    const row = (airlock("ls", "--json").json() as Array<{ id: string; state: string; container?: { detail: string } }>).find((s) => s.id === "doomed");
+    expect(row?.state).toBe("dead");
+    expect(row?.container?.detail).toMatch(/exited/);
+    const diff = airlock("diff", "doomed");
+    expect(diff.code).toBe(1);
+    expect(diff.stderr).toMatch(/^AIRLOCK_SESSION_DEAD/m);
+    expect(airlock("down", "doomed").code).toBe(0);
+    expect(await labelled(docker, "airlock.session=doomed")).toEqual({ containers: [], networks: [], volumes: [] });
+  }, 300_000);
+
+  it("gc honours the expiry label: an expired session goes, and so does an expired container whose record was lost", async () => {
+    expect(airlock("up", "--backend", "docker", "--name", "brief", "--ttl", "1s").code).toBe(0);
+    expect(airlock("up", "--backend", "docker", "--name", "orphan", "--ttl", "1s").code).toBe(0);
+    expect(airlock("up", "--backend", "docker", "--name", "kept", "--keep").code).toBe(0);
+    // The orphan's record is lost (deleted by hand): only its container's labels say what it is and when it expires.
+    rmSync(join(projectDir, ".airlock", "sessions", "orphan.json"));
+    await new Promise((r) => setTimeout(r, 1500));
+    const gc = airlock("gc", "--json");
+    expect(gc.code, gc.stderr).toBe(0);
+    expect([...gc.json().destroyed].sort()).toEqual(["brief", "orphan"]);
+    for (const gone of ["brief", "orphan"]) expect(await labelled(docker, `airlock.session=${gone}`)).toEqual({ containers: [], networks: [], volumes: [] });
+    expect((await labelled(docker, "airlock.session=kept")).containers).toHaveLength(1);
+    expect(airlock("down", "kept").code).toBe(0);
+  }, 300_000);
+
+  it("a query over the container's memory limit fails inside the container only; the session recovers", async () => {
+    const agent = agentTarget("box");
+    // About 1 GB of text in one backend, against a 256 MB limit with no swap.
+    const hog = withClient(agent, { step: "test" }, async (c) => {
+      await c.query("SELECT length(string_agg(repeat(md5(i::text), 1000), '')) FROM generate_series(1, 40000) i");
+    });
+    await expect(hog).rejects.toBeDefined();
+    let recovered = false;
+    for (let i = 0; i < 60 && !recovered; i++) {
+      recovered = await withClient(
+        agent,
+        { step: "test", searchPath: "public" },
+        async (c) => (await c.query("SELECT count(*)::int AS n FROM bookings")).rows[0].n > 0,
+      ).catch(() => false);
+      if (!recovered) await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(recovered).toBe(true);
+    const row = (airlock("ls", "--json").json() as Array<{ id: string; state: string }>).find((s) => s.id === "box");
+    expect(row?.state).toBe("ready");
+  }, 300_000);
+
+  it("the disk quota holds inside the container: past it, the agent's connections end and it cannot log in", async () => {
+    const agent = agentTarget("box");
+    const filler = withClient(agent, { step: "test", searchPath: "public" }, async (c) => {
+      await c.query("CREATE TABLE ballast (pad text)");
+      // Uncompressible rows, in statements small enough for the statement timeout: 10 x 25 MB.
+      for (let i = 0; i < 10; i++)
+        await c.query("INSERT INTO ballast SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 800) g, generate_series(1, 1000) r GROUP BY r");
+      await new Promise((r) => setTimeout(r, 5000));
+      await c.query("SELECT 1");
+    });
+    await expect(filler).rejects.toBeDefined();
+    expect(await sqlstateOf(withClient(agent, { step: "test" }, async () => undefined))).toBe("28000");
+  }, 300_000);
+});
