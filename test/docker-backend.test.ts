@@ -7,7 +7,7 @@
  * saying why, where no engine or no session image is present.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
@@ -178,6 +178,30 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
     expect(airlock("down", "kept").code).toBe(0);
   }, 300_000);
 
+  it("a container whose restore fails (a damaged data file) fails `up` at once with its log lines, and leaves nothing", async () => {
+    const project = await loadProject({ dir: projectDir });
+    const snapshots = project.statePath("snapshots");
+    const id = readdirSync(snapshots).find((d) => d.startsWith("snap-"))!;
+    const manifest = JSON.parse(readFileSync(join(snapshots, id, "manifest.json"), "utf8")) as { tables: Array<{ file: string }> };
+    const file = join(snapshots, id, manifest.tables[0]!.file);
+    const original = readFileSync(file);
+    const damaged = Buffer.from(original);
+    damaged[damaged.length - 5] = (damaged[damaged.length - 5]! + 1) % 256;
+    writeFileSync(file, damaged);
+    try {
+      const started = Date.now();
+      const up = airlock("up", "--backend", "docker", "--name", "damaged");
+      expect(up.code).toBe(1);
+      expect(up.stderr).toMatch(/^AIRLOCK_CONTAINER_FAILED/m);
+      expect(up.stderr).toContain("does not match its manifest's checksums");
+      expect(Date.now() - started).toBeLessThan(60_000);
+      expect(await labelled(docker, "airlock.session=damaged")).toEqual({ containers: [], networks: [], volumes: [] });
+      expect((airlock("ls", "--json").json() as Array<{ id: string }>).map((s) => s.id)).not.toContain("damaged");
+    } finally {
+      writeFileSync(file, original);
+    }
+  }, 300_000);
+
   it("a query over the container's memory limit fails inside the container only; the session recovers", async () => {
     const agent = agentTarget("box");
     // About 1 GB of text in one backend, against a 256 MB limit with no swap.
@@ -185,6 +209,14 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
       await c.query("SELECT length(string_agg(repeat(md5(i::text), 1000), '')) FROM generate_series(1, 40000) i");
     });
     await expect(hog).rejects.toBeDefined();
+    // The limit is what stopped it: the kernel killed the backend, or Postgres could not get the memory.
+    const killed = /terminated by signal 9|out of memory/i;
+    let logs = "";
+    for (let i = 0; i < 50 && !killed.test(logs); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      logs = (await docker.getContainer("airlock-box").logs({ stdout: true, stderr: true, tail: 200 })).toString("utf8");
+    }
+    expect(logs).toMatch(killed);
     let recovered = false;
     for (let i = 0; i < 60 && !recovered; i++) {
       recovered = await withClient(

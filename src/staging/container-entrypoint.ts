@@ -86,7 +86,7 @@ if [ ! -f "$PGDATA/airlock-ready" ]; then
   as_postgres pg_ctl -D "$PGDATA" -w -t 120 -l "$home/restore.log" -o "-c listen_addresses='' -c port=$AIRLOCK_PORT -c unix_socket_directories='$socket'" start > /dev/null
   psql() { as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$socket" -p "$AIRLOCK_PORT" -U ${SUPERUSER} "$@"; }
   psql -d postgres -c 'CREATE DATABASE ${BASE_DB}'
-  psql -d ${BASE_DB} -f ${script("restore.sql")}
+  psql -d ${BASE_DB} -f ${script("restore.sql")} > /dev/null
   psql -d postgres -f ${script("roles.sql")}
   psql -d ${WORK_DB} -f ${script("handover.sql")}
   as_postgres pg_ctl -D "$PGDATA" -w -m fast stop > /dev/null

@@ -155,7 +155,8 @@ export class DockerBackend implements StagingBackend {
       const info = await container.inspect();
       const { state, detail } = containerState(info);
       if (state === "ready") return this.hostPort(info);
-      if (state === "dead" || state === "unhealthy" || Date.now() > deadline) {
+      // A restart while starting means the entrypoint failed: the engine would retry it forever.
+      if (state === "dead" || state === "unhealthy" || state === "restarting" || info.RestartCount > 0 || Date.now() > deadline) {
         const logs = (await container.logs({ stdout: true, stderr: true, tail: 30 })).toString("utf8");
         // The engine frames each log line with an 8-byte header when there is no TTY.
         const text = redactText(logs.replace(/[\0-\x08\x0e-\x1f]/g, ""), secrets);
