@@ -8,6 +8,7 @@ import { loadProject } from "../src/config/load.ts";
 import { parseTarget } from "../src/pg/connect.ts";
 import { withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
+import type { BackendKind } from "../src/staging/backend.ts";
 import { createSession, agentConnection } from "../src/staging/sessions.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { diffSession } from "../src/diff/run-diff.ts";
@@ -34,8 +35,18 @@ switch (step) {
     break;
   }
   case "up": {
-    const project = await loadProject({ dir: args.project! });
-    const s = await createSession(project, { snapshotId: args.snapshot!, name: args.name! });
+    // args.backend picks the backend as `airlock up --backend` does; args.image is staging.docker.image.
+    const loaded = await loadProject({ dir: args.project! });
+    const { staging } = loaded.config;
+    const project =
+      args.image === undefined
+        ? loaded
+        : { ...loaded, config: { ...loaded.config, staging: { ...staging, docker: { ...staging.docker, image: args.image } } } };
+    const s = await createSession(project, {
+      snapshotId: args.snapshot!,
+      name: args.name!,
+      ...(args.backend === undefined ? {} : { backend: args.backend as BackendKind }),
+    });
     // "Ready" means the agent can connect and query its work database.
     await withClient(agentConnection(project, s.id).target, { step: "bench", searchPath: "public" }, (c) => c.query("SELECT 1"));
     facts = { session: s.id };

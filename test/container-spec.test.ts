@@ -15,6 +15,7 @@ import { extract } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadProject } from "../src/config/load.ts";
 import { formatUrl, withClient } from "../src/pg/connect.ts";
+import { memorySettings, pgDurationMs } from "../src/staging/container-spec.ts";
 import { projectLabel, readSession } from "../src/staging/sessions.ts";
 import { snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
@@ -180,4 +181,20 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
       expect(bound).toEqual(declared.ports.map((p: any) => ({ internal: p.internal, ip: p.ip })));
     }
   }, 120_000);
+});
+
+describe("the container spec", () => {
+  it("sizes the server's memory from the container's limit: a quarter for shared buffers, work_mem shared by every connection", () => {
+    const small = memorySettings(256, 100);
+    expect(small).toEqual({ shared_buffers: "64MB", work_mem: "1024kB", maintenance_work_mem: "16MB", effective_cache_size: "128MB" });
+    const large = memorySettings(8192, 120);
+    expect(large.shared_buffers).toBe("2048MB");
+    // All connections sorting at once stay within half of what shared buffers leave.
+    expect(Number(large.work_mem.replace("kB", "")) * 120).toBeLessThanOrEqual(((8192 - 2048) * 1024) / 2);
+  });
+
+  it("reads Postgres durations as the server does (a bare number is milliseconds)", () => {
+    expect([pgDurationMs("45000"), pgDurationMs("5min"), pgDurationMs("30s"), pgDurationMs("2h")]).toEqual([45_000, 300_000, 30_000, 7_200_000]);
+    expect(() => pgDurationMs("soon")).toThrow(/not a Postgres duration/);
+  });
 });
