@@ -39,7 +39,13 @@ describe("config validation lists every problem", () => {
     expect(c.capture).toEqual({ statementTimeout: 3_600_000, lockTimeout: 5_000 });
     expect(c.promote).toEqual({ statementTimeout: 60_000, lockTimeout: 5_000 });
     expect(c.hazards).toEqual({ bulkRows: 50, bulkFraction: 0.1, largeInsert: 100 });
-    expect(c.staging).toEqual({ backend: "local", ttl: 7_200_000, connectionLimit: 20, statementTimeout: 300_000 });
+    expect(c.staging).toEqual({
+      backend: "local",
+      ttl: 7_200_000,
+      connectionLimit: 20,
+      statementTimeout: 300_000,
+      docker: { network: "auto", memory: 1024 ** 3, cpus: 1 },
+    });
   });
 
   it("reports unknown keys, wrong types and out-of-range values together, each with its path", () => {
