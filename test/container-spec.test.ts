@@ -7,9 +7,8 @@
  * mappings from the spec (src/staging/docker-container.ts and infra/index.ts)
  * are written separately, so either can break this test.
  */
-import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import pulumi from "@pulumi/pulumi";
 import { extract } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,21 +18,20 @@ import { memorySettings, pgDurationMs } from "../src/staging/container-spec.ts";
 import { projectLabel, readSession } from "../src/staging/sessions.ts";
 import { snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { runCli } from "./helpers/cli.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 import { CONTAINER, IMAGE, NETWORK, pulumiProgramRunner } from "./helpers/pulumi-mocks.ts";
 
 const engine = await dockerForTests();
 if (!engine.ok) console.warn(`test/container-spec.test.ts skipped: ${engine.reason}`);
 
-const BIN = resolve("bin/airlock.mjs");
 const MB = 1024 * 1024;
 let prodCluster: TestCluster;
 let projectDir: string;
 let env: NodeJS.ProcessEnv;
 
 function airlock(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: projectDir, encoding: "utf8", env, timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.slice(r.stdout.search(/[[{]/))) };
+  return runCli(projectDir, env, args);
 }
 
 /** The files at `paths` inside a container, by path. */
@@ -90,7 +88,7 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
   afterAll(async () => {
     if (projectDir === undefined) return;
     airlock("down", "twin");
-    spawnSync(process.execPath, [BIN, "cluster", "destroy", "--erase"], { cwd: projectDir, env });
+    airlock("cluster", "destroy", "--erase");
     await prodCluster?.close();
     rmSync(projectDir, { recursive: true, force: true });
     expect(await labelled(docker, "airlock.session=twin")).toEqual({ containers: [], networks: [], volumes: [] });

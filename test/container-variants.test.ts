@@ -6,12 +6,12 @@
  * work, `airlock down` leaves nothing — where it can, and skips saying why
  * where it cannot.
  */
-import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatUrl, makeTarget, parseTarget, withClient } from "../src/pg/connect.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { runCli } from "./helpers/cli.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 
 const engine = await dockerForTests();
@@ -43,14 +43,12 @@ const variants = [
 ];
 for (const v of variants) if (v.why !== null) console.warn(`test/container-variants.test.ts: "${v.name}" skipped: ${v.why}`);
 
-const BIN = resolve("bin/airlock.mjs");
 let prodCluster: TestCluster | undefined;
 let env: NodeJS.ProcessEnv;
 const dirs: string[] = [];
 
 function airlock(dir: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: "utf8", env, timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(dir, env, args);
 }
 
 describe.skipIf(variants.every((v) => v.why !== null))("the session container on other images and networks", () => {

@@ -6,7 +6,6 @@
  * the disk quota, and that nothing with this project's labels is left. Skips,
  * saying why, where no engine or no session image is present.
  */
-import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,12 +17,12 @@ import { projectLabel, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { defaultSandbox } from "../src/staging/sandbox.ts";
 import { checksums } from "./helpers/database-state.ts";
 import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { runCli } from "./helpers/cli.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 
 const engine = await dockerForTests();
 if (!engine.ok) console.warn(`test/docker-backend.test.ts skipped: ${engine.reason}`);
 
-const BIN = resolve("bin/airlock.mjs");
 const SANDBOX = defaultSandbox() === undefined ? ["--sandbox", "none"] : [];
 const AGENT = resolve("seeders/demo/agent.mjs");
 const SECRET = "docker-test-secret-0123456789abcdef";
@@ -34,8 +33,7 @@ let projectDir: string;
 let env: NodeJS.ProcessEnv;
 
 function airlock(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: projectDir, encoding: "utf8", env, timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json: () => JSON.parse(r.stdout.slice(r.stdout.search(/[[{]/))) };
+  return runCli(projectDir, env, args);
 }
 
 /** The agent's target of a session, from `airlock url` (what an agent is handed). */
@@ -80,7 +78,7 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
     for (const s of (airlock("ls", "--json").json() as Array<{ id: string }>) ?? []) airlock("down", s.id);
     // Nothing of this project's is left on the engine: no container, network or volume.
     const left = await labelled(docker, label);
-    spawnSync(process.execPath, [BIN, "cluster", "destroy", "--erase"], { cwd: projectDir, env });
+    airlock("cluster", "destroy", "--erase");
     await prodCluster?.close();
     rmSync(projectDir, { recursive: true, force: true });
     expect(left).toEqual({ containers: [], networks: [], volumes: [] });
