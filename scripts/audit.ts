@@ -6,6 +6,7 @@
 import type { Command } from "commander";
 import type { AuditEntry } from "../src/audit/chain.ts";
 import { assertTrailsIntact, auditTrails, verifyAudit } from "../src/audit/verify.ts";
+import { plural } from "../src/format/plural.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { say, sayJson } from "./output.ts";
 
@@ -43,11 +44,11 @@ Example:
       const report = opts.verify === true ? await verifyAudit(project, { to: opts.to }) : await auditTrails(project, { to: opts.to });
       if (globalFlags(cmd).json) sayJson(report);
       else {
-        say(`staging trail, ${report.staging.trail} (${report.staging.entries.length} entries):`);
+        say(`staging trail, ${report.staging.trail} (${plural(report.staging.entries.length, "entry", "entries")}):`);
         for (const e of report.staging.entries) say(line(e));
         if (report.production !== undefined) {
           say(
-            `production trail, airlock.audit_log of ${report.production.display} (${report.production.exists ? `${report.production.entries.length} entries` : "none: no airlock.audit_log"}):`,
+            `production trail, airlock.audit_log of ${report.production.display} (${report.production.exists ? plural(report.production.entries.length, "entry", "entries") : "none: no airlock.audit_log"}):`,
           );
           for (const e of report.production.entries) say(line(e));
         }
@@ -62,7 +63,7 @@ Example:
       if (!globalFlags(cmd).json) {
         const prod = report.production;
         say(
-          `verified: ${report.staging.entries.length} staging entries${prod === undefined ? "" : ` and ${prod.entries.length} production entries`} form intact keyed chains${report.anchors === undefined ? "" : `, with ${report.anchors.checked} anchors between them holding`}${report.productionChecked ? "" : "; production was NOT checked"}`,
+          `verified: ${plural(report.staging.entries.length, "staging entry", "staging entries")}${prod === undefined ? "" : ` and ${plural(prod.entries.length, "production entry", "production entries")}`} form intact keyed chains${report.anchors === undefined ? "" : `, with ${plural(report.anchors.checked, "anchor")} between them holding`}${report.productionChecked ? "" : "; production was NOT checked"}`,
         );
       }
     });

@@ -14,6 +14,7 @@ import { registerImage } from "./image.ts";
 import { collectSecrets, redact, sayJson, warn } from "./output.ts";
 import { registerSeedDemo } from "./seed-demo.ts";
 import { registerPromote } from "./promote.ts";
+import { registerReview } from "./review.ts";
 import { registerRun } from "./run.ts";
 import { registerSessions } from "./sessions.ts";
 import { registerSnapshot } from "./snapshot.ts";
@@ -41,6 +42,7 @@ Run \`airlock <command> --help\` for a command's flags and examples.`,
   registerSessions(program);
   registerRun(program);
   registerDiff(program);
+  registerReview(program);
   registerPromote(program);
   registerAudit(program);
   registerCluster(program);

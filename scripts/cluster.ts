@@ -3,12 +3,50 @@
  * (the local backend's server), normally started on demand by other commands.
  */
 import type { Command } from "commander";
-import { localClusterOptions } from "../src/config/load.ts";
+import { type Project, localClusterDir, localClusterOptions } from "../src/config/load.ts";
+import { displayPath } from "../src/config/state-file.ts";
 import { clusterStatus, destroyCluster, openCluster, stopCluster } from "../src/pg/cluster.ts";
+import type { BackendKind } from "../src/staging/backend.ts";
+import { readIdleFile } from "../src/staging/idle-stop.ts";
 import { LocalBackend } from "../src/staging/local-backend.ts";
 import { supervisorState } from "../src/staging/supervisor.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { say, sayJson } from "./output.ts";
+import { say, sayJson, warn } from "./output.ts";
+
+/** A duration as airlock.config.ts writes it: "30m", "2h", "45s". */
+function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1_000],
+  ] as const)
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+/** When the cluster stops by itself, for people. */
+function idleStopText(afterMs: number | null): string {
+  return afterMs === null
+    ? 'it runs until `airlock cluster stop` (local.idleStop: "never")'
+    : `it stops by itself ${formatDuration(afterMs)} after its last session is gone (local.idleStop), or now with \`airlock cluster stop\``;
+}
+
+/** The embedded cluster a local session leaves running (`up`, `run`): where, and when it stops; undefined for other backends. */
+export function clusterLeftRunning(project: Project, backend: BackendKind) {
+  if (backend !== "local") return undefined;
+  const dir = localClusterDir(project);
+  const port = supervisorState(dir).port;
+  return { dir, proxyPort: port ?? null, idleStopMs: project.config.local.idleStop, stop: "airlock cluster stop" };
+}
+
+/** Says on stderr that a local session's command leaves the embedded cluster running, and how it stops. */
+export function noteClusterLeftRunning(project: Project, backend: BackendKind): void {
+  const c = clusterLeftRunning(project, backend);
+  if (c === undefined) return;
+  const door = c.proxyPort === null ? "" : `; agents connect through 127.0.0.1:${c.proxyPort}`;
+  warn(`airlock: the embedded staging cluster keeps running (${displayPath(c.dir)}${door}); ${idleStopText(c.idleStopMs)}`);
+}
 
 /** Registers the command. */
 export function registerCluster(program: Command): void {
@@ -25,7 +63,7 @@ export function registerCluster(program: Command): void {
       const project = await projectFor(cmd);
       const options = localClusterOptions(project);
       const wasRunning = clusterStatus(openCluster(options)).state === "running";
-      const c = await new LocalBackend(options, project.statePath("sessions")).ensureCluster();
+      const c = await new LocalBackend(options, project.statePath("sessions"), project.config.local.idleStop).ensureCluster();
       const sup = supervisorState(c.dir);
       const info = {
         dir: c.dir,
@@ -35,12 +73,14 @@ export function registerCluster(program: Command): void {
         postgres: c.binaries.version,
         serverUser: c.serverUser.name,
         proxyPort: sup.port,
+        idleStopMs: project.config.local.idleStop,
       };
       if (globalFlags(cmd).json) return sayJson(info);
       say(`${wasRunning ? "already running" : "started"}: Postgres ${info.postgres} on its Unix socket in ${c.socketDir} (as ${info.serverUser})`);
       say(`  agents connect through the supervisor on 127.0.0.1:${sup.port ?? "?"}`);
       say(`  data and log: ${c.dir}`);
       say(`  admin: psql "${c.adminTarget().display}"`);
+      say(`  ${idleStopText(info.idleStopMs)}`);
     });
 
   cluster
@@ -56,10 +96,11 @@ export function registerCluster(program: Command): void {
 
   cluster
     .command("status")
-    .description("say whether the cluster exists and runs, and where")
+    .description("say whether the cluster exists and runs, where, and when it stops by itself (local.idleStop)")
     .addHelpText("after", "\nExamples:\n  airlock cluster status\n  airlock cluster status --json")
     .action(async (_opts, cmd: Command) => {
-      const options = localClusterOptions(await projectFor(cmd));
+      const project = await projectFor(cmd);
+      const options = localClusterOptions(project);
       const c = openCluster(options);
       const s = clusterStatus(c);
       const sup = c === undefined ? undefined : supervisorState(c.dir);
@@ -72,11 +113,20 @@ export function registerCluster(program: Command): void {
               ...(sup.workerPid === undefined ? {} : { pid: sup.workerPid }),
               ...(sup.report === undefined ? {} : { updatedAt: sup.report.updatedAt }),
             };
+      // When it stops by itself: as the running supervisor sees it, or when it last did.
+      const idleFile = c === undefined ? undefined : readIdleFile(c.dir);
+      const seen = s.state === "running" && sup?.state === "running" ? sup.report?.idle : undefined;
+      const idleStop = {
+        afterMs: seen?.afterMs ?? idleFile?.idleStopMs ?? project.config.local.idleStop,
+        ...(seen === undefined ? {} : { sessions: seen.sessions, idleSince: seen.idleSince, stopsAt: seen.stopsAt }),
+        ...(s.state === "stopped" && idleFile?.stoppedAt !== undefined ? { stoppedAt: idleFile.stoppedAt } : {}),
+      };
       const info = {
         dir: options.dir,
         ...s,
         ...(c === undefined ? {} : { port: c.port, postgres: c.binaries.version, socketDir: c.socketDir, logFile: c.logFile }),
         ...(supervisor === undefined ? {} : { supervisor }),
+        ...(c === undefined ? {} : { idleStop }),
       };
       if (globalFlags(cmd).json) return sayJson(info);
       say(`${s.state}${c === undefined ? "" : `: Postgres ${c.binaries.version}, port ${c.port}${s.pid === undefined ? "" : `, pid ${s.pid}`}`}`);
@@ -84,6 +134,19 @@ export function registerCluster(program: Command): void {
         say(
           `  supervisor: ${supervisor.state}${supervisor.state === "running" ? `, proxy on 127.0.0.1:${supervisor.port}, pid ${supervisor.pid}` : s.state === "running" ? " — no agent can connect until it runs again (any airlock command that opens the cluster starts it)" : ""}`,
         );
+      }
+      if (idleStop.stoppedAt !== undefined)
+        say(`  stopped by itself at ${idleStop.stoppedAt}, unneeded for ${formatDuration(idleStop.afterMs!)}; the next command that needs it starts it again`);
+      else if (seen !== undefined && seen.afterMs !== null && seen.stopsAt !== null)
+        say(`  stops by itself at ${seen.stopsAt}: nothing has needed it since ${seen.idleSince} (local.idleStop: ${formatDuration(seen.afterMs)})`);
+      else if (seen !== undefined) {
+        const now =
+          seen.idleSince !== null
+            ? "nothing needs it now"
+            : seen.sessions === 0
+              ? "a connection keeps it running"
+              : `${seen.sessions === 1 ? "1 session keeps" : `${seen.sessions} sessions keep`} it running`;
+        say(`  ${now}; ${idleStopText(seen.afterMs)}`);
       }
       say(`  dir: ${options.dir}`);
     });

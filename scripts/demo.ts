@@ -5,6 +5,7 @@
  */
 import type { Command } from "commander";
 import { runDemo } from "../seeders/demo/story.ts";
+import { displayPath } from "../src/config/state-file.ts";
 import { globalFlags, projectFor } from "./context.ts";
 import { positiveNumber } from "./options.ts";
 import { say, sayJson } from "./output.ts";
@@ -16,7 +17,10 @@ export function registerDemo(program: Command): void {
     .description("replay the gallery incident safely on the embedded default: snapshot, agent session, diff, approval, promotion, rollback")
     .option("--scale <n>", "size of the demo production (1 is hundreds of rows)", positiveNumber, 1)
     .option("--keep-running", "leave the demo's clusters running afterwards")
-    .addHelpText("after", "\nExamples:\n  airlock demo\n  airlock demo --scale 10 --keep-running")
+    .addHelpText(
+      "after",
+      "\nThe demo keeps its own state in .airlock/demo/ (its clusters, snapshots, sessions, diffs, audit trail), apart\nfrom the project's: `airlock ls` and `airlock snapshot ls` never show it. The next demo starts it afresh.\n\nExamples:\n  airlock demo\n  airlock demo --scale 10 --keep-running",
+    )
     .action(async (opts: { scale: number; keepRunning?: boolean }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const r = await runDemo(
@@ -34,7 +38,9 @@ export function registerDemo(program: Command): void {
         say(
           `  the incident's diff ${r.incidentDiff.slice(0, 12)} was refused; the fix ${r.fixDiff.slice(0, 12)} was promoted as ${r.promotion} and rolled back`,
         );
-        say(`  review pages: .airlock/diffs/<id>/review.html; audit: airlock audit --verify`);
+        const state = displayPath(r.stateDir);
+        say(`  review pages: ${state}/diffs/<id>/review.html; the demo's state is in ${state}, apart from this project's (the next demo replaces it)`);
+        if (opts.keepRunning === true) say(`  its clusters keep running (${state}/production, ${state}/cluster) until the next \`airlock demo\` replaces them`);
       }
       if (!r.ok) process.exitCode = 1;
     });

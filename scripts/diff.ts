@@ -5,7 +5,8 @@ import type { Command } from "commander";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
 import { EXIT_REFUSED } from "../src/errors.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { progress, say, sayJson } from "./output.ts";
+import { say, sayJson, withProgress } from "./output.ts";
+import { diffPhases } from "./phases.ts";
 
 /** Registers the command. */
 export function registerDiff(program: Command): void {
@@ -24,16 +25,14 @@ whole catalog: definitions, owners, grants, settings) is "verified".
 Needs AIRLOCK_SECRET, the one the snapshot was taken with (exit 2 otherwise).
 Exits 0 for a verified diff, 2 for one that is NOT verified.
 
-Example:
-  airlock diff fix-gallery && open .airlock/diffs/<id>/review.html`,
+Examples:
+  airlock diff fix-gallery
+  airlock review 3f9a2c1b                # opens the review page it printed`,
     )
     .action(async (session: string, _opts, cmd: Command) => {
       const json = globalFlags(cmd).json;
-      const bar = progress(!json);
-      const r = await diffSession(await projectFor(cmd), session, {
-        onProgress: (p) => bar.update(`${p.phase}${p.table === undefined ? "" : ` ${p.table}`}…`),
-      });
-      bar.done();
+      const project = await projectFor(cmd);
+      const r = await withProgress(!json, "diff", (bar) => diffSession(project, session, { onProgress: diffPhases(bar) }));
       // A diff that is not verified cannot be approved: say so with the exit code too.
       if (!r.diff.verification.verified) process.exitCode = EXIT_REFUSED;
       if (json) {

@@ -3,6 +3,7 @@
  * reaches a terminal or a log: known secrets (from the environment and from
  * URLs on the command line) are replaced before writing.
  */
+import ora, { type Ora } from "ora";
 import { credentialsIn, redactText } from "../src/pg/redact.ts";
 
 const secrets = new Set<string>();
@@ -82,21 +83,86 @@ export function warn(text: string): void {
   process.stderr.write(`${redact(text)}\n`);
 }
 
-/** Progress for long work: a rewriting line on a terminal, nothing otherwise (and nothing with --json). */
-export function progress(enabled: boolean): { update(text: string): void; done(text?: string): void } {
-  const tty = enabled && process.stderr.isTTY === true;
-  let last = "";
-  return {
-    update(text) {
-      if (!tty || text === last) return;
-      last = text;
-      process.stderr.write(`\r\x1b[2K${redact(text)}`);
-    },
-    done(text) {
-      if (!tty) return;
-      process.stderr.write(`\r\x1b[2K${text === undefined ? "" : `${redact(text)}\n`}`);
-    },
+/** What a long step shows while it works (progress()). */
+export interface Progress {
+  /** A new phase: the live line on a terminal; one plain line on stderr otherwise ("airlock diff: comparing rows (at 1.2 s)"). */
+  phase(text: string): void;
+  /** How far the current phase is (a table, a share of bytes): on a terminal only, never a line of its own. */
+  update(text: string): void;
+  /** Done: the live line goes; off a terminal, a last line with the time taken, "<what> in 7.0 s" (when phases were printed). */
+  done(what?: string): void;
+  /** Stopped by a failure: the live line goes, and nothing is added (the error says the rest). */
+  stop(): void;
+}
+
+/**
+ * Progress for long work, written to stderr: on a terminal a live line (an `ora` spinner with the phase, how far it
+ * is and the seconds so far), otherwise one plain line per phase with the time it started, so that a log shows where
+ * the time went; with `enabled` false (--json) nothing at all. Every text is redacted; phases name steps and tables,
+ * never a value.
+ */
+export function progress(enabled: boolean, command?: string): Progress {
+  const started = Date.now();
+  const seconds = () => ((Date.now() - started) / 1000).toFixed(1);
+  const prefix = command === undefined ? "airlock" : `airlock ${command}`;
+  const tty = enabled && process.stderr.isTTY === true && process.env.TERM !== "dumb";
+  let spinner: Ora | undefined;
+  let phase = "";
+  let shown = "";
+  let printed = false;
+  const show = (text: string) => {
+    if (text === shown) return;
+    shown = text;
+    if (spinner !== undefined) {
+      spinner.text = redact(text);
+      return;
+    }
+    // A pty nobody gave a size (`script` without a terminal, some CI runners) reports 0 columns, and ora would count
+    // its line as infinitely tall and never stop clearing it: such a terminal is taken as 80 columns wide.
+    if (!(process.stderr.columns > 0)) process.stderr.columns = 80;
+    // isEnabled: a terminal was checked above (ora would otherwise turn itself off wherever CI is set); stdin is left alone.
+    spinner = ora({ text: redact(text), stream: process.stderr, isEnabled: true, discardStdin: false, suffixText: () => `(${seconds()} s)` }).start();
   };
+  const end = () => {
+    spinner?.stop();
+    spinner = undefined;
+    phase = shown = "";
+  };
+  return {
+    phase(text) {
+      if (!enabled || text === phase) return;
+      phase = text;
+      // Shown at once, not at the spinner's next frame: a phase shorter than a frame is on the terminal too.
+      if (tty) {
+        show(text);
+        spinner?.render();
+        return;
+      }
+      printed = true;
+      process.stderr.write(`${prefix}: ${redact(text)} (at ${seconds()} s)\n`);
+    },
+    update(text) {
+      if (tty) show(phase === "" ? text : `${phase}: ${text}`);
+    },
+    done(what = "done") {
+      end();
+      if (printed) process.stderr.write(`${prefix}: ${what} in ${seconds()} s\n`);
+      printed = false;
+    },
+    stop: end,
+  };
+}
+
+/** Runs `work` with progress() shown, ended whatever happens (on a failure, before the error is printed). */
+export async function withProgress<T>(enabled: boolean, command: string, work: (bar: Progress) => Promise<T>): Promise<T> {
+  const bar = progress(enabled, command);
+  try {
+    const result = await work(bar);
+    bar.done();
+    return result;
+  } finally {
+    bar.stop();
+  }
 }
 
 /** A fixed-width table for terminals. */

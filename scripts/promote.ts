@@ -6,14 +6,16 @@ import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { defaultActor } from "../src/audit/chain.ts";
 import { productionTarget } from "../src/config/production.ts";
-import { readDiff } from "../src/diff/store.ts";
+import { readDiff, resolveDiffId } from "../src/diff/store.ts";
 import { AirlockError, EXIT_REFUSED } from "../src/errors.ts";
 import { approveDiff } from "../src/promote/approval.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { countsText } from "../src/diff/run-diff.ts";
-import { rollbackPromotion } from "../src/promote/rollback.ts";
+import { plural } from "../src/format/plural.ts";
+import { checkPromotionId, rollbackPromotion } from "../src/promote/rollback.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { say, sayJson } from "./output.ts";
+import { say, sayJson, withProgress } from "./output.ts";
+import { promotePhases, rollbackPhases } from "./phases.ts";
 
 async function confirmOnTerminal(id: string): Promise<void> {
   if (process.stdin.isTTY !== true) {
@@ -39,7 +41,8 @@ export function registerPromote(program: Command): void {
     .description(
       "approve a verified diff by its id, accepting each danger hazard by name (never reads production); the approval is MAC'd and authorises one promotion",
     )
-    .requiredOption("--by <name>", "who approves (recorded in the audit trail)")
+    // Required, but checked after the diff id: arguments are checked in the order a user reads them.
+    .option("--by <name>", "who approves (required; recorded in the audit trail)")
     .option("--accept <hazard...>", "danger hazard codes you accept, e.g. BULK_DELETE MASKED_VALUE")
     .option("--note <text>", "why it is fine")
     .option("--yes", "skip the typed confirmation (for scripts, after review)")
@@ -47,9 +50,10 @@ export function registerPromote(program: Command): void {
       "after",
       '\nNeeds AIRLOCK_SECRET: the diff\'s MAC must hold (exit 2 otherwise), and the approval (a random id, the diff id, approver, time,\naccepted hazards, note) is written with a MAC of its own. One approval authorises one promotion.\n\nExample:\n  airlock approve 3f9a2c1b --by alice --accept BULK_DELETE --note "cleanup agreed in #412"',
     )
-    .action(async (idArg: string, opts: { by: string; accept?: string[]; note?: string; yes?: boolean }, cmd: Command) => {
+    .action(async (idArg: string, opts: { by?: string; accept?: string[]; note?: string; yes?: boolean }, cmd: Command) => {
       const project = await projectFor(cmd);
       const { id } = readDiff(project, idArg);
+      if (opts.by === undefined) return cmd.error("error: required option '--by <name>' not specified");
       if (opts.yes !== true) await confirmOnTerminal(id);
       const a = approveDiff(project, id, {
         by: opts.by,
@@ -76,13 +80,18 @@ export function registerPromote(program: Command): void {
     )
     .action(async (idArg: string, opts: { to?: string; dryRun?: boolean; rekey?: boolean; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const r = await promoteDiff(project, idArg, {
-        to: productionTarget(opts.to, "to"),
-        secret: process.env.AIRLOCK_SECRET,
-        ...(opts.dryRun === true ? { dryRun: true } : {}),
-        ...(opts.rekey === true ? { rekey: true } : {}),
-        by: opts.by ?? defaultActor(),
-      });
+      resolveDiffId(project, idArg); // the diff first, then production: in the order a user reads them
+      const to = productionTarget(opts.to, "to");
+      const r = await withProgress(!globalFlags(cmd).json, "promote", (bar) =>
+        promoteDiff(project, idArg, {
+          to,
+          secret: process.env.AIRLOCK_SECRET,
+          ...(opts.dryRun === true ? { dryRun: true } : {}),
+          ...(opts.rekey === true ? { rekey: true } : {}),
+          by: opts.by ?? defaultActor(),
+          onProgress: promotePhases(bar, opts.dryRun === true),
+        }),
+      );
       if (globalFlags(cmd).json) return sayJson(r);
       const s = r.summary;
       if (r.dryRun)
@@ -91,7 +100,7 @@ export function registerPromote(program: Command): void {
         );
       else {
         say(
-          `promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${countsText(s)}${r.rekeyed > 0 ? ` (${r.rekeyed} inserted rows re-keyed)` : ""}; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`,
+          `promoted diff ${r.diffId.slice(0, 12)} as ${r.promotionId}: ${countsText(s)}${r.rekeyed > 0 ? ` (${plural(r.rekeyed, "inserted row")} re-keyed)` : ""}; ${r.confirmed ? "read back and confirmed" : "READ-BACK DID NOT MATCH: check production"}`,
         );
         say(`undo with: airlock rollback ${r.promotionId}`);
         if (!r.confirmed) process.exitCode = 1;
@@ -109,12 +118,19 @@ export function registerPromote(program: Command): void {
     )
     .action(async (promotion: string, opts: { to?: string; by?: string }, cmd: Command) => {
       const project = await projectFor(cmd);
-      const r = await rollbackPromotion(project, promotion, {
-        to: productionTarget(opts.to, "to"),
-        by: opts.by ?? defaultActor(),
-        ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }),
-      });
+      checkPromotionId(promotion); // the promotion first, then production: in the order a user reads them
+      const to = productionTarget(opts.to, "to");
+      const r = await withProgress(!globalFlags(cmd).json, "rollback", (bar) =>
+        rollbackPromotion(project, promotion, {
+          to,
+          by: opts.by ?? defaultActor(),
+          ...(process.env.AIRLOCK_SECRET === undefined ? {} : { secret: process.env.AIRLOCK_SECRET }),
+          onProgress: rollbackPhases(bar),
+        }),
+      );
       if (globalFlags(cmd).json) return sayJson(r);
-      say(`rolled back ${r.promotionId}: ${r.restored} rows restored, schema changes reversed`);
+      say(
+        `rolled back ${r.promotionId}: ${plural(r.restored, "row")} restored; ${r.schemaStatements === 0 ? "no schema changes to reverse" : `schema changes reversed (${plural(r.schemaStatements, "statement")})`}`,
+      );
     });
 }

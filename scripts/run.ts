@@ -7,8 +7,10 @@ import { secretFromEnv } from "../src/config/keys.ts";
 import { diffSession, summaryLines } from "../src/diff/run-diff.ts";
 import type { BackendKind } from "../src/staging/backend.ts";
 import { runAgent } from "../src/staging/run.ts";
+import { noteClusterLeftRunning } from "./cluster.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { say, sayJson, warn } from "./output.ts";
+import { progress, say, sayJson, warn, withProgress } from "./output.ts";
+import { diffPhases, sessionPhases } from "./phases.ts";
 import { sessionFlags } from "./sessions.ts";
 
 /** Registers the command. */
@@ -43,7 +45,10 @@ Example:
       ) => {
         const json = globalFlags(cmd).json;
         const project = await projectFor(cmd);
+        // The session's phases until the agent starts (a first session of a snapshot restores it), then the diff's.
+        const up = progress(!json, "run");
         const result = await runAgent(project, command, {
+          onProgress: sessionPhases(up),
           ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
           ...(opts.name === undefined ? {} : { name: opts.name }),
           ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
@@ -54,8 +59,12 @@ Example:
             warn(
               "airlock: WARNING: the agent runs WITHOUT a sandbox (--sandbox none): it can read .env, .airlock/ and everything this user can; recorded in the audit trail",
             ),
-          onSession: (s) => warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`),
-        });
+          onSession: (s) => {
+            up.done("session ready");
+            warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`);
+          },
+        }).finally(() => up.stop());
+        if (!json) noteClusterLeftRunning(project, result.session.backend);
         // What the agent did becomes a verified diff at once; the session stays for review. A diff is authenticated
         // with AIRLOCK_SECRET: without it there is none yet, and the agent's exit code is still Airlock's.
         if (secretFromEnv() === undefined) {
@@ -67,7 +76,7 @@ Example:
           process.exitCode = result.exitCode;
           return;
         }
-        const diff = await diffSession(project, result.session.id);
+        const diff = await withProgress(!json, "run", (bar) => diffSession(project, result.session.id, { onProgress: diffPhases(bar) }));
         if (json)
           sayJson({
             session: result.session.id,

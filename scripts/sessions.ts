@@ -17,8 +17,10 @@ import {
   readSession,
   sessionLimits,
 } from "../src/staging/sessions.ts";
+import { clusterLeftRunning, noteClusterLeftRunning } from "./cluster.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { say, sayJson, sayUnredacted, table } from "./output.ts";
+import { say, sayJson, sayUnredacted, table, withProgress } from "./output.ts";
+import { sessionPhases } from "./phases.ts";
 
 /** Parses --ttl. */
 export function ttlOption(value: string): number {
@@ -56,19 +58,24 @@ export function registerSessions(program: Command): void {
     .action(async (opts: { snapshot?: string; name?: string; ttl?: number; keep?: boolean; backend?: BackendKind }, cmd: Command) => {
       const project = await projectFor(cmd);
       const started = Date.now();
-      const s = await createSession(project, {
-        ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
-        ...(opts.name === undefined ? {} : { name: opts.name }),
-        ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
-        ...(opts.keep === true ? { keep: true } : {}),
-        ...(opts.backend === undefined ? {} : { backend: opts.backend }),
-      });
+      const s = await withProgress(!globalFlags(cmd).json, "up", (bar) =>
+        createSession(project, {
+          ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
+          ...(opts.name === undefined ? {} : { name: opts.name }),
+          ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
+          ...(opts.keep === true ? { keep: true } : {}),
+          ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+          onProgress: sessionPhases(bar),
+        }),
+      );
       const { url } = agentConnection(project, s.id);
-      if (globalFlags(cmd).json) return sayUnredacted(JSON.stringify({ ...s, url, elapsedMs: Date.now() - started }, null, 2));
+      if (globalFlags(cmd).json)
+        return sayUnredacted(JSON.stringify({ ...s, url, elapsedMs: Date.now() - started, cluster: clusterLeftRunning(project, s.backend) }, null, 2));
       say(
         `session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) ready in ${Date.now() - started} ms, ${s.expiresAt === null ? "kept until `airlock down`" : `expires ${s.expiresAt}`}`,
       );
       sayUnredacted(url);
+      noteClusterLeftRunning(project, s.backend);
     });
 
   program

@@ -7,12 +7,14 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { productionTarget } from "../src/config/production.ts";
 import { EXIT_ERROR } from "../src/errors.ts";
+import { plural, pluralGrouped } from "../src/format/plural.ts";
 import { allowBlock } from "../src/snapshot/coincidences.ts";
 import { rulesBlock } from "../src/snapshot/pii-render.ts";
 import { listSnapshots, readManifest, removeSnapshot, removeStaleCaptures, snapshotsDir, verifySnapshot } from "../src/snapshot/store.ts";
 import { proposeSnapshotRules, takeSnapshot } from "../src/snapshot/take.ts";
 import { globalFlags, projectFor } from "./context.ts";
-import { progress, say, sayJson, table, warn } from "./output.ts";
+import { say, sayJson, table, warn, withProgress } from "./output.ts";
+import { capturePhases } from "./phases.ts";
 
 /** Registers the command. */
 export function registerSnapshot(program: Command): void {
@@ -55,7 +57,8 @@ Examples:
         if (written)
           writeFileSync(
             file,
-            `import { defineConfig } from "airlock";\n\nexport default defineConfig({\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n});\n`,
+            // Types only: the file loads whether or not the airlock package is installed in this project (a checkout, say).
+            `import type { AirlockConfigInput } from "airlock";\n\nexport default {\n  masking: {\n    ${block.trim().replace(/\n/g, "\n    ")}\n  },\n} satisfies AirlockConfigInput;\n`,
           );
         // Column names, counts and keyed hashes only: no production value is printed.
         const coincidences = allowances.coincidences.map((c) => ({ column: c.column, equals: c.equals, values: c.values, fields: c.fields, kinds: c.kinds }));
@@ -81,18 +84,13 @@ Examples:
           );
         say(
           written
-            ? `wrote ${file} with rules for ${suspicions.length} columns and ${allowances.coincidences.length} allowance${allowances.coincidences.length === 1 ? "" : "s"}; review each before capturing:`
+            ? `wrote ${file} with rules for ${plural(suspicions.length, "column")} and ${plural(allowances.coincidences.length, "allowance")}; review each before capturing:`
             : `add these to masking in ${project.configFile ?? file}:`,
         );
         return say(block);
       }
-      const bar = progress(!json);
       // The library records the snapshot in the audit trail, as it does for a program calling it.
-      const manifest = await takeSnapshot(project, {
-        from: source,
-        onProgress: (e) => bar.update(e.phase === "table" ? `[${e.index}/${e.of}] ${e.table}: ${e.rows.toLocaleString("en-US")} rows` : `${e.phase}…`),
-      });
-      bar.done();
+      const manifest = await withProgress(!json, "snapshot", (bar) => takeSnapshot(project, { from: source, onProgress: capturePhases(bar) }));
       const masked = manifest.tables.reduce((n, t) => n + t.columns.filter((c) => c.rule !== "keep").length, 0);
       const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
       if (json)
@@ -105,10 +103,10 @@ Examples:
           elapsedMs: manifest.elapsedMs,
         });
       say(
-        `snapshot ${manifest.id}: ${manifest.tables.length} tables, ${rows.toLocaleString("en-US")} rows, ${masked} masked columns, leak scan clean (${manifest.leakScan.originalsChecked.toLocaleString("en-US")} originals) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`,
+        `snapshot ${manifest.id}: ${plural(manifest.tables.length, "table")}, ${pluralGrouped(rows, "row")}, ${plural(masked, "masked column")}, leak scan clean (${pluralGrouped(manifest.leakScan.originalsChecked, "original")}) in ${(manifest.elapsedMs / 1000).toFixed(1)} s`,
       );
       const allowed = (manifest.leakScan.allowed ?? []).filter((a) => a.fieldsMatched > 0);
-      if (allowed.length > 0) say(`allowed by masking.allow: ${allowed.map((a) => `${a.column} (${a.fieldsMatched} fields)`).join(", ")}`);
+      if (allowed.length > 0) say(`allowed by masking.allow: ${allowed.map((a) => `${a.column} (${plural(a.fieldsMatched, "field")})`).join(", ")}`);
       say(`next: \`airlock up --snapshot ${manifest.id}\` or \`airlock run -- <agent>\``);
     });
 
@@ -149,9 +147,9 @@ Examples:
       const m = readManifest(snapshotsDir((await projectFor(cmd)).statePath()), id);
       if (globalFlags(cmd).json) return sayJson(m);
       say(`${m.id} taken ${m.createdAt} from ${m.source.database}@${m.source.host}:${m.source.port} (Postgres ${m.source.serverVersion})`);
-      say(`rules ${m.rulesHash.slice(0, 12)}, leak scan clean over ${m.leakScan.fieldsScanned.toLocaleString("en-US")} fields`);
+      say(`rules ${m.rulesHash.slice(0, 12)}, leak scan clean over ${pluralGrouped(m.leakScan.fieldsScanned, "field")}`);
       for (const a of m.leakScan.allowed ?? [])
-        say(`allowed in ${a.column}: ${a.valuesMatched} of ${a.values} listed values (${a.fieldsMatched} fields), because: ${a.reason}`);
+        say(`allowed in ${a.column}: ${a.valuesMatched} of ${plural(a.values, "listed value")} (${plural(a.fieldsMatched, "field")}), because: ${a.reason}`);
       say(
         table(
           ["table", "rows", "key", "masked columns"],
@@ -178,7 +176,7 @@ Examples:
       else
         say(
           r.ok
-            ? `${id}: all ${r.files} files match their checksums`
+            ? `${id}: ${r.files === 1 ? "its one file matches its checksum" : `all ${r.files} files match their checksums`}`
             : `${id}: ${r.file} is ${r.problem === "missing" ? "missing" : "corrupt (checksum mismatch)"}`,
         );
       if (!r.ok) process.exitCode = EXIT_ERROR;

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   AIRLOCK_AUDIT_TAMPERED: error("`airlock audit --verify` found entries edited, removed, reordered or missing"),
   AIRLOCK_AUTH_FAILED: error("Postgres refused the login (password, pg_hba.conf, or no password given)"),
   AIRLOCK_BAD_DIFF_ID: error("the argument is not a diff id or a prefix of one"),
+  AIRLOCK_BAD_PROMOTION_ID: error("the argument is not a promotion id (`p-<time>-<6 hex digits>`)"),
   AIRLOCK_BAD_SCALE: error("the demo scale is not a positive number up to the maximum"),
   AIRLOCK_BAD_SESSION_NAME: error("the session name is not lowercase letters, digits and dashes starting with a letter"),
   AIRLOCK_BAD_SNAPSHOT_ID: error("the argument is not a snapshot id"),

@@ -31,8 +31,10 @@ export {
   sessionLimits,
   type SessionRecord,
   type UpOptions,
+  type SessionProgress,
   type SessionLimitsView,
 } from "./staging/sessions.ts";
+export type { ProvisionProgress } from "./staging/backend.ts";
 export { runAgent, type RunOptions, type RunResult } from "./staging/run.ts";
 export { defaultSandbox, type SandboxKind } from "./staging/sandbox.ts";
 
@@ -44,8 +46,8 @@ export type { Diff, Hazard, HazardSeverity, RowChange, TableChanges, Verificatio
 
 // Approve, promote, rollback.
 export { approveDiff, type Approval, type ApproveOptions } from "./promote/approval.ts";
-export { promoteDiff, type PromoteOptions, type PromotionResult } from "./promote/promote.ts";
-export { rollbackPromotion } from "./promote/rollback.ts";
+export { promoteDiff, type PromoteOptions, type PromoteProgress, type PromotionResult } from "./promote/promote.ts";
+export { rollbackPromotion, type RollbackProgress, type RollbackResult } from "./promote/rollback.ts";
 
 // Audit: both trails read and verified (keyed chains, heads, anchors between staging and production).
 export { verifyAudit, auditTrails, assertTrailsIntact, type VerifyAuditOptions, type TrailsReport } from "./audit/verify.ts";

@@ -34,7 +34,7 @@ describe("config validation lists every problem", () => {
   it("fills every default from an empty config", () => {
     const c = parseConfig({});
     expect(c.stateDir).toBe(".airlock");
-    expect(c.local).toEqual({ disposable: true, settings: {}, maxConnections: 200 });
+    expect(c.local).toEqual({ disposable: true, settings: {}, maxConnections: 200, idleStop: 30 * 60_000 });
     expect(c.masking).toEqual({ rules: {}, allow: {}, sampleSize: 200 });
     expect(c.capture).toEqual({ statementTimeout: 3_600_000, lockTimeout: 5_000 });
     expect(c.promote).toEqual({ statementTimeout: 60_000, lockTimeout: 5_000 });

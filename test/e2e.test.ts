@@ -146,6 +146,13 @@ describe("the workflow through the CLI", () => {
   it("npm run demo passes, within a minute, and leaves no server running", () => {
     // The workflow above left the staging cluster running (commands start it on demand); the demo stops only what it starts.
     expect(airlock("cluster", "stop").code).toBe(0);
+    // The demo keeps its state apart: the project's sessions and snapshots are the same before and after it.
+    const listed = () => ({
+      sessions: (JSON.parse(airlock("ls", "--json").stdout) as { id: string }[]).map((s) => s.id).sort(),
+      snapshots: (JSON.parse(airlock("snapshot", "ls", "--json").stdout) as { id: string }[]).map((s) => s.id).sort(),
+    });
+    const before = listed();
+    expect(before.sessions).toEqual(["fix", "incident"]);
     const started = Date.now();
     const r = airlock("demo", "--json");
     const elapsed = Date.now() - started;
@@ -155,5 +162,9 @@ describe("the workflow through the CLI", () => {
     expect(result.checks.length).toBeGreaterThanOrEqual(15);
     expect(elapsed).toBeLessThan(60_000);
     expect(processesUnder(join(projectDir, ".airlock"))).toBe(0);
+    expect(result.stateDir).toBe(join(projectDir, ".airlock", "demo"));
+    expect(listed()).toEqual(before);
+    // Nor did it start the project's own cluster, or leave its own running.
+    expect(airlock("cluster", "status", "--json").json().state).toBe("stopped");
   }, 180_000);
 });

@@ -330,7 +330,7 @@ describe("the leak scan agrees with its rules: `--init-rules` then `snapshot` su
     writeFileSync(join(dir, "airlock.config.ts"), config);
     const failed = airlock(["snapshot", "--from", url], dir);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/^AIRLOCK_LEAK_DETECTED: .*public\.customers\.city/);
+    expect(failed.stderr).toMatch(/^AIRLOCK_LEAK_DETECTED: .*public\.customers\.city/m);
     expect(failed.stderr).toContain("--init-rules");
     for (const word of [...CITIES, ...FIRST_NAMES]) expect(failed.stderr + failed.stdout).not.toContain(word);
 

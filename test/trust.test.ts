@@ -17,6 +17,7 @@ import { approveDiff } from "../src/promote/approval.ts";
 import { readProductionLog } from "../src/promote/production-schema.ts";
 import { promoteDiff } from "../src/promote/promote.ts";
 import { rollbackPromotion } from "../src/promote/rollback.ts";
+import { createSession, destroySession } from "../src/staging/sessions.ts";
 import { caught } from "./helpers/errors.ts";
 import {
   SECRET,
@@ -203,8 +204,10 @@ describe("a diff or an approval that Airlock did not make is refused, and produc
     const id = await agentDiff("no-secret", "UPDATE items SET qty = 13 WHERE id = 13;");
     const env = { ...process.env };
     delete env.AIRLOCK_SECRET;
+    // A session that exists: an unknown one is named first (arguments are checked in the order a user reads them).
+    const session = await createSession(project, { name: "no-secret-diff" });
     for (const args of [
-      ["diff", "whatever"],
+      ["diff", session.id],
       ["approve", id, "--by", "x", "--yes"],
       ["promote", id, "--to", prodUrl],
     ]) {
@@ -213,6 +216,7 @@ describe("a diff or an approval that Airlock did not make is refused, and produc
       expect(r.stderr).toMatch(/^AIRLOCK_SECRET_MISSING: .*needs AIRLOCK_SECRET/m);
       expect(r.stderr).toContain("hint: set AIRLOCK_SECRET");
     }
+    await destroySession(project, session.id);
     const other = { ...process.env, AIRLOCK_SECRET: "another-secret-0123456789abcdef" };
     for (const args of [
       ["approve", id, "--by", "x", "--yes"],

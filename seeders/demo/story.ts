@@ -4,15 +4,17 @@
  * incident inside its session, the diff that exposes it, a refused
  * promotion, a second session with only the legitimate fix promoted with
  * approval, the audit trail, and a rollback. Every claim it prints is a
- * check; the demo passes only if all of them held.
+ * check; the demo passes only if all of them held. Its state is its own,
+ * apart from the project's (state.ts).
  */
 import { fileURLToPath } from "node:url";
 import { auditTrails } from "../../src/audit/verify.ts";
 import { parseConfig } from "../../src/config/config.ts";
 import { type Project, localClusterOptions } from "../../src/config/load.ts";
-import { diffSession } from "../../src/diff/run-diff.ts";
+import { countsText, diffSession } from "../../src/diff/run-diff.ts";
 import { isAirlockError } from "../../src/errors.ts";
-import { type LocalCluster, clusterStatus, destroyCluster, ensureCluster, openCluster, serverProcesses, stopCluster } from "../../src/pg/cluster.ts";
+import { plural } from "../../src/format/plural.ts";
+import { type LocalCluster, ensureCluster, openCluster, serverProcesses, stopCluster } from "../../src/pg/cluster.ts";
 import { type PgTarget, makeTarget, query, withClient } from "../../src/pg/connect.ts";
 import { approveDiff } from "../../src/promote/approval.ts";
 import { readProductionLog } from "../../src/promote/production-schema.ts";
@@ -21,17 +23,17 @@ import { rollbackPromotion } from "../../src/promote/rollback.ts";
 import { captureSnapshot } from "../../src/snapshot/capture.ts";
 import { defaultSandbox } from "../../src/staging/sandbox.ts";
 import { runAgent } from "../../src/staging/run.ts";
-import { destroySession, listSessions } from "../../src/staging/sessions.ts";
 import { seedDemo } from "./index.ts";
 import { DEMO_MASKING_RULES } from "./masking.ts";
+import { demoProject, resetDemoState } from "./state.ts";
 
 // The demo's production is fake data; a fixed secret keeps its story the same every run where no AIRLOCK_SECRET is set.
 export const DEMO_SECRET = "airlock-demo-secret-not-for-real-data";
 
 /**
  * The one secret the demo keys everything with (masking, diffs, approvals, both audit trails): AIRLOCK_SECRET where
- * it is set, since the demo writes to this project's audit trail, else the demo's own, put in the environment for
- * the steps that read it from there (a session's audit entries).
+ * it is set, else the demo's own, put in the environment for the steps that read it from there (a session's audit
+ * entries). The demo's audit trail starts afresh every run, so either holds from its first entry.
  */
 function demoSecret(): string {
   if (process.env.AIRLOCK_SECRET === undefined || process.env.AIRLOCK_SECRET === "") process.env.AIRLOCK_SECRET = DEMO_SECRET;
@@ -64,6 +66,8 @@ export interface DemoResult {
   readonly fixDiff: string;
   readonly promotion: string;
   readonly elapsedMs: number;
+  /** The demo's own state directory (`.airlock/demo`): its snapshots, sessions, diffs, audit trail and clusters. */
+  readonly stateDir: string;
 }
 
 async function checksums(target: PgTarget): Promise<Record<string, string>> {
@@ -82,9 +86,11 @@ async function checksums(target: PgTarget): Promise<Record<string, string>> {
 
 const same = (a: Record<string, string>, b: Record<string, string>) => JSON.stringify(a) === JSON.stringify(b);
 
-/** Runs the whole story; stops every server it started unless keepRunning. */
-export async function runDemo(project: Project, options: { scale: number; keepRunning?: boolean }, io: DemoIo): Promise<DemoResult> {
+/** Runs the whole story in the demo's own state under `userProject`'s; stops every server it started unless keepRunning. */
+export async function runDemo(userProject: Project, options: { scale: number; keepRunning?: boolean }, io: DemoIo): Promise<DemoResult> {
   const started = Date.now();
+  // Everything below works in the demo's state directory, never in the project's own.
+  const project = demoProject(userProject);
   const secret = demoSecret();
   const checks: DemoCheck[] = [];
   let step = "";
@@ -100,15 +106,11 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
   let incidentDiff = "";
   let fixDiff = "";
   let promotion = "";
-  // Stop at the end only what the demo started: the staging cluster may have been running before.
-  const stagingWasRunning = clusterStatus(openCluster(localClusterOptions(project))).state === "running";
   try {
     heading('1. A local "production" with the demo dataset');
-    // The sessions of an earlier demo run go first: the story starts from scratch every time.
-    for (const s of listSessions(project).filter((x) => x.id === "demo-incident" || x.id === "demo-fix")) await destroySession(project, s.id);
-    const dir = project.statePath("demo", "production");
-    const previous = openCluster({ dir });
-    if (previous !== undefined) await destroyCluster(previous);
+    // What an earlier demo left goes first (its clusters stopped): the story starts from scratch every time.
+    await resetDemoState(project);
+    const dir = project.statePath("production");
     const prodCluster = await ensureCluster({ dir, settings: { max_connections: 100 } });
     started_.push(prodCluster);
     await withClient(prodCluster.adminTarget(), { step: "demo", searchPath: "public" }, (c) => query(c, "CREATE DATABASE production"));
@@ -155,7 +157,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     io.info(
       sandbox === "none"
         ? "no sandbox on this machine (bubblewrap is not installed): the demo agent runs unsandboxed"
-        : `the agent runs in a ${sandbox} sandbox: .airlock/ and .env hidden, the system read-only`,
+        : `the agent runs in a ${sandbox} sandbox: the demo's state directory and .env hidden, the system read-only`,
     );
     const incident = await runAgent(project, [process.execPath, AGENT, "incident"], {
       snapshotId: manifest.id,
@@ -179,9 +181,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     heading("4. The promotion diff exposes what the agent did");
     const d1 = await diffSession(project, "demo-incident", { secret });
     incidentDiff = d1.id;
-    io.info(
-      `diff ${d1.id.slice(0, 12)}: ${d1.diff.summary.inserts} inserts, ${d1.diff.summary.updates} updates, ${d1.diff.summary.deletes} deletes, ${d1.diff.summary.ddl} schema statements; review: ${d1.dir}/review.html`,
-    );
+    io.info(`diff ${d1.id.slice(0, 12)}: ${countsText(d1.diff.summary)}; review: ${d1.dir}/review.html`);
     for (const h of d1.diff.hazards) io.info(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
     check("the diff is verified by replay", d1.diff.verification.verified);
     check(
@@ -217,9 +217,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     check("the agent finished", fix.exitCode === 0);
     const d2 = await diffSession(project, "demo-fix", { secret });
     fixDiff = d2.id;
-    io.info(
-      `diff ${d2.id.slice(0, 12)}: ${d2.diff.summary.updates} update, ${d2.diff.summary.ddl} schema statement, hazards: ${d2.diff.hazards.map((h) => h.code).join(", ") || "none"}`,
-    );
+    io.info(`diff ${d2.id.slice(0, 12)}: ${countsText(d2.diff.summary)}, hazards: ${d2.diff.hazards.map((h) => h.code).join(", ") || "none"}`);
     check("the fix's diff is verified and has no danger", d2.diff.verification.verified && !d2.diff.hazards.some((h) => h.severity === "danger"));
     approveDiff(project, d2.id, { by: "reviewer", note: "paid booking confirmed; index for the front desk", secret });
     const dry = await promoteDiff(project, d2.id, { to: prod, secret, by: "reviewer", dryRun: true });
@@ -237,7 +235,7 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     heading("7. The audit trail");
     const log = await withClient(prod, { step: "demo", searchPath: "public" }, (c) => readProductionLog(c));
     const trails = await auditTrails(project, { to: prod, verify: true, secret });
-    io.info(`production: ${log.entries.map((e) => e.action).join(", ")}; staging: ${trails.staging.entries.length} entries`);
+    io.info(`production: ${log.entries.map((e) => e.action).join(", ")}; staging: ${plural(trails.staging.entries.length, "entry", "entries")}`);
     for (const p of trails.problems) io.info(`  ${p}`);
     check("both keyed audit trails verify, anchored to each other", trails.problems.length === 0 && (trails.anchors?.checked ?? 0) > 0);
 
@@ -245,14 +243,15 @@ export async function runDemo(project: Project, options: { scale: number; keepRu
     await rollbackPromotion(project, promoted.promotionId, { to: prod, by: "reviewer", secret });
     check("production equals its state before the promotion (checksum of every table)", same(await checksums(prod), original));
   } finally {
+    // The demo's staging cluster is its own: stopped with the rest.
     const staging = openCluster(localClusterOptions(project));
-    if (!stagingWasRunning && staging !== undefined) started_.push(staging);
+    if (staging !== undefined) started_.push(staging);
     if (options.keepRunning !== true) for (const c of started_) await stopCluster(c).catch(() => undefined);
   }
   if (options.keepRunning !== true) {
     heading("9. Clean up");
     const left = started_.reduce((n, c) => n + serverProcesses(c).length, 0);
-    check(`every server the demo started is stopped (${left} processes left)`, left === 0);
+    check(`every server the demo started is stopped (${plural(left, "process", "processes")} left)`, left === 0);
   }
-  return { ok: checks.every((c) => c.ok), checks, incidentDiff, fixDiff, promotion, elapsedMs: Date.now() - started };
+  return { ok: checks.every((c) => c.ok), checks, incidentDiff, fixDiff, promotion, elapsedMs: Date.now() - started, stateDir: project.statePath() };
 }

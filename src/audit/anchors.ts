@@ -9,6 +9,7 @@
  * as a whole, production's log emptied, its tables dropped or its schema
  * renamed.
  */
+import { plural } from "../format/plural.ts";
 import type { AuditEntry } from "./chain.ts";
 
 /** Where the staging trail ended when a production entry was written (seq 0: it was empty). */
@@ -70,9 +71,11 @@ export function productionAnchorOf(e: AuditEntry): ProductionAnchor | undefined 
     : undefined;
 }
 
+/** An entry by its action and what it acted on: a promotion by its full id (its time alone is not unique), a diff by 12 characters. */
 function what(e: AuditEntry): string {
-  const id = ["promotion", "diff"].map((k) => e.details[k]).find((v) => typeof v === "string") as string | undefined;
-  return `${e.action}${id === undefined ? "" : ` ${id.slice(0, 16)}`}`;
+  const { promotion, diff } = e.details;
+  const id = typeof promotion === "string" ? promotion : typeof diff === "string" ? diff.slice(0, 12) : undefined;
+  return `${e.action}${id === undefined ? "" : ` ${id}`}`;
 }
 
 /** Checks every anchor between this staging trail and one production database, both ways. */
@@ -116,7 +119,7 @@ export function checkAnchors(staging: readonly AuditEntry[], trail: string, prod
     const s = staging[a.seq - 1];
     if (s === undefined || s.seq !== a.seq)
       problems.push(
-        `production entry ${p.seq} (${what(p)}) was written when the staging trail had ${a.seq} entries; it has ${staging.length} now: the staging trail lost entries or was deleted`,
+        `production entry ${p.seq} (${what(p)}) was written when the staging trail had ${plural(a.seq, "entry", "entries")}; it has ${staging.length} now: the staging trail lost entries or was deleted`,
       );
     else if (s.hash !== a.hash)
       problems.push(`production entry ${p.seq} (${what(p)}) anchors staging entry ${a.seq}, which now has another hash: the staging trail was rewritten`);

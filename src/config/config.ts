@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { AirlockError } from "../errors.ts";
 import { leakAllowanceSchema, maskRuleSchema, ruleKeySchema } from "./masking-rules.ts";
-import { CONFIG_ERRORS, boolean, duration, list, number, object, oneOf, problemsOf, record, section, size, string } from "./schema.ts";
+import { CONFIG_ERRORS, boolean, duration, durationOrNever, list, number, object, oneOf, problemsOf, record, section, size, string } from "./schema.ts";
 
 const serverSetting = z.union([z.string(), z.number(), z.boolean()], {
   error: (iss) => `expected a string, number or boolean Postgres setting, got ${typeof iss.input}`,
@@ -29,6 +29,8 @@ const configSchema = object({
       settings: record(serverSetting).default(() => ({})),
       /** max_connections of the staging cluster. */
       maxConnections: number({ integer: true, min: 10, max: 10_000 }).default(200),
+      /** Stop the cluster after this long with no session of the project (and no connection); "never" keeps it running. */
+      idleStop: durationOrNever().default(30 * 60_000),
     }),
   ),
   /** How production values become snapshot values: "schema.table.column" (or "table.column") → rule. */

@@ -2,8 +2,8 @@
  * Loading the project's configuration: `.env` (secrets, via dotenv) and
  * airlock.config.ts (settings), resolved against the project directory.
  */
-import { existsSync } from "node:fs";
-import { isAbsolute, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import dotenv from "dotenv";
 import { AirlockError } from "../errors.ts";
@@ -30,6 +30,74 @@ export function loadEnvFile(dir: string): void {
   if (existsSync(file)) dotenv.config({ path: file, quiet: true, override: false });
 }
 
+/** The directory of the Airlock that is running (a checkout, or an installed package): the nearest package.json named airlock. */
+function runningAirlock(): string | undefined {
+  for (let dir = import.meta.dirname; dirname(dir) !== dir; dir = dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown }).name === "airlock") return dir;
+    } catch {
+      // no package.json here
+    }
+  }
+  return undefined;
+}
+
+/** How to make "airlock" importable from a config file: build the checkout it resolves to, or install Airlock there. */
+function installAirlockHint(file: string, unbuilt: string | undefined): string {
+  const typesOnly =
+    'or import only its types, which needs nothing installed or built: `import type { AirlockConfigInput } from "airlock"` and `export default { … } satisfies AirlockConfigInput`';
+  if (unbuilt !== undefined) return `build that checkout: \`npm run build\` in ${unbuilt}; ${typesOnly}`;
+  // Never `npm i airlock`: the registry's package of that name is another project. This one installs from its path or tarball.
+  const root = runningAirlock();
+  const from =
+    root === undefined
+      ? "from the tarball `npm pack` makes in a checkout of it"
+      : existsSync(join(root, "dist", "src", "index.js"))
+        ? `from this Airlock: \`npm i -D ${root}\``
+        : `from this checkout: \`npm run build\` in ${root}, then \`npm i -D ${root}\``;
+  return `install Airlock in that project (${dirname(file)}) ${from}; ${typesOnly}`;
+}
+
+/** Why a config file did not load, with the fix that applies: a module it imports is missing, or the file itself is wrong. */
+function configLoadError(file: string, e: unknown): AirlockError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  // Node's "Require stack" (and tsx's ?namespace=… on the file) say nothing a user needs.
+  const message = String((e as Error | undefined)?.message ?? e)
+    .split("\nRequire stack:")[0]!
+    .replace(/\?namespace=[\w-]+/g, "");
+  const missing = /Cannot find (?:module|package) '([^']+)'/.exec(message)?.[1];
+  if ((code === "MODULE_NOT_FOUND" || code === "ERR_MODULE_NOT_FOUND") && missing !== undefined) {
+    // "airlock" inside a checkout resolves to its own dist/, there only after a build.
+    const root = runningAirlock();
+    const unbuilt = root !== undefined && missing === join(root, "dist", "src", "index.js") ? root : undefined;
+    if (missing === "airlock" || unbuilt !== undefined) {
+      return new AirlockError(
+        "AIRLOCK_CONFIG_LOAD_FAILED",
+        unbuilt !== undefined
+          ? `cannot load ${file}: it imports "airlock", which resolves to the checkout at ${unbuilt}, and that has not been built (no dist/)`
+          : `cannot load ${file}: it imports "airlock", and the airlock package is not installed where that file is (no node_modules/airlock in ${dirname(file)} or above)`,
+        { hint: installAirlockHint(file, unbuilt), cause: e },
+      );
+    }
+    if (/^[^./\\]/.test(missing) && !/^[a-z]:[\\/]/i.test(missing)) {
+      const pkg = missing.startsWith("@") ? missing.split("/").slice(0, 2).join("/") : missing.split("/")[0]!;
+      return new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: it imports "${missing}", and ${pkg} is not installed where that file is`, {
+        hint: `install it in that project (${dirname(file)}): \`npm i -D ${pkg}\``,
+        cause: e,
+      });
+    }
+    return new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: it imports ${missing}, which does not exist`, {
+      hint: "fix the import's path (relative imports are resolved from the config file's directory)",
+      cause: e,
+    });
+  }
+  const syntax = e instanceof SyntaxError || /Transform failed|Expected ".*" but found|Unexpected /.test(message);
+  return new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: ${message}`, {
+    hint: syntax ? "fix the syntax error at the place named above" : "the file threw an error while it was loaded: fix what the message names",
+    cause: e,
+  });
+}
+
 /** Imports and validates a config file; a file that does not load or validate is an error naming it. */
 export async function loadConfigFile(file: string): Promise<AirlockConfig> {
   let mod: { default?: unknown };
@@ -39,10 +107,7 @@ export async function loadConfigFile(file: string): Promise<AirlockConfig> {
     const ts = /\.m?ts$/.test(file) ? (await import("tsx/esm/api")).tsImport : undefined;
     mod = (ts !== undefined ? await ts(pathToFileURL(file).href, import.meta.url) : await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (e) {
-    throw new AirlockError("AIRLOCK_CONFIG_LOAD_FAILED", `cannot load ${file}: ${(e as Error).message}`, {
-      hint: "fix the syntax error, or check the file's imports",
-      cause: e,
-    });
+    throw configLoadError(file, e);
   }
   // A config compiled as CommonJS arrives wrapped once more: { default: { default: config } }.
   const inner = mod.default as Record<string, unknown> | undefined;

@@ -234,6 +234,28 @@ export function duration() {
     });
 }
 
+/**
+ * A duration as `duration()` takes it (at least `minMs`), or "never" (parsed to null): a time after which something
+ * happens by itself, which the user may turn off.
+ */
+export function durationOrNever(minMs = 1_000) {
+  const orNever = (message: string | undefined) => `${message ?? "expected a duration"} (or "never")`;
+  const durationProblem = (value: unknown) => duration().safeParse(value, { error: CONFIG_ERRORS }).error?.issues[0]?.message;
+  return z.string({ error: (iss) => orNever(durationProblem(iss.input)) }).transform((text, ctx): number | null => {
+    if (text === "never") return null;
+    const ms = parseDuration(text);
+    const message =
+      ms === undefined
+        ? durationProblem(text)
+        : ms < minMs
+          ? `must be at least ${minMs >= 1_000 ? `${minMs / 1_000}s` : `${minMs}ms`}, got ${JSON.stringify(text)}`
+          : undefined;
+    if (ms !== undefined && message === undefined) return ms;
+    ctx.issues.push({ code: "custom", message: orNever(message), input: text });
+    return z.NEVER;
+  });
+}
+
 const SIZE = /^(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)$/i;
 const UNIT_BYTES: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
 

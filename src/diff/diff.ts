@@ -24,8 +24,15 @@ import { schemaHazards, sortHazards, tableHazards } from "./hazards.ts";
 import { tableChecksums, verifyByReplay } from "./replay.ts";
 import { type Diff, type Hazard, type SchemaChangeRecord, type TableChanges, type Verification, forwardSchema } from "./types.ts";
 
-/** Progress for a terminal. */
-export type DiffProgress = { readonly phase: "schema" | "data" | "hazards" | "replay" | "verify"; readonly table?: string };
+/**
+ * The phases of a diff, each told as it starts: `schema` (both catalogs read and compared), `clone` (base cloned,
+ * the schema changes applied to it), `checksums` (which tables changed), `data` (rows compared, once per changed
+ * table), `hazards`, `replay` (the diff applied to a fresh clone of base), `verify` (the replay compared with work).
+ */
+export type DiffProgress = {
+  readonly phase: "schema" | "clone" | "checksums" | "data" | "hazards" | "replay" | "verify";
+  readonly table?: string;
+};
 
 /**
  * Which of the diff's inserted or updated values are masking output: the
@@ -192,6 +199,7 @@ async function computeWithRoles(
   });
   const schema = forwardSchema({ schemaChanges }).before;
 
+  options.onProgress?.({ phase: "clone" });
   const clone = await cloneBase(baseAdmin, "diff", diffRoles);
   let tables: TableChanges[] = [];
   let hazards: Hazard[] = [];
@@ -218,6 +226,7 @@ async function computeWithRoles(
       const changed: TableChanges[] = [];
       // Tables whose checksums match on both sides are unchanged: no need to stream and merge them.
       const candidates = shapes.filter((sh) => inClone.has(`${sh.schema}.${sh.name}`));
+      options.onProgress?.({ phase: "checksums" });
       const [before, after] = [await tableChecksums(cc, candidates), await tableChecksums(wc, candidates)];
       const unchanged = new Set(candidates.map((sh) => `${sh.schema}.${sh.name}`).filter((id) => before.get(id) === after.get(id)));
       for (const id of schemaError === undefined ? foreignKeyOrder([...byName.keys()], foreignKeys) : []) {

@@ -8,6 +8,7 @@ import type { FingerprintSet } from "../snapshot/fingerprint.ts";
 import type { CatalogModel } from "../catalog/model.ts";
 import { callsOf } from "../catalog/read.ts";
 import { type SchemaChange, changesByObject } from "../catalog/plan.ts";
+import { plural } from "../format/plural.ts";
 import type { Hazard, TableChanges } from "./types.ts";
 
 /** The SQL a reviewer reads for a change: everything it runs. */
@@ -34,7 +35,13 @@ export function schemaHazards(changes: readonly SchemaChange[], from: CatalogMod
     const verb = c.action === "create" ? "creates" : c.action === "drop" ? "drops" : "changes";
     if (c.action === "drop" && o.kind === "table") {
       const t = `${o.schema}.${o.name}`;
-      out.push({ code: "DROP_TABLE", severity: "danger", object: t, message: `drops table ${t} and its ${rowsBefore(t)} rows`, count: rowsBefore(t) });
+      out.push({
+        code: "DROP_TABLE",
+        severity: "danger",
+        object: t,
+        message: `drops table ${t} and its ${plural(rowsBefore(t), "row")}`,
+        count: rowsBefore(t),
+      });
     }
     if (c.action === "drop" && o.kind === "column") {
       const t = from.objects[o.table];
@@ -62,7 +69,7 @@ export function schemaHazards(changes: readonly SchemaChange[], from: CatalogMod
           code: "NOT_NULL_WITHOUT_DEFAULT",
           severity: "warn",
           object: c.id,
-          message: `adds a NOT NULL column without a default to ${t.schema}.${t.name}, which has ${rowsBefore(`${t.schema}.${t.name}`)} rows`,
+          message: `adds a NOT NULL column without a default to ${t.schema}.${t.name}, which has ${plural(rowsBefore(`${t.schema}.${t.name}`), "row")}`,
         });
       }
     }
@@ -189,7 +196,13 @@ export function tableHazards(t: TableChanges, limits: AirlockConfig["hazards"], 
   if (deletes > 0 && deletes === t.rowsBefore) {
     out.push({ code: "ALL_ROWS_DELETED", severity: "danger", object: name, message: `deletes every row of ${name} (${deletes})`, count: deletes });
   } else if (bulk(deletes)) {
-    out.push({ code: "BULK_DELETE", severity: "danger", object: name, message: `deletes ${deletes} of ${t.rowsBefore} rows of ${name}`, count: deletes });
+    out.push({
+      code: "BULK_DELETE",
+      severity: "danger",
+      object: name,
+      message: `deletes ${deletes} of ${plural(t.rowsBefore, "row")} of ${name}`,
+      count: deletes,
+    });
   }
   const overwritten = overwrittenColumns(t, bulk);
   if (overwritten.length > 0) {
@@ -199,14 +212,20 @@ export function tableHazards(t: TableChanges, limits: AirlockConfig["hazards"], 
       code: "BULK_OVERWRITE",
       severity: "danger",
       object: name,
-      message: `overwrites column${overwritten.length === 1 ? "" : "s"} ${list} of ${t.rowsBefore} rows of ${name}: the old values are replaced across the table`,
+      message: `overwrites column${overwritten.length === 1 ? "" : "s"} ${list} of ${plural(t.rowsBefore, "row")} of ${name}: the old values are replaced across the table`,
       count: most,
     });
   } else if (bulk(updates)) {
-    out.push({ code: "BULK_UPDATE", severity: "warn", object: name, message: `updates ${updates} of ${t.rowsBefore} rows of ${name}`, count: updates });
+    out.push({
+      code: "BULK_UPDATE",
+      severity: "warn",
+      object: name,
+      message: `updates ${updates} of ${plural(t.rowsBefore, "row")} of ${name}`,
+      count: updates,
+    });
   }
   if (inserts > limits.largeInsert)
-    out.push({ code: "LARGE_INSERT", severity: "warn", object: name, message: `inserts ${inserts} rows into ${name}`, count: inserts });
+    out.push({ code: "LARGE_INSERT", severity: "warn", object: name, message: `inserts ${plural(inserts, "row")} into ${name}`, count: inserts });
   if (t.key === null && t.changes.length > 0) {
     out.push({
       code: "NO_KEY",

@@ -8,6 +8,7 @@
  */
 import { sortHazards } from "./hazards.ts";
 import type { Diff, Hazard, HazardSeverity, RowValues, SchemaChangeRecord, TableChanges } from "./types.ts";
+import { plural } from "../format/plural.ts";
 
 const SEVERITY_ICON: Record<HazardSeverity, string> = { danger: "🔴", warn: "🟠", info: "🔵" };
 const MAX_VALUE_CHARS = 80;
@@ -35,10 +36,8 @@ export function truncate(text: string, max: number): string {
   return chars.length <= max ? text : `${chars.slice(0, max - 1).join("")}…`;
 }
 
-/** `n noun(s)`, with the plural when n ≠ 1. */
-export function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? "" : "s"}`;
-}
+/** `n noun(s)`, with the plural when n ≠ 1 (src/format/plural.ts). */
+export { plural };
 
 /** Renders a diff as Markdown for a pull-request comment; at most `maxRowsPerTable` rows of each kind per table. */
 export function renderReviewMarkdown(diff: Diff, id: string, options: { maxRowsPerTable?: number } = {}): string {

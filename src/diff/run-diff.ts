@@ -9,6 +9,7 @@ import { recordEvent } from "../audit/journal.ts";
 import { requireSecret, secretFromEnv } from "../config/keys.ts";
 import type { Project } from "../config/load.ts";
 import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
+import { readSession } from "../staging/session-records.ts";
 import { type DiffProgress, computeDiff } from "./diff.ts";
 import { plural } from "./review-md.ts";
 import { writeDiff } from "./store.ts";
@@ -32,6 +33,7 @@ export interface DiffSessionOptions {
 /** Computes and stores the diff of a session, authenticated with a MAC under AIRLOCK_SECRET. */
 export async function diffSession(project: Project, sessionId: string, options: DiffSessionOptions = {}): Promise<DiffResult> {
   const started = Date.now();
+  readSession(project, sessionId); // the session named first, then the environment: in the order a user reads the command
   const secret = requireSecret(secretFromEnv(options.secret), "airlock diff");
   const computed = await computeDiff(project, sessionId, options.onProgress === undefined ? {} : { onProgress: options.onProgress });
   // The MAC is only worth something under the secret promotion will check rows with.
@@ -58,12 +60,12 @@ export async function diffSession(project: Project, sessionId: string, options: 
   return { id, dir, diff, elapsedMs: Date.now() - started };
 }
 
-/** Terminal lines summarising a diff: counts, verification, hazards, where the files are. */
 /** "1 insert, 2 updates, 0 deletes, 1 schema statement": a summary's counts, with the right plurals. */
 export function countsText(s: Diff["summary"]): string {
   return [plural(s.inserts, "insert"), plural(s.updates, "update"), plural(s.deletes, "delete"), plural(s.ddl, "schema statement")].join(", ");
 }
 
+/** Terminal lines summarising a diff: counts, verification, hazards, where the files are. */
 export function summaryLines(r: DiffResult): string[] {
   const d = r.diff;
   const s = d.summary;
@@ -91,7 +93,9 @@ export function summaryLines(r: DiffResult): string[] {
     );
   for (const c of d.schemaChanges) lines.push(`  schema: ${c.action} ${c.id}${c.forcedBy === undefined ? "" : ` (forced by ${c.forcedBy})`}`);
   // A file:// URL opens in any browser on any OS (and is clickable in most terminals).
-  lines.push(`review: ${pathToFileURL(join(r.dir, "review.html")).href} (also review.md, promote.sql, diff.json in ${r.dir})`);
+  lines.push(
+    `review: ${pathToFileURL(join(r.dir, "review.html")).href} (\`airlock review ${r.id.slice(0, 12)}\` opens it; also review.md, promote.sql, diff.json in ${r.dir})`,
+  );
   return lines;
 }
 

@@ -22,6 +22,7 @@ import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
 import type { WholeRow } from "../apply/statements.ts";
 import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
+import { plural } from "../format/plural.ts";
 
 /** Whole-row images are filed under this key: they have none. */
 export const NO_KEY_IMAGE = "{}";
@@ -100,7 +101,7 @@ export async function removeInsertedWholeRows(c: pg.ClientBase, promotionId: str
     if ((r.rowCount ?? 0) !== t.inserted) {
       throw new AirlockError(
         "AIRLOCK_CONFLICT",
-        `only ${r.rowCount ?? 0} of the ${t.inserted} rows promotion ${promotionId} wrote to ${t.schema}.${t.table} are still there; nothing was rolled back`,
+        `${t.schema}.${t.table} holds only ${r.rowCount ?? 0} of the ${plural(t.inserted, "row")} promotion ${promotionId} wrote to it; nothing was rolled back`,
         {
           hint: "resolve those rows by hand, or leave the promotion in place",
           exitCode: EXIT_REFUSED,

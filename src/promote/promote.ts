@@ -57,7 +57,19 @@ export interface PromoteOptions extends ApplyOptions {
   readonly rekey?: boolean;
   /** Who promotes (default: the OS user). */
   readonly by?: string;
+  /** Told each phase as it starts (nothing of production's data: phases only). */
+  readonly onProgress?: (p: PromoteProgress) => void;
 }
+
+/**
+ * The phases of a promotion: `connect` (to production, once the diff and its approval are checked here),
+ * `privileges` (the approval unused, the role's privileges), `conflicts` (the touched rows locked and checked
+ * against the snapshot), `backup` (what the diff changes saved for a rollback), `apply`, `record` (the way
+ * back, post-images, the audit entry), `commit` (or, for a dry run, the rollback), `confirm` (rows read back).
+ */
+export type PromoteProgress = {
+  readonly phase: "connect" | "privileges" | "conflicts" | "backup" | "apply" | "record" | "commit" | "confirm";
+};
 
 /** What a promotion did (or, for a dry run, would do). */
 export interface PromotionResult {
@@ -109,8 +121,9 @@ function preparePromotion(
   secretOption: string | undefined,
   onProgress: (facts: Record<string, unknown>) => void,
 ): Prepared {
-  const secret = requireSecret(secretOption, "airlock promote");
+  // The diff named first, then the environment: in the order a user reads the command.
   const read = readDiff(project, idOrPrefix);
+  const secret = requireSecret(secretOption, "airlock promote");
   onProgress({ diff: read.id, session: read.diff.session, snapshot: read.diff.snapshot });
   checkSecretAndMac(project, read, secret, "airlock promote");
   const approval = requireApproval(read.dir, read.id, secret);
@@ -143,6 +156,7 @@ async function promoteInTransaction(
   const { id, approval, manifest, secret } = p;
   const { promotionId, by } = ids;
   const dryRun = options.dryRun === true;
+  options.onProgress?.({ phase: "privileges" });
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok", [PROMOTION_LOCK]);
   if (locked.rows[0]?.ok !== true) {
     throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", {
@@ -166,9 +180,11 @@ async function promoteInTransaction(
   const catalogBefore = await productionCatalog(c);
   let diff = p.diff;
   let remapped = 0;
+  options.onProgress?.({ phase: "conflicts" });
   if (options.rekey === true) ({ diff, remapped } = await rekeyInserts(c, p.diff));
   const conflicts = await lockAndCheck(c, diff, manifest, snapshotDir(snapshotsDir(project.statePath()), diff.snapshot), secret);
   if (conflicts.length > 0) throw conflictError(conflicts, diff.snapshot);
+  options.onProgress?.({ phase: "backup" });
   const saved = await saveDroppedData(c, diff, promotionId);
   await query(
     c,
@@ -186,7 +202,9 @@ async function promoteInTransaction(
     ],
   );
   await savePreImages(c, promotionId, diff);
+  options.onProgress?.({ phase: "apply" });
   const applied = await applyDiff(c, diff, options);
+  options.onProgress?.({ phase: "record" });
   // Planned here, from what production holds now, so recreated objects get back production's own owners and grants;
   // a change that could not be undone exactly is refused before anything commits.
   const catalogAfter = await productionCatalog(c);
@@ -216,6 +234,7 @@ async function promoteInTransaction(
       stagingHead: stagingHead(project),
     },
   });
+  options.onProgress?.({ phase: "commit" });
   return { diff, remapped, entry: dryRun ? undefined : entry };
 }
 
@@ -234,6 +253,7 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
     .slice(0, 14)}-${randomBytes(3).toString("hex")}`;
   try {
     prepared = preparePromotion(project, idOrPrefix, secret, (f) => Object.assign(facts, f));
+    options.onProgress?.({ phase: "connect" });
     c = await openClient(options.to, {
       step: "promote",
       statementTimeoutMs: project.config.promote.statementTimeout,
@@ -260,6 +280,7 @@ export async function promoteDiff(project: Project, idOrPrefix: string, options:
       return { ...result, confirmed: false };
     }
     // Committed: a failed read-back must not keep the promotion out of the staging trail.
+    options.onProgress?.({ phase: "confirm" });
     const confirmed = await confirmApplied(c, diff).catch(() => false);
     recordOutcome(attempt(), "promote", { promotion: promotionId, confirmed, summary: diff.summary, rekeyed: remapped }, { identity, entry });
     return { ...result, confirmed };

@@ -46,6 +46,14 @@ function keyMatch(key: Record<string, string | null>, params: unknown[]): string
     .join(" AND ");
 }
 
+/**
+ * The phases of a rollback: `connect` (to production), `check` (the promotion, the role's privileges, every row
+ * it wrote still as it wrote it), `restore` (the saved rows put back), `schema` (the schema changes reversed,
+ * dropped data refilled), `verify` (sequences back, the schema checked to be production's before the promotion),
+ * `commit`.
+ */
+export type RollbackProgress = { readonly phase: "connect" | "check" | "restore" | "schema" | "verify" | "commit" };
+
 /** The rollback's steps, in the caller's transaction: restores, reverses, records the keyed production entry. */
 async function rollbackInTransaction(
   c: pg.ClientBase,
@@ -53,12 +61,14 @@ async function rollbackInTransaction(
   promotionId: string,
   by: string,
   secret: string,
-): Promise<{ restored: number; diffId: string; entry: AuditEntry }> {
+  report: (p: RollbackProgress) => void = () => undefined,
+): Promise<{ restored: number; schemaStatements: number; diffId: string; entry: AuditEntry }> {
   const locked = await query<{ ok: boolean }>(c, "SELECT pg_try_advisory_xact_lock(hashtext('airlock/promote')) AS ok");
   if (locked.rows[0]?.ok !== true)
     throw new AirlockError("AIRLOCK_PROMOTION_BUSY", "another promotion or rollback is running on this database", {
       hint: "wait for it to finish, then run this again",
     });
+  report({ phase: "check" });
   await ensureProductionSchema(c);
   await checkRollbackPrivileges(c, promotionId);
   const p = await query<{
@@ -137,6 +147,7 @@ async function rollbackInTransaction(
       ...promotion.saved.map((x) => qualified(x.schema, x.table)),
     ]),
   ];
+  report({ phase: "restore" });
   const paused = await pauseTriggers(c, touched);
   // Rows of a cycle of deferrable foreign keys go and come back in any order (src/apply/deferred.ts).
   await deferChecks(c);
@@ -178,6 +189,7 @@ async function rollbackInTransaction(
   await resumeTriggers(c, paused);
   // Promotions recorded before reverse schema changes were split around the data hold one list.
   const reverse: ReversePlan = Array.isArray(promotion.reverse_schema) ? { before: promotion.reverse_schema, after: [] } : promotion.reverse_schema;
+  report({ phase: "schema" });
   await query(c, "SELECT set_config('check_function_bodies', 'off', true)");
   // Tables rebuilt to get their column order back keep their rows (as restored above).
   const rebuilt = await saveRebuiltRows(c, reverse);
@@ -204,6 +216,7 @@ async function rollbackInTransaction(
   // What only holds on the restored data (NOT NULL, constraints) and code (triggers) comes back last.
   for (const sql of reverse.after) await query(c, sql);
   // Sequences last, once the rows are gone: back only where nothing advanced them since (src/apply/sequences.ts).
+  report({ phase: "verify" });
   await restoreSequences(c, promotionId);
   await rebuilt.restoreIdentities();
   // Exact or not at all: the schema must now be the one production had before the promotion.
@@ -214,15 +227,37 @@ async function rollbackInTransaction(
     action: "rollback",
     details: { promotion: promotionId, diff: promotion.diff_id, restored, stagingHead: stagingHead(project) },
   });
-  return { restored, diffId: promotion.diff_id, entry };
+  report({ phase: "commit" });
+  return { restored, schemaStatements: reverse.before.length + reverse.after.length, diffId: promotion.diff_id, entry };
+}
+
+/** What a rollback did. */
+export interface RollbackResult {
+  readonly promotionId: string;
+  /** Rows put back as they were: inserted rows deleted, updated and deleted rows restored. */
+  readonly restored: number;
+  /** Statements run to reverse the promotion's schema changes (0 when it made none). */
+  readonly schemaStatements: number;
+}
+
+/** What promotion ids look like: p-, the UTC time to the second, 6 hex digits (src/promote/promote.ts). */
+const PROMOTION_ID = /^p-\d{14}-[0-9a-f]{6}$/;
+
+/** Refuses an argument that cannot be a promotion id, before anything connects to production. */
+export function checkPromotionId(id: string): void {
+  if (!PROMOTION_ID.test(id))
+    throw new AirlockError("AIRLOCK_BAD_PROMOTION_ID", `"${id}" is not a promotion id`, {
+      hint: "use the id `airlock promote` printed (p-<time>-<6 hex digits>); `airlock audit` lists the promotions",
+    });
 }
 
 /** Rolls a promotion back; every attempt is recorded. */
 export async function rollbackPromotion(
   project: Project,
   promotionId: string,
-  options: { to: PgTarget; by?: string; secret?: string },
-): Promise<{ promotionId: string; restored: number }> {
+  options: { to: PgTarget; by?: string; secret?: string; onProgress?: (p: RollbackProgress) => void },
+): Promise<RollbackResult> {
+  checkPromotionId(promotionId);
   const by = options.by ?? defaultActor();
   const secret = secretFromEnv(options.secret);
   const attempt: Attempt = { project, secret, actor: by, kind: "rollback", details: { promotion: promotionId } };
@@ -230,6 +265,7 @@ export async function rollbackPromotion(
   let key: string;
   try {
     key = requireSecret(secret, "airlock rollback");
+    options.onProgress?.({ phase: "connect" });
     c = await openClient(options.to, {
       step: "rollback",
       statementTimeoutMs: project.config.promote.statementTimeout,
@@ -244,13 +280,13 @@ export async function rollbackPromotion(
     let done: Awaited<ReturnType<typeof rollbackInTransaction>>;
     try {
       identity = await productionIdentity(c, options.to);
-      done = await inTransaction(c, () => rollbackInTransaction(c, project, promotionId, by, key));
+      done = await inTransaction(c, () => rollbackInTransaction(c, project, promotionId, by, key, options.onProgress));
     } catch (e) {
       await c.query("ROLLBACK").catch(() => undefined);
       throw await recordFailedAttempt(c, identity, attempt, e);
     }
     recordOutcome(attempt, "rollback", { diff: done.diffId, restored: done.restored }, { identity, entry: done.entry });
-    return { promotionId, restored: done.restored };
+    return { promotionId, restored: done.restored, schemaStatements: done.schemaStatements };
   } finally {
     await c.end().catch(() => undefined);
   }

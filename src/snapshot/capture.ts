@@ -37,9 +37,12 @@ import { checkCapturePrivileges } from "./privileges.ts";
 import { scanSnapshotForLeaks } from "./scan-snapshot.ts";
 import { CAPTURE_CLAIM, type ManifestTable, type SnapshotManifest, captureTempDir, newSnapshotId, removeStaleCaptures, sha256File } from "./store.ts";
 
-/** Progress events for a terminal. */
+/**
+ * The phases of a capture, each told as it starts: `plan` (privileges, masking rules, unruled personal data),
+ * `schema` (pg_dump), `table` (per table, and as its rows stream), `leak-scan`, `checksums`.
+ */
 export type CaptureProgress =
-  | { readonly phase: "schema" | "leak-scan" | "checksums" }
+  | { readonly phase: "plan" | "schema" | "leak-scan" | "checksums" }
   | { readonly phase: "table"; readonly table: string; readonly rows: number; readonly done: boolean; readonly index: number; readonly of: number };
 
 /** Everything capture needs. */
@@ -197,6 +200,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
       );
     }
     // Before anything is read or written: a role that cannot read every table and sequence is refused.
+    options.onProgress?.({ phase: "plan" });
     await checkCapturePrivileges(client, { sequences: true });
     const tables = await readTables(client);
     const { plans, problems } = planMasking(tables, options.rules);

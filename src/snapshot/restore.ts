@@ -21,13 +21,14 @@ import { AirlockError } from "../errors.ts";
 import { type PgTarget, query, withClient } from "../pg/connect.ts";
 import { toAirlockError } from "../pg/pg-error.ts";
 import { SCHEMA_FILE, schemaSections } from "./format.ts";
-import { copyInSql, restoreSteps } from "./restore-sql.ts";
+import { type RestoreSection, copyInSql, restoreSteps } from "./restore-sql.ts";
 import { type ManifestTable, type SnapshotManifest, readSnapshotCatalog } from "./store.ts";
 
-/** Progress of a restore, by compressed bytes read. */
+/** Progress of a restore, by compressed bytes read, and the part of it that runs (schema, data, constraints and indexes, …). */
 export interface RestoreProgress {
   readonly bytes: number;
   readonly totalBytes: number;
+  readonly section: RestoreSection;
   readonly table?: string;
 }
 
@@ -59,7 +60,7 @@ export async function restoreSnapshot(options: {
       transform(chunk: Buffer, _enc, done) {
         hash.update(chunk);
         bytes += chunk.length;
-        options.onProgress?.({ bytes, totalBytes, table: `${t.schema}.${t.name}` });
+        options.onProgress?.({ bytes, totalBytes, section: "data", table: `${t.schema}.${t.name}` });
         done(null, chunk);
       },
     });
@@ -76,7 +77,9 @@ export async function restoreSnapshot(options: {
   await withClient(options.target, { step: "restore" }, async (client) => {
     await query(client, "BEGIN");
     try {
+      let section: RestoreSection | undefined;
       for (const step of steps) {
+        if (step.section !== section) options.onProgress?.({ bytes, totalBytes, section: (section = step.section) });
         if (step.kind === "copy") await loadTable(client, step.table);
         else await query(client, step.sql);
       }

@@ -19,6 +19,24 @@ export interface AgentLimits {
   readonly diskQuotaBytes?: number;
 }
 
+/**
+ * What a backend is doing while it provisions a session, for a person waiting: `restore` the snapshot (into the
+ * local cluster's template, once per snapshot, by compressed bytes read; or in the session's container), `check`
+ * the restored catalog against production's, `container` (creating and starting the session's container), `copy`
+ * (the template into the session's base and work databases).
+ */
+export type ProvisionProgress =
+  | { readonly phase: "container" | "check" | "copy" }
+  | {
+      readonly phase: "restore";
+      readonly into: "template" | "container";
+      /** Local restores only: how far it is (compressed bytes), the part of it running, and the table loading. */
+      readonly bytes?: number;
+      readonly totalBytes?: number;
+      readonly section?: string;
+      readonly table?: string;
+    };
+
 /** What a backend needs to provision a session. */
 export interface ProvisionRequest {
   readonly sessionId: string;
@@ -26,6 +44,8 @@ export interface ProvisionRequest {
   readonly limits: AgentLimits;
   /** When the session expires (ISO time), or null when kept. */
   readonly expiresAt: string | null;
+  /** Told each phase as it starts (and a restore's progress). */
+  readonly onProgress?: (p: ProvisionProgress) => void;
 }
 
 /** Where the agent connects. The password is the agent's own, random per session. */

@@ -128,13 +128,17 @@ export class DockerBackend implements StagingBackend {
     const adminPassword = randomBytes(24).toString("base64url");
     const agentPassword = randomBytes(24).toString("base64url");
     try {
+      request.onProgress?.({ phase: "container" });
       if (network === "bridge") await this.docker.createNetwork(networkOptions(spec));
       const container = await this.docker.createContainer(createOptions(spec, [adminPassword, agentPassword]));
       await container.putArchive(await uploadsTar(spec.uploads), { path: "/" });
       await container.start();
+      // The container's entrypoint restores the snapshot; its health check passes once it is done.
+      request.onProgress?.({ phase: "restore", into: "container" });
       const port = await this.waitHealthy(container, spec.healthcheck.startPeriodSeconds, [adminPassword, agentPassword]);
       const expected = readSnapshotCatalog(dir, manifest);
       if (expected !== null) {
+        request.onProgress?.({ phase: "check" });
         const admin = makeTarget({ host: "127.0.0.1", port, database: BASE_DB, user: SUPERUSER, password: adminPassword });
         await withClient(admin, { step: "up" }, (c) => checkRestoredCatalog(c, expected, manifest.catalog?.owners ?? [], manifest.id));
       }

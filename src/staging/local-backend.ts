@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { withLockFile } from "../config/claims.ts";
 import { ensureStateRoot } from "../config/private-files.ts";
 import type pg from "pg";
@@ -18,6 +18,7 @@ import { readSnapshotCatalog } from "../snapshot/store.ts";
 import { type ClusterOptions, type LocalCluster, ensureCluster } from "../pg/cluster.ts";
 import { type PgTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
 import { type AgentLimits, type Provisioned, type ProvisionRequest, type StagingBackend, imposedAgentSettings } from "./backend.ts";
+import { clusterLockFile, markClusterOpened } from "./idle-stop.ts";
 import { handOver } from "./roles.ts";
 import { ensureSupervisor } from "./supervisor.ts";
 
@@ -96,10 +97,14 @@ export class LocalBackend implements StagingBackend {
 
   private proxyPort: number | undefined;
 
-  /** `sessionsDir`: where session records are, for the supervisor. */
+  /**
+   * `sessionsDir`: where session records are, for the supervisor; `idleStopMs`: how long the cluster may go unneeded
+   * before the supervisor stops it (null: never; `local.idleStop`).
+   */
   constructor(
     private readonly clusterOptions: ClusterOptions,
     private readonly sessionsDir: string,
+    private readonly idleStopMs: number | null = null,
   ) {}
 
   /** The staging cluster, created and started on demand, with its access rules and its supervisor. */
@@ -108,8 +113,10 @@ export class LocalBackend implements StagingBackend {
       // The state root must let the server user pass through to a cluster directory inside it.
       ensureStateRoot(dirname(this.sessionsDir));
       // Two commands starting at once (two `airlock up`) would both create the cluster: one does, the other waits.
-      const cluster = await withLockFile(`${resolve(this.clusterOptions.dir)}.lock`, "creating or starting the staging cluster", async () => {
+      const cluster = await withLockFile(clusterLockFile(this.clusterOptions.dir), "creating or starting the staging cluster", async () => {
         const opened = await ensureCluster(this.clusterOptions);
+        // Under the lock the supervisor takes to stop an idle cluster: it sees this opening, and does not stop it now.
+        markClusterOpened(opened.dir, this.idleStopMs, opened.serverUser.name);
         const superuser = opened.adminTarget().user;
         writeFileSync(join(opened.dataDir, "pg_hba.conf"), hbaConf(superuser));
         await withClient(opened.adminTarget(), { step: "up" }, async (c) => {
@@ -132,7 +139,7 @@ export class LocalBackend implements StagingBackend {
   }
 
   /** Restores the snapshot into its template database unless that exists already; returns the template's name. */
-  async ensureTemplate(snapshot: ProvisionRequest["snapshot"]): Promise<string> {
+  async ensureTemplate(snapshot: ProvisionRequest["snapshot"], onProgress?: ProvisionRequest["onProgress"]): Promise<string> {
     const cluster = await this.ensureCluster();
     const name = templateName(snapshot.manifest.id);
     const loading = `${name}_loading`;
@@ -153,9 +160,15 @@ export class LocalBackend implements StagingBackend {
         }
         await query(c, `CREATE DATABASE ${quoteIdent(loading)}`);
         try {
-          await restoreSnapshot({ target: cluster.adminTarget(loading), dir: snapshot.dir, manifest: snapshot.manifest });
+          await restoreSnapshot({
+            target: cluster.adminTarget(loading),
+            dir: snapshot.dir,
+            manifest: snapshot.manifest,
+            ...(onProgress === undefined ? {} : { onProgress: (p) => onProgress({ phase: "restore", into: "template", ...p }) }),
+          });
           const expected = readSnapshotCatalog(snapshot.dir, snapshot.manifest);
           if (expected !== null) {
+            onProgress?.({ phase: "check" });
             await withClient(cluster.adminTarget(loading), { step: "up" }, (lc) =>
               checkRestoredCatalog(lc, expected, snapshot.manifest.catalog?.owners ?? [], snapshot.manifest.id),
             );
@@ -176,7 +189,8 @@ export class LocalBackend implements StagingBackend {
 
   async provision(request: ProvisionRequest): Promise<Provisioned> {
     const cluster = await this.ensureCluster();
-    const template = await this.ensureTemplate(request.snapshot);
+    const template = await this.ensureTemplate(request.snapshot, request.onProgress);
+    request.onProgress?.({ phase: "copy" });
     const names = sessionObjectNames(request.sessionId);
     const password = randomBytes(18).toString("base64url");
     let diskQuotaBytes = request.limits.diskQuotaBytes;

@@ -213,6 +213,8 @@ export class PulumiBackend implements StagingBackend {
       // Secret config keeps the passwords stable across updates; they go in through stdin.
       await this.setSecretConfig(id, "airlock:adminPassword", adminPassword);
       await this.setSecretConfig(id, "airlock:agentPassword", agentPassword);
+      // The program creates the container, whose entrypoint restores the snapshot: `up` ends once it is healthy.
+      request.onProgress?.({ phase: "restore", into: "container" });
       await stack.up({ onOutput: (chunk) => out.write(chunk), color: "never", suppressOutputs: true });
       out.flush();
       const outputs = await stack.outputs();

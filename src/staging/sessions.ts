@@ -15,7 +15,7 @@ import { localClusterDir, localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
-import type { BackendKind, StagingBackend } from "./backend.ts";
+import type { BackendKind, ProvisionProgress, StagingBackend } from "./backend.ts";
 import { dockerEndpoint, probeDocker } from "./docker-engine.ts";
 import { LocalBackend } from "./local-backend.ts";
 import {
@@ -39,7 +39,7 @@ export { type IncompleteSession, type SessionRecord, isIncomplete, listSessions,
 
 /** The backend of a kind for a project (the Pulumi one is loaded only when asked for). */
 export async function backendFor(project: Project, kind: BackendKind): Promise<StagingBackend> {
-  if (kind === "local") return new LocalBackend(localClusterOptions(project), sessionsDir(project));
+  if (kind === "local") return new LocalBackend(localClusterOptions(project), sessionsDir(project), project.config.local.idleStop);
   if (kind === "docker") {
     const { DockerBackend } = await import("./docker-backend.ts");
     const { defaultImageTag } = await import("./image-recipe.ts");
@@ -70,7 +70,12 @@ export interface UpOptions {
   readonly keep?: boolean;
   readonly backend?: BackendKind;
   readonly now?: Date;
+  /** Told each phase as it starts: `start` (the backend: the local cluster started if it is not), then the backend's own. */
+  readonly onProgress?: (p: SessionProgress) => void;
 }
+
+/** The phases of creating a session, for a person waiting (the backend's are ProvisionProgress). */
+export type SessionProgress = { readonly phase: "start"; readonly backend: BackendKind } | ProvisionProgress;
 
 /** Creates a session from a snapshot (default: the newest) and returns its record. */
 export async function createSession(project: Project, options: UpOptions = {}): Promise<SessionRecord> {
@@ -85,6 +90,7 @@ export async function createSession(project: Project, options: UpOptions = {}): 
   }
   const kind = options.backend ?? project.config.staging.backend;
   const backend = await backendFor(project, kind);
+  options.onProgress?.({ phase: "start", backend: kind });
   await backend.checkAvailable();
   const now = options.now ?? new Date();
   const expiresAt = options.keep === true ? null : new Date(now.getTime() + (options.ttlMs ?? project.config.staging.ttl)).toISOString();
@@ -105,6 +111,7 @@ export async function createSession(project: Project, options: UpOptions = {}): 
         ...(project.config.staging.diskQuota === undefined ? {} : { diskQuotaBytes: project.config.staging.diskQuota }),
       },
       expiresAt,
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     });
     const { password, ...agent } = provisioned.agent;
     const stored: StoredSession = {

@@ -14,7 +14,8 @@
  *   past it, the session is stopped: its connections are ended, its role can
  *   no longer log in, and the proxy answers its next connection with why;
  * - runs a CHECKPOINT when pg_wal grows past twice max_wal_size;
- * - writes what it sees to status.json every second, for `airlock ls`.
+ * - writes what it sees to status.json every second, for `airlock ls`;
+ * - stops the cluster once nothing has needed it for `local.idleStop` (idle-stop.ts).
  * Both processes end when the cluster stops, and the worker when its keeper dies.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -24,6 +25,7 @@ import { z } from "zod";
 import { stateProblem } from "../config/state-file.ts";
 import { clusterStatus, openCluster } from "../pg/cluster.ts";
 import { openClient, quoteIdent } from "../pg/connect.ts";
+import { IdleClock } from "./idle-stop.ts";
 import { type Proxy, type ProxySession, startProxy } from "./proxy.ts";
 import { type SessionUsage, stoppedFileSchema, supervisorEntryArgs, supervisorPaths } from "./supervisor.ts";
 
@@ -198,6 +200,8 @@ async function runWorker(): Promise<void> {
   writeAtomic(files.worker, { pid: process.pid, port: proxy.port, startedAt: new Date().toISOString() });
   log(`serving 127.0.0.1:${proxy.port}`);
 
+  const idle = new IdleClock({ clusterDir, sessionsDir, cluster, proxy, admin, log });
+  let idleDue = false;
   const cancelledAt = new Map<number, number>();
   const disk = new Map<string, number>();
   let lastStatus = 0;
@@ -269,11 +273,13 @@ async function runWorker(): Promise<void> {
     }
     if (Date.now() - lastStatus > 1_000) {
       lastStatus = Date.now();
+      const { due, ...idleReport } = await idle.observe();
+      idleDue = due;
       const conns = proxy.connections();
       const report: Record<string, SessionUsage> = {};
       for (const [role, s] of sessions)
         report[role] = { connections: conns.get(role) ?? 0, diskBytes: disk.get(role) ?? 0, quotaBytes: s.quotaBytes, stopped: stopped[role] ?? null };
-      writeAtomic(files.status, { updatedAt: new Date().toISOString(), pid: process.pid, port: proxy.port, sessions: report });
+      writeAtomic(files.status, { updatedAt: new Date().toISOString(), pid: process.pid, port: proxy.port, sessions: report, idle: idleReport });
     }
   };
 
@@ -297,6 +303,8 @@ async function runWorker(): Promise<void> {
     try {
       await tick();
       failures = 0;
+      // Idle for the whole idle time: stop the cluster, and with it this supervisor (a new one comes with the next start).
+      if (idleDue && (await idle.stopIfDue())) process.exit(0);
     } catch (e) {
       if (!clusterRunning()) continue;
       log(`tick failed: ${(e as Error).message}`);

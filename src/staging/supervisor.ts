@@ -8,13 +8,16 @@
  * authenticating proxy, src/staging/proxy.ts; Postgres itself listens only
  * on its Unix socket) and enforces every session's limits from outside the
  * agent's reach: statement time, connections, disk. Both end by themselves
- * when the cluster stops. Files, under `<cluster>/supervisor/` (0700):
+ * when the cluster stops, and the worker stops the cluster once nothing has
+ * needed it for `local.idleStop` (src/staging/idle-stop.ts). Files, under
+ * `<cluster>/supervisor/` (0700):
  *
  *   port          the proxy's TCP port, chosen once (session URLs keep working across restarts)
  *   keeper.pid    the keeper's pid
  *   worker.json   the worker's pid and port, written once it listens
  *   status.json   per session: connections, disk used and quota, why it was stopped (every second)
  *   stopped.json  sessions a limit stopped, and why (kept across restarts)
+ *   idle.json     the idle time in force, when a command last opened the cluster, when it last stopped for idleness
  *   supervisor.log
  */
 import { spawn } from "node:child_process";
@@ -37,6 +40,18 @@ export interface SessionUsage {
   readonly stopped: string | null;
 }
 
+/** What the worker reports of the idle stop (src/staging/idle-stop.ts). */
+export interface IdleReport {
+  /** The idle time in force; null: the cluster never stops by itself. */
+  readonly afterMs: number | null;
+  /** Sessions that keep it running now. */
+  readonly sessions: number;
+  /** Since when nothing has needed the cluster; null while something does. */
+  readonly idleSince: string | null;
+  /** When it stops if nothing needs it meanwhile; null while something does, or never. */
+  readonly stopsAt: string | null;
+}
+
 /** The worker's last report. */
 export interface SupervisorReport {
   readonly updatedAt: string;
@@ -44,6 +59,7 @@ export interface SupervisorReport {
   readonly port: number;
   /** By agent role. */
   readonly sessions: Readonly<Record<string, SessionUsage>>;
+  readonly idle?: IdleReport;
 }
 
 /** status.json: the worker's last report. */
@@ -52,6 +68,7 @@ const supervisorReportSchema: z.ZodType<SupervisorReport> = z.object({
   pid: z.int(),
   port: z.int(),
   sessions: z.record(z.string(), z.object({ connections: z.number(), diskBytes: z.number(), quotaBytes: z.number(), stopped: z.string().nullable() })),
+  idle: z.object({ afterMs: z.number().nullable(), sessions: z.number(), idleSince: z.string().nullable(), stopsAt: z.string().nullable() }).optional(),
 });
 
 /** worker.json: the worker's pid and port, written once it listens. */
