@@ -4,7 +4,7 @@
  * counts, row changes per table, schema changes and hazards its diff holds)
  * must replay to a database identical to work and be verified.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { join, resolve } from "node:path";
@@ -18,7 +18,7 @@ import { countsText, diffSession } from "../src/diff/run-diff.ts";
 import { readDiff } from "../src/diff/store.ts";
 import type { RowChange, TableChanges } from "../src/diff/types.ts";
 import { type PgTarget, withClient } from "../src/pg/connect.ts";
-import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
+import { agentConnection, createSession, destroySession, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
@@ -121,6 +121,34 @@ describe("the diff artifact", () => {
       expect(() => readDiff(project, r.id)).toThrow(expect.objectContaining({ code: "AIRLOCK_DIFF_TAMPERED", exitCode: 2 }));
       writeFileSync(file, text);
       expect(readDiff(project, r.id).id).toBe(r.id);
+    } finally {
+      await destroySession(project, session.id);
+    }
+  });
+
+  it("a diff killed before it dropped its roles does not spoil the session's next diff", async () => {
+    const session = await createSession(project, { name: "killed-diff" });
+    try {
+      await asAgent(session.id, "UPDATE room_rates SET price = price + 1 WHERE room = '102'");
+      const work = await sessionAdminTarget(project, session.id, "work");
+      // A real `airlock diff`, killed (SIGKILL: no cleanup runs) once its reader may connect to work.
+      const child = spawn(process.execPath, [BIN, "diff", session.id], { cwd: project.dir, stdio: "ignore" });
+      let granted = false;
+      for (let i = 0; i < 600 && !granted; i++) {
+        const acl = await withClient(
+          work,
+          { step: "test" },
+          async (c) => (await c.query("SELECT datacl::text AS acl FROM pg_database WHERE datname = current_database()")).rows[0].acl,
+        );
+        granted = /airlock_reader_[0-9a-f]{8}=c/.test(String(acl));
+        if (!granted) await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+      expect(granted).toBe(true);
+      const r = await diffSession(project, session.id);
+      expect(r.diff.verification.verified, JSON.stringify(r.diff.verification)).toBe(true);
+      expect(r.diff.summary).toMatchObject({ updates: 1, ddl: 0 });
     } finally {
       await destroySession(project, session.id);
     }

@@ -11,6 +11,18 @@
 /** The role name every owner role maps to. */
 export const OWNER = "$owner";
 
+/**
+ * Airlock's own per-diff roles on a staging server (a reader and a replayer, src/staging/roles.ts). Their
+ * database-level grants are Airlock's bookkeeping, not part of a database's model: a diff killed before it
+ * dropped its roles must not make the next diff of the session see a privilege difference.
+ */
+export const SERVICE_ROLE = /^airlock_(reader|replayer)_[0-9a-f]{8}$/;
+
+/** The name of a new service role. */
+export function serviceRoleName(kind: "reader" | "replayer", hex8: string): string {
+  return `airlock_${kind}_${hex8}`;
+}
+
 /** Which roles are "the owner" in a database; everything else keeps its name. */
 export interface RoleMapping {
   /** Roles mapped to OWNER: the staging superuser and agent, or production's object owners. */

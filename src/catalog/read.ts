@@ -9,7 +9,7 @@
 import type pg from "pg";
 import { query } from "../pg/connect.ts";
 import type { CatalogModel, DefaultAclObject, RoleMapping, SettingObject } from "./model.ts";
-import { OWNER } from "./model.ts";
+import { OWNER, SERVICE_ROLE } from "./model.ts";
 import { displayName } from "./names.ts";
 import { readCastsOperatorsAndEventTriggers, readTypesAndFunctions } from "./read-code.ts";
 import { USER_NS, aclArray, aclDefaultArray, comment, modelBuilder, notExtensionMember } from "./read-context.ts";
@@ -43,7 +43,13 @@ async function readModel(c: pg.ClientBase, roles: RoleMapping): Promise<CatalogM
          FROM pg_database d WHERE d.datname = current_database()`,
     )
   ).rows[0]!;
-  add({ kind: "database", id: "database", owner: OWNER, acl: mapAcl(db.acl), aclDefault: mapAcl(db.acl_default), comment: db.comment });
+  // Airlock's per-diff roles' CONNECT grants are left out (a killed diff can leave them behind); an owner's stay.
+  const ownAcl = (acl: readonly string[]) =>
+    acl.filter((item) => {
+      const grantee = item.slice(0, item.lastIndexOf(":"));
+      return roles.owners.has(grantee) || !SERVICE_ROLE.test(grantee);
+    });
+  add({ kind: "database", id: "database", owner: OWNER, acl: mapAcl(ownAcl(db.acl)), aclDefault: mapAcl(ownAcl(db.acl_default)), comment: db.comment });
 
   // Schemas.
   for (const r of (

@@ -18,6 +18,7 @@
  * to a superuser.
  */
 import { randomBytes } from "node:crypto";
+import { serviceRoleName } from "../catalog/model.ts";
 import { type PgTarget, makeTarget, query, quoteIdent, quoteLiteral, withClient } from "../pg/connect.ts";
 
 /**
@@ -70,7 +71,7 @@ export interface ServiceRole {
 
 /** Creates a reader or replayer role on the server of `admin` (a superuser target). */
 export async function createServiceRole(admin: PgTarget, kind: "reader" | "replayer"): Promise<ServiceRole> {
-  const name = `airlock_${kind}_${randomBytes(4).toString("hex")}`;
+  const name = serviceRoleName(kind, randomBytes(4).toString("hex"));
   const password = randomBytes(18).toString("base64url");
   const server = makeTarget({
     host: admin.host,
