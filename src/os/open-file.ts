@@ -6,30 +6,10 @@
  * nothing and says why, so the caller can still print where the file is.
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants, statSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { findOnPath } from "./executables.ts";
 
 /** What opening a file did: the opener started, or why none was. */
 export type OpenResult = { readonly opened: true; readonly opener: string } | { readonly opened: false; readonly reason: string };
-
-/** An executable named `name` on the PATH of `env`, or undefined. */
-export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const extensions = process.platform === "win32" ? (env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";") : [""];
-  for (const dir of (env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    for (const ext of extensions) {
-      const file = join(dir, name + ext);
-      try {
-        if (!statSync(file).isFile()) continue;
-        accessSync(file, constants.X_OK);
-        return file;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return undefined;
-}
 
 /** The command that opens `file` on `platform`, or why there is none. */
 export function openerFor(

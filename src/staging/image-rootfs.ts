@@ -7,10 +7,11 @@
  * sometimes the host's /dev there: deleting through those would delete the host's).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { AirlockError } from "../errors.ts";
+import { findOnPath } from "../os/executables.ts";
 import { processAlive } from "../os/processes.ts";
 import type { ImageRecipe } from "./image-recipe.ts";
 
@@ -33,17 +34,7 @@ export function mirrorForDisplay(mirror: string): string {
 
 /** The debootstrap executable on PATH (root's PATH has the sbin directories it lives in), else undefined. */
 export function findDebootstrap(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const dirs = (env.PATH ?? "").split(delimiter).filter((d) => d !== "");
-  for (const dir of dirs) {
-    const file = join(dir, "debootstrap");
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
+  return findOnPath("debootstrap", env);
 }
 
 /** A new build directory; build directories left by builds whose process is gone (killed outright) are removed first. */

@@ -8,11 +8,12 @@
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
-import { delimiter, join, resolve } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Stack } from "@pulumi/pulumi/automation/index.js";
 import { AirlockError } from "../errors.ts";
+import { findOnPath } from "../os/executables.ts";
 import { type PgTarget, makeTarget, parseTarget } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import type { AgentEndpoint, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
@@ -49,25 +50,6 @@ async function automation(): Promise<Automation> {
     loaded = mod.default ?? mod;
   }
   return loaded;
-}
-
-/** The first executable `name` on PATH, or null. */
-export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  const exts = process.platform === "win32" ? (env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";") : [""];
-  for (const dir of (env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    for (const ext of exts) {
-      const candidate = join(dir, name + ext);
-      try {
-        if (!statSync(candidate).isFile()) continue;
-        accessSync(candidate, constants.X_OK);
-        return candidate;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return null;
 }
 
 /** Splits Pulumi's output chunks into lines. */
@@ -109,7 +91,7 @@ export class PulumiBackend implements StagingBackend {
   async checkAvailable(): Promise<void> {
     const missing: Array<{ what: string; why: string; hint: string }> = [];
     const docker = probeDocker(dockerEndpoint(this.env));
-    if (findOnPath("pulumi", this.env) === null) {
+    if (findOnPath("pulumi", this.env) === undefined) {
       missing.push({
         what: "pulumi CLI",
         why: "the Pulumi CLI (`pulumi`) is not on PATH",

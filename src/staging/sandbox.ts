@@ -24,6 +24,7 @@ import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AirlockError } from "../errors.ts";
+import { findOnPath } from "../os/executables.ts";
 
 /** Which sandbox runs the agent. */
 export type SandboxKind = "bubblewrap" | "none";
@@ -52,11 +53,7 @@ const SYSTEM_SECRETS = ["/etc/shadow", "/etc/gshadow"];
 
 /** The bubblewrap binary, or undefined when it is not installed. */
 export function findBubblewrap(): string | undefined {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    const p = join(dir, "bwrap");
-    if (dir !== "" && existsSync(p)) return p;
-  }
-  return undefined;
+  return findOnPath("bwrap", { ...process.env, PATH: process.env.PATH ?? "/usr/bin:/bin" });
 }
 
 /** The default sandbox of this machine: bubblewrap on Linux when it is installed. */
