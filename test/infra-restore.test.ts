@@ -11,11 +11,11 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AirlockError } from "../src/errors.ts";
 import { findPgBinaries } from "../src/pg/binaries.ts";
+import { findFreePort } from "../src/pg/cluster-config.ts";
 import { type PgTarget, makeTarget, openClient, withClient } from "../src/pg/connect.ts";
 import { captureSnapshot } from "../src/snapshot/capture.ts";
 import { POST_DATA_MARKER } from "../src/snapshot/format.ts";
@@ -27,16 +27,6 @@ import { openDir } from "./helpers/infra-fixtures.ts";
 
 const asRoot = process.getuid?.() === 0;
 if (!asRoot) console.warn("test/infra-restore.test.ts skipped: the entrypoint runs as root (as in a container) and drops to postgres");
-
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const a = server.address();
-      server.close(() => done(typeof a === "object" && a !== null ? a.port : 0));
-    });
-  });
-}
 
 describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it", () => {
   let cluster: TestCluster;
@@ -209,7 +199,7 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
     const p: ContainerPaths = { ...paths, snapshotMount: closed, staged: join(root, "staged-copy"), scripts: join(root, "scripts-copy") };
     write(restoreFiles({ ...readSnapshotForRestore(snapDir, manifest.id), maxConnections: 3, statementTimeout: "1500ms", paths: p }));
     const pgdata = join(openDir("infra-copy-home"), "data");
-    const port = await freePort();
+    const port = await findFreePort();
     const { child } = await start(p, pgdata, port);
     // The private copy is gone once restored.
     expect(existsSync(p.staged)).toBe(false);
@@ -220,7 +210,7 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
 
   it("restores base, clones work, hands it to the limited agent role, serves on loopback, stops on SIGTERM and restarts without restoring again", async () => {
     const pgdata = join(openDir("infra-home"), "data");
-    const port = await freePort();
+    const port = await findFreePort();
     const first = await start(paths, pgdata, port);
     expect(first.output()).toContain("restored into base and work");
     expect(first.output()).not.toContain(agentPassword);

@@ -10,11 +10,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import type Docker from "dockerode";
 import { checkRestoredCatalog } from "../catalog/restore.ts";
 import { AirlockError } from "../errors.ts";
+import { findFreePort } from "../pg/cluster-config.ts";
 import { type PgTarget, makeTarget, withClient } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import { readSnapshotCatalog } from "../snapshot/store.ts";
@@ -44,18 +44,6 @@ const GiB = 1024 ** 3;
 
 function isNotFound(e: unknown): boolean {
   return (e as { statusCode?: number }).statusCode === 404;
-}
-
-/** A free TCP port on 127.0.0.1 (for host networking, where the server binds it itself). */
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? done(address.port) : fail(new Error("no port"))));
-    });
-  });
 }
 
 /** Sessions as containers on a Docker engine. */
@@ -119,7 +107,7 @@ export class DockerBackend implements StagingBackend {
       statementTimeout: String(Math.trunc(request.limits.statementTimeoutMs)),
       diskQuotaBytes,
       network,
-      port: network === "host" ? await freePort() : 0,
+      port: network === "host" ? await findFreePort() : 0,
       expiresAt: request.expiresAt ?? "never",
       project: this.options.project,
       readyTimeoutSeconds: this.options.readyTimeoutSeconds ?? 600,
