@@ -14,7 +14,7 @@ import docker from "@pulumi/docker";
 import pulumi from "@pulumi/pulumi";
 import { AGENT_ROLE, SUPERUSER, WORK_DB } from "../src/staging/container-names.ts";
 import { SnapshotFileError, readSnapshotForRestore } from "../src/staging/container-restore.ts";
-import { sessionContainerSpec } from "../src/staging/container-spec.ts";
+import { BRIDGE_OPTIONS, envValue, sessionContainerSpec } from "../src/staging/container-spec.ts";
 import { StackConfigError, type StackSettings, readSettings } from "./settings.ts";
 
 /** The stack outputs (what `pulumi stack output` and the Automation API see). */
@@ -46,11 +46,11 @@ function newPassword(): string {
   return randomBytes(24).toString("base64url");
 }
 
-/** The value of `NAME=value` in a container's env list. */
-function envValue(envs: readonly string[] | undefined, name: string): string {
-  const entry = (envs ?? []).find((e) => e.startsWith(`${name}=`));
-  if (entry === undefined) throw new Error(`the container has no ${name}`);
-  return entry.slice(name.length + 1);
+/** The value of `NAME=value` in a container's env list; the program's own env, so it is there. */
+function envOrFail(envs: readonly string[] | undefined, name: string): string {
+  const value = envValue(envs, name);
+  if (value === undefined) throw new Error(`the container has no ${name}`);
+  return value;
 }
 
 function label(labels: ReadonlyArray<{ label: string; value: string }> | undefined, name: string): string {
@@ -135,14 +135,9 @@ export function airlockStack(): AirlockStack {
           name: spec.name,
           driver: "bridge",
           // Not `internal`: Docker publishes no port of a container whose only network is internal
-          // (moby/moby#36174). Instead nothing leaves it (no masquerade: no route out), containers on
-          // it cannot talk to each other, and anything published on it defaults to loopback.
+          // (moby/moby#36174). BRIDGE_OPTIONS keep everything on it to itself instead.
           internal: false,
-          options: {
-            "com.docker.network.bridge.enable_icc": "false",
-            "com.docker.network.bridge.enable_ip_masquerade": "false",
-            "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
-          },
+          options: { ...BRIDGE_OPTIONS },
           labels: spec.labels.map((l) => ({ ...l })),
         },
         { deleteBeforeReplace: true },
@@ -213,8 +208,8 @@ export function airlockStack(): AirlockStack {
     return external;
   });
   const outputs: AirlockOutputs = {
-    agentUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(AGENT_ROLE, envValue(envs, agentEnv!), p, WORK_DB))),
-    adminUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(SUPERUSER, envValue(envs, adminEnv!), p, "postgres"))),
+    agentUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(AGENT_ROLE, envOrFail(envs, agentEnv!), p, WORK_DB))),
+    adminUrl: pulumi.secret(pulumi.all([container.envs, port]).apply(([envs, p]) => postgresUrl(SUPERUSER, envOrFail(envs, adminEnv!), p, "postgres"))),
     session: pulumi.output(settings.session),
     snapshot: pulumi.output(settings.snapshot),
     port,

@@ -21,6 +21,21 @@ export const LABELS = {
   project: "airlock.project",
 } as const;
 
+/**
+ * The driver options of a bridge-mode session's own network: nothing leaves it (no masquerade: no route out), no
+ * container on it talks to another, and anything published on it binds loopback by default.
+ */
+export const BRIDGE_OPTIONS: Readonly<Record<string, string>> = {
+  "com.docker.network.bridge.enable_icc": "false",
+  "com.docker.network.bridge.enable_ip_masquerade": "false",
+  "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+};
+
+/** The value of `NAME=value` in a container's environment list, or undefined. */
+export function envValue(envs: readonly string[] | undefined, name: string): string | undefined {
+  return (envs ?? []).find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
 /** How the container reaches the host's loopback. */
 export type NetworkMode = "host" | "bridge";
 

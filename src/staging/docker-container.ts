@@ -7,7 +7,7 @@
 import type Docker from "dockerode";
 import { pack } from "tar-stream";
 import type { ContainerFile } from "./container-restore.ts";
-import type { ContainerSpec } from "./container-spec.ts";
+import { BRIDGE_OPTIONS, type ContainerSpec, envValue } from "./container-spec.ts";
 
 const SECOND_NS = 1_000_000_000;
 
@@ -47,17 +47,13 @@ export function createOptions(spec: ContainerSpec, secrets: readonly string[]): 
   };
 }
 
-/** The network a bridge-mode session gets: nothing leaves it (no masquerade), no container on it talks to another, ports publish on loopback. */
+/** The network a bridge-mode session gets (BRIDGE_OPTIONS). */
 export function networkOptions(spec: ContainerSpec): Docker.NetworkCreateOptions {
   return {
     Name: spec.name,
     Driver: "bridge",
     Internal: false,
-    Options: {
-      "com.docker.network.bridge.enable_icc": "false",
-      "com.docker.network.bridge.enable_ip_masquerade": "false",
-      "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
-    },
+    Options: { ...BRIDGE_OPTIONS },
     Labels: Object.fromEntries(spec.labels.map((l) => [l.label, l.value])),
   };
 }
@@ -107,6 +103,5 @@ export function containerState(info: Docker.ContainerInspectInfo | undefined): {
 
 /** The value of `NAME=value` in an inspected container's environment, or undefined. */
 export function envOf(info: Docker.ContainerInspectInfo, name: string): string | undefined {
-  const entry = (info.Config.Env ?? []).find((e) => e.startsWith(`${name}=`));
-  return entry?.slice(name.length + 1);
+  return envValue(info.Config.Env, name);
 }
