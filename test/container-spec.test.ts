@@ -7,8 +7,7 @@
  * mappings from the spec (src/staging/docker-container.ts and infra/index.ts)
  * are written separately, so either can break this test.
  */
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import pulumi from "@pulumi/pulumi";
 import { extract } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,8 +16,9 @@ import { formatUrl, withClient } from "../src/pg/connect.ts";
 import { memorySettings, pgDurationMs } from "../src/staging/container-spec.ts";
 import { projectLabel, readSession } from "../src/staging/sessions.ts";
 import { snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
+import { createTestProject } from "./helpers/project.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 import { CONTAINER, IMAGE, NETWORK, pulumiProgramRunner } from "./helpers/pulumi-mocks.ts";
 
@@ -67,14 +67,13 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
     await withClient(prod, { step: "test", searchPath: "public" }, async (c) => {
       await c.query("CREATE TABLE notes (id integer PRIMARY KEY, body text); INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 50) i");
     });
-    projectDir = testClusterDir("spec-project");
-    mkdirSync(projectDir, { recursive: true });
-    chmodSync(projectDir, 0o755);
     const network = process.env.AIRLOCK_TEST_DOCKER_NETWORK ?? "auto";
-    writeFileSync(
-      join(projectDir, "airlock.config.ts"),
-      `export default { staging: { connectionLimit: 7, statementTimeout: "45s", diskQuota: "300MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "384MB", cpus: 0.5 } } };\n`,
-    );
+    projectDir = (
+      await createTestProject(
+        "spec-project",
+        `export default { staging: { connectionLimit: 7, statementTimeout: "45s", diskQuota: "300MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "384MB", cpus: 0.5 } } };\n`,
+      )
+    ).dir;
     env = {
       ...process.env,
       PROD_DATABASE_URL: formatUrl(prodCluster.cluster.tcpTarget("production"), true),

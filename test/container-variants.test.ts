@@ -6,12 +6,12 @@
  * work, `airlock down` leaves nothing — where it can, and skips saying why
  * where it cannot.
  */
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatUrl, makeTarget, parseTarget, withClient } from "../src/pg/connect.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
+import { createTestProject } from "./helpers/project.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 
 const engine = await dockerForTests();
@@ -78,11 +78,8 @@ describe.skipIf(variants.every((v) => v.why !== null))("the session container on
     it.skipIf(v.why !== null)(
       `${v.name}: up, the agent reaches work and only work, down leaves nothing`,
       async () => {
-        const dir = testClusterDir(`variant-${dirs.length}`);
+        const { dir } = await createTestProject(`variant-${dirs.length}`, `export default { staging: { docker: ${JSON.stringify(v.docker)} } };\n`);
         dirs.push(dir);
-        mkdirSync(dir, { recursive: true });
-        chmodSync(dir, 0o755);
-        writeFileSync(join(dir, "airlock.config.ts"), `export default { staging: { docker: ${JSON.stringify(v.docker)} } };\n`);
         expect(airlock(dir, "snapshot").code).toBe(0);
         const up = airlock(dir, "up", "--backend", "docker", "--name", "variant");
         expect(up.code, up.stderr).toBe(0);

@@ -6,7 +6,7 @@
  * the disk quota, and that nothing with this project's labels is left. Skips,
  * saying why, where no engine or no session image is present.
  */
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
@@ -16,8 +16,9 @@ import { type PgTarget, formatUrl, makeTarget, parseTarget, withClient } from ".
 import { projectLabel, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { defaultSandbox } from "../src/staging/sandbox.ts";
 import { checksums } from "./helpers/database-state.ts";
-import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
+import { createTestProject } from "./helpers/project.ts";
 import { dockerForTests, labelled } from "./helpers/docker.ts";
 
 const engine = await dockerForTests();
@@ -58,14 +59,13 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
     prodCluster = await startTestCluster("docker-prod");
     prod = await prodCluster.createDatabase("production");
     await seedDemo({ target: prod, scale: 1 });
-    projectDir = testClusterDir("docker-project");
-    mkdirSync(projectDir, { recursive: true });
-    chmodSync(projectDir, 0o755);
     const network = process.env.AIRLOCK_TEST_DOCKER_NETWORK ?? "auto";
-    writeFileSync(
-      join(projectDir, "airlock.config.ts"),
-      `export default { masking: { rules: ${JSON.stringify(DEMO_MASKING_RULES)} }, staging: { connectionLimit: ${CONNECTION_LIMIT}, statementTimeout: "20s", diskQuota: "200MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "256MB" } } };\n`,
-    );
+    projectDir = (
+      await createTestProject(
+        "docker-project",
+        `export default { masking: { rules: ${JSON.stringify(DEMO_MASKING_RULES)} }, staging: { connectionLimit: ${CONNECTION_LIMIT}, statementTimeout: "20s", diskQuota: "200MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "256MB" } } };\n`,
+      )
+    ).dir;
     env = { ...process.env, PROD_DATABASE_URL: formatUrl(prodCluster.cluster.tcpTarget("production"), true), AIRLOCK_SECRET: SECRET };
     const snap = airlock("snapshot", "--json");
     expect(snap.code, snap.stderr).toBe(0);
