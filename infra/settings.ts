@@ -4,6 +4,7 @@
  * is declared. Passwords are not here: they are secrets and stay Outputs.
  */
 import { isAbsolute, join, resolve } from "node:path";
+import { PG_DURATION } from "../src/staging/container-spec.ts";
 
 /** What the program needs from `pulumi.Config` (kept small so tests can pass a plain object). */
 export interface ConfigSource {
@@ -71,7 +72,6 @@ const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 const REPOSITORY = /^[a-z0-9][a-z0-9._\/:-]*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^[a-z0-9][a-z0-9._\/:-]*@sha256:[0-9a-f]{64}$/;
-const PG_DURATION = /^\d+\s*(?:us|ms|s|min|h|d)?$/;
 const TTL = /^(?<n>\d+)\s*(?<unit>ms|s|m|min|h|d)$/;
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
 

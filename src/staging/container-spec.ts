@@ -112,9 +112,12 @@ export interface ContainerSpec {
 const MB = 1024 * 1024;
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A Postgres duration ("5min", "300000ms", or a bare number: ms) in whole milliseconds. */
+/** A Postgres duration as a role setting takes it: "5min", "300000ms", or a bare number (ms). */
+export const PG_DURATION = /^(\d+)\s*(us|ms|s|min|h|d)?$/;
+
+/** A Postgres duration in whole milliseconds. */
 export function pgDurationMs(text: string): number {
-  const m = /^(\d+)\s*(us|ms|s|min|h|d)?$/.exec(text.trim());
+  const m = PG_DURATION.exec(text.trim());
   if (m === null) throw new Error(`"${text}" is not a Postgres duration such as 5min or 300000ms`);
   return Math.max(1, Math.round(Number(m[1]) * DURATION_UNIT_MS[m[2] ?? "ms"]!));
 }
