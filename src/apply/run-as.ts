@@ -13,6 +13,7 @@ import type pg from "pg";
 import type { Diff, SchemaChangeRecord } from "../diff/types.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
+import { plural } from "../format/plural.ts";
 
 type RunsCode = NonNullable<SchemaChangeRecord["runsCode"]>;
 
@@ -54,7 +55,7 @@ function refusal(refused: ReadonlyArray<{ id: string; calls: readonly string[]; 
   );
   return new AirlockError(
     "AIRLOCK_USER_CODE_AS_SUPERUSER",
-    `${refused.length} schema change${refused.length === 1 ? "" : "s"} would run functions written in staging while the DDL runs, and would run them as a superuser; nothing was changed:\n${list.join("\n")}`,
+    `${plural(refused.length, "schema change")} would run functions written in staging while the DDL runs, and would run them as a superuser; nothing was changed:\n${list.join("\n")}`,
     {
       hint: "have a role without superuser own those objects in production (ALTER TABLE … OWNER TO app_owner), or remove the function calls from the change",
       exitCode: EXIT_REFUSED,

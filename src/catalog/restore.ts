@@ -18,6 +18,7 @@ import { readCatalog } from "./read.ts";
 import type { CatalogModel, ViewObject } from "./model.ts";
 import { qualifiedName } from "./names.ts";
 import { settingSql } from "./sql.ts";
+import { plural } from "../format/plural.ts";
 
 /** A placeholder role holds production's grants and nothing else: nobody can log in as it, and it has no other right. */
 const PLACEHOLDER_ROLE_ATTRIBUTES = "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT";
@@ -87,7 +88,7 @@ export async function checkRestoredCatalog(c: pg.ClientBase, expected: CatalogMo
   if (differences.length === 0) return;
   throw new AirlockError(
     "AIRLOCK_RESTORE_MISMATCH",
-    `snapshot ${snapshotId} restored into a schema that differs from production's in ${differences.length} object${differences.length === 1 ? "" : "s"}:\n${differences
+    `snapshot ${snapshotId} restored into a schema that differs from production's in ${plural(differences.length, "object")}:\n${differences
       .slice(0, 20)
       .map((d) => `  - ${d.id}: ${d.difference}`)
       .join("\n")}`,

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { AirlockError } from "../errors.ts";
 import { leakAllowanceSchema, maskRuleSchema, ruleKeySchema } from "./masking-rules.ts";
 import { CONFIG_ERRORS, boolean, duration, durationOrNever, list, number, object, oneOf, problemsOf, record, section, size, string } from "./schema.ts";
+import { plural } from "../format/plural.ts";
 
 const serverSetting = z.union([z.string(), z.number(), z.boolean()], {
   error: (iss) => `expected a string, number or boolean Postgres setting, got ${typeof iss.input}`,
@@ -121,7 +122,7 @@ export function parseConfig(input: unknown, source = "airlock.config.ts"): Airlo
   if (parsed.success) return parsed.data;
   const problems = problemsOf(parsed.error).map((p) => (p.path === "" ? { ...p, path: "(root)" } : p));
   const list = problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n");
-  throw new AirlockError("AIRLOCK_CONFIG_INVALID", `${source} has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${list}`, {
+  throw new AirlockError("AIRLOCK_CONFIG_INVALID", `${source} has ${plural(problems.length, "problem")}:\n${list}`, {
     hint: `fix them in ${source}; every key is described in the README's configuration reference`,
     details: { problems },
   });

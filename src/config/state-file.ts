@@ -15,6 +15,7 @@ import { isAbsolute, relative } from "node:path";
 import type { z } from "zod";
 import { AirlockError, type ErrorCode } from "../errors.ts";
 import { STATE_ERRORS, formatPath } from "./schema.ts";
+import { plural } from "../format/plural.ts";
 
 /** How a state file's problem is reported. */
 export interface StateFileOptions {
@@ -45,7 +46,7 @@ export function stateProblem(schema: z.ZodType, value: unknown): string | undefi
   const path = first.code === "unrecognized_keys" ? [...first.path, first.keys[0] ?? ""] : first.path;
   const field = formatPath(path);
   const message = first.code === "unrecognized_keys" ? "unknown key" : first.message;
-  const more = rest.length === 0 ? "" : ` (and ${rest.length} more problem${rest.length === 1 ? "" : "s"})`;
+  const more = rest.length === 0 ? "" : ` (and ${plural(rest.length, "more problem")})`;
   return `${field === "" ? "" : `${field}: `}${message}${more}`;
 }
 

@@ -88,9 +88,7 @@ export function summaryLines(r: DiffResult): string[] {
   if (d.hazards.length === 0) lines.push("hazards: none");
   for (const h of d.hazards) if (h.severity !== "danger") lines.push(`  ${h.severity.toUpperCase().padEnd(6)} ${h.code} ${h.object}: ${h.message}`);
   if (danger.length > 0)
-    lines.push(
-      `  ${danger.length} danger hazard${danger.length === 1 ? "" : "s"} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`,
-    );
+    lines.push(`  ${plural(danger.length, "danger hazard")} (shown above): approving needs ${[...new Set(danger.map((h) => `--accept ${h.code}`))].join(" ")}`);
   for (const c of d.schemaChanges) lines.push(`  schema: ${c.action} ${c.id}${c.forcedBy === undefined ? "" : ` (forced by ${c.forcedBy})`}`);
   // A file:// URL opens in any browser on any OS (and is clickable in most terminals).
   lines.push(

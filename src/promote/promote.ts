@@ -46,6 +46,7 @@ import { saveSequenceChanges } from "../apply/sequences.ts";
 import { type PromotionCatalog, planReverse, productionCatalog } from "./reverse.ts";
 import { checkPromotePrivileges } from "./privileges.ts";
 import { confirmApplied, saveDroppedData, savePostImages, savePreImages } from "./saved-data.ts";
+import { plural } from "../format/plural.ts";
 
 /** Options of a promotion. */
 export interface PromoteOptions extends ApplyOptions {
@@ -96,7 +97,7 @@ function conflictError(conflicts: readonly Conflict[], snapshot: string): Airloc
     );
   return new AirlockError(
     "AIRLOCK_CONFLICT",
-    `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"} with production since snapshot ${snapshot}; the diff was not applied:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`,
+    `${plural(conflicts.length, "conflict")} with production since snapshot ${snapshot}; the diff was not applied:\n${list.join("\n")}${conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : ""}`,
     {
       hint: "take a new snapshot and rerun the session on it, or resolve the rows in production first",
       exitCode: EXIT_REFUSED,

@@ -19,6 +19,7 @@ import { readCatalog } from "../catalog/read.ts";
 import { AirlockError, EXIT_REFUSED } from "../errors.ts";
 import { query, quoteIdent } from "../pg/connect.ts";
 import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
+import { plural } from "../format/plural.ts";
 
 /** The schema part of a rollback: statements around the data, and the tables rebuilt between them. */
 export interface ReversePlan {
@@ -81,7 +82,7 @@ export async function checkSchemaSincePromotion(c: pg.ClientBase, promoted: Cata
   if (changed.length === 0) return refreshed;
   throw new AirlockError(
     "AIRLOCK_CONFLICT",
-    `production's schema changed since promotion ${promotionId} in ${changed.length} object${changed.length === 1 ? "" : "s"}; nothing was rolled back:\n${listed(changed)}`,
+    `production's schema changed since promotion ${promotionId} in ${plural(changed.length, "object")}; nothing was rolled back:\n${listed(changed)}`,
     {
       hint: "undo those schema changes first (or leave the promotion in place): a rollback reverses only what the promotion did",
       exitCode: EXIT_REFUSED,

@@ -26,6 +26,7 @@ import { checkRollbackPrivileges } from "./privileges.ts";
 import { pauseTriggers, resumeTriggers } from "../apply/triggers.ts";
 import type { SavedData } from "./saved-data.ts";
 import { ownRowsIn, qualified, writableColumns } from "../pg/table-names.ts";
+import { plural } from "../format/plural.ts";
 
 interface Image {
   readonly table_schema: string;
@@ -126,7 +127,7 @@ async function rollbackInTransaction(
   if (changed.length > 0) {
     throw new AirlockError(
       "AIRLOCK_CONFLICT",
-      `${changed.length} row${changed.length === 1 ? "" : "s"} changed in production since promotion ${promotionId}; nothing was rolled back:\n${changed
+      `${plural(changed.length, "row")} changed in production since promotion ${promotionId}; nothing was rolled back:\n${changed
         .slice(0, 20)
         .map((x) => `  - ${x}`)
         .join("\n")}`,

@@ -36,6 +36,7 @@ import { type PlannedTable, planMasking } from "./plan.ts";
 import { checkCapturePrivileges } from "./privileges.ts";
 import { scanSnapshotForLeaks } from "./scan-snapshot.ts";
 import { CAPTURE_CLAIM, type ManifestTable, type SnapshotManifest, captureTempDir, newSnapshotId, removeStaleCaptures, sha256File } from "./store.ts";
+import { plural } from "../format/plural.ts";
 
 /**
  * The phases of a capture, each told as it starts: `plan` (privileges, masking rules, unruled personal data),
@@ -209,7 +210,7 @@ export async function captureSnapshot(options: CaptureOptions): Promise<Snapshot
     if (problems.length > 0) {
       throw listProblems(
         "AIRLOCK_RULES_INVALID",
-        `the masking rules do not fit production (${problems.length} problem${problems.length === 1 ? "" : "s"})`,
+        `the masking rules do not fit production (${plural(problems.length, "problem")})`,
         problems,
         "fix masking.rules in airlock.config.ts; nothing was captured",
       );

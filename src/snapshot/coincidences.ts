@@ -33,6 +33,7 @@ import { type PlannedTable, planMasking } from "./plan.ts";
 import { ruleSource } from "./pii-render.ts";
 import type { LeakAllowance, MaskRule } from "../config/masking-rules.ts";
 import { scannedColumns } from "./scan-snapshot.ts";
+import { plural } from "../format/plural.ts";
 
 /** A kept column whose values equal originals of masked columns. */
 export interface Coincidence {
@@ -199,7 +200,7 @@ export async function proposeAllowances(
       if (f.allowable || unresolved.some((u) => u.column === column)) continue;
       const at = byName.get(column);
       const rule = at === undefined ? undefined : maskingRuleFor(at.p, at.i);
-      const summary = `${f.fields} value${f.fields === 1 ? "" : "s"} equal to or holding original ${[...f.kinds].sort().join("/")} of ${[...f.equals].sort().join(", ") || "masked columns"}`;
+      const summary = `${plural(f.fields, "value")} equal to or holding original ${[...f.kinds].sort().join("/")} of ${[...f.equals].sort().join(", ") || "masked columns"}`;
       if (rule === undefined || at === undefined) {
         unresolved.push(coincidence(column, f));
         continue;
@@ -223,7 +224,7 @@ export async function proposeAllowances(
     if (hasher === undefined) {
       throw new AirlockError(
         "AIRLOCK_SECRET_WEAK",
-        `${column} holds ${f.words.size} common word${f.words.size === 1 ? "" : "s"} equal to original values of ${[...f.equals].sort().join(", ") || "masked columns"}; allowing them needs AIRLOCK_SECRET (at least 16 characters), which keys their hashes`,
+        `${column} holds ${plural(f.words.size, "common word")} equal to original values of ${[...f.equals].sort().join(", ") || "masked columns"}; allowing them needs AIRLOCK_SECRET (at least 16 characters), which keys their hashes`,
         {
           hint: "set AIRLOCK_SECRET in .env (the one captures will use) and run `airlock snapshot --init-rules` again",
         },
@@ -274,7 +275,7 @@ export function allowBlock(proposal: ProposedAllowances): string {
   ];
   for (const u of proposal.unresolved) {
     lines.push(
-      `// ${u.column}: ${u.fields} field${u.fields === 1 ? "" : "s"} hold original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no generated rule fits its type: mask it with a custom rule, or remove the copies from production`,
+      `// ${u.column}: ${plural(u.fields, "field")} hold original ${u.kinds.join("/")} of ${u.equals.join(", ") || "masked columns"} and no generated rule fits its type: mask it with a custom rule, or remove the copies from production`,
     );
   }
   lines.push("allow: {");
@@ -284,7 +285,7 @@ export function allowBlock(proposal: ProposedAllowances): string {
     const expressible = c.column.split(".").every((part) => IDENT.test(part));
     const prefix = expressible ? "  " : "  // ";
     lines.push(
-      `  // ${c.column}: ${c.values} value${c.values === 1 ? "" : "s"} in ${c.fields} row${c.fields === 1 ? "" : "s"} equal values of ${c.equals.join(", ") || "masked columns"}; or mask it: ${JSON.stringify(c.column)}: ${ruleSource(c.alternative)},`,
+      `  // ${c.column}: ${plural(c.values, "value")} in ${plural(c.fields, "row")} equal values of ${c.equals.join(", ") || "masked columns"}; or mask it: ${JSON.stringify(c.column)}: ${ruleSource(c.alternative)},`,
     );
     if (!expressible) lines.push("  // (cannot be a key: the name needs quoting)");
     lines.push(`${prefix}${JSON.stringify(c.column)}: {`);

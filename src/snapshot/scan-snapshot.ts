@@ -14,6 +14,7 @@ import { copyValue } from "../pg/copy-text.ts";
 import type { AllowanceCheck, ManifestAllowance } from "./allowances.ts";
 import { type LeakKind, type LeakScanner, UNSCANNED_TYPES, allowableKind } from "./leak-scan.ts";
 import type { ManifestTable } from "./store.ts";
+import { pluralGrouped } from "../format/plural.ts";
 
 /** Where the scan found originals: fields per kind. */
 export interface LeakFinding {
@@ -61,8 +62,7 @@ export function scannedColumns(columns: ReadonlyArray<{ readonly type: string }>
 /** The capture's failure: every column with originals in it, counts and kinds only. */
 export function leakError(findings: readonly LeakFinding[]): AirlockError {
   const lines = findings.map(
-    (f) =>
-      `  - ${f.column}: ${f.fields.toLocaleString("en-US")} field${f.fields === 1 ? "" : "s"} equal to or holding original ${f.kinds.map((k) => KIND_TEXT[k]).join(", ")} of masked columns`,
+    (f) => `  - ${f.column}: ${pluralGrouped(f.fields, "field")} equal to or holding original ${f.kinds.map((k) => KIND_TEXT[k]).join(", ")} of masked columns`,
   );
   const first = findings[0]?.column ?? "the snapshot";
   const allowable = findings.every((f) => f.kinds.every(allowableKind));
