@@ -234,9 +234,9 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
     const agent = agentTarget("box");
     const filler = withClient(agent, { step: "test", searchPath: "public" }, async (c) => {
       await c.query("CREATE TABLE ballast (pad text)");
-      // Uncompressible rows, in statements small enough for the statement timeout: 10 x 25 MB.
-      for (let i = 0; i < 10; i++)
-        await c.query("INSERT INTO ballast SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 800) g, generate_series(1, 1000) r GROUP BY r");
+      // Uncompressible rows, in statements small enough for the statement timeout even on a loaded machine: 100 x 2.5 MB.
+      for (let i = 0; i < 100; i++)
+        await c.query("INSERT INTO ballast SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 800) g, generate_series(1, 100) r GROUP BY r");
       await new Promise((r) => setTimeout(r, 5000));
       await c.query("SELECT 1");
     });
