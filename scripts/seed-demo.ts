@@ -20,11 +20,17 @@ export function registerSeedDemo(program: Command): void {
     .action(async (opts: { to: string; scale: number }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const target = parseTarget(opts.to);
-      const bar = progress(!json);
+      const bar = progress(!json, "seed-demo");
+      // Tables load side by side: a phase line each time one is done (the only lines off a terminal), row counts live.
+      let loaded = 0;
+      bar.phase("loading the tables");
       const result = await seedDemo({
         target,
         scale: opts.scale,
-        onProgress: (e) => bar.update(`loading ${e.table}: ${e.rows.toLocaleString("en-US")} rows${e.done ? " (done)" : ""}`),
+        onProgress: (e) =>
+          e.done
+            ? bar.phase(`loading the tables: ${++loaded} done, the last ${e.table} (${e.rows.toLocaleString("en-US")} rows)`)
+            : bar.update(`${e.table}: ${e.rows.toLocaleString("en-US")} rows`),
       });
       bar.done();
       if (json) return sayJson({ target: target.display, ...result });

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEMO_TABLES } from "../seeders/demo/counts.ts";
 import { seedDemo } from "../seeders/demo/index.ts";
 import { DEMO_MASKING_RULES } from "../seeders/demo/masking.ts";
 import { formatUrl } from "../src/pg/connect.ts";
@@ -134,6 +135,36 @@ describe("progress at 200,000 bookings: a live line on a terminal, one line per 
     expect(snapshotLog).not.toContain("\x1b");
     expectClean(snapshotLog);
   });
+
+  it("seed-demo prints a line as each table is loaded when stderr is not a terminal, and nothing with --json", async () => {
+    const logged = inLog(
+      "seed-demo",
+      "--to",
+      formatUrl(prodCluster.cluster.tcpTarget((await prodCluster.createDatabase("seeded-log")).database), true),
+      "--scale",
+      "20",
+    );
+    expect(logged.code, logged.stderr).toBe(0);
+    const lines = phaseLines(logged.stderr, "seed-demo").map((l) => l.replace(/ \(at \d+\.\d s\)$/, ""));
+    expect(lines[0]).toBe("loading the tables");
+    const done = lines.slice(1, -1).map((l, i) => new RegExp(`^loading the tables: ${i + 1} done, the last (\\w+) \\([\\d,]+ rows\\)$`).exec(l)?.[1]);
+    expect(done.sort()).toEqual([...DEMO_TABLES].sort());
+    expect(lines.at(-1)).toMatch(/^done in \d+\.\d s$/);
+    expect(logged.stderr).not.toContain("\x1b");
+    expectClean(logged.stderr);
+
+    const quiet = inLog(
+      "--json",
+      "seed-demo",
+      "--to",
+      formatUrl(prodCluster.cluster.tcpTarget((await prodCluster.createDatabase("seeded-json")).database), true),
+      "--scale",
+      "20",
+    );
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stderr).toBe("");
+    expect(JSON.parse(quiet.stdout)).toMatchObject({ scale: 20 });
+  }, 120_000);
 
   it("up shows the template restore's phases on a terminal, and prints nothing but the JSON with --json", () => {
     // The first session of a snapshot restores it into its template: 200,000 bookings take seconds.
