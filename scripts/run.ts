@@ -32,9 +32,12 @@ When the agent exits, its changes become a verified diff (as \`airlock diff\`);
 the session is kept for review. The agent's exit code is Airlock's. Without
 AIRLOCK_SECRET no diff is made (diffs are authenticated with it): run
 \`airlock diff <session>\` once it is set.
+With --json, stdout is one JSON object ({session, exitCode, diff}) and the
+agent's own output goes to stderr.
 
-Example:
-  airlock run --name fix-gallery -- node agent.js --task "fix the gallery"`,
+Examples:
+  airlock run --name fix-gallery -- node agent.js --task "fix the gallery"
+  airlock run --json -- ./agent.sh > result.json`,
     )
     .addOption(new Option("--sandbox <kind>", "how the agent is contained (default from config: bubblewrap)").choices(["bubblewrap", "none"]))
     .action(
@@ -49,6 +52,8 @@ Example:
         const up = progress(!json, "run");
         const result = await runAgent(project, command, {
           onProgress: sessionPhases(up),
+          // With --json, stdout is the result alone: the agent's own output goes to stderr.
+          ...(json ? { stdio: "stderr" as const } : {}),
           ...(opts.snapshot === undefined ? {} : { snapshotId: opts.snapshot }),
           ...(opts.name === undefined ? {} : { name: opts.name }),
           ...(opts.ttl === undefined ? {} : { ttlMs: opts.ttl }),
@@ -61,7 +66,7 @@ Example:
             ),
           onSession: (s) => {
             up.done("session ready");
-            warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`);
+            if (!json) warn(`airlock: session ${s.id} (${s.backend}, snapshot ${s.snapshotId}) is ready; running ${command.join(" ")}`);
           },
         }).finally(() => up.stop());
         if (!json) noteClusterLeftRunning(project, result.session.backend);

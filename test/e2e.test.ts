@@ -83,8 +83,10 @@ describe("the workflow through the CLI", () => {
 
     const incident = airlock("run", "--name", "incident", "--json", ...SANDBOX, "--", process.execPath, AGENT, "incident");
     expect(incident.code, incident.stderr).toBe(0);
-    expect(incident.stdout).toContain("agent: deleted the 170 remaining gallery rows");
-    const flood = JSON.parse(/AGENT_RESULT (.*)/.exec(incident.stdout)![1]!) as { opened: number; refused: number };
+    // --json: stdout is the result alone; the agent's own output went to stderr.
+    expect(JSON.parse(incident.stdout)).toMatchObject({ session: "incident", exitCode: 0, diff: { verified: true } });
+    expect(incident.stderr).toContain("agent: deleted the 170 remaining gallery rows");
+    const flood = JSON.parse(/AGENT_RESULT (.*)/.exec(incident.stderr)![1]!) as { opened: number; refused: number };
     expect(flood.opened).toBeLessThan(20);
     expect(flood.refused).toBeGreaterThan(250);
     expect(await checksums()).toBe(original);

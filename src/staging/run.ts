@@ -51,7 +51,11 @@ function knownSecrets(project: Project): string[] {
 /** Options of runAgent. */
 export interface RunOptions extends UpOptions {
   readonly onSession?: (s: SessionRecord) => void;
-  readonly stdio?: "inherit" | "ignore";
+  /**
+   * Where the agent's output goes: this process's stdout and stderr (inherit, the default), nowhere (ignore), or all of
+   * it to stderr ("stderr", so that stdout carries only a machine-readable result). It is kept either way.
+   */
+  readonly stdio?: "inherit" | "ignore" | "stderr";
   /** The sandbox (default: the project's `run.sandbox`). */
   readonly sandbox?: SandboxKind;
   /** Told when the agent runs without a sandbox. */
@@ -93,7 +97,8 @@ export async function runAgent(project: Project, command: readonly string[], opt
     const child = spawn(boxed.file, boxed.args, { env, stdio: ["inherit", "pipe", "pipe"] });
     child.stdout.on("data", (d: Buffer) => {
       output += d.toString();
-      if (options.stdio !== "ignore") process.stdout.write(d);
+      if (options.stdio === "stderr") process.stderr.write(d);
+      else if (options.stdio !== "ignore") process.stdout.write(d);
     });
     child.stderr.on("data", (d: Buffer) => {
       if (options.stdio !== "ignore") process.stderr.write(d);
