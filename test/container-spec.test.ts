@@ -14,8 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadProject } from "../src/config/load.ts";
 import { formatUrl, withClient } from "../src/pg/connect.ts";
 import { memorySettings, pgDurationMs } from "../src/staging/container-spec.ts";
-import { projectLabel, readSession } from "../src/staging/sessions.ts";
-import { snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
+import { containerDiskQuota, sessionNetworkMode } from "../src/staging/container-settings.ts";
+import { sessionStackConfig } from "../src/staging/pulumi-backend.ts";
+import { agentLimits, containerSettings, readSession } from "../src/staging/sessions.ts";
+import { readManifest, snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
 import { createTestProject } from "./helpers/project.ts";
@@ -100,23 +102,24 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
     const info = await docker.getContainer("airlock-twin").inspect();
     const imageInfo = await docker.getImage(info.Config.Image).inspect();
 
-    // The Pulumi program, for the same session, under mocks.
+    // The Pulumi program, under mocks, with the stack config `airlock up --backend pulumi` would give the same session
+    // (the project's settings and limits, the engine's network mode; the host port the docker driver picked).
     const { runProgram, plain } = pulumiProgramRunner(pulumi, Number(state.port));
-    const { resources } = await runProgram({
-      "airlock:session": "twin",
-      "airlock:snapshot": session.snapshotId,
-      "airlock:snapshotDir": snapshotDir(snapshotsDir(project.statePath()), session.snapshotId),
-      "airlock:image": String(state.image),
-      "airlock:memoryMb": "384",
-      "airlock:cpus": "0.5",
-      "airlock:maxConnections": String(state.connectionLimit),
-      "airlock:statementTimeout": "45000",
-      "airlock:expiresAt": session.expiresAt ?? "never",
-      "airlock:diskQuota": String(state.diskQuotaBytes),
-      "airlock:network": String(state.network),
-      "airlock:project": projectLabel(project),
-      ...(state.network === "host" ? { "airlock:port": String(state.port) } : {}),
-    });
+    const request = {
+      sessionId: "twin",
+      snapshot: {
+        dir: snapshotDir(snapshotsDir(project.statePath()), session.snapshotId),
+        manifest: readManifest(snapshotsDir(project.statePath()), session.snapshotId),
+      },
+      limits: agentLimits(project),
+      expiresAt: session.expiresAt,
+    };
+    const settings = await containerSettings(project);
+    const network = await sessionNetworkMode(docker, settings.network);
+    expect(network).toBe(state.network);
+    const { resources } = await runProgram(
+      sessionStackConfig({ request, container: { ...settings, network, port: Number(state.port), diskQuotaBytes: containerDiskQuota(request) } }),
+    );
     const declared = plain(resources.find((r) => r.type === CONTAINER)!.inputs) as Record<string, any>;
     const image = resources.find((r) => r.type === IMAGE)!.inputs;
 

@@ -9,8 +9,7 @@
  * record, as for every backend.
  */
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type Docker from "dockerode";
 import { checkRestoredCatalog } from "../catalog/restore.ts";
 import { AirlockError } from "../errors.ts";
@@ -21,26 +20,17 @@ import { readSnapshotCatalog } from "../snapshot/store.ts";
 import type { Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
 import { AGENT_ROLE, BASE_DB, SUPERUSER, WORK_DB } from "./container-names.ts";
 import { SnapshotFileError, readSnapshotForRestore } from "./container-restore.ts";
-import { ADMIN_PASSWORD_ENV, LABELS, type NetworkMode, sessionContainerSpec } from "./container-spec.ts";
+import { ADMIN_PASSWORD_ENV, LABELS, sessionContainerSpec } from "./container-spec.ts";
 import { type ContainerState, containerState, createOptions, envOf, networkOptions, uploadsTar } from "./docker-container.ts";
+import { type ContainerSettings, containerDiskQuota, sessionNetworkMode } from "./container-settings.ts";
 import { dockerClient, dockerEndpoint, probeDocker } from "./docker-engine.ts";
 
-/** Options of the docker backend (the `staging.docker` config section). */
-export interface DockerBackendOptions {
-  /** The image with the PostgreSQL server binaries. */
-  readonly image: string;
-  /** `auto`: bridge when the engine has a bridge network, else host. */
-  readonly network: NetworkMode | "auto";
-  readonly memoryMb: number;
-  readonly cpus: number;
-  /** Which project the sessions belong to (a label; gc removes only its own). */
-  readonly project: string;
+/** Options of the docker backend: the `staging.docker` config section, and a ready timeout. */
+export interface DockerBackendOptions extends ContainerSettings {
   /** How long to wait for a restored, healthy container, in seconds. */
   readonly readyTimeoutSeconds?: number;
   readonly env?: NodeJS.ProcessEnv;
 }
-
-const GiB = 1024 ** 3;
 
 function isNotFound(e: unknown): boolean {
   return (e as { statusCode?: number }).statusCode === 404;
@@ -74,13 +64,6 @@ export class DockerBackend implements StagingBackend {
     }
   }
 
-  /** The network mode sessions get: the configured one, or bridge when the engine has a bridge network. */
-  private async networkMode(): Promise<NetworkMode> {
-    if (this.options.network !== "auto") return this.options.network;
-    const networks = await this.docker.listNetworks({ filters: { driver: ["bridge"] } });
-    return networks.some((n) => n.Name === "bridge") ? "bridge" : "host";
-  }
-
   async provision(request: ProvisionRequest): Promise<Provisioned> {
     const { manifest, dir } = request.snapshot;
     let restore: ReturnType<typeof readSnapshotForRestore>;
@@ -92,10 +75,8 @@ export class DockerBackend implements StagingBackend {
       }
       throw e;
     }
-    const network = await this.networkMode();
-    const compressed = manifest.tables.reduce((n, t) => n + statSync(join(dir, t.file)).size, 0);
-    // Four times the restored size, estimated from the compressed data (the local backend measures it), at least 1 GiB.
-    const diskQuotaBytes = request.limits.diskQuotaBytes ?? Math.max(GiB, 4 * 10 * compressed);
+    const network = await sessionNetworkMode(this.docker, this.options.network);
+    const diskQuotaBytes = containerDiskQuota(request);
     const spec = sessionContainerSpec({
       session: request.sessionId,
       snapshotDir: resolve(dir),

@@ -14,11 +14,14 @@ import { fileURLToPath } from "node:url";
 import type { Stack } from "@pulumi/pulumi/automation/index.js";
 import { AirlockError } from "../errors.ts";
 import { findOnPath } from "../os/executables.ts";
+import { findFreePort } from "../pg/cluster-config.ts";
 import { type PgTarget, makeTarget, parseTarget } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import type { AgentEndpoint, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
 import { BASE_DB, WORK_DB } from "./container-names.ts";
-import { dockerEndpoint, probeDocker } from "./docker-engine.ts";
+import { type ContainerSettings, containerDiskQuota, sessionNetworkMode } from "./container-settings.ts";
+import type { NetworkMode } from "./container-spec.ts";
+import { dockerClient, dockerEndpoint, probeDocker } from "./docker-engine.ts";
 
 /** Options of the Pulumi backend. */
 export interface PulumiBackendOptions {
@@ -30,8 +33,11 @@ export interface PulumiBackendOptions {
   readonly programDir?: string;
   /** Receives Pulumi's progress output, line by line (secrets are shown by Pulumi as [secret]). */
   readonly onOutput?: (line: string) => void;
-  /** Extra stack settings (`image`, `memoryMb`, `cpus`, `port`, `readyTimeout`), as `airlock:<key>` config. */
-  readonly stackConfig?: Readonly<Partial<Record<"image" | "memoryMb" | "cpus" | "port" | "readyTimeout" | "network", string>>>;
+  /**
+   * The container's settings (`staging.docker`), as the docker backend takes them: the same image, network mode,
+   * limits and project label. Without them, the program's own defaults apply (`infra/settings.ts`).
+   */
+  readonly container?: ContainerSettings;
   /** The environment to look in (PATH, DOCKER_HOST, PULUMI_CONFIG_PASSPHRASE); default: process.env. */
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -50,6 +56,43 @@ async function automation(): Promise<Automation> {
     loaded = mod.default ?? mod;
   }
   return loaded;
+}
+
+/** What a session's stack is configured with (sessionStackConfig()). */
+export interface SessionStackInput {
+  readonly request: Pick<ProvisionRequest, "sessionId" | "snapshot" | "limits" | "expiresAt">;
+  /** The container's settings with the network mode decided, the host port (host networking) and the disk quota. */
+  readonly container?: Omit<ContainerSettings, "network"> & { readonly network: NetworkMode; readonly port: number; readonly diskQuotaBytes: number };
+}
+
+/**
+ * The `airlock:*` stack config (not the passwords, which go in as secrets) for a session: the keys
+ * `infra/settings.ts` reads, with the values the docker backend would give its container for the same request.
+ */
+export function sessionStackConfig(input: SessionStackInput): Record<string, string> {
+  const { request, container } = input;
+  const config: Record<string, string> = {
+    "airlock:session": request.sessionId,
+    "airlock:snapshot": request.snapshot.manifest.id,
+    "airlock:snapshotDir": resolve(request.snapshot.dir),
+    "airlock:maxConnections": String(Math.trunc(request.limits.connectionLimit)),
+    // No unit (ms), as every backend sets it: the diff knows it as the setting Airlock imposed.
+    "airlock:statementTimeout": String(Math.trunc(request.limits.statementTimeoutMs)),
+    "airlock:expiresAt": request.expiresAt ?? "never",
+  };
+  if (request.limits.diskQuotaBytes !== undefined) config["airlock:diskQuota"] = String(Math.trunc(request.limits.diskQuotaBytes));
+  if (container !== undefined) {
+    Object.assign(config, {
+      "airlock:image": container.image,
+      "airlock:memoryMb": String(Math.trunc(container.memoryMb)),
+      "airlock:cpus": String(container.cpus),
+      "airlock:network": container.network,
+      "airlock:project": container.project,
+      "airlock:diskQuota": String(Math.trunc(container.diskQuotaBytes)),
+    });
+    if (container.network === "host") config["airlock:port"] = String(container.port);
+  }
+  return config;
 }
 
 /** Splits Pulumi's output chunks into lines. */
@@ -180,18 +223,14 @@ export class PulumiBackend implements StagingBackend {
     const out = lineSplitter(this.options.onOutput, secrets);
     try {
       const stack = await this.stack(id, true);
-      const extra = Object.fromEntries(Object.entries(this.options.stackConfig ?? {}).map(([k, v]) => [`airlock:${k}`, { value: String(v) }]));
-      await stack.setAllConfig({
-        "airlock:session": { value: id },
-        "airlock:snapshot": { value: request.snapshot.manifest.id },
-        "airlock:snapshotDir": { value: resolve(request.snapshot.dir) },
-        "airlock:maxConnections": { value: String(Math.trunc(request.limits.connectionLimit)) },
-        // No unit (ms), as every backend sets it: the diff knows it as the setting Airlock imposed.
-        "airlock:statementTimeout": { value: String(Math.trunc(request.limits.statementTimeoutMs)) },
-        "airlock:expiresAt": { value: request.expiresAt ?? "never" },
-        ...(request.limits.diskQuotaBytes === undefined ? {} : { "airlock:diskQuota": { value: String(Math.trunc(request.limits.diskQuotaBytes)) } }),
-        ...extra,
-      });
+      const settings = this.options.container;
+      let container: SessionStackInput["container"];
+      if (settings !== undefined) {
+        const network = await sessionNetworkMode(dockerClient(this.env), settings.network);
+        container = { ...settings, network, port: network === "host" ? await findFreePort() : 0, diskQuotaBytes: containerDiskQuota(request) };
+      }
+      const config = sessionStackConfig({ request, ...(container === undefined ? {} : { container }) });
+      await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([key, value]) => [key, { value }])));
       // Secret config keeps the passwords stable across updates; they go in through stdin.
       await this.setSecretConfig(id, "airlock:adminPassword", adminPassword);
       await this.setSecretConfig(id, "airlock:agentPassword", agentPassword);

@@ -15,7 +15,8 @@ import { localClusterDir, localClusterOptions } from "../config/load.ts";
 import { AirlockError } from "../errors.ts";
 import { formatUrl, makeTarget, type PgTarget } from "../pg/connect.ts";
 import { latestSnapshot, readManifest, snapshotDir, snapshotsDir } from "../snapshot/store.ts";
-import type { BackendKind, ProvisionProgress, StagingBackend } from "./backend.ts";
+import type { AgentLimits, BackendKind, ProvisionProgress, StagingBackend } from "./backend.ts";
+import type { ContainerSettings } from "./container-settings.ts";
 import { dockerEndpoint, probeDocker } from "./docker-engine.ts";
 import { LocalBackend } from "./local-backend.ts";
 import {
@@ -42,18 +43,33 @@ export async function backendFor(project: Project, kind: BackendKind): Promise<S
   if (kind === "local") return new LocalBackend(localClusterOptions(project), sessionsDir(project), project.config.local.idleStop);
   if (kind === "docker") {
     const { DockerBackend } = await import("./docker-backend.ts");
-    const { defaultImageTag } = await import("./image-recipe.ts");
-    const docker = project.config.staging.docker;
-    return new DockerBackend({
-      image: docker.image ?? defaultImageTag(),
-      network: docker.network,
-      memoryMb: Math.max(128, Math.floor(docker.memory / 1024 ** 2)),
-      cpus: docker.cpus,
-      project: projectLabel(project),
-    });
+    return new DockerBackend(await containerSettings(project));
   }
   const { PulumiBackend } = await import("./pulumi-backend.ts");
-  return new PulumiBackend({ stateDir: project.statePath(), projectDir: project.dir });
+  return new PulumiBackend({ stateDir: project.statePath(), projectDir: project.dir, container: await containerSettings(project) });
+}
+
+/** The `staging.docker` section as both container backends take it. */
+export async function containerSettings(project: Project): Promise<ContainerSettings> {
+  const { defaultImageTag } = await import("./image-recipe.ts");
+  const docker = project.config.staging.docker;
+  return {
+    image: docker.image ?? defaultImageTag(),
+    network: docker.network,
+    memoryMb: Math.max(128, Math.floor(docker.memory / 1024 ** 2)),
+    cpus: docker.cpus,
+    project: projectLabel(project),
+  };
+}
+
+/** The limits a project's sessions impose on their agent (`staging` config). */
+export function agentLimits(project: Project): AgentLimits {
+  const staging = project.config.staging;
+  return {
+    connectionLimit: staging.connectionLimit,
+    statementTimeoutMs: staging.statementTimeout,
+    ...(staging.diskQuota === undefined ? {} : { diskQuotaBytes: staging.diskQuota }),
+  };
 }
 
 /** The label that ties a container to this project's state directory (gc leaves other projects' containers alone). */
@@ -105,11 +121,7 @@ export async function createSession(project: Project, options: UpOptions = {}): 
     const provisioned = await backend.provision({
       sessionId: id,
       snapshot: { dir: snapshotDir(dir, manifest.id), manifest },
-      limits: {
-        connectionLimit: project.config.staging.connectionLimit,
-        statementTimeoutMs: project.config.staging.statementTimeout,
-        ...(project.config.staging.diskQuota === undefined ? {} : { diskQuotaBytes: project.config.staging.diskQuota }),
-      },
+      limits: agentLimits(project),
       expiresAt,
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     });
