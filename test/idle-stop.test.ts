@@ -7,8 +7,8 @@
  * idle time of a few seconds.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/config.ts";
 import { type Project, localClusterDir, localClusterOptions } from "../src/config/load.ts";
@@ -19,7 +19,8 @@ import { claimForThisProcess } from "../src/config/claims.ts";
 import { clusterLockFile, markClusterOpened } from "../src/staging/idle-stop.ts";
 import { agentConnection, createSession, destroySession } from "../src/staging/sessions.ts";
 import { supervisorPaths, supervisorState } from "../src/staging/supervisor.ts";
-import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
+import { type TestCluster, startTestCluster, testClusterDir } from "./helpers/cluster.ts";
+import { findPgBinaries } from "../src/pg/binaries.ts";
 import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const BIN = resolve("bin/airlock.mjs");
@@ -195,6 +196,36 @@ describe("the embedded cluster's idle stop", () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/the embedded staging cluster keeps running .*`airlock cluster stop`/);
     for (const id of ["cli-up", "cli-up-json", "cli-run"]) await destroySession(project, id);
+  }, 120_000);
+
+  it("the supervisor runs the binaries local.pgBin names: its idle stop goes through that directory's pg_ctl", async () => {
+    // A bin directory of its own: the server tools linked from the real one, pg_ctl a wrapper that logs each call.
+    const real = findPgBinaries().dir;
+    const bin = testClusterDir("idle-pgbin/bin");
+    rmSync(bin, { recursive: true, force: true });
+    mkdirSync(bin, { recursive: true });
+    const calls = join(bin, "..", "pg_ctl.calls");
+    writeFileSync(calls, "", { mode: 0o666 });
+    chmodSync(calls, 0o666);
+    for (const tool of ["initdb", "postgres", "pg_dump", "pg_restore", "psql"]) symlinkSync(join(real, tool), join(bin, tool));
+    writeFileSync(join(bin, "pg_ctl"), `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${join(real, "pg_ctl")}' "$@"\n`, { mode: 0o755 });
+    chmodSync(join(bin, ".."), 0o755);
+    const other = await createTestProject("idle-pgbin", `export default { local: { idleStop: "2s", pgBin: ${JSON.stringify(bin)} } };\n`);
+    try {
+      await captureInto(other, prodCluster.cluster.tcpTarget("production"), "idle-test-secret-0123456789");
+      const s = await createSession(other, { name: "wrapped" });
+      expect(readFileSync(calls, "utf8")).toMatch(/ start/);
+      await destroySession(other, s.id);
+      const dir = localClusterDir(other);
+      const cluster = () => openCluster(localClusterOptions(other))!;
+      const log = () => (existsSync(supervisorPaths(dir).log) ? readFileSync(supervisorPaths(dir).log, "utf8") : "");
+      await waitFor("the idle stop", () => log().includes("the cluster stopped for idleness"), 20_000);
+      expect(clusterStatus(cluster()).state).toBe("stopped");
+      // The stop was the supervisor's, through the wrapper: the project's binaries, not the first ones on the machine.
+      expect(readFileSync(calls, "utf8")).toMatch(/ stop/);
+    } finally {
+      await removeTestProject(other);
+    }
   }, 120_000);
 
   it("cluster start and status say when it will stop by itself", async () => {

@@ -18,7 +18,7 @@ export interface PgBinaries {
   /** The full version, e.g. "15.18". */
   readonly version: string;
   /** Where the setting came from, for `airlock doctor`-style output. */
-  readonly source: "AIRLOCK_PG_BIN" | "pg_config" | "PATH" | "/usr/lib/postgresql";
+  readonly source: "AIRLOCK_PG_BIN" | "pg_config" | "PATH" | "/usr/lib/postgresql" | "cluster";
   /** The absolute path of a tool. */
   tool(name: PgTool): string;
 }
@@ -88,6 +88,15 @@ function candidates(env: NodeJS.ProcessEnv, roots: readonly string[]): Array<{ d
     for (const m of majors) out.push({ dir: join(root, m, "bin"), source: "/usr/lib/postgresql" });
   }
   return out;
+}
+
+/**
+ * The binaries a cluster was created with (the bin directory its cluster file records), while that directory still
+ * holds working server tools of the cluster's major version; undefined otherwise.
+ */
+export function recordedPgBinaries(dir: string, major: number): PgBinaries | undefined {
+  const found = make(dir, "cluster");
+  return found?.major === major ? found : undefined;
 }
 
 /** Where distributions install versioned Postgres trees (`<root>/<major>/bin`). */

@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { readStateFile } from "../config/state-file.ts";
 import { AirlockError } from "../errors.ts";
-import { type PgBinaries, findPgBinaries } from "./binaries.ts";
+import { type PgBinaries, findPgBinaries, recordedPgBinaries } from "./binaries.ts";
 import { type PgTarget, makeTarget } from "./connect.ts";
 import { type ServerUser, resolveServerUser } from "./os-user.ts";
 
@@ -213,7 +213,10 @@ export function openCluster(options: ClusterOptions): LocalCluster | undefined {
   const p = paths(options.dir);
   const file = readClusterFile(p.dir);
   if (file === undefined) return undefined;
-  const binaries = options.binaries ?? findPgBinaries();
+  // The binaries asked for, else AIRLOCK_PG_BIN, else those the cluster was made with (local.pgBin may have named
+  // them, and a process that opens it without the project's config, as the supervisor does, must run the same ones).
+  const explicit = process.env.AIRLOCK_PG_BIN !== undefined && process.env.AIRLOCK_PG_BIN !== "";
+  const binaries = options.binaries ?? (explicit ? undefined : recordedPgBinaries(file.binDir, file.major)) ?? findPgBinaries();
   if (binaries.major !== file.major) {
     throw new AirlockError(
       "AIRLOCK_PG_VERSION_MISMATCH",
