@@ -7,6 +7,7 @@
  * saying why, where no engine or no session image is present.
  */
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { type Socket, connect } from "node:net";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedDemo } from "../seeders/demo/index.ts";
@@ -15,6 +16,7 @@ import { loadProject } from "../src/config/load.ts";
 import { type PgTarget, formatUrl, makeTarget, parseTarget, withClient } from "../src/pg/connect.ts";
 import { projectLabel, sessionAdminTarget } from "../src/staging/sessions.ts";
 import { defaultSandbox } from "../src/staging/sandbox.ts";
+import { AUTHENTICATION_TIMEOUT_SECONDS } from "../src/staging/container-spec.ts";
 import { checksums } from "./helpers/database-state.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { runCli } from "./helpers/cli.ts";
@@ -127,6 +129,34 @@ describe.skipIf(!engine.ok)("the docker backend, on a real engine", () => {
     }
     expect(airlock("down", "ref").code).toBe(0);
   }, 300_000);
+
+  it("an agent stalling hundreds of connections before authenticating locks Airlock out of its container only for seconds", async () => {
+    const agent = agentTarget("box");
+    const admin = await sessionAdminTarget(await loadProject({ dir: projectDir }), "box", "base");
+    // More sockets than the postmaster keeps processes for (2 × its backends), none of which ever sends a startup packet.
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 400; i++) {
+        const s = connect({ host: agent.host, port: agent.port });
+        s.on("error", () => undefined);
+        sockets.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      const started = Date.now();
+      let refused = 0;
+      for (;;) {
+        const state = await sqlstateOf(withClient(admin, { step: "test" }, async () => undefined));
+        if (state === undefined) break;
+        refused++;
+        expect(Date.now() - started, `Airlock still locked out (${state})`).toBeLessThan(30_000);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      console.log(`Airlock connected ${Date.now() - started} ms after the stalled connections, refused ${refused} times first`);
+      expect(Date.now() - started).toBeLessThan(AUTHENTICATION_TIMEOUT_SECONDS * 1000 + 10_000);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  }, 120_000);
 
   it("run --backend docker → verified diff → approve → promote → rollback: production exactly as before", async () => {
     const before = await checksums(prod);

@@ -137,6 +137,9 @@ export function memorySettings(
   };
 }
 
+/** How long a connection may take to authenticate before the server drops it. */
+export const AUTHENTICATION_TIMEOUT_SECONDS = 5;
+
 /** The session container for `input`. Pure: same input, same spec. */
 export function sessionContainerSpec(input: SessionContainerInput): ContainerSpec {
   const name = `airlock-${input.session}`;
@@ -166,6 +169,10 @@ export function sessionContainerSpec(input: SessionContainerInput): ContainerSpe
       `temp_file_limit=${Math.max(1, Math.ceil(input.diskQuotaBytes / 1024))}kB`,
       "-c",
       "log_statement=none",
+      // A connection that stalls before authenticating holds a server process this long at most (default 60 s): an
+      // agent opening hundreds of them locks Airlock's own connections out only that long, as on the local cluster.
+      "-c",
+      `authentication_timeout=${AUTHENTICATION_TIMEOUT_SECONDS}s`,
     ],
     env: [
       { name: "PGDATA", value: CONTAINER_DATA },
