@@ -7,7 +7,7 @@ import { seedDemo } from "../seeders/demo/index.ts";
 import { parseTarget } from "../src/pg/connect.ts";
 import { globalFlags } from "./context.ts";
 import { positiveNumber } from "./options.ts";
-import { progress, say, sayJson, table } from "./output.ts";
+import { say, sayJson, table, withProgress } from "./output.ts";
 
 /** Registers the command. */
 export function registerSeedDemo(program: Command): void {
@@ -20,19 +20,20 @@ export function registerSeedDemo(program: Command): void {
     .action(async (opts: { to: string; scale: number }, cmd: Command) => {
       const json = globalFlags(cmd).json;
       const target = parseTarget(opts.to);
-      const bar = progress(!json, "seed-demo");
       // Tables load side by side: a phase line each time one is done (the only lines off a terminal), row counts live.
+      // The first phase once loading has begun: an unreachable database is an error alone, with no phase before it.
       let loaded = 0;
-      bar.phase("loading the tables");
-      const result = await seedDemo({
-        target,
-        scale: opts.scale,
-        onProgress: (e) =>
-          e.done
-            ? bar.phase(`loading the tables: ${++loaded} done, the last ${e.table} (${e.rows.toLocaleString("en-US")} rows)`)
-            : bar.update(`${e.table}: ${e.rows.toLocaleString("en-US")} rows`),
-      });
-      bar.done();
+      const result = await withProgress(!json, "seed-demo", (bar) =>
+        seedDemo({
+          target,
+          scale: opts.scale,
+          onProgress: (e) => {
+            if (loaded === 0) bar.phase("loading the tables");
+            if (!e.done) return bar.update(`${e.table}: ${e.rows.toLocaleString("en-US")} rows`);
+            bar.phase(`loading the tables: ${++loaded} done, the last ${e.table} (${e.rows.toLocaleString("en-US")} rows)`);
+          },
+        }),
+      );
       if (json) return sayJson({ target: target.display, ...result });
       say(`loaded the demo dataset (scale ${result.scale}) into ${target.display} in ${(result.elapsedMs / 1000).toFixed(1)} s`);
       say(

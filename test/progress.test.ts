@@ -137,13 +137,15 @@ describe("progress at 200,000 bookings: a live line on a terminal, one line per 
   });
 
   it("seed-demo prints a line as each table is loaded when stderr is not a terminal, and nothing with --json", async () => {
-    const logged = inLog(
+    // `airlock seed-demo` at scale 20 into a new database of its own.
+    const seedInto = async (database: string) => [
       "seed-demo",
       "--to",
-      formatUrl(prodCluster.cluster.tcpTarget((await prodCluster.createDatabase("seeded-log")).database), true),
+      formatUrl(prodCluster.cluster.tcpTarget((await prodCluster.createDatabase(database)).database), true),
       "--scale",
       "20",
-    );
+    ];
+    const logged = inLog(...(await seedInto("seeded-log")));
     expect(logged.code, logged.stderr).toBe(0);
     const lines = phaseLines(logged.stderr, "seed-demo").map((l) => l.replace(/ \(at \d+\.\d s\)$/, ""));
     expect(lines[0]).toBe("loading the tables");
@@ -153,14 +155,7 @@ describe("progress at 200,000 bookings: a live line on a terminal, one line per 
     expect(logged.stderr).not.toContain("\x1b");
     expectClean(logged.stderr);
 
-    const quiet = inLog(
-      "--json",
-      "seed-demo",
-      "--to",
-      formatUrl(prodCluster.cluster.tcpTarget((await prodCluster.createDatabase("seeded-json")).database), true),
-      "--scale",
-      "20",
-    );
+    const quiet = inLog("--json", ...(await seedInto("seeded-json")));
     expect(quiet.code, quiet.stderr).toBe(0);
     expect(quiet.stderr).toBe("");
     expect(JSON.parse(quiet.stdout)).toMatchObject({ scale: 20 });
