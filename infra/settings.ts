@@ -37,8 +37,8 @@ export interface StackSettings {
   readonly readyTimeoutSeconds: number;
   /** `bridge`: its own network, the port published on 127.0.0.1; `host`: Postgres binds 127.0.0.1:port of the host (port required). */
   readonly network: "host" | "bridge";
-  /** Bytes the work database may hold before the agent is stopped. */
-  readonly diskQuotaBytes: number;
+  /** Bytes the work database may hold before the agent is stopped; undefined: the container measures it after its restore. */
+  readonly diskQuotaBytes: number | undefined;
   /** The project label (gc of the docker backend removes only its own project's containers). */
   readonly project: string;
 }
@@ -187,7 +187,8 @@ export function readSettings(config: ConfigSource, stack: string, cwd: string, c
   if (network !== "bridge" && network !== "host") problems.push(`airlock:network must be bridge or host (got "${network}")`);
   else if (network === "host" && port === 0)
     problems.push("airlock:port is required with airlock:network host: Postgres binds 127.0.0.1:<port> of the host itself");
-  const diskQuotaBytes = integer("diskQuota", 1024 ** 3, 1024 * 1024, Number.MAX_SAFE_INTEGER);
+  const quotaRaw = config.get("diskQuota");
+  const diskQuotaBytes = quotaRaw === undefined || quotaRaw.trim() === "" ? undefined : integer("diskQuota", 0, 1024 * 1024, Number.MAX_SAFE_INTEGER);
   const project = config.get("project") ?? "";
   if (project !== "" && !/^[0-9a-z-]{1,64}$/.test(project)) problems.push(`airlock:project must be letters, digits or '-' (got "${project}")`);
 

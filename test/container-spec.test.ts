@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadProject } from "../src/config/load.ts";
 import { formatUrl, withClient } from "../src/pg/connect.ts";
 import { memorySettings, pgDurationMs } from "../src/staging/container-spec.ts";
-import { containerDiskQuota, sessionNetworkMode } from "../src/staging/container-settings.ts";
+import { sessionNetworkMode } from "../src/staging/container-settings.ts";
 import { sessionStackConfig } from "../src/staging/pulumi-backend.ts";
 import { agentLimits, containerSettings, readSession } from "../src/staging/sessions.ts";
 import { readManifest, snapshotDir, snapshotsDir } from "../src/snapshot/store.ts";
@@ -73,7 +73,7 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
     projectDir = (
       await createTestProject(
         "spec-project",
-        `export default { staging: { connectionLimit: 7, statementTimeout: "45s", diskQuota: "300MB", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "384MB", cpus: 0.5 } } };\n`,
+        `export default { staging: { connectionLimit: 7, statementTimeout: "45s", docker: { image: ${JSON.stringify(engine.ok ? engine.image : "")}, network: "${network}", memory: "384MB", cpus: 0.5 } } };\n`,
       )
     ).dir;
     env = {
@@ -99,6 +99,9 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
     const project = await loadProject({ dir: projectDir });
     const session = readSession(project, "twin");
     const state = session.backendState;
+    // No quota configured: the container measured its own after the restore (a small snapshot: the 1 GiB floor),
+    // and the docker backend read it back from there.
+    expect(state.diskQuotaBytes).toBe(1024 ** 3);
     const info = await docker.getContainer("airlock-twin").inspect();
     const imageInfo = await docker.getImage(info.Config.Image).inspect();
 
@@ -117,9 +120,7 @@ describe.skipIf(!engine.ok)("one container spec, two drivers", () => {
     const settings = await containerSettings(project);
     const network = await sessionNetworkMode(docker, settings.network);
     expect(network).toBe(state.network);
-    const { resources } = await runProgram(
-      sessionStackConfig({ request, container: { ...settings, network, port: Number(state.port), diskQuotaBytes: containerDiskQuota(request) } }),
-    );
+    const { resources } = await runProgram(sessionStackConfig({ request, container: { ...settings, network, port: Number(state.port) } }));
     const declared = plain(resources.find((r) => r.type === CONTAINER)!.inputs) as Record<string, any>;
     const image = resources.find((r) => r.type === IMAGE)!.inputs;
 

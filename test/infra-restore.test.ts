@@ -68,9 +68,14 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
   }
 
   /** Starts entrypoint.sh with the server command the spec gives it; resolves once the agent can log in. */
-  async function start(p: ContainerPaths, pgdata: string, port: number): Promise<{ child: ChildProcess; output: () => string }> {
+  async function start(
+    p: ContainerPaths,
+    pgdata: string,
+    port: number,
+    extra: Record<string, string> = {},
+  ): Promise<{ child: ChildProcess; output: () => string }> {
     const child = spawn("bash", [join(p.scripts, "entrypoint.sh"), "postgres", "-c", "listen_addresses=127.0.0.1", "-c", `port=${port}`], {
-      env: containerEnv(pgdata, port),
+      env: containerEnv(pgdata, port, extra),
       stdio: ["ignore", "pipe", "pipe"],
     });
     servers.push(child);
@@ -206,6 +211,63 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
     const n = await withClient(agentAt(port, "work"), { step: "test" }, async (c) => (await c.query("SELECT count(*)::int AS n FROM shop.items")).rows[0].n);
     expect(n).toBe(40);
     expect(await stop(child)).toBe(0);
+  });
+
+  it("measures the disk quota after its restore when none is given: 4× the restored base, at least 1 GiB, and each temporary file's limit", async () => {
+    // 320 MB of incompressible-on-disk rows (storage EXTERNAL) that gzip makes small: a snapshot of a few hundred kB
+    // whose restore is 4× over 1 GiB, so the quota is measured, not estimated from the files or the floor.
+    const big = await cluster.createDatabase("big");
+    await withClient(big, { step: "test", searchPath: "public" }, async (c) => {
+      await c.query("CREATE TABLE ballast (id integer PRIMARY KEY, pad text)");
+      await c.query("ALTER TABLE ballast ALTER COLUMN pad SET STORAGE EXTERNAL");
+      await c.query("INSERT INTO ballast SELECT g, repeat('x', 1024 * 1024) FROM generate_series(1, 320) g");
+    });
+    const snapshotsDir = openDir("infra-big-snapshots");
+    const bigManifest = await captureSnapshot({
+      source: big,
+      secret: "infra-test-secret-0123456789",
+      rules: {},
+      snapshotsDir,
+      statementTimeoutMs: 120_000,
+      lockTimeoutMs: 5_000,
+      sampleSize: 10,
+    });
+    const bigDir = join(snapshotsDir, bigManifest.id);
+    const compressed = bigManifest.tables.reduce((n, t) => n + statSync(join(bigDir, t.file)).size, 0);
+    expect(compressed).toBeLessThan(10 * 1024 ** 2);
+    chmodSync(snapshotsDir, 0o755);
+    chmodSync(bigDir, 0o755);
+    for (const name of readdirSync(bigDir)) if (statSync(join(bigDir, name)).isFile()) chmodSync(join(bigDir, name), 0o644);
+    const home = openDir("infra-big-home");
+    const p: ContainerPaths = { ...paths, snapshotMount: bigDir, staged: join(home, "staged"), scripts: join(home, "scripts") };
+    write(restoreFiles({ ...readSnapshotForRestore(bigDir, bigManifest.id), maxConnections: 3, statementTimeout: "60s", paths: p }));
+    const pgdata = join(home, "data");
+    const port = await findFreePort();
+    const { child } = await start(p, pgdata, port, { AIRLOCK_DISK_QUOTA_BYTES: "measure", AIRLOCK_STATEMENT_TIMEOUT_MS: "60000" });
+    try {
+      const admin = makeTarget({ host: "127.0.0.1", port, database: "base", user: "postgres", password: adminPassword });
+      const { size, tempLimit } = await withClient(admin, { step: "test" }, async (c) => ({
+        size: Number((await c.query("SELECT pg_database_size('base')::text AS n")).rows[0].n),
+        tempLimit: (await c.query("SELECT setting FROM pg_settings WHERE name = 'temp_file_limit'")).rows[0].setting as string,
+      }));
+      expect(size).toBeGreaterThan(300 * 1024 ** 2);
+      const quota = Number(readFileSync(join(pgdata, "airlock-disk-quota"), "utf8").trim());
+      expect(quota).toBe(Math.max(1024 ** 3, 4 * size));
+      expect(quota).toBeGreaterThan(1024 ** 3);
+      expect(Number(tempLimit)).toBe(Math.ceil(quota / 1024));
+    } finally {
+      expect(await stop(child)).toBe(0);
+      rmSync(home, { recursive: true, force: true });
+      rmSync(snapshotsDir, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it("refuses a disk quota that is neither a number of bytes nor measure", () => {
+    const pgdata = join(openDir("infra-bad-quota"), "data");
+    const r = runToEnd(paths, containerEnv(pgdata, 5999, { AIRLOCK_DISK_QUOTA_BYTES: "1e9; rm -rf /" }));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("AIRLOCK_DISK_QUOTA_BYTES must be a number of bytes or measure");
+    expect(existsSync(pgdata)).toBe(false);
   });
 
   it("restores base, clones work, hands it to the limited agent role, serves on loopback, stops on SIGTERM and restarts without restoring again", async () => {

@@ -219,7 +219,8 @@ describe("stack settings", () => {
       port: 0,
       readyTimeoutSeconds: 600,
       network: "bridge",
-      diskQuotaBytes: 1024 ** 3,
+      // No quota configured: the container measures its own after the restore.
+      diskQuotaBytes: undefined,
       project: "",
     });
   });

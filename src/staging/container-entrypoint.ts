@@ -8,7 +8,10 @@
  * First start (no ready mark): check every data file against the manifest's
  * sha256, stage the read-only snapshot for the postgres user, initdb, start
  * the server on its Unix socket only, restore `base`, clone `work`, create the
- * agent's role, hand `work` over, stop, write pg_hba.conf and the ready mark.
+ * agent's role, hand `work` over, settle the disk quota (the configured one,
+ * or with AIRLOCK_DISK_QUOTA_BYTES=measure four times the restored `base`, at
+ * least 1 GiB, as the local backend measures its template) and make it each
+ * temporary file's limit, stop, write pg_hba.conf and the ready mark.
  * A start that died half-way starts over. Every start then runs the server
  * as postgres (the passwords are not in its environment) and, every second,
  * cancels agent statements past the time limit and checks the work
@@ -44,6 +47,12 @@ export function containerHba(): string {
   ].join("\n");
 }
 
+/** The disk quota the container settled on at its restore, in bytes, in this file of its data directory. */
+export const DISK_QUOTA_FILE = "airlock-disk-quota";
+
+/** A measured quota is at least this (1 GiB), as on the local backend. */
+const MEASURED_QUOTA_FLOOR_BYTES = 1024 ** 3;
+
 /** entrypoint.sh: runs as root (under the engine's init), drops to postgres for everything the server does. */
 export function entrypointScript(manifestId: string, paths: ContainerPaths = CONTAINER_PATHS): string {
   const mount = shellQuote(paths.snapshotMount);
@@ -55,6 +64,7 @@ set -Eeuo pipefail
 : "\${PGDATA:?PGDATA is not set}" "\${AIRLOCK_PORT:?AIRLOCK_PORT is not set}" "\${AIRLOCK_DISK_QUOTA_BYTES:?AIRLOCK_DISK_QUOTA_BYTES is not set}" "\${AIRLOCK_STATEMENT_TIMEOUT_MS:?AIRLOCK_STATEMENT_TIMEOUT_MS is not set}"
 : "\${AIRLOCK_ADMIN_PASSWORD:?the superuser password is not in the environment}"
 : "\${AIRLOCK_AGENT_PASSWORD:?the agent password is not in the environment}"
+if ! [[ "$AIRLOCK_DISK_QUOTA_BYTES" =~ ^(measure|[1-9][0-9]{0,18})$ ]]; then echo "airlock: AIRLOCK_DISK_QUOTA_BYTES must be a number of bytes or measure" >&2; exit 1; fi
 if [ "$(id -u)" != 0 ]; then echo "airlock: the entrypoint must start as root (it runs the server as postgres)" >&2; exit 1; fi
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
 home=$(dirname -- "$PGDATA")
@@ -89,6 +99,14 @@ if [ ! -f "$PGDATA/airlock-ready" ]; then
   psql -d ${BASE_DB} -f ${script("restore.sql")} > /dev/null
   psql -d postgres -f ${script("roles.sql")}
   psql -d ${WORK_DB} -f ${script("handover.sql")}
+  if [ "$AIRLOCK_DISK_QUOTA_BYTES" = measure ]; then
+    quota=$(psql -d postgres -At -c "SELECT greatest(${MEASURED_QUOTA_FLOOR_BYTES}, 4 * pg_database_size('${BASE_DB}'))")
+  else
+    quota=$AIRLOCK_DISK_QUOTA_BYTES
+  fi
+  psql -d postgres -c "ALTER SYSTEM SET temp_file_limit = '$(( (quota + 1023) / 1024 ))kB'"
+  printf '%s\n' "$quota" > "$PGDATA/${DISK_QUOTA_FILE}"
+  chown postgres:postgres -- "$PGDATA/${DISK_QUOTA_FILE}"
   as_postgres pg_ctl -D "$PGDATA" -w -m fast stop > /dev/null
   trap - EXIT
   cat ${script("pg_hba.conf")} > "$PGDATA/pg_hba.conf"
@@ -96,6 +114,9 @@ if [ ! -f "$PGDATA/airlock-ready" ]; then
   as_postgres touch "$PGDATA/airlock-ready"
   echo "airlock: snapshot ${manifestId} restored into ${BASE_DB} and ${WORK_DB}"
 fi
+
+quota=$(cat -- "$PGDATA/${DISK_QUOTA_FILE}")
+if ! [[ "$quota" =~ ^[1-9][0-9]{0,18}$ ]]; then echo "airlock: $PGDATA/${DISK_QUOTA_FILE} does not hold a number of bytes" >&2; exit 1; fi
 
 # Over the memory limit the kernel kills the largest process, a backend: the postmaster recovers from that.
 env -u AIRLOCK_ADMIN_PASSWORD -u AIRLOCK_AGENT_PASSWORD setpriv --reuid=postgres --regid=postgres --init-groups -- "$@" -c "unix_socket_directories=$socket" &
@@ -113,10 +134,10 @@ DO \\$\\$ BEGIN
    WHERE usename = '${AGENT_ROLE}' AND state = 'active' AND now() - query_start > make_interval(secs => $AIRLOCK_STATEMENT_TIMEOUT_MS / 1000.0);
   PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
    WHERE usename = '${AGENT_ROLE}' AND state = 'active' AND now() - query_start > make_interval(secs => $AIRLOCK_STATEMENT_TIMEOUT_MS / 1000.0 + 2);
-  IF pg_database_size('${WORK_DB}') > $AIRLOCK_DISK_QUOTA_BYTES AND (SELECT rolcanlogin FROM pg_roles WHERE rolname = '${AGENT_ROLE}') THEN
+  IF pg_database_size('${WORK_DB}') > $quota AND (SELECT rolcanlogin FROM pg_roles WHERE rolname = '${AGENT_ROLE}') THEN
     ALTER ROLE ${AGENT_ROLE} NOLOGIN;
     PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${AGENT_ROLE}';
-    RAISE LOG 'airlock: the work database is over its disk quota of % bytes: the agent is stopped', $AIRLOCK_DISK_QUOTA_BYTES;
+    RAISE LOG 'airlock: the work database is over its disk quota of % bytes: the agent is stopped', $quota;
   END IF;
 END \\$\\$;
 SQL

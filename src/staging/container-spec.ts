@@ -51,8 +51,11 @@ export interface SessionContainerInput {
   readonly connectionLimit: number;
   /** The agent role's statement_timeout, as Postgres reads it ("5min", "300000ms"). */
   readonly statementTimeout: string;
-  /** Bytes the work database may hold before the agent is stopped (and each temporary file). */
-  readonly diskQuotaBytes: number;
+  /**
+   * Bytes the work database may hold before the agent is stopped (and each temporary file); undefined: measured by
+   * the container after its restore (four times the restored database, at least 1 GiB).
+   */
+  readonly diskQuotaBytes: number | undefined;
   /** `host`: Postgres listens on 127.0.0.1:`port` of the host; `bridge`: on its own network, published on 127.0.0.1:`port` (0: the engine picks). */
   readonly network: NetworkMode;
   readonly port: number;
@@ -166,8 +169,6 @@ export function sessionContainerSpec(input: SessionContainerInput): ContainerSpe
       `max_connections=${maxConnections}`,
       ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
       "-c",
-      `temp_file_limit=${Math.max(1, Math.ceil(input.diskQuotaBytes / 1024))}kB`,
-      "-c",
       "log_statement=none",
       // A connection that stalls before authenticating holds a server process this long at most (default 60 s): an
       // agent opening hundreds of them locks Airlock's own connections out only that long, as on the local cluster.
@@ -177,7 +178,7 @@ export function sessionContainerSpec(input: SessionContainerInput): ContainerSpe
     env: [
       { name: "PGDATA", value: CONTAINER_DATA },
       { name: "AIRLOCK_PORT", value: String(listenPort) },
-      { name: "AIRLOCK_DISK_QUOTA_BYTES", value: String(Math.trunc(input.diskQuotaBytes)) },
+      { name: "AIRLOCK_DISK_QUOTA_BYTES", value: input.diskQuotaBytes === undefined ? "measure" : String(Math.trunc(input.diskQuotaBytes)) },
       { name: "AIRLOCK_STATEMENT_TIMEOUT_MS", value: String(pgDurationMs(input.statementTimeout)) },
       { name: "LANG", value: "C.UTF-8" },
     ],

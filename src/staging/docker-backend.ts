@@ -14,7 +14,7 @@ import type Docker from "dockerode";
 import { checkRestoredCatalog } from "../catalog/restore.ts";
 import { AirlockError } from "../errors.ts";
 import { findFreePort } from "../pg/cluster-config.ts";
-import { type PgTarget, makeTarget, withClient } from "../pg/connect.ts";
+import { type PgTarget, makeTarget, query, withClient } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import { readSnapshotCatalog } from "../snapshot/store.ts";
 import type { Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
@@ -22,7 +22,8 @@ import { AGENT_ROLE, BASE_DB, SUPERUSER, WORK_DB } from "./container-names.ts";
 import { SnapshotFileError, readSnapshotForRestore } from "./container-restore.ts";
 import { ADMIN_PASSWORD_ENV, LABELS, sessionContainerSpec } from "./container-spec.ts";
 import { type ContainerState, containerState, createOptions, envOf, networkOptions, uploadsTar } from "./docker-container.ts";
-import { type ContainerSettings, containerDiskQuota, sessionNetworkMode } from "./container-settings.ts";
+import { DISK_QUOTA_FILE } from "./container-entrypoint.ts";
+import { type ContainerSettings, sessionNetworkMode } from "./container-settings.ts";
 import { dockerClient, dockerEndpoint, probeDocker } from "./docker-engine.ts";
 
 /** Options of the docker backend: the `staging.docker` config section, and a ready timeout. */
@@ -76,7 +77,6 @@ export class DockerBackend implements StagingBackend {
       throw e;
     }
     const network = await sessionNetworkMode(this.docker, this.options.network);
-    const diskQuotaBytes = containerDiskQuota(request);
     const spec = sessionContainerSpec({
       session: request.sessionId,
       snapshotDir: resolve(dir),
@@ -86,7 +86,7 @@ export class DockerBackend implements StagingBackend {
       connectionLimit: request.limits.connectionLimit,
       // As the local backend sets it (no unit: ms), so the diff knows it for the setting Airlock imposed.
       statementTimeout: String(Math.trunc(request.limits.statementTimeoutMs)),
-      diskQuotaBytes,
+      diskQuotaBytes: request.limits.diskQuotaBytes,
       network,
       port: network === "host" ? await findFreePort() : 0,
       expiresAt: request.expiresAt ?? "never",
@@ -106,11 +106,15 @@ export class DockerBackend implements StagingBackend {
       request.onProgress?.({ phase: "restore", into: "container" });
       const port = await this.waitHealthy(container, spec.healthcheck.startPeriodSeconds, [adminPassword, agentPassword]);
       const expected = readSnapshotCatalog(dir, manifest);
+      const admin = makeTarget({ host: "127.0.0.1", port, database: BASE_DB, user: SUPERUSER, password: adminPassword });
       if (expected !== null) {
         request.onProgress?.({ phase: "check" });
-        const admin = makeTarget({ host: "127.0.0.1", port, database: BASE_DB, user: SUPERUSER, password: adminPassword });
         await withClient(admin, { step: "up" }, (c) => checkRestoredCatalog(c, expected, manifest.catalog?.owners ?? [], manifest.id));
       }
+      // The quota the container settled on (measured after its restore unless one was configured), for `ls` and the diff.
+      const diskQuotaBytes = await withClient(admin, { step: "up" }, async (c) =>
+        Number((await query<{ q: string }>(c, "SELECT trim(pg_read_file($1)) AS q", [DISK_QUOTA_FILE])).rows[0]!.q),
+      );
       return {
         agent: { host: "127.0.0.1", port, database: WORK_DB, user: AGENT_ROLE, password: agentPassword },
         backendState: { container: spec.name, network, port, image: this.options.image, diskQuotaBytes, connectionLimit: request.limits.connectionLimit },

@@ -19,7 +19,7 @@ import { type PgTarget, makeTarget, parseTarget } from "../pg/connect.ts";
 import { redactText } from "../pg/redact.ts";
 import type { AgentEndpoint, Provisioned, ProvisionRequest, StagingBackend } from "./backend.ts";
 import { BASE_DB, WORK_DB } from "./container-names.ts";
-import { type ContainerSettings, containerDiskQuota, sessionNetworkMode } from "./container-settings.ts";
+import { type ContainerSettings, sessionNetworkMode } from "./container-settings.ts";
 import type { NetworkMode } from "./container-spec.ts";
 import { dockerClient, dockerEndpoint, probeDocker } from "./docker-engine.ts";
 
@@ -61,13 +61,14 @@ async function automation(): Promise<Automation> {
 /** What a session's stack is configured with (sessionStackConfig()). */
 export interface SessionStackInput {
   readonly request: Pick<ProvisionRequest, "sessionId" | "snapshot" | "limits" | "expiresAt">;
-  /** The container's settings with the network mode decided, the host port (host networking) and the disk quota. */
-  readonly container?: Omit<ContainerSettings, "network"> & { readonly network: NetworkMode; readonly port: number; readonly diskQuotaBytes: number };
+  /** The container's settings with the network mode decided and the host port (host networking). */
+  readonly container?: Omit<ContainerSettings, "network"> & { readonly network: NetworkMode; readonly port: number };
 }
 
 /**
  * The `airlock:*` stack config (not the passwords, which go in as secrets) for a session: the keys
- * `infra/settings.ts` reads, with the values the docker backend would give its container for the same request.
+ * `infra/settings.ts` reads, with the values the docker backend would give its container for the same request
+ * (no `diskQuota` unless one is configured: the container then measures its own after the restore).
  */
 export function sessionStackConfig(input: SessionStackInput): Record<string, string> {
   const { request, container } = input;
@@ -88,7 +89,6 @@ export function sessionStackConfig(input: SessionStackInput): Record<string, str
       "airlock:cpus": String(container.cpus),
       "airlock:network": container.network,
       "airlock:project": container.project,
-      "airlock:diskQuota": String(Math.trunc(container.diskQuotaBytes)),
     });
     if (container.network === "host") config["airlock:port"] = String(container.port);
   }
@@ -227,7 +227,7 @@ export class PulumiBackend implements StagingBackend {
       let container: SessionStackInput["container"];
       if (settings !== undefined) {
         const network = await sessionNetworkMode(dockerClient(this.env), settings.network);
-        container = { ...settings, network, port: network === "host" ? await findFreePort() : 0, diskQuotaBytes: containerDiskQuota(request) };
+        container = { ...settings, network, port: network === "host" ? await findFreePort() : 0 };
       }
       const config = sessionStackConfig({ request, ...(container === undefined ? {} : { container }) });
       await stack.setAllConfig(Object.fromEntries(Object.entries(config).map(([key, value]) => [key, { value }])));
