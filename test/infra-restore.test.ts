@@ -100,6 +100,16 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
     });
   }
 
+  /** Opens a snapshot directory up (0755/0644) as a mount the container's postgres user can read. */
+  function openUp(dir: string): void {
+    chmodSync(dir, 0o755);
+    for (const name of readdirSync(dir)) {
+      const f = join(dir, name);
+      if (statSync(f).isDirectory()) openUp(f);
+      else chmodSync(f, 0o644);
+    }
+  }
+
   const agentAt = (port: number, database: string): PgTarget => makeTarget({ host: "127.0.0.1", port, database, user: "agent", password: agentPassword });
 
   beforeAll(async () => {
@@ -138,14 +148,6 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
     paths = { snapshotMount: snapDir, staged: join(root, "staged"), scripts: join(root, "scripts"), initHook: join(root, "unused") };
     // Airlock's snapshots are private (0700/0600); this one is opened up as a mount the container's postgres
     // user can read (a test below closes a copy again to check the entrypoint's copying path).
-    const openUp = (dir: string): void => {
-      chmodSync(dir, 0o755);
-      for (const name of readdirSync(dir)) {
-        const f = join(dir, name);
-        if (statSync(f).isDirectory()) openUp(f);
-        else chmodSync(f, 0o644);
-      }
-    };
     openUp(snapDir);
     write(restoreFiles({ ...readSnapshotForRestore(snapDir, manifest.id), maxConnections: 3, statementTimeout: "1500ms", paths }));
   });
@@ -236,8 +238,7 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
     const compressed = bigManifest.tables.reduce((n, t) => n + statSync(join(bigDir, t.file)).size, 0);
     expect(compressed).toBeLessThan(10 * 1024 ** 2);
     chmodSync(snapshotsDir, 0o755);
-    chmodSync(bigDir, 0o755);
-    for (const name of readdirSync(bigDir)) if (statSync(join(bigDir, name)).isFile()) chmodSync(join(bigDir, name), 0o644);
+    openUp(bigDir);
     const home = openDir("infra-big-home");
     const p: ContainerPaths = { ...paths, snapshotMount: bigDir, staged: join(home, "staged"), scripts: join(home, "scripts") };
     write(restoreFiles({ ...readSnapshotForRestore(bigDir, bigManifest.id), maxConnections: 3, statementTimeout: "60s", paths: p }));

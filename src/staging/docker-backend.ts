@@ -107,14 +107,14 @@ export class DockerBackend implements StagingBackend {
       const port = await this.waitHealthy(container, spec.healthcheck.startPeriodSeconds, [adminPassword, agentPassword]);
       const expected = readSnapshotCatalog(dir, manifest);
       const admin = makeTarget({ host: "127.0.0.1", port, database: BASE_DB, user: SUPERUSER, password: adminPassword });
-      if (expected !== null) {
-        request.onProgress?.({ phase: "check" });
-        await withClient(admin, { step: "up" }, (c) => checkRestoredCatalog(c, expected, manifest.catalog?.owners ?? [], manifest.id));
-      }
-      // The quota the container settled on (measured after its restore unless one was configured), for `ls` and the diff.
-      const diskQuotaBytes = await withClient(admin, { step: "up" }, async (c) =>
-        Number((await query<{ q: string }>(c, "SELECT trim(pg_read_file($1)) AS q", [DISK_QUOTA_FILE])).rows[0]!.q),
-      );
+      const diskQuotaBytes = await withClient(admin, { step: "up" }, async (c) => {
+        if (expected !== null) {
+          request.onProgress?.({ phase: "check" });
+          await checkRestoredCatalog(c, expected, manifest.catalog?.owners ?? [], manifest.id);
+        }
+        // The quota the container settled on (measured after its restore unless one was configured), for `ls` and the diff.
+        return Number((await query<{ q: string }>(c, "SELECT trim(pg_read_file($1)) AS q", [DISK_QUOTA_FILE])).rows[0]!.q);
+      });
       return {
         agent: { host: "127.0.0.1", port, database: WORK_DB, user: AGENT_ROLE, password: agentPassword },
         backendState: { container: spec.name, network, port, image: this.options.image, diskQuotaBytes, connectionLimit: request.limits.connectionLimit },
