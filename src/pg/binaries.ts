@@ -91,12 +91,16 @@ function candidates(env: NodeJS.ProcessEnv, roots: readonly string[]): Array<{ d
 }
 
 /**
- * The binaries a cluster was created with (the bin directory its cluster file records), while that directory still
- * holds working server tools of the cluster's major version; undefined otherwise.
+ * The binaries to open an existing cluster with: AIRLOCK_PG_BIN when set, else those the cluster was created with
+ * (the bin directory its cluster file records, `local.pgBin` perhaps) while that directory still holds working
+ * server tools of the cluster's major version, else the usual search.
  */
-export function recordedPgBinaries(dir: string, major: number): PgBinaries | undefined {
-  const found = make(dir, "cluster");
-  return found?.major === major ? found : undefined;
+export function clusterPgBinaries(recordedDir: string, major: number, env: NodeJS.ProcessEnv = process.env): PgBinaries {
+  if (env.AIRLOCK_PG_BIN === undefined || env.AIRLOCK_PG_BIN === "") {
+    const recorded = make(recordedDir, "cluster");
+    if (recorded?.major === major) return recorded;
+  }
+  return findPgBinaries(env);
 }
 
 /** Where distributions install versioned Postgres trees (`<root>/<major>/bin`). */

@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { readStateFile } from "../config/state-file.ts";
 import { AirlockError } from "../errors.ts";
-import { type PgBinaries, findPgBinaries, recordedPgBinaries } from "./binaries.ts";
+import { type PgBinaries, clusterPgBinaries } from "./binaries.ts";
 import { type PgTarget, makeTarget } from "./connect.ts";
 import { type ServerUser, resolveServerUser } from "./os-user.ts";
 
@@ -29,7 +29,7 @@ export const CLUSTER_SUPERUSER = "airlock";
 export interface ClusterOptions {
   /** The cluster directory (default `.airlock/cluster`). */
   readonly dir: string;
-  /** Binaries to use (default: found by findPgBinaries). */
+  /** Binaries to use (default: a new cluster findPgBinaries, an existing one clusterPgBinaries, those it was made with). */
   readonly binaries?: PgBinaries;
   /** Extra server settings written to the cluster's config at creation. */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
@@ -213,10 +213,8 @@ export function openCluster(options: ClusterOptions): LocalCluster | undefined {
   const p = paths(options.dir);
   const file = readClusterFile(p.dir);
   if (file === undefined) return undefined;
-  // The binaries asked for, else AIRLOCK_PG_BIN, else those the cluster was made with (local.pgBin may have named
-  // them, and a process that opens it without the project's config, as the supervisor does, must run the same ones).
-  const explicit = process.env.AIRLOCK_PG_BIN !== undefined && process.env.AIRLOCK_PG_BIN !== "";
-  const binaries = options.binaries ?? (explicit ? undefined : recordedPgBinaries(file.binDir, file.major)) ?? findPgBinaries();
+  // A process that opens the cluster without the project's config (its supervisor) runs the binaries it was made with.
+  const binaries = options.binaries ?? clusterPgBinaries(file.binDir, file.major);
   if (binaries.major !== file.major) {
     throw new AirlockError(
       "AIRLOCK_PG_VERSION_MISMATCH",
