@@ -9,7 +9,8 @@
  */
 import type { Diff, Hazard, RowChange, RowValues, SchemaChangeRecord, TableChanges } from "./types.ts";
 import { sortHazards } from "./hazards.ts";
-import { columnsOf, definitionGroups, plural, revealInvisible, statements, tableCounts, truncate } from "./review-md.ts";
+import { plural } from "../format/plural.ts";
+import { columnsOf, definitionGroups, revealInvisible, statements, tableCounts, truncate } from "./review-md.ts";
 
 // Long enough to review a real value, short enough that one huge value cannot swamp the page.
 const MAX_VALUE_CHARS = 1000;

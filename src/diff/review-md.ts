@@ -36,9 +36,6 @@ export function truncate(text: string, max: number): string {
   return chars.length <= max ? text : `${chars.slice(0, max - 1).join("")}…`;
 }
 
-/** `n noun(s)`, with the plural when n ≠ 1 (src/format/plural.ts). */
-export { plural };
-
 /** Renders a diff as Markdown for a pull-request comment; at most `maxRowsPerTable` rows of each kind per table. */
 export function renderReviewMarkdown(diff: Diff, id: string, options: { maxRowsPerTable?: number } = {}): string {
   const maxRows = options.maxRowsPerTable ?? 20;

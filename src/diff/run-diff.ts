@@ -11,7 +11,7 @@ import type { Project } from "../config/load.ts";
 import { readManifest, requireSnapshotSecret, snapshotsDir } from "../snapshot/store.ts";
 import { readSession } from "../staging/session-records.ts";
 import { type DiffProgress, computeDiff } from "./diff.ts";
-import { plural } from "./review-md.ts";
+import { plural } from "../format/plural.ts";
 import { writeDiff } from "./store.ts";
 import type { Diff } from "./types.ts";
 
