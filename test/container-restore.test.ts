@@ -19,7 +19,7 @@
  * pins its session as the local restore's connection does.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDatabaseSettings, checkRestoredCatalog } from "../src/catalog/restore.ts";
@@ -33,7 +33,7 @@ import { CONTAINER_PATHS, SnapshotFileError, checksumList, readSnapshotForRestor
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
 import { type State, catalog, checksums, differences, ownerless, recordDiff, relations, rows } from "./helpers/database-state.ts";
 import { caught } from "./helpers/errors.ts";
-import { openDir } from "./helpers/infra-fixtures.ts";
+import { openDir, openUp } from "./helpers/infra-fixtures.ts";
 import { captureInto, createTestProject, removeTestProject } from "./helpers/project.ts";
 
 const SECRET = "container-restore-secret-0123456789";
@@ -54,16 +54,6 @@ let staged: string;
 let scratch: string;
 let production: { readonly state: Pick<State, "relations" | "checksums">; readonly settings: string[] };
 let rolesBefore: Set<string>;
-
-/** Opens a copied snapshot up for the server's OS user (Airlock's own are 0700/0600). */
-function openUp(path: string): void {
-  chmodSync(path, 0o755);
-  for (const name of readdirSync(path)) {
-    const f = join(path, name);
-    if (statSync(f).isDirectory()) openUp(f);
-    else chmodSync(f, 0o644);
-  }
-}
 
 /** Runs a psql script as the init script does (psql -X -q, ON_ERROR_STOP), with the foreign session defaults. */
 function psql(database: string, sql: string, name: string): { status: number | null; stderr: string } {

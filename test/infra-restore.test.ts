@@ -10,7 +10,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AirlockError } from "../src/errors.ts";
@@ -23,7 +23,7 @@ import type { SnapshotManifest } from "../src/snapshot/store.ts";
 import { restoreFiles } from "../src/staging/container-entrypoint.ts";
 import { type ContainerPaths, readSnapshotForRestore, splitSchema } from "../src/staging/container-restore.ts";
 import { type TestCluster, startTestCluster } from "./helpers/cluster.ts";
-import { openDir } from "./helpers/infra-fixtures.ts";
+import { openDir, openUp } from "./helpers/infra-fixtures.ts";
 
 const asRoot = process.getuid?.() === 0;
 if (!asRoot) console.warn("test/infra-restore.test.ts skipped: the entrypoint runs as root (as in a container) and drops to postgres");
@@ -98,16 +98,6 @@ describe.skipIf(!asRoot)("the container's entrypoint, run as the engine runs it"
       child.once("exit", (code) => done(code));
       child.kill("SIGTERM");
     });
-  }
-
-  /** Opens a snapshot directory up (0755/0644) as a mount the container's postgres user can read. */
-  function openUp(dir: string): void {
-    chmodSync(dir, 0o755);
-    for (const name of readdirSync(dir)) {
-      const f = join(dir, name);
-      if (statSync(f).isDirectory()) openUp(f);
-      else chmodSync(f, 0o644);
-    }
   }
 
   const agentAt = (port: number, database: string): PgTarget => makeTarget({ host: "127.0.0.1", port, database, user: "agent", password: agentPassword });

@@ -4,11 +4,21 @@
  * directories for the Pulumi program under mocks.
  */
 import { createHash } from "node:crypto";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { POST_DATA_MARKER } from "../../src/snapshot/format.ts";
 import { testClusterDir } from "./cluster.ts";
+
+/** Opens a snapshot directory up (0755/0644) for the server's OS user, as a container's mount: Airlock's own are 0700/0600. */
+export function openUp(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const name of readdirSync(dir)) {
+    const f = join(dir, name);
+    if (statSync(f).isDirectory()) openUp(f);
+    else chmodSync(f, 0o644);
+  }
+}
 
 /** A directory the cluster's server user can pass through (COPY FROM PROGRAM runs as that user). */
 export function openDir(name: string): string {
